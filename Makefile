@@ -1,0 +1,27 @@
+# The README names these targets. `make run` and `make test` do all set-up.
+SHELL := /bin/bash
+FUZZTIME ?= 10s
+
+.PHONY: run test build migrate vet fuzz test-assets clean-test-dbs
+
+run: ## run the service on local defaults (Postgres started if none answers)
+	hack/run.sh
+
+test: ## run every test (Postgres started if none answers)
+	hack/test.sh
+
+build: ## build bin/lok8s-server
+	go build -trimpath -o bin/lok8s-server ./cmd/server
+
+migrate: ## migrate the database at DATABASE_URL and exit
+	go run ./cmd/server migrate
+
+vet:
+	go vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: the files above need formatting"; exit 1; }
+
+fuzz: ## fuzz the spec parser for FUZZTIME
+	go test ./internal/spec -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
+
+clean-test-dbs: ## drop databases left by interrupted test runs
+	psql -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT 'DROP DATABASE \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'lok8s_test_%' OR datname LIKE 'lok8s_tmpl_%'" | psql -h 127.0.0.1 -U postgres -d postgres -q

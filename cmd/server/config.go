@@ -1,0 +1,135 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+
+	"lok8s.dev/provisioner/internal/seal"
+)
+
+// config is the server's configuration, read from the environment only here.
+type config struct {
+	Addr           string
+	DatabaseURL    string
+	AdminToken     string
+	EncryptionKey  []byte
+	OldKeys        [][]byte
+	MgmtKubeconfig string
+	KubeconfigDir  string
+	TemplatesDir   string
+	LogFormat      string
+	LogLevel       slog.Level
+	Workers        int
+}
+
+// minAdminTokenLen keeps the admin token out of guessing range.
+const minAdminTokenLen = 24
+
+// loadConfig reads the configuration and reports every bad or missing
+// variable at once, by name.
+func loadConfig(getenv func(string) string) (config, error) {
+	c := config{
+		Addr:           or(getenv("LOK8S_ADDR"), ":8080"),
+		DatabaseURL:    or(getenv("DATABASE_URL"), "postgres://postgres@127.0.0.1:5432/lok8s?sslmode=disable"),
+		AdminToken:     getenv("LOK8S_ADMIN_TOKEN"),
+		MgmtKubeconfig: getenv("LOK8S_MGMT_KUBECONFIG"),
+		KubeconfigDir:  getenv("LOK8S_KUBECONFIG_DIR"),
+		TemplatesDir:   getenv("LOK8S_TEMPLATES_DIR"),
+		LogFormat:      or(getenv("LOK8S_LOG_FORMAT"), "json"),
+	}
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+	}
+	switch {
+	case c.AdminToken == "":
+		bad("LOK8S_ADMIN_TOKEN", "required (the bootstrap admin API token; make one with: openssl rand -hex 32)")
+	case len(c.AdminToken) < minAdminTokenLen:
+		bad("LOK8S_ADMIN_TOKEN", "must be at least %d characters", minAdminTokenLen)
+	}
+	if raw := getenv("LOK8S_ENCRYPTION_KEY"); raw == "" {
+		bad("LOK8S_ENCRYPTION_KEY", "required (32 random bytes, base64; make one with: openssl rand -base64 32)")
+	} else if key, err := seal.ParseKey(raw); err != nil {
+		bad("LOK8S_ENCRYPTION_KEY", "%v", err)
+	} else {
+		c.EncryptionKey = key
+	}
+	for i, raw := range strings.FieldsFunc(getenv("LOK8S_ENCRYPTION_OLD_KEYS"), func(r rune) bool { return r == ',' || r == ' ' }) {
+		key, err := seal.ParseKey(raw)
+		if err != nil {
+			bad("LOK8S_ENCRYPTION_OLD_KEYS", "key %d: %v", i+1, err)
+			continue
+		}
+		c.OldKeys = append(c.OldKeys, key)
+	}
+	if c.MgmtKubeconfig != "" {
+		if info, err := os.Stat(c.MgmtKubeconfig); err != nil || !info.Mode().IsRegular() {
+			bad("LOK8S_MGMT_KUBECONFIG", "%q is not a readable file", c.MgmtKubeconfig)
+		}
+	}
+	for name, dir := range map[string]string{"LOK8S_KUBECONFIG_DIR": c.KubeconfigDir, "LOK8S_TEMPLATES_DIR": c.TemplatesDir} {
+		if dir == "" {
+			continue
+		}
+		if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+			bad(name, "%q is not a directory", dir)
+		}
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		bad("LOK8S_LOG_FORMAT", "must be json or text, got %q", c.LogFormat)
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(or(getenv("LOK8S_LOG_LEVEL"), "info"))); err != nil {
+		bad("LOK8S_LOG_LEVEL", "must be debug, info, warn or error")
+	}
+	workers, err := strconv.Atoi(or(getenv("LOK8S_WORKERS"), "10"))
+	if err != nil || workers < 0 {
+		bad("LOK8S_WORKERS", "must be a whole number ≥ 0 (0 runs no workers: an API-only replica)")
+	}
+	c.Workers = workers
+	if len(errs) > 0 {
+		return config{}, fmt.Errorf("configuration: %w", errors.Join(errs...))
+	}
+	return c, nil
+}
+
+// LogValue keeps secrets out of logs when the configuration is logged.
+func (c config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("addr", c.Addr),
+		slog.String("database", redactURL(c.DatabaseURL)),
+		slog.String("admin_token", "[redacted]"),
+		slog.String("encryption_key_id", seal.KeyID(c.EncryptionKey)),
+		slog.Int("old_keys", len(c.OldKeys)),
+		slog.String("mgmt_kubeconfig", c.MgmtKubeconfig),
+		slog.String("kubeconfig_dir", c.KubeconfigDir),
+		slog.String("templates_dir", c.TemplatesDir),
+		slog.Int("workers", c.Workers),
+	)
+}
+
+// redactURL hides a password in a database URL.
+func redactURL(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return "[unparsed]"
+	}
+	userinfo, host, ok := strings.Cut(rest, "@")
+	if !ok {
+		return raw
+	}
+	if user, _, hasPass := strings.Cut(userinfo, ":"); hasPass {
+		return scheme + "://" + user + ":[redacted]@" + host
+	}
+	return raw
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"lok8s.dev/provisioner/internal/dbtest"
+	"lok8s.dev/provisioner/internal/seal"
+)
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
+	t.Parallel()
+	_, err := loadConfig(env(map[string]string{
+		"LOK8S_ENCRYPTION_KEY":      "c2hvcnQ=",
+		"LOK8S_ENCRYPTION_OLD_KEYS": "!!",
+		"LOK8S_MGMT_KUBECONFIG":     "/does/not/exist",
+		"LOK8S_TEMPLATES_DIR":       "/does/not/exist",
+		"LOK8S_LOG_FORMAT":          "xml",
+		"LOK8S_LOG_LEVEL":           "loud",
+		"LOK8S_WORKERS":             "-2",
+	}))
+	if err == nil {
+		t.Fatal("bad configuration accepted")
+	}
+	for _, name := range []string{"LOK8S_ADMIN_TOKEN", "LOK8S_ENCRYPTION_KEY", "LOK8S_ENCRYPTION_OLD_KEYS", "LOK8S_MGMT_KUBECONFIG",
+		"LOK8S_TEMPLATES_DIR", "LOK8S_LOG_FORMAT", "LOK8S_LOG_LEVEL", "LOK8S_WORKERS"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error does not name %s: %v", name, err)
+		}
+	}
+	if _, err := loadConfig(env(map[string]string{"LOK8S_ADMIN_TOKEN": "short", "LOK8S_ENCRYPTION_KEY": seal.NewKey()})); err == nil ||
+		!strings.Contains(err.Error(), "at least 24") {
+		t.Errorf("short admin token: %v", err)
+	}
+}
+
+func TestConfigLogValueHidesSecrets(t *testing.T) {
+	t.Parallel()
+	key := seal.NewKey()
+	cfg, err := loadConfig(env(map[string]string{
+		"LOK8S_ADMIN_TOKEN": "admin-token-that-is-long-enough", "LOK8S_ENCRYPTION_KEY": key,
+		"DATABASE_URL": "postgres://u:hunter2@db:5432/lok8s",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := cfg.LogValue().String()
+	for _, secret := range []string{"admin-token-that-is-long-enough", key, "hunter2"} {
+		if strings.Contains(logged, secret) {
+			t.Errorf("logged config contains a secret: %s", logged)
+		}
+	}
+	if !strings.Contains(logged, "postgres://u:[redacted]@db:5432/lok8s") {
+		t.Errorf("database url not shown redacted: %s", logged)
+	}
+}
+
+// TestServeAndShutDown runs the real program on :0 against a fresh
+// database, talks to it, then stops it as SIGTERM would.
+func TestServeAndShutDown(t *testing.T) {
+	t.Parallel()
+	vars := map[string]string{
+		"DATABASE_URL":         dbtest.New(t),
+		"LOK8S_ADDR":           "127.0.0.1:0",
+		"LOK8S_ADMIN_TOKEN":    "admin-token-that-is-long-enough",
+		"LOK8S_ENCRYPTION_KEY": seal.NewKey(),
+		"LOK8S_LOG_LEVEL":      "warn",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, env(vars), ready) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("server exited: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not start")
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v1/clusters", nil)
+	req.Header.Set("Authorization", "Bearer "+vars["LOK8S_ADMIN_TOKEN"])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"items":[]`) {
+		t.Fatalf("GET /v1/clusters with the admin token: %d %s", resp.StatusCode, body)
+	}
+	if err := healthcheck(context.Background(), addr); err != nil {
+		t.Fatalf("healthcheck: %v", err)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("server did not stop")
+	}
+	if err := healthcheck(context.Background(), addr); err == nil {
+		t.Fatal("healthcheck passes after shutdown")
+	}
+}
+
+func TestMigrateCommandAndUnknownCommand(t *testing.T) {
+	t.Parallel()
+	vars := map[string]string{
+		"DATABASE_URL":         dbtest.New(t),
+		"LOK8S_ADMIN_TOKEN":    "admin-token-that-is-long-enough",
+		"LOK8S_ENCRYPTION_KEY": seal.NewKey(),
+		"LOK8S_LOG_LEVEL":      "warn",
+	}
+	if err := run(context.Background(), []string{"migrate"}, env(vars), nil); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	if err := run(context.Background(), []string{"frobnicate"}, env(vars), nil); err == nil || !strings.Contains(err.Error(), "unknown command") {
+		t.Fatalf("unknown command: %v", err)
+	}
+	vars["DATABASE_URL"] = "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2"
+	if err := run(context.Background(), []string{"migrate"}, env(vars), nil); err == nil || errors.Is(err, context.Canceled) {
+		t.Fatalf("unreachable database: %v", err)
+	}
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test: vet and format checks, the whole Go test suite against a
+# real Postgres (started if none answers), and a short fuzz of the spec
+# parser. FUZZTIME (default 10s) sets the fuzzing time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+hack/postgres.sh
+# kube-apiserver and etcd for envtest: built once from the Go module proxy
+# (several minutes), then cached under ${XDG_CACHE_HOME:-~/.cache}/lok8s.
+KUBEBUILDER_ASSETS=$(hack/test-assets.sh)
+export KUBEBUILDER_ASSETS
+
+echo "== go vet and gofmt" >&2
+go vet ./...
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './hack/tools/*'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:" >&2; echo "$unformatted" >&2; exit 1
+fi
+
+echo "== go test" >&2
+go test -count=1 ./...
+
+echo "== fuzz the spec parser for ${FUZZTIME:-10s}" >&2
+go test ./internal/spec -run '^$' -fuzz FuzzLoad -fuzztime "${FUZZTIME:-10s}"

@@ -1,0 +1,697 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	provisioner "lok8s.dev/provisioner"
+	"lok8s.dev/provisioner/internal/api"
+	"lok8s.dev/provisioner/internal/apitest"
+	"lok8s.dev/provisioner/internal/dbtest"
+	"lok8s.dev/provisioner/internal/jobs"
+	"lok8s.dev/provisioner/internal/mgmt"
+	"lok8s.dev/provisioner/internal/seal"
+	"lok8s.dev/provisioner/internal/store"
+)
+
+var validator *apitest.Validator
+
+// TestMain checks, after every test ran, that each operation openapi.yaml
+// describes was exercised through the validating middleware.
+func TestMain(m *testing.M) {
+	var err error
+	validator, err = apitest.NewValidator()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if code == 0 && !testing.Short() && flagRunAll() {
+		if missing := validator.Unexercised(); len(missing) > 0 {
+			fmt.Fprintf(os.Stderr, "openapi.yaml operations no test exercised: %v\n", missing)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// flagRunAll reports whether the whole package ran (no -run filter).
+func flagRunAll() bool {
+	for _, a := range os.Args {
+		if strings.HasPrefix(a, "-test.run") {
+			return false
+		}
+	}
+	return true
+}
+
+// syncBuffer collects log output from concurrent handlers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type bundle struct {
+	t          *testing.T
+	url        string
+	dbURL      string
+	pool       *pgxpool.Pool
+	adminToken string
+	logs       *syncBuffer
+	mgmtDir    string
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	dbURL := dbtest.New(t)
+	pool, err := pgxpool.New(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	st := store.New(pool, logger)
+	key, _ := seal.ParseKey(seal.NewKey())
+	keyring, _ := seal.NewKeyring(key)
+	pipeline := jobs.NewPipeline()
+	// Insert-only: these tests look at what the API stores and enqueues;
+	// the jobs package's tests run the workers.
+	queue, err := jobs.NewQueue(pool, jobs.Config{Store: st, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminToken := api.NewToken()
+	if _, err := st.EnsureAdminToken(context.Background(), "acme", api.HashToken(adminToken)); err != nil {
+		t.Fatal(err)
+	}
+	mgmtDir := t.TempDir()
+	if err := os.WriteFile(mgmtDir+"/mgmt.example.com.yaml", []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	handler, err := api.New(api.Config{
+		Store: st, Keyring: keyring, Logger: logger,
+		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
+		ManagementClusterKnown: mgmt.Registry{KubeconfigDir: mgmtDir}.Known,
+		OpenAPI:                provisioner.OpenAPI,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(validator.Middleware(t, handler))
+	t.Cleanup(srv.Close)
+	return &bundle{t: t, url: srv.URL, dbURL: dbURL, pool: pool, adminToken: adminToken, logs: logs, mgmtDir: mgmtDir}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("response is not a JSON object: %v: %s", err, r.body)
+	}
+	return m
+}
+
+// do sends a request with token (none when empty) and optional headers as
+// "Name: value" strings.
+func (b *bundle) do(method, path, token, contentType string, body []byte, headers ...string) response {
+	b.t.Helper()
+	req, err := http.NewRequest(method, b.url+path, bytes.NewReader(body))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ": ")
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: data}
+}
+
+func (b *bundle) expect(r response, status int) {
+	b.t.Helper()
+	if r.status != status {
+		b.t.Fatalf("status %d, want %d; body: %s", r.status, status, r.body)
+	}
+}
+
+const hcloudSecret = "hcloud-SECRET-token-4f1c2a9e"
+
+func (b *bundle) putHetznerCredential(token, name string) {
+	b.t.Helper()
+	body := fmt.Sprintf(`{"provider":"hetzner","hcloudToken":%q}`, hcloudSecret)
+	r := b.do(http.MethodPut, "/v1/credentials/"+name, token, "application/json", []byte(body))
+	if r.status != http.StatusCreated && r.status != http.StatusOK {
+		b.t.Fatalf("put credential: %d %s", r.status, r.body)
+	}
+}
+
+// newTenant makes a tenant through the admin API and returns its token.
+func (b *bundle) newTenant(name string) string {
+	b.t.Helper()
+	b.expect(b.do(http.MethodPost, "/v1/tenants", b.adminToken, "application/json", []byte(`{"name":"`+name+`"}`)), http.StatusCreated)
+	r := b.do(http.MethodPost, "/v1/tenants/"+name+"/tokens", b.adminToken, "application/json", []byte(`{"name":"ci"}`))
+	b.expect(r, http.StatusCreated)
+	return r.json(b.t)["token"].(string)
+}
+
+func seedSpec(t *testing.T) []byte {
+	t.Helper()
+	data, err := os.ReadFile("../../examples/prod.yaml") // the README walk-through's spec
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// problem asserts a problem+json response and returns it.
+func problem(t *testing.T, r response, status int) map[string]any {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d, want %d: %s", r.status, status, r.body)
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("Content-Type %q, want application/problem+json", ct)
+	}
+	p := r.json(t)
+	if p["status"].(float64) != float64(status) || !strings.HasPrefix(p["type"].(string), "https://lok8s.dev/problems/") ||
+		p["title"] == "" || p["requestId"] == "" {
+		t.Fatalf("not a complete problem: %s", r.body)
+	}
+	return p
+}
+
+// fieldMessages maps each field of a validation problem to its message.
+func fieldMessages(t *testing.T, p map[string]any) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	errs, _ := p["errors"].([]any)
+	for _, e := range errs {
+		m := e.(map[string]any)
+		out[m["field"].(string)] = m["message"].(string)
+	}
+	return out
+}
+
+func (b *bundle) count(sql string, args ...any) int {
+	b.t.Helper()
+	var n int
+	if err := b.pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		b.t.Fatal(err)
+	}
+	return n
+}
+
+func TestCreateClusterFromSeedSpec(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.putHetznerCredential(b.adminToken, "prod-credentials")
+
+	r := b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/yaml", seedSpec(t))
+	b.expect(r, http.StatusAccepted)
+	if loc := r.header.Get("Location"); loc != "/v1/clusters/prod" {
+		t.Fatalf("Location %q", loc)
+	}
+	c := r.json(t)
+	op := c["operation"].(map[string]any)
+	if c["phase"] != "Pending" || c["provider"] != "hetzner" || op["kind"] != "provision" || op["state"] != "queued" {
+		t.Fatalf("accepted cluster: %s", r.body)
+	}
+	var names []string
+	for _, s := range op["steps"].([]any) {
+		names = append(names, s.(map[string]any)["name"].(string))
+	}
+	if got := strings.Join(names, ","); got != "detect,credentials,render,apply,wait,kubeconfig,bootstrap,gitops" {
+		t.Fatalf("steps %s", got)
+	}
+
+	// The job exists, in the same database, carrying only the operation id.
+	var args string
+	if err := b.pool.QueryRow(context.Background(), `SELECT args::text FROM river_job WHERE kind = 'provision'`).Scan(&args); err != nil {
+		t.Fatalf("no provision job: %v", err)
+	}
+	if args != fmt.Sprintf(`{"operationId": "%s"}`, op["id"]) {
+		t.Fatalf("job args %s", args)
+	}
+
+	status := b.do(http.MethodGet, "/v1/clusters/prod/status", b.adminToken, "", nil)
+	b.expect(status, http.StatusOK)
+	s := status.json(t)
+	if s["name"] != "prod" || s["phase"] != "Pending" || s["operation"].(map[string]any)["id"] != op["id"] {
+		t.Fatalf("status: %s", status.body)
+	}
+	got := b.do(http.MethodGet, "/v1/clusters/prod", b.adminToken, "", nil)
+	b.expect(got, http.StatusOK)
+	spec := got.json(t)["spec"].(map[string]any)["spec"].(map[string]any)
+	if spec["gitops"].(map[string]any)["path"] != "clusters/prod.example.com" {
+		t.Fatalf("stored spec: %s", got.body)
+	}
+}
+
+func TestCreateClusterJSONAndDryRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.putHetznerCredential(b.adminToken, "small-credentials")
+	body := `{"apiVersion":"cluster.lok8s.dev/v1beta1","kind":"Capi","metadata":{"name":"small"},
+	  "spec":{"kubernetes":{"version":"v1.32.4"},"cluster":{"domain":"small.example.com"},
+	  "hcloud":{"region":"nbg1","sshKeyName":"k","controlPlane":{"type":"cax11"},"workers":{"w":{"type":"cax11"}}}}}`
+
+	dry := b.do(http.MethodPost, "/v1/clusters?dryRun=true", b.adminToken, "application/json", []byte(body))
+	b.expect(dry, http.StatusOK)
+	d := dry.json(t)
+	spec := d["spec"].(map[string]any)["spec"].(map[string]any)
+	if d["valid"] != true || spec["credentials"].(map[string]any)["secretName"] != "small-credentials" {
+		t.Fatalf("dry run did not apply defaults: %s", dry.body)
+	}
+	if n := b.count(`SELECT count(*) FROM clusters`) + b.count(`SELECT count(*) FROM river_job`); n != 0 {
+		t.Fatalf("dry run stored %d rows", n)
+	}
+	problem(t, b.do(http.MethodGet, "/v1/clusters/small", b.adminToken, "", nil), http.StatusNotFound)
+
+	b.expect(b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/json; charset=utf-8", []byte(body)), http.StatusAccepted)
+	b.expect(b.do(http.MethodGet, "/v1/clusters/small", b.adminToken, "", nil), http.StatusOK)
+}
+
+func TestDuplicateNameConflicts(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.putHetznerCredential(b.adminToken, "prod-credentials")
+	b.expect(b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/yaml", seedSpec(t)), http.StatusAccepted)
+	p := problem(t, b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/yaml", seedSpec(t)), http.StatusConflict)
+	if !strings.Contains(p["detail"].(string), `"prod" already exists`) {
+		t.Fatalf("conflict detail: %v", p["detail"])
+	}
+	if n := b.count(`SELECT count(*) FROM river_job`); n != 1 {
+		t.Fatalf("jobs %d, want 1", n)
+	}
+}
+
+func TestIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.putHetznerCredential(b.adminToken, "prod-credentials")
+	first := b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/yaml", seedSpec(t), "Idempotency-Key: 7f9c")
+	b.expect(first, http.StatusAccepted)
+	again := b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/yaml", seedSpec(t), "Idempotency-Key: 7f9c")
+	b.expect(again, http.StatusAccepted)
+	id1 := first.json(t)["operation"].(map[string]any)["id"]
+	if id2 := again.json(t)["operation"].(map[string]any)["id"]; id1 != id2 {
+		t.Fatalf("replay made a new operation: %v vs %v", id1, id2)
+	}
+	if n := b.count(`SELECT count(*) FROM river_job`); n != 1 {
+		t.Fatalf("jobs %d, want 1", n)
+	}
+	other := bytes.Replace(seedSpec(t), []byte("replicas: 1"), []byte("replicas: 2"), 1)
+	p := problem(t, b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/yaml", other, "Idempotency-Key: 7f9c"), http.StatusUnprocessableEntity)
+	if !strings.HasSuffix(p["type"].(string), "/idempotency-key-reused") {
+		t.Fatalf("problem type %v", p["type"])
+	}
+}
+
+func TestSpecValidationProblems(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.putHetznerCredential(b.adminToken, "prod-credentials")
+	seed := string(seedSpec(t))
+	for _, tc := range []struct {
+		name        string
+		body        string
+		contentType string
+		status      int
+		fields      map[string]string // field -> message substring
+	}{
+		{
+			name:   "many errors at once",
+			body:   strings.NewReplacer("replicas: 3\n      type: cax21", "replicas: 2\n      type: cax21", `"v1.31.10"`, `"1.31"`, "provider: flux", "provider: jenkins").Replace(seed),
+			status: http.StatusUnprocessableEntity,
+			fields: map[string]string{
+				"spec.hcloud.controlPlane.replicas": "odd",
+				"spec.kubernetes.version":           "v",
+				"spec.gitops.provider":              "flux",
+			},
+		},
+		{
+			name:   "unknown field",
+			body:   strings.Replace(seed, "sshKeyName: my-ssh-key", "sshKeyName: my-ssh-key\n    sshKeyNmae: typo", 1),
+			status: http.StatusUnprocessableEntity,
+			fields: map[string]string{"spec.hcloud.sshKeyNmae": "unknown field"},
+		},
+		{
+			name:   "unknown credential",
+			body:   strings.Replace(seed, "secretName: prod-credentials", "secretName: missing-credentials", 1),
+			status: http.StatusUnprocessableEntity,
+			fields: map[string]string{"spec.credentials.secretName": `no credential "missing-credentials"`},
+		},
+		{
+			name:   "unknown management cluster",
+			body:   strings.Replace(seed, "  credentials:", "  managementCluster:\n    domain: nowhere.example.com\n  credentials:", 1),
+			status: http.StatusUnprocessableEntity,
+			fields: map[string]string{"spec.managementCluster.domain": "no management cluster"},
+		},
+		{
+			name:   "unknown addon",
+			body:   strings.Replace(seed, "- cert-manager", "- istio", 1),
+			status: http.StatusUnprocessableEntity,
+			fields: map[string]string{"spec.bootstrap[2].name": "istio"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/yaml", []byte(tc.body))
+			p := problem(t, r, tc.status)
+			got := fieldMessages(t, p)
+			for field, want := range tc.fields {
+				if !strings.Contains(got[field], want) {
+					t.Errorf("field %s: message %q, want it to contain %q (all: %v)", field, got[field], want, got)
+				}
+			}
+		})
+	}
+	if n := b.count(`SELECT count(*) FROM clusters`); n != 0 {
+		t.Fatalf("invalid specs stored %d clusters", n)
+	}
+}
+
+func TestKnownManagementCluster(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.putHetznerCredential(b.adminToken, "prod-credentials")
+	body := strings.Replace(string(seedSpec(t)), "  credentials:", "  managementCluster:\n    domain: mgmt.example.com\n  credentials:", 1)
+	r := b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/yaml", []byte(body))
+	b.expect(r, http.StatusAccepted)
+	if r.json(t)["managementCluster"] != "mgmt.example.com" {
+		t.Fatalf("management cluster not recorded: %s", r.body)
+	}
+}
+
+func TestMalformedBodies(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	yamlErr := problem(t, b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/yaml",
+		[]byte("apiVersion: cluster.lok8s.dev/v1beta1\nkind: Capi\nmetadata:\n  name: [unclosed\n")), http.StatusBadRequest)
+	if yamlErr["line"] == nil {
+		t.Fatalf("YAML syntax error without a line: %v", yamlErr)
+	}
+	jsonErr := problem(t, b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/json",
+		[]byte("{\n  \"kind\": \"Capi\",\n  \"metadata\": {\"name\": }\n}")), http.StatusBadRequest)
+	if jsonErr["line"] != float64(3) || jsonErr["column"] == nil {
+		t.Fatalf("JSON syntax error position: line %v column %v", jsonErr["line"], jsonErr["column"])
+	}
+	problem(t, b.do(http.MethodPost, "/v1/clusters", b.adminToken, "text/plain", seedSpec(t)), http.StatusUnsupportedMediaType)
+	problem(t, b.do(http.MethodPost, "/v1/clusters", b.adminToken, "", seedSpec(t)), http.StatusUnsupportedMediaType)
+	huge := append([]byte("# "), bytes.Repeat([]byte("x"), api.DefaultMaxBodyBytes)...)
+	problem(t, b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/yaml", huge), http.StatusRequestEntityTooLarge)
+	problem(t, b.do(http.MethodPost, "/v1/clusters?dryRun=maybe", b.adminToken, "application/yaml", seedSpec(t)), http.StatusUnprocessableEntity)
+}
+
+func TestAuthentication(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	r := b.do(http.MethodGet, "/v1/clusters", "", "", nil)
+	problem(t, r, http.StatusUnauthorized)
+	if !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
+		t.Fatalf("WWW-Authenticate %q", r.header.Get("WWW-Authenticate"))
+	}
+	problem(t, b.do(http.MethodGet, "/v1/clusters", "lok8s_not-a-real-token", "", nil), http.StatusUnauthorized)
+	b.expect(b.do(http.MethodGet, "/v1/clusters", b.adminToken, "", nil), http.StatusOK)
+
+	tenantToken := b.newTenant("globex")
+	problem(t, b.do(http.MethodPost, "/v1/tenants", tenantToken, "application/json", []byte(`{"name":"evil"}`)), http.StatusForbidden)
+	problem(t, b.do(http.MethodPost, "/v1/tenants", b.adminToken, "application/json", []byte(`{"name":"globex"}`)), http.StatusConflict)
+	problem(t, b.do(http.MethodPost, "/v1/tenants", b.adminToken, "application/json", []byte(`{"name":"Not_Valid"}`)), http.StatusUnprocessableEntity)
+	problem(t, b.do(http.MethodPost, "/v1/tenants/nobody/tokens", b.adminToken, "application/json", []byte(`{"name":"x"}`)), http.StatusNotFound)
+	problem(t, b.do(http.MethodPost, "/v1/tenants/globex/tokens", b.adminToken, "application/json", []byte(`{"name":"ci"}`)), http.StatusConflict)
+}
+
+func TestTenantIsolation(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.putHetznerCredential(b.adminToken, "prod-credentials")
+	b.expect(b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/yaml", seedSpec(t)), http.StatusAccepted)
+	other := b.newTenant("globex")
+
+	for _, path := range []string{"/v1/clusters/prod", "/v1/clusters/prod/status"} {
+		p := problem(t, b.do(http.MethodGet, path, other, "", nil), http.StatusNotFound)
+		if p["phase"] != "NotFound" {
+			t.Fatalf("%s: phase %v", path, p["phase"])
+		}
+	}
+	problem(t, b.do(http.MethodGet, "/v1/credentials/prod-credentials", other, "", nil), http.StatusNotFound)
+	problem(t, b.do(http.MethodDelete, "/v1/clusters/prod", other, "", nil), http.StatusNotFound)
+	problem(t, b.do(http.MethodDelete, "/v1/credentials/prod-credentials", other, "", nil), http.StatusNotFound)
+	list := b.do(http.MethodGet, "/v1/clusters", other, "", nil)
+	b.expect(list, http.StatusOK)
+	if items := list.json(t)["items"].([]any); len(items) != 0 {
+		t.Fatalf("other tenant lists %d clusters", len(items))
+	}
+	creds := b.do(http.MethodGet, "/v1/credentials", other, "", nil)
+	b.expect(creds, http.StatusOK)
+	if items := creds.json(t)["items"].([]any); len(items) != 0 {
+		t.Fatalf("other tenant lists %d credentials", len(items))
+	}
+	// Without its own credential, the other tenant cannot use the first one's.
+	p := problem(t, b.do(http.MethodPost, "/v1/clusters", other, "application/yaml", seedSpec(t)), http.StatusUnprocessableEntity)
+	if _, ok := fieldMessages(t, p)["spec.credentials.secretName"]; !ok {
+		t.Fatalf("other tenant used the first tenant's credential: %s", p)
+	}
+	// The first tenant's cluster is untouched.
+	b.expect(b.do(http.MethodGet, "/v1/clusters/prod", b.adminToken, "", nil), http.StatusOK)
+}
+
+func TestListClusters(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, name := range []string{"a1", "b2", "c3"} {
+		b.putHetznerCredential(b.adminToken, name+"-credentials")
+		spec := strings.NewReplacer("name: prod", "name: "+name, "secretName: prod-credentials", "secretName: "+name+"-credentials").Replace(string(seedSpec(t)))
+		b.expect(b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/yaml", []byte(spec)), http.StatusAccepted)
+	}
+	page := b.do(http.MethodGet, "/v1/clusters?limit=2", b.adminToken, "", nil)
+	b.expect(page, http.StatusOK)
+	p := page.json(t)
+	if len(p["items"].([]any)) != 2 || p["nextCursor"] == nil {
+		t.Fatalf("first page: %s", page.body)
+	}
+	rest := b.do(http.MethodGet, "/v1/clusters?limit=2&cursor="+p["nextCursor"].(string), b.adminToken, "", nil)
+	b.expect(rest, http.StatusOK)
+	r := rest.json(t)
+	if items := r["items"].([]any); len(items) != 1 || items[0].(map[string]any)["name"] != "c3" || r["nextCursor"] != nil {
+		t.Fatalf("second page: %s", rest.body)
+	}
+	pending := b.do(http.MethodGet, "/v1/clusters?phase=Pending", b.adminToken, "", nil)
+	b.expect(pending, http.StatusOK)
+	if n := len(pending.json(t)["items"].([]any)); n != 3 {
+		t.Fatalf("Pending filter gave %d", n)
+	}
+	failed := b.do(http.MethodGet, "/v1/clusters?phase=Failed", b.adminToken, "", nil)
+	b.expect(failed, http.StatusOK)
+	if n := len(failed.json(t)["items"].([]any)); n != 0 {
+		t.Fatalf("Failed filter gave %d", n)
+	}
+	problem(t, b.do(http.MethodGet, "/v1/clusters?limit=0", b.adminToken, "", nil), http.StatusUnprocessableEntity)
+	problem(t, b.do(http.MethodGet, "/v1/clusters?phase=Sleeping", b.adminToken, "", nil), http.StatusUnprocessableEntity)
+	problem(t, b.do(http.MethodGet, "/v1/clusters?cursor=bm9wZQ", b.adminToken, "", nil), http.StatusUnprocessableEntity)
+}
+
+func TestDeleteCluster(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.putHetznerCredential(b.adminToken, "prod-credentials")
+	created := b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/yaml", seedSpec(t))
+	b.expect(created, http.StatusAccepted)
+	r := b.do(http.MethodDelete, "/v1/clusters/prod", b.adminToken, "", nil)
+	b.expect(r, http.StatusAccepted)
+	c := r.json(t)
+	if c["phase"] != "Deleting" || c["operation"].(map[string]any)["kind"] != "deprovision" {
+		t.Fatalf("delete: %s", r.body)
+	}
+	// The queued provisioning was cancelled, in River too.
+	if n := b.count(`SELECT count(*) FROM operations WHERE kind = 'provision' AND state = 'cancelled'`); n != 1 {
+		t.Fatalf("provision operation not cancelled")
+	}
+	if n := b.count(`SELECT count(*) FROM river_job WHERE kind = 'provision' AND state = 'cancelled'`); n != 1 {
+		t.Fatalf("provision job not cancelled")
+	}
+	// A credential in use cannot go.
+	p := problem(t, b.do(http.MethodDelete, "/v1/credentials/prod-credentials", b.adminToken, "", nil), http.StatusConflict)
+	if !strings.Contains(p["detail"].(string), "prod") {
+		t.Fatalf("conflict does not name the cluster: %v", p["detail"])
+	}
+	problem(t, b.do(http.MethodDelete, "/v1/clusters/nope", b.adminToken, "", nil), http.StatusNotFound)
+}
+
+func TestCredentials(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	put := func(name, body string) response {
+		return b.do(http.MethodPut, "/v1/credentials/"+name, b.adminToken, "application/json", []byte(body))
+	}
+	created := put("hz", `{"provider":"hetzner","hcloudToken":"tok-1","robotUser":"u","robotPassword":"robot-PASS-99"}`)
+	b.expect(created, http.StatusCreated)
+	c := created.json(t)
+	if c["provider"] != "hetzner" || fmt.Sprint(c["keysSet"]) != "[hcloudToken robotPassword robotUser]" ||
+		!strings.HasPrefix(c["fingerprint"].(string), "hmac-sha256:") {
+		t.Fatalf("credential metadata: %s", created.body)
+	}
+	replaced := put("hz", `{"provider":"hetzner","hcloudToken":"tok-2"}`)
+	b.expect(replaced, http.StatusOK)
+	if replaced.json(t)["fingerprint"] == c["fingerprint"] {
+		t.Fatal("fingerprint did not change with the secret")
+	}
+	b.expect(put("aws", `{"provider":"aws","accessKeyId":"AKIAEXAMPLE","secretAccessKey":"aws-SECRET-key-77"}`), http.StatusCreated)
+
+	for _, tc := range []struct{ body, field string }{
+		{`{"provider":"hetzner"}`, "hcloudToken"},
+		{`{"provider":"hetzner","hcloudToken":"t","robotUser":"u"}`, "robotPassword"},
+		{`{"provider":"aws","accessKeyId":"a"}`, "secretAccessKey"},
+		{`{"provider":"aws","accessKeyId":"a","secretAccessKey":"s","hcloudToken":"t"}`, "hcloudToken"},
+		{`{"provider":"gcp"}`, "provider"},
+		{`{"provider":"aws","accessKeyId":"a","secretAccessKey":"s","region":"x"}`, "region"},
+	} {
+		p := problem(t, put("bad", tc.body), http.StatusUnprocessableEntity)
+		if _, ok := fieldMessages(t, p)[tc.field]; !ok {
+			t.Errorf("%s: no error on %s: %v", tc.body, tc.field, p["errors"])
+		}
+	}
+	problem(t, put("Bad_Name", `{"provider":"aws","accessKeyId":"a","secretAccessKey":"s"}`), http.StatusUnprocessableEntity)
+	problem(t, put("x", `{"provider":`), http.StatusBadRequest)
+	problem(t, b.do(http.MethodPut, "/v1/credentials/x", b.adminToken, "application/yaml", []byte(`provider: aws`)), http.StatusUnsupportedMediaType)
+
+	list := b.do(http.MethodGet, "/v1/credentials", b.adminToken, "", nil)
+	b.expect(list, http.StatusOK)
+	if n := len(list.json(t)["items"].([]any)); n != 2 {
+		t.Fatalf("%d credentials listed", n)
+	}
+	b.expect(b.do(http.MethodGet, "/v1/credentials/aws", b.adminToken, "", nil), http.StatusOK)
+	b.expect(b.do(http.MethodDelete, "/v1/credentials/aws", b.adminToken, "", nil), http.StatusNoContent)
+	problem(t, b.do(http.MethodGet, "/v1/credentials/aws", b.adminToken, "", nil), http.StatusNotFound)
+
+	// The provider of a credential must match the spec's.
+	b.expect(put("prod-credentials", `{"provider":"aws","accessKeyId":"a","secretAccessKey":"s"}`), http.StatusCreated)
+	p := problem(t, b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/yaml", seedSpec(t)), http.StatusUnprocessableEntity)
+	if msg := fieldMessages(t, p)["spec.credentials.secretName"]; !strings.Contains(msg, "is for provider aws") {
+		t.Fatalf("provider mismatch message: %q", msg)
+	}
+}
+
+// TestCredentialSecrecy sends secrets through every path that touches them,
+// then looks for them in every response, the logs, and a dump of the whole
+// database: none may appear anywhere.
+func TestCredentialSecrecy(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	secrets := []string{hcloudSecret, "robot-PASSWORD-31337", "aws-SECRET-access-key-0042"}
+	var bodies []string
+	keep := func(r response) response { bodies = append(bodies, string(r.body)); return r }
+
+	keep(b.do(http.MethodPut, "/v1/credentials/prod-credentials", b.adminToken, "application/json",
+		[]byte(fmt.Sprintf(`{"provider":"hetzner","hcloudToken":%q,"robotUser":"robot","robotPassword":%q}`, secrets[0], secrets[1]))))
+	keep(b.do(http.MethodPut, "/v1/credentials/aws-credentials", b.adminToken, "application/json",
+		[]byte(fmt.Sprintf(`{"provider":"aws","accessKeyId":"AKIA0000","secretAccessKey":%q}`, secrets[2]))))
+	// A bad request that carries a secret must not echo it either.
+	keep(b.do(http.MethodPut, "/v1/credentials/prod-credentials", b.adminToken, "application/json",
+		[]byte(fmt.Sprintf(`{"provider":"aws","hcloudToken":%q}`, secrets[0]))))
+	keep(b.do(http.MethodGet, "/v1/credentials/prod-credentials", b.adminToken, "", nil))
+	keep(b.do(http.MethodGet, "/v1/credentials", b.adminToken, "", nil))
+	keep(b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/yaml", seedSpec(t)))
+	keep(b.do(http.MethodGet, "/v1/clusters/prod", b.adminToken, "", nil))
+	keep(b.do(http.MethodGet, "/v1/clusters/prod/status", b.adminToken, "", nil))
+
+	dump, err := exec.Command("pg_dump", "--no-owner", "--data-only", b.dbURL).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pg_dump: %v: %s", err, dump)
+	}
+	if !bytes.Contains(dump, []byte("prod-credentials")) || !bytes.Contains(dump, []byte("river_job")) {
+		t.Fatal("the dump does not hold the data it should: the check below would prove nothing")
+	}
+	for _, s := range secrets {
+		for i, body := range bodies {
+			if strings.Contains(body, s) {
+				t.Errorf("response %d contains a secret: %s", i, body)
+			}
+		}
+		if strings.Contains(b.logs.String(), s) {
+			t.Errorf("logs contain a secret")
+		}
+		if bytes.Contains(dump, []byte(s)) {
+			t.Errorf("the database dump contains a secret in plaintext")
+		}
+	}
+	// The admin token is not in the database either, only its hash.
+	if bytes.Contains(dump, []byte(b.adminToken)) || strings.Contains(b.logs.String(), b.adminToken) {
+		t.Errorf("the admin token is stored or logged in plaintext")
+	}
+}
+
+func TestProbesAndDocument(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.expect(b.do(http.MethodGet, "/healthz", "", "", nil), http.StatusOK)
+	b.expect(b.do(http.MethodGet, "/readyz", "", "", nil), http.StatusOK)
+	doc := b.do(http.MethodGet, "/openapi.yaml", "", "", nil)
+	b.expect(doc, http.StatusOK)
+	if !bytes.Equal(doc.body, provisioner.OpenAPI) {
+		t.Fatal("/openapi.yaml is not openapi.yaml")
+	}
+	// Readiness follows the database.
+	b.pool.Close()
+	problem(t, b.do(http.MethodGet, "/readyz", "", "", nil), http.StatusServiceUnavailable)
+}
+
+func TestRequestID(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	r := b.do(http.MethodGet, "/v1/clusters/none/status", b.adminToken, "", nil, "X-Request-Id: trace-42")
+	p := problem(t, r, http.StatusNotFound)
+	if p["requestId"] != "trace-42" || r.header.Get("X-Request-Id") != "trace-42" {
+		t.Fatalf("request id not echoed: %v / %q", p["requestId"], r.header.Get("X-Request-Id"))
+	}
+	if !strings.Contains(b.logs.String(), `"request_id":"trace-42"`) {
+		t.Fatal("request id not logged")
+	}
+	bad := b.do(http.MethodGet, "/healthz", "", "", nil, "X-Request-Id: "+strings.Repeat("x", 100))
+	if id := bad.header.Get("X-Request-Id"); len(id) > 64 {
+		t.Fatalf("unbounded request id accepted")
+	}
+}

@@ -1,0 +1,274 @@
+package api
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+
+	"lok8s.dev/provisioner/internal/spec"
+	"lok8s.dev/provisioner/internal/store"
+)
+
+// specMediaTypes are the body types POST /v1/clusters accepts.
+var specMediaTypes = map[string]bool{
+	"application/json": true, "application/yaml": true, "application/x-yaml": true, "text/yaml": true,
+}
+
+// maxIdempotencyKey bounds the Idempotency-Key header.
+const maxIdempotencyKey = 255
+
+// readSpecBody checks the content type and reads the (size-limited) body;
+// a body sent as JSON must be valid JSON, not merely valid YAML.
+func readSpecBody(r *http.Request) ([]byte, error) {
+	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || !specMediaTypes[mediaType] {
+		return nil, &apiError{status: http.StatusUnsupportedMediaType, slug: "unsupported-media-type",
+			title: "Unsupported media type", detail: "send the cluster spec as application/yaml or application/json"}
+	}
+	body, err := readBody(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	if mediaType == "application/json" {
+		if err := spec.CheckJSON(body); err != nil {
+			return nil, err
+		}
+	}
+	return body, nil
+}
+
+// readBody reads a request body; past the size limit the error is the
+// *http.MaxBytesError that problemFor turns into a 413.
+func readBody(body io.Reader) ([]byte, error) {
+	data, err := io.ReadAll(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, err
+		}
+		return nil, errBadRequest("could not read the request body")
+	}
+	return data, nil
+}
+
+// loadSpec parses, defaults and validates a spec, then checks what only the
+// service knows: the named management cluster and the credential exist.
+func (s *Server) loadSpec(r *http.Request, body []byte) (*spec.Capi, error) {
+	capi, err := spec.Load(body, spec.ValidateOptions{KnownAddons: s.KnownAddons})
+	if err != nil {
+		return nil, err
+	}
+	var fields []FieldError
+	if mc := capi.Spec.ManagementCluster; mc != nil && !s.ManagementClusterKnown(mc.Domain) {
+		fields = append(fields, FieldError{Field: "spec.managementCluster.domain",
+			Message: fmt.Sprintf("no management cluster %q is configured on this service", mc.Domain)})
+	}
+	secretName := capi.Spec.Credentials.SecretName
+	cred, err := s.store.Credential(r.Context(), principal(r.Context()).TenantID, secretName)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		fields = append(fields, FieldError{Field: "spec.credentials.secretName",
+			Message: fmt.Sprintf("no credential %q: create it first with PUT /v1/credentials/%s", secretName, secretName)})
+	case err != nil:
+		return nil, err
+	case cred.Provider != capi.Provider():
+		fields = append(fields, FieldError{Field: "spec.credentials.secretName",
+			Message: fmt.Sprintf("credential %q is for provider %s, the spec uses %s", secretName, cred.Provider, capi.Provider())})
+	}
+	if len(fields) > 0 {
+		return nil, errInvalid(fields...)
+	}
+	return capi, nil
+}
+
+// DryRunView is the answer to a dry run: the spec as it would be stored.
+type DryRunView struct {
+	Valid bool      `json:"valid"`
+	Spec  spec.Capi `json:"spec"`
+}
+
+func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) {
+	body, err := readSpecBody(r)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	dryRun, err := boolParam(r, "dryRun")
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if len(key) > maxIdempotencyKey {
+		s.writeProblem(w, r, errInvalid(FieldError{Field: "Idempotency-Key", Message: fmt.Sprintf("must be at most %d characters", maxIdempotencyKey)}))
+		return
+	}
+	capi, err := s.loadSpec(r, body)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	if dryRun {
+		writeJSON(w, http.StatusOK, DryRunView{Valid: true, Spec: *capi})
+		return
+	}
+	specJSON, err := json.Marshal(capi)
+	if err != nil {
+		s.writeProblem(w, r, fmt.Errorf("marshal spec: %w", err))
+		return
+	}
+	hash := sha256.Sum256(body)
+	mgmt := ""
+	if capi.Spec.ManagementCluster != nil {
+		mgmt = capi.Spec.ManagementCluster.Domain
+	}
+	c, op, _, err := s.store.CreateCluster(r.Context(), s.actor(r), store.NewCluster{
+		Name: capi.Metadata.Name, Provider: capi.Provider(), ManagementDomain: mgmt, Spec: specJSON,
+		Steps: s.StepNames(store.OpProvision), IdempotencyKey: key, RequestHash: hash[:],
+	}, s.Enqueue)
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		s.writeProblem(w, r, errConflict(fmt.Sprintf("a cluster named %q already exists; choose another name or delete it first", capi.Metadata.Name)))
+		return
+	case errors.Is(err, store.ErrIdempotencyMismatch):
+		s.writeProblem(w, r, &apiError{status: http.StatusUnprocessableEntity, slug: "idempotency-key-reused",
+			title: "Idempotency-Key reused", detail: "this Idempotency-Key was used with a different request body; use a new key"})
+		return
+	case err != nil:
+		s.writeProblem(w, r, err)
+		return
+	}
+	s.logger.InfoContext(r.Context(), "cluster accepted", "cluster", c.Name, "operation", op.ID.String(), "request_id", requestID(r.Context()))
+	w.Header().Set("Location", "/v1/clusters/"+c.Name)
+	writeJSON(w, http.StatusAccepted, clusterView(c, &op))
+}
+
+// ClusterList is a page of clusters.
+type ClusterList struct {
+	Items      []ClusterView `json:"items"`
+	NextCursor string        `json:"nextCursor,omitempty"`
+}
+
+const (
+	defaultPageSize = 50
+	maxPageSize     = 200
+)
+
+func (s *Server) listClusters(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	p := store.ListClustersParams{Limit: defaultPageSize, Cursor: q.Get("cursor"), Phase: store.Phase(q.Get("phase"))}
+	var fields []FieldError
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxPageSize {
+			fields = append(fields, FieldError{Field: "limit", Message: fmt.Sprintf("must be an integer from 1 to %d", maxPageSize)})
+		}
+		p.Limit = n
+	}
+	if p.Phase != "" && !validPhase(p.Phase) {
+		fields = append(fields, FieldError{Field: "phase", Message: fmt.Sprintf("must be one of %v", store.Phases)})
+	}
+	if len(fields) > 0 {
+		s.writeProblem(w, r, errInvalid(fields...))
+		return
+	}
+	clusters, next, err := s.store.ListClusters(r.Context(), principal(r.Context()).TenantID, p)
+	if errors.Is(err, store.ErrBadCursor) {
+		s.writeProblem(w, r, errInvalid(FieldError{Field: "cursor", Message: "not a cursor this API returned"}))
+		return
+	}
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	out := ClusterList{Items: make([]ClusterView, 0, len(clusters)), NextCursor: next}
+	for _, c := range clusters {
+		out.Items = append(out.Items, clusterView(c, nil))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func validPhase(p store.Phase) bool {
+	for _, known := range store.Phases {
+		if p == known {
+			return true
+		}
+	}
+	return false
+}
+
+// clusterWithOperation loads the caller's cluster {name} and its latest operation.
+func (s *Server) clusterWithOperation(r *http.Request) (store.Cluster, *store.Operation, error) {
+	name := chi.URLParam(r, "name")
+	c, err := s.store.Cluster(r.Context(), principal(r.Context()).TenantID, name)
+	if errors.Is(err, store.ErrNotFound) {
+		e := errNotFound(fmt.Sprintf("no cluster named %q", name))
+		e.phase = "NotFound"
+		return store.Cluster{}, nil, e
+	}
+	if err != nil {
+		return store.Cluster{}, nil, err
+	}
+	op, err := s.store.LatestOperation(r.Context(), c.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return c, nil, nil
+	}
+	if err != nil {
+		return store.Cluster{}, nil, err
+	}
+	return c, &op, nil
+}
+
+func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) {
+	c, op, err := s.clusterWithOperation(r)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, clusterView(c, op))
+}
+
+func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
+	c, op, err := s.clusterWithOperation(r)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, statusView(c, op))
+}
+
+func (s *Server) deleteCluster(w http.ResponseWriter, r *http.Request) {
+	name := chi.URLParam(r, "name")
+	c, op, err := s.store.StartDeprovision(r.Context(), s.actor(r), name, s.StepNames(store.OpDeprovision), s.Enqueue, s.CancelJob)
+	if errors.Is(err, store.ErrNotFound) {
+		e := errNotFound(fmt.Sprintf("no cluster named %q", name))
+		e.phase = "NotFound"
+		s.writeProblem(w, r, e)
+		return
+	}
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	s.logger.InfoContext(r.Context(), "cluster deletion accepted", "cluster", c.Name, "operation", op.ID.String(), "request_id", requestID(r.Context()))
+	writeJSON(w, http.StatusAccepted, clusterView(c, &op))
+}
+
+func boolParam(r *http.Request, name string) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, errInvalid(FieldError{Field: name, Message: "must be true or false"})
+	}
+	return b, nil
+}

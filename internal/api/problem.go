@@ -1,0 +1,133 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"lok8s.dev/provisioner/internal/spec"
+	"lok8s.dev/provisioner/internal/store"
+)
+
+// problemBase prefixes the type URI of every problem this API returns; the
+// slugs are listed in openapi.yaml.
+const problemBase = "https://lok8s.dev/problems/"
+
+// Problem is an RFC 9457 problem details object.
+type Problem struct {
+	Type      string       `json:"type"`
+	Title     string       `json:"title"`
+	Status    int          `json:"status"`
+	Detail    string       `json:"detail,omitempty"`
+	Instance  string       `json:"instance,omitempty"`
+	RequestID string       `json:"requestId,omitempty"`
+	Errors    []FieldError `json:"errors,omitempty"`
+	// Phase is set to NotFound when a cluster does not exist.
+	Phase string `json:"phase,omitempty"`
+	// Line and Column locate a syntax error in the request body.
+	Line   int `json:"line,omitempty"`
+	Column int `json:"column,omitempty"`
+}
+
+// FieldError names a field of the request and what is wrong with it.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// apiError is an error the API reports as is: its detail is meant for the client.
+type apiError struct {
+	status int
+	slug   string
+	title  string
+	detail string
+	fields []FieldError
+	phase  string
+	line   int
+	column int
+}
+
+func (e *apiError) Error() string { return e.title + ": " + e.detail }
+
+func errBadRequest(detail string) *apiError {
+	return &apiError{status: http.StatusBadRequest, slug: "bad-request", title: "Bad request", detail: detail}
+}
+
+func errNotFound(detail string) *apiError {
+	return &apiError{status: http.StatusNotFound, slug: "not-found", title: "Not found", detail: detail}
+}
+
+func errConflict(detail string) *apiError {
+	return &apiError{status: http.StatusConflict, slug: "conflict", title: "Conflict", detail: detail}
+}
+
+func errInvalid(fields ...FieldError) *apiError {
+	return &apiError{
+		status: http.StatusUnprocessableEntity, slug: "validation", title: "Invalid request",
+		detail: fmt.Sprintf("%d field(s) are invalid; see errors", len(fields)), fields: fields,
+	}
+}
+
+func errForbidden(detail string) *apiError {
+	return &apiError{status: http.StatusForbidden, slug: "forbidden", title: "Forbidden", detail: detail}
+}
+
+// problemFor maps any error to the problem the client sees. Errors this
+// package did not make for clients become a generic 500: their text may hold
+// internals, so it is logged, never sent.
+func problemFor(err error) (Problem, bool) {
+	var ae *apiError
+	var fe spec.FieldErrors
+	var se *spec.SyntaxError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &ae):
+	case errors.As(err, &fe):
+		ae = errInvalid(fieldErrors(fe)...)
+	case errors.As(err, &se):
+		ae = &apiError{status: http.StatusBadRequest, slug: "malformed-body", title: "Malformed request body",
+			detail: se.Error(), line: se.Line, column: se.Column}
+	case errors.As(err, &mbe):
+		ae = &apiError{status: http.StatusRequestEntityTooLarge, slug: "body-too-large", title: "Request body too large",
+			detail: fmt.Sprintf("the request body must be at most %d bytes", mbe.Limit)}
+	case errors.Is(err, store.ErrNotFound):
+		ae = errNotFound(err.Error())
+	case errors.Is(err, store.ErrConflict):
+		ae = errConflict(err.Error())
+	default:
+		return Problem{Type: problemBase + "internal", Title: "Internal server error", Status: http.StatusInternalServerError,
+			Detail: "the server failed to handle the request; quote the request id when reporting it"}, false
+	}
+	return Problem{
+		Type: problemBase + ae.slug, Title: ae.title, Status: ae.status, Detail: ae.detail,
+		Errors: ae.fields, Phase: ae.phase, Line: ae.line, Column: ae.column,
+	}, true
+}
+
+func fieldErrors(fe spec.FieldErrors) []FieldError {
+	out := make([]FieldError, 0, len(fe))
+	for _, e := range fe {
+		out = append(out, FieldError{Field: e.Field, Message: e.Message})
+	}
+	return out
+}
+
+// writeProblem sends err as problem+json, logging errors that are not the client's.
+func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error) {
+	p, known := problemFor(err)
+	p.Instance = r.URL.Path
+	p.RequestID = requestID(r.Context())
+	if !known {
+		s.logger.ErrorContext(r.Context(), "request failed", "error", err, "request_id", p.RequestID)
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

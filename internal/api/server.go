@@ -1,0 +1,227 @@
+// Package api is the service's HTTP API: a chi router under /v1 with bearer
+// token auth, tenant scoping, RFC 9457 problem+json errors and request
+// limits, plus /healthz, /readyz and /openapi.yaml.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+
+	"lok8s.dev/provisioner/internal/seal"
+	"lok8s.dev/provisioner/internal/store"
+)
+
+// DefaultMaxBodyBytes caps request bodies unless Config says otherwise.
+const DefaultMaxBodyBytes = 1 << 20
+
+// Config is what the API needs.
+type Config struct {
+	Store   *store.Store
+	Keyring *seal.Keyring
+	Logger  *slog.Logger
+	// Enqueue and CancelJob join the queue to the store's transactions.
+	Enqueue   store.EnqueueFunc
+	CancelJob store.CancelJobFunc
+	// StepNames lists an operation kind's pipeline steps.
+	StepNames func(store.OperationKind) []string
+	// ManagementClusterKnown reports whether a named management cluster
+	// (spec.managementCluster.domain) is configured.
+	ManagementClusterKnown func(domain string) bool
+	// KnownAddons are the addon names spec.bootstrap may use; nil means the spec's defaults.
+	KnownAddons []string
+	// OpenAPI is the API description served at /openapi.yaml.
+	OpenAPI      []byte
+	MaxBodyBytes int64
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Store == nil:
+		return errors.New("api: Config.Store is required")
+	case c.Keyring == nil:
+		return errors.New("api: Config.Keyring is required")
+	case c.Enqueue == nil || c.CancelJob == nil:
+		return errors.New("api: Config.Enqueue and Config.CancelJob are required")
+	case c.StepNames == nil:
+		return errors.New("api: Config.StepNames is required")
+	case c.ManagementClusterKnown == nil:
+		return errors.New("api: Config.ManagementClusterKnown is required")
+	}
+	return nil
+}
+
+// Server handles the API's requests.
+type Server struct {
+	Config
+	store  *store.Store
+	logger *slog.Logger
+	router chi.Router
+}
+
+// New builds the API handler.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	s := &Server{Config: cfg, store: cfg.Store, logger: cfg.Logger}
+	s.router = s.routes()
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+func (s *Server) routes() chi.Router {
+	r := chi.NewRouter()
+	r.Use(s.withRequestID, s.logRequests, s.recoverPanics, s.limitBody)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		s.writeProblem(w, r, errNotFound("no such endpoint: "+r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		s.writeProblem(w, r, &apiError{status: http.StatusMethodNotAllowed, slug: "method-not-allowed",
+			title: "Method not allowed", detail: r.Method + " is not allowed on " + r.URL.Path})
+	})
+
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.Get("/readyz", s.ready)
+	r.Get("/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(s.OpenAPI)
+	})
+
+	r.Route("/v1", func(r chi.Router) {
+		r.Use(s.authenticate)
+		r.Route("/clusters", func(r chi.Router) {
+			r.Post("/", s.createCluster)
+			r.Get("/", s.listClusters)
+			r.Get("/{name}", s.getCluster)
+			r.Get("/{name}/status", s.clusterStatus)
+			r.Delete("/{name}", s.deleteCluster)
+		})
+		r.Route("/credentials", func(r chi.Router) {
+			r.Get("/", s.listCredentials)
+			r.Put("/{name}", s.putCredential)
+			r.Get("/{name}", s.getCredential)
+			r.Delete("/{name}", s.deleteCredential)
+		})
+		r.Route("/tenants", func(r chi.Router) {
+			r.Use(s.requireAdmin)
+			r.Post("/", s.createTenant)
+			r.Post("/{tenant}/tokens", s.createToken)
+		})
+	})
+	return r
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.logger.WarnContext(ctx, "not ready: database unreachable", "error", err)
+		s.writeProblem(w, r, &apiError{status: http.StatusServiceUnavailable, slug: "not-ready", title: "Not ready",
+			detail: "the database is unreachable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+type requestIDKey struct{}
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// validRequestID bounds what a client may pass as X-Request-Id, since it
+// ends up in logs.
+var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+func (s *Server) withRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if !validRequestID.MatchString(id) {
+			id = uuid.NewString()
+		}
+		w.Header().Set("X-Request-Id", id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+	})
+}
+
+// statusRecorder remembers the status and tenant of a response, for the access log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	tenant string
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+	r.ResponseWriter.WriteHeader(status)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// logRequests writes one access log line a request: never headers or bodies,
+// which may hold tokens or credentials.
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		s.logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("request_id", requestID(r.Context())),
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.Int("status", rec.status),
+			slog.String("tenant", rec.tenant),
+			slog.Duration("duration", time.Since(start)))
+	})
+}
+
+func (s *Server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.writeProblem(w, r, fmt.Errorf("panic: %v", v))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, s.MaxBodyBytes)
+		}
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,126 @@
+package api
+
+import (
+	"encoding/json"
+	"time"
+
+	"lok8s.dev/provisioner/internal/store"
+)
+
+// ClusterView is a cluster as the API shows it.
+type ClusterView struct {
+	Name              string          `json:"name"`
+	Provider          string          `json:"provider"`
+	ManagementCluster string          `json:"managementCluster,omitempty"`
+	Phase             store.Phase     `json:"phase"`
+	Message           string          `json:"message,omitempty"`
+	Generation        int64           `json:"generation"`
+	Spec              json.RawMessage `json:"spec"`
+	Operation         *OperationView  `json:"operation,omitempty"`
+	CreatedAt         time.Time       `json:"createdAt"`
+	UpdatedAt         time.Time       `json:"updatedAt"`
+	DeletedAt         *time.Time      `json:"deletedAt,omitempty"`
+}
+
+// OperationView is an operation as the API shows it.
+type OperationView struct {
+	ID         string               `json:"id"`
+	Kind       store.OperationKind  `json:"kind"`
+	State      store.OperationState `json:"state"`
+	Step       string               `json:"step,omitempty"`
+	Error      string               `json:"error,omitempty"`
+	Steps      []StepView           `json:"steps"`
+	CreatedAt  time.Time            `json:"createdAt"`
+	StartedAt  *time.Time           `json:"startedAt,omitempty"`
+	FinishedAt *time.Time           `json:"finishedAt,omitempty"`
+}
+
+// StepView is one step of an operation as the API shows it.
+type StepView struct {
+	Name       string          `json:"name"`
+	State      store.StepState `json:"state"`
+	Attempts   int             `json:"attempts"`
+	Error      string          `json:"error,omitempty"`
+	Message    string          `json:"message,omitempty"`
+	StartedAt  *time.Time      `json:"startedAt,omitempty"`
+	FinishedAt *time.Time      `json:"finishedAt,omitempty"`
+}
+
+// StatusView is GET /v1/clusters/{name}/status.
+type StatusView struct {
+	Name       string          `json:"name"`
+	Phase      store.Phase     `json:"phase"`
+	Operation  *OperationView  `json:"operation,omitempty"`
+	Conditions []ConditionView `json:"conditions"`
+	Message    string          `json:"message,omitempty"`
+	UpdatedAt  time.Time       `json:"updatedAt"`
+}
+
+// ConditionView is a condition the management cluster reported.
+type ConditionView struct {
+	Type               string     `json:"type"`
+	Status             string     `json:"status"`
+	Reason             string     `json:"reason,omitempty"`
+	Message            string     `json:"message,omitempty"`
+	LastTransitionTime *time.Time `json:"lastTransitionTime,omitempty"`
+}
+
+// observedStatus is the part of a cluster's observed CAPI status the API shows.
+type observedStatus struct {
+	Conditions []ConditionView `json:"conditions"`
+}
+
+// CredentialView is a credential's metadata; the secret is never shown.
+type CredentialView struct {
+	Name        string    `json:"name"`
+	Provider    string    `json:"provider"`
+	KeysSet     []string  `json:"keysSet"`
+	Fingerprint string    `json:"fingerprint"`
+	CreatedAt   time.Time `json:"createdAt"`
+	UpdatedAt   time.Time `json:"updatedAt"`
+}
+
+func clusterView(c store.Cluster, op *store.Operation) ClusterView {
+	v := ClusterView{
+		Name: c.Name, Provider: c.Provider, ManagementCluster: c.ManagementDomain, Phase: c.Phase,
+		Message: c.Message, Generation: c.Generation, Spec: c.Spec,
+		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, DeletedAt: c.DeletedAt,
+	}
+	if op != nil {
+		ov := operationView(*op)
+		v.Operation = &ov
+	}
+	return v
+}
+
+func operationView(op store.Operation) OperationView {
+	v := OperationView{
+		ID: op.ID.String(), Kind: op.Kind, State: op.State, Step: op.Step, Error: op.Error,
+		Steps: make([]StepView, 0, len(op.Steps)), CreatedAt: op.CreatedAt, StartedAt: op.StartedAt, FinishedAt: op.FinishedAt,
+	}
+	for _, s := range op.Steps {
+		v.Steps = append(v.Steps, StepView{
+			Name: s.Name, State: s.State, Attempts: s.Attempts, Error: s.Error, Message: s.Message,
+			StartedAt: s.StartedAt, FinishedAt: s.FinishedAt,
+		})
+	}
+	return v
+}
+
+func statusView(c store.Cluster, op *store.Operation) StatusView {
+	v := StatusView{Name: c.Name, Phase: c.Phase, Message: c.Message, UpdatedAt: c.UpdatedAt, Conditions: []ConditionView{}}
+	var obs observedStatus
+	if err := json.Unmarshal(c.Observed, &obs); err == nil && obs.Conditions != nil {
+		v.Conditions = obs.Conditions
+	}
+	if op != nil {
+		ov := operationView(*op)
+		v.Operation = &ov
+	}
+	return v
+}
+
+func credentialView(c store.Credential) CredentialView {
+	return CredentialView{Name: c.Name, Provider: c.Provider, KeysSet: c.KeysSet, Fingerprint: c.Fingerprint,
+		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+}

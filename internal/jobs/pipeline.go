@@ -1,0 +1,185 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"lok8s.dev/provisioner/internal/spec"
+	"lok8s.dev/provisioner/internal/store"
+)
+
+// Step is one named, idempotent step of an operation: running it again after
+// a crash or a retry must be safe and converge to the same result.
+type Step struct {
+	Name string
+	Run  func(ctx context.Context, r *Run) (Outcome, error)
+}
+
+// Outcome is how a step ended when it returned no error.
+type Outcome struct {
+	// Skipped marks the step skipped rather than done; Message says why.
+	Skipped bool
+	Message string
+	// RecheckIn, when positive, means "not done yet": the job snoozes,
+	// releasing its worker slot, and runs this step again after that long.
+	RecheckIn time.Duration
+}
+
+// Run is what a step works on.
+type Run struct {
+	Operation store.Operation
+	Cluster   store.Cluster
+	Spec      *spec.Capi
+	Logger    *slog.Logger
+}
+
+// permanentError marks a step error that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as one that retrying cannot fix: the operation fails
+// at once instead of being retried with backoff.
+func Permanent(err error) error { return permanentError{err: err} }
+
+// IsPermanent reports whether err was marked Permanent.
+func IsPermanent(err error) bool { return errors.As(err, new(permanentError)) }
+
+// Pipeline holds the ordered steps of each operation kind.
+type Pipeline struct {
+	steps map[store.OperationKind][]Step
+	// done is the phase a cluster reaches when an operation of a kind succeeds.
+	done map[store.OperationKind]store.Phase
+}
+
+// StepNames lists the names of kind's steps, in order.
+func (p *Pipeline) StepNames(kind store.OperationKind) []string {
+	names := make([]string, 0, len(p.steps[kind]))
+	for _, s := range p.steps[kind] {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
+// operationRunner works an operation's steps in order, saving each step's
+// progress so that a retried job resumes where the last attempt stopped.
+type operationRunner struct {
+	store    *store.Store
+	pipeline *Pipeline
+	logger   *slog.Logger
+}
+
+func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID uuid.UUID) error {
+	logger := r.logger.With("job", job.ID, "attempt", job.Attempt, "operation", opID.String())
+	op, err := r.store.BeginOperation(ctx, opID)
+	if errors.Is(err, store.ErrOperationNotActive) {
+		logger.InfoContext(ctx, "operation already ended; nothing to do")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	cluster, err := r.store.ClusterByID(ctx, op.ClusterID)
+	if err != nil {
+		return err
+	}
+	logger = logger.With("cluster", cluster.Name, "tenant", cluster.TenantID.String(), "kind", string(op.Kind))
+	capi, err := spec.Parse(cluster.Spec)
+	if err != nil {
+		err = fmt.Errorf("stored spec does not parse: %w", err)
+		logger.ErrorContext(ctx, "operation failed", "error", err)
+		if ferr := r.store.FailOperation(context.WithoutCancel(ctx), op.ID, err.Error()); ferr != nil {
+			return errors.Join(err, ferr)
+		}
+		return river.JobCancel(err)
+	}
+	run := &Run{Operation: op, Cluster: cluster, Spec: capi, Logger: logger}
+
+	for _, step := range r.pipeline.steps[op.Kind] {
+		if done(op, step.Name) {
+			continue
+		}
+		if err := r.store.StartStep(ctx, op.ID, step.Name); err != nil {
+			if errors.Is(err, store.ErrOperationNotActive) {
+				logger.InfoContext(ctx, "operation ended while running; stopping", "step", step.Name)
+				return nil
+			}
+			return err
+		}
+		started := time.Now()
+		out, err := step.Run(ctx, run)
+		if err != nil {
+			final := IsPermanent(err) || job.Attempt >= job.MaxAttempts
+			return r.fail(ctx, logger, op, step.Name, err, final)
+		}
+		if out.RecheckIn > 0 {
+			logger.InfoContext(ctx, "step not done yet; rechecking later", "step", step.Name, "in", out.RecheckIn)
+			return river.JobSnooze(out.RecheckIn)
+		}
+		state := store.StepSucceeded
+		if out.Skipped {
+			state = store.StepSkipped
+		}
+		if err := r.store.FinishStep(context.WithoutCancel(ctx), op.ID, step.Name, state, out.Message); err != nil {
+			if errors.Is(err, store.ErrOperationNotActive) {
+				return nil
+			}
+			return err
+		}
+		logger.InfoContext(ctx, "step finished", "step", step.Name, "state", string(state), "duration", time.Since(started))
+	}
+	if err := r.store.CompleteOperation(context.WithoutCancel(ctx), op.ID, r.pipeline.done[op.Kind]); err != nil && !errors.Is(err, store.ErrOperationNotActive) {
+		return err
+	}
+	logger.InfoContext(ctx, "operation succeeded")
+	return nil
+}
+
+// fail records a step's error; a final one fails the operation and tells
+// River not to retry, any other is returned for River to retry with backoff.
+func (r *operationRunner) fail(ctx context.Context, logger *slog.Logger, op store.Operation, step string, err error, final bool) error {
+	logger.WarnContext(ctx, "step failed", "step", step, "final", final, "error", err)
+	if serr := r.store.FailStep(context.WithoutCancel(ctx), op.ID, step, err.Error(), final); serr != nil &&
+		!errors.Is(serr, store.ErrOperationNotActive) {
+		return errors.Join(err, serr)
+	}
+	if final {
+		return river.JobCancel(err)
+	}
+	return err
+}
+
+func done(op store.Operation, name string) bool {
+	for _, s := range op.Steps {
+		if s.Name == name {
+			return s.State == store.StepSucceeded || s.State == store.StepSkipped
+		}
+	}
+	return false
+}
+
+type provisionWorker struct {
+	river.WorkerDefaults[ProvisionArgs]
+	runner *operationRunner
+}
+
+func (w *provisionWorker) Work(ctx context.Context, job *river.Job[ProvisionArgs]) error {
+	return w.runner.work(ctx, job.JobRow, job.Args.OperationID)
+}
+
+type deprovisionWorker struct {
+	river.WorkerDefaults[DeprovisionArgs]
+	runner *operationRunner
+}
+
+func (w *deprovisionWorker) Work(ctx context.Context, job *river.Job[DeprovisionArgs]) error {
+	return w.runner.work(ctx, job.JobRow, job.Args.OperationID)
+}

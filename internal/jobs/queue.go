@@ -1,0 +1,172 @@
+// Package jobs runs the service's background work on River: the provision
+// and deprovision workers that drive an operation's pipeline one saved step
+// at a time, and the Queue that enqueues their jobs inside the store's
+// transactions. Job arguments carry ids only, never a spec or a secret.
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"lok8s.dev/provisioner/internal/store"
+)
+
+// ProvisionArgs are the arguments of a provision job.
+type ProvisionArgs struct {
+	OperationID uuid.UUID `json:"operationId"`
+}
+
+// Kind implements river.JobArgs.
+func (ProvisionArgs) Kind() string { return "provision" }
+
+// DeprovisionArgs are the arguments of a deprovision job.
+type DeprovisionArgs struct {
+	OperationID uuid.UUID `json:"operationId"`
+}
+
+// Kind implements river.JobArgs.
+func (DeprovisionArgs) Kind() string { return "deprovision" }
+
+// Config configures the queue and its workers.
+type Config struct {
+	Store  *store.Store
+	Logger *slog.Logger
+	// Pipeline holds the steps workers run; see NewPipeline.
+	Pipeline *Pipeline
+	// Workers is how many jobs this process works at once; 0 makes the
+	// client insert-only (an API-only replica).
+	Workers int
+	// MaxAttempts is how often a job is tried before its operation fails.
+	MaxAttempts int
+	// StepTimeout bounds one attempt of a job.
+	StepTimeout time.Duration
+	// RescueAfter is how long a job may stay running before River assumes
+	// its worker died and hands it to another (which resumes at the saved step).
+	RescueAfter time.Duration
+}
+
+// WithDefaults returns c with unset fields defaulted.
+func (c Config) WithDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 12
+	}
+	if c.StepTimeout == 0 {
+		c.StepTimeout = 15 * time.Minute
+	}
+	if c.RescueAfter == 0 {
+		c.RescueAfter = c.StepTimeout + 5*time.Minute
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Store == nil:
+		return errors.New("jobs: Config.Store is required")
+	case c.Workers > 0 && c.Pipeline == nil:
+		return errors.New("jobs: Config.Pipeline is required when Workers > 0")
+	case c.Workers < 0:
+		return errors.New("jobs: Config.Workers must not be negative")
+	case c.RescueAfter <= c.StepTimeout:
+		return errors.New("jobs: Config.RescueAfter must be longer than Config.StepTimeout")
+	}
+	return nil
+}
+
+// Queue enqueues operations' jobs and, with workers, runs them.
+type Queue struct {
+	client *river.Client[pgx.Tx]
+	logger *slog.Logger
+}
+
+// NewQueue builds a River client on pool with the provision and deprovision workers.
+func NewQueue(pool *pgxpool.Pool, cfg Config) (*Queue, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	rc := &river.Config{
+		Logger:               cfg.Logger,
+		MaxAttempts:          cfg.MaxAttempts,
+		JobTimeout:           cfg.StepTimeout,
+		RescueStuckJobsAfter: cfg.RescueAfter,
+	}
+	if cfg.Workers > 0 {
+		workers := river.NewWorkers()
+		runner := &operationRunner{store: cfg.Store, pipeline: cfg.Pipeline, logger: cfg.Logger}
+		if err := river.AddWorkerSafely(workers, &provisionWorker{runner: runner}); err != nil {
+			return nil, fmt.Errorf("jobs: add provision worker: %w", err)
+		}
+		if err := river.AddWorkerSafely(workers, &deprovisionWorker{runner: runner}); err != nil {
+			return nil, fmt.Errorf("jobs: add deprovision worker: %w", err)
+		}
+		rc.Workers = workers
+		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}
+	}
+	client, err := river.NewClient(riverpgxv5.New(pool), rc)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: new river client: %w", err)
+	}
+	return &Queue{client: client, logger: cfg.Logger}, nil
+}
+
+// Start starts working jobs (no-op for an insert-only queue).
+func (q *Queue) Start(ctx context.Context) error {
+	if err := q.client.Start(ctx); err != nil {
+		return fmt.Errorf("jobs: start: %w", err)
+	}
+	return nil
+}
+
+// Stop stops fetching new jobs and waits for running ones to finish or ctx
+// to end; jobs cut short are retried later and resume at their saved step.
+func (q *Queue) Stop(ctx context.Context) error {
+	if err := q.client.Stop(ctx); err != nil {
+		return fmt.Errorf("jobs: stop: %w", err)
+	}
+	return nil
+}
+
+// Enqueue inserts the job for op inside tx; it is a store.EnqueueFunc.
+func (q *Queue) Enqueue(ctx context.Context, tx pgx.Tx, op store.Operation) (int64, error) {
+	var args river.JobArgs
+	switch op.Kind {
+	case store.OpProvision:
+		args = ProvisionArgs{OperationID: op.ID}
+	case store.OpDeprovision:
+		args = DeprovisionArgs{OperationID: op.ID}
+	default:
+		return 0, fmt.Errorf("jobs: no worker for %s operations", op.Kind)
+	}
+	res, err := q.client.InsertTx(ctx, tx, args, nil)
+	if err != nil {
+		return 0, fmt.Errorf("jobs: insert %s job: %w", args.Kind(), err)
+	}
+	return res.Job.ID, nil
+}
+
+// CancelJob cancels job jobID inside tx; it is a store.CancelJobFunc. A
+// running job's context is cancelled and its worker stops at the next step.
+func (q *Queue) CancelJob(ctx context.Context, tx pgx.Tx, jobID int64) error {
+	if _, err := q.client.JobCancelTx(ctx, tx, jobID); err != nil && !errors.Is(err, river.ErrNotFound) {
+		return fmt.Errorf("jobs: cancel job %d: %w", jobID, err)
+	}
+	return nil
+}
+
+var (
+	_ store.EnqueueFunc   = (*Queue)(nil).Enqueue
+	_ store.CancelJobFunc = (*Queue)(nil).CancelJob
+)

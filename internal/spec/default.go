@@ -1,0 +1,76 @@
+package spec
+
+import "k8s.io/apimachinery/pkg/util/validation"
+
+// Default values, applied by Default.
+const (
+	DefaultNamespace            = "default"
+	DefaultControlPlaneReplicas = 3
+	DefaultPoolReplicas         = 1
+	DefaultGitOpsBranch         = "main"
+)
+
+// Default fills in every field the document may omit. It is idempotent and
+// leaves apiVersion and kind alone: those are validated, not defaulted.
+//
+//   - spec.credentials.secretName: <metadata.name>-credentials, when that is a
+//     valid name
+//   - spec.cluster.namespace: default
+//   - control plane replicas (hcloud, aws with flavor ec2): 3
+//   - worker pool replicas: 1
+//   - spec.aws.flavor: ec2
+//   - spec.gitops.branch: main; spec.gitops.path: clusters/<spec.cluster.domain>
+func (c *Capi) Default() {
+	s := &c.Spec
+	if s.Credentials.SecretName == "" && c.Metadata.Name != "" {
+		// An invalid name is reported on metadata.name, not again on a
+		// secret name the document never mentioned.
+		if name := c.Metadata.Name + "-credentials"; len(validation.IsDNS1123Subdomain(name)) == 0 {
+			s.Credentials.SecretName = name
+		}
+	}
+	if s.Cluster.Namespace == "" {
+		s.Cluster.Namespace = DefaultNamespace
+	}
+	if h := s.HCloud; h != nil {
+		defaultControlPlane(h.ControlPlane)
+		defaultPools(h.Workers)
+	}
+	if r := s.HRobot; r != nil {
+		defaultPools(r.Workers)
+	}
+	if a := s.AWS; a != nil {
+		if a.Flavor == "" {
+			a.Flavor = FlavorEC2
+		}
+		if a.Flavor == FlavorEC2 {
+			defaultControlPlane(a.ControlPlane)
+		}
+		defaultPools(a.Workers)
+	}
+	if g := s.GitOps; g != nil {
+		if g.Branch == "" {
+			g.Branch = DefaultGitOpsBranch
+		}
+		if g.Path == "" && s.Cluster.Domain != "" && len(validation.IsDNS1123Subdomain(s.Cluster.Domain)) == 0 {
+			g.Path = "clusters/" + s.Cluster.Domain
+		}
+	}
+}
+
+func defaultControlPlane(cp *ControlPlane) {
+	if cp != nil && cp.Replicas == nil {
+		cp.Replicas = ptr(int32(DefaultControlPlaneReplicas))
+	}
+}
+
+func defaultPools(pools map[string]Pool) {
+	for name, p := range pools {
+		if p.Replicas == nil {
+			p.Replicas = ptr(int32(DefaultPoolReplicas))
+			pools[name] = p
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,217 @@
+// Package spec owns the cluster.lok8s.dev/v1beta1 Capi cluster spec: its Go
+// types, strict parsing of YAML or JSON documents, defaulting and validation.
+//
+// Parse reports every unknown field and every wrongly typed value with its
+// full path (spec.hcloud.workers.gpu.replicas, spec.bootstrap[1].name) in one
+// FieldErrors; malformed documents are a *SyntaxError with a line and, for
+// JSON, a column. Load chains Parse, Default and Validate and returns all
+// field errors at once.
+package spec
+
+import (
+	"encoding/json"
+	"errors"
+)
+
+// The type of document this package reads.
+const (
+	APIVersion = "cluster.lok8s.dev/v1beta1"
+	Kind       = "Capi"
+)
+
+// Provider names returned by Capi.Provider.
+const (
+	ProviderHetzner = "hetzner"
+	ProviderAWS     = "aws"
+)
+
+// AWS flavors.
+const (
+	FlavorEC2 = "ec2"
+	FlavorEKS = "eks"
+)
+
+// Capi is a production cluster provisioned through Cluster API.
+type Capi struct {
+	APIVersion string      `json:"apiVersion"`
+	Kind       string      `json:"kind"`
+	Metadata   Metadata    `json:"metadata"`
+	Spec       ClusterSpec `json:"spec"`
+}
+
+// Metadata names the cluster. The name prefixes generated object names.
+type Metadata struct {
+	Name string `json:"name"`
+}
+
+// ClusterSpec is the desired state of a Capi cluster. Exactly one provider is
+// set: Hetzner (HCloud, optionally with HRobot bare-metal workers) or AWS.
+type ClusterSpec struct {
+	Kubernetes Kubernetes      `json:"kubernetes"`
+	Cluster    ClusterSettings `json:"cluster"`
+	// ManagementCluster is nil in SaaS mode.
+	ManagementCluster *ManagementCluster `json:"managementCluster,omitempty"`
+	Credentials       Credentials        `json:"credentials"`
+	HCloud            *HCloud            `json:"hcloud,omitempty"`
+	HRobot            *HRobot            `json:"hrobot,omitempty"`
+	AWS               *AWS               `json:"aws,omitempty"`
+	Bootstrap         []Addon            `json:"bootstrap,omitempty"`
+	GitOps            *GitOps            `json:"gitops,omitempty"`
+}
+
+// Kubernetes selects the Kubernetes release, as vMAJOR.MINOR.PATCH.
+type Kubernetes struct {
+	Version string `json:"version"`
+}
+
+// ClusterSettings locates the work cluster: Domain is its API endpoint host
+// and Namespace the management-cluster namespace of its CAPI objects.
+type ClusterSettings struct {
+	Domain    string `json:"domain"`
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// ManagementCluster names the cluster that runs Cluster API.
+type ManagementCluster struct {
+	Domain string `json:"domain"`
+}
+
+// Credentials names the Secret holding the provider credentials.
+type Credentials struct {
+	SecretName string `json:"secretName,omitempty"`
+}
+
+// HCloud is the Hetzner Cloud provider section.
+type HCloud struct {
+	Region       string          `json:"region"`
+	SSHKeyName   string          `json:"sshKeyName"`
+	ControlPlane *ControlPlane   `json:"controlPlane,omitempty"`
+	Workers      map[string]Pool `json:"workers,omitempty"`
+}
+
+// HRobot adds Hetzner bare-metal worker pools to an HCloud cluster. A pool's
+// Type is the label value the bare-metal hosts carry, such as "ax41".
+type HRobot struct {
+	SSHKeyName string          `json:"sshKeyName,omitempty"`
+	Workers    map[string]Pool `json:"workers,omitempty"`
+}
+
+// AWS is the AWS provider section. Flavor is FlavorEC2 (kubeadm control plane
+// on EC2 machines) or FlavorEKS (EKS-managed control plane).
+type AWS struct {
+	Region       string          `json:"region"`
+	SSHKeyName   string          `json:"sshKeyName,omitempty"`
+	Flavor       string          `json:"flavor,omitempty"`
+	ControlPlane *ControlPlane   `json:"controlPlane,omitempty"`
+	Workers      map[string]Pool `json:"workers,omitempty"`
+}
+
+// ControlPlane sizes the control plane machines.
+type ControlPlane struct {
+	Replicas *int32 `json:"replicas,omitempty"`
+	Type     string `json:"type,omitempty"`
+}
+
+// Pool is a worker pool: Replicas machines of Type.
+type Pool struct {
+	Replicas *int32 `json:"replicas,omitempty"`
+	Type     string `json:"type,omitempty"`
+}
+
+// GitOps points the cluster at the repository it reconciles from.
+type GitOps struct {
+	Provider string `json:"provider"`
+	Repo     string `json:"repo"`
+	Branch   string `json:"branch,omitempty"`
+	Path     string `json:"path,omitempty"`
+}
+
+// Addon is an add-on applied after the cluster is up. In a document it is
+// either a bare name ("cilium") or an object {name, version, values}; Values
+// is free-form and passed to the add-on as is.
+type Addon struct {
+	Name    string         `json:"name"`
+	Version string         `json:"version,omitempty"`
+	Values  map[string]any `json:"values,omitempty"`
+}
+
+// addonObject is the object form of Addon, without its JSON methods.
+type addonObject struct {
+	Name    string         `json:"name"`
+	Version string         `json:"version,omitempty"`
+	Values  map[string]any `json:"values,omitempty"`
+}
+
+var (
+	_ json.Marshaler   = Addon{}
+	_ json.Unmarshaler = (*Addon)(nil)
+	_ genericDecoder   = (*Addon)(nil)
+)
+
+// MarshalJSON writes the bare name when only Name is set, else the object.
+func (a Addon) MarshalJSON() ([]byte, error) {
+	if a.Version == "" && len(a.Values) == 0 {
+		return json.Marshal(a.Name)
+	}
+	return json.Marshal(addonObject(a))
+}
+
+// UnmarshalJSON reads either form, leniently; Parse is the strict reader.
+func (a *Addon) UnmarshalJSON(data []byte) error {
+	var name string
+	if err := json.Unmarshal(data, &name); err == nil {
+		*a = Addon{Name: name}
+		return nil
+	}
+	var obj addonObject
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return errors.New("addon must be a name or an object with name, version and values")
+	}
+	*a = Addon(obj)
+	return nil
+}
+
+// decodeGeneric reads either form from a generic JSON value, strictly.
+func (a *Addon) decodeGeneric(d *decoder, path string, in any) {
+	switch v := in.(type) {
+	case string:
+		*a = Addon{Name: v}
+	case map[string]any:
+		var obj addonObject
+		d.decodeValue(path, in, reflectValueOf(&obj))
+		*a = Addon(obj)
+	default:
+		d.fail(path, "must be an addon name or an object with name, version and values")
+	}
+}
+
+// Provider returns ProviderHetzner when spec.hcloud and/or spec.hrobot is
+// set, ProviderAWS when spec.aws is set, and "" when none or both are.
+func (c *Capi) Provider() string {
+	hetzner := c.Spec.HCloud != nil || c.Spec.HRobot != nil
+	aws := c.Spec.AWS != nil
+	switch {
+	case hetzner && !aws:
+		return ProviderHetzner
+	case aws && !hetzner:
+		return ProviderAWS
+	default:
+		return ""
+	}
+}
+
+// ProviderFields lists the provider sections that are set, in the order
+// spec.hcloud, spec.hrobot, spec.aws.
+func (s ClusterSpec) ProviderFields() []string {
+	var fields []string
+	if s.HCloud != nil {
+		fields = append(fields, "spec.hcloud")
+	}
+	if s.HRobot != nil {
+		fields = append(fields, "spec.hrobot")
+	}
+	if s.AWS != nil {
+		fields = append(fields, "spec.aws")
+	}
+	return fields
+}

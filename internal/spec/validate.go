@@ -1,0 +1,355 @@
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// The supported Kubernetes releases: v1.MinKubernetesMinor.0 up to the last
+// patch of v1.MaxKubernetesMinor.
+const (
+	MinKubernetesMinor = 31
+	MaxKubernetesMinor = 37
+)
+
+// MaxNameLength bounds metadata.name, which prefixes generated object names.
+const MaxNameLength = 40
+
+// DefaultAddons are the add-ons spec.bootstrap may name when
+// ValidateOptions.KnownAddons is nil.
+var DefaultAddons = []string{"cilium", "ccm", "cert-manager"}
+
+// HCloudRegions are the Hetzner Cloud locations spec.hcloud.region accepts.
+var HCloudRegions = []string{"fsn1", "nbg1", "hel1", "ash", "hil", "sin"}
+
+// GitOpsProviders are the values spec.gitops.provider accepts.
+var GitOpsProviders = []string{"flux", "argo"}
+
+// ValidateOptions is what Validate checks against beyond the spec itself.
+type ValidateOptions struct {
+	// KnownAddons are the add-ons spec.bootstrap may name; nil means DefaultAddons.
+	KnownAddons []string
+}
+
+var (
+	kubernetesVersion = regexp.MustCompile(`^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
+	semVer            = regexp.MustCompile(`^v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$`)
+	awsRegion         = regexp.MustCompile(`^[a-z]{2}(-gov)?-[a-z]+-[0-9]$`)
+	scpRepo           = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)+$`)
+)
+
+// Load parses, defaults and validates a document. A *SyntaxError stops it
+// early; otherwise the unknown fields, type errors and validation errors are
+// returned together in one FieldErrors, sorted by field, along with the
+// best-effort spec. Without errors it returns the defaulted spec.
+func Load(data []byte, opts ValidateOptions) (*Capi, error) {
+	c, err := Parse(data)
+	var parseErrs FieldErrors
+	if err != nil && !errors.As(err, &parseErrs) {
+		return nil, err
+	}
+	c.Default()
+	errs := parseErrs
+	for _, fe := range c.Validate(opts) {
+		// A field that failed to decode is zero; do not also report it as missing.
+		if !slices.ContainsFunc(parseErrs, func(pe FieldError) bool { return within(fe.Field, pe.Field) }) {
+			errs = append(errs, fe)
+		}
+	}
+	if len(errs) > 0 {
+		errs.sortByField()
+		return c, errs
+	}
+	return c, nil
+}
+
+// Validate returns every problem with the spec, sorted by field. It checks
+// what is set and accepts empty values for the fields Default fills in, so
+// it can run before or after Default.
+func (c *Capi) Validate(opts ValidateOptions) FieldErrors {
+	known := opts.KnownAddons
+	if known == nil {
+		known = DefaultAddons
+	}
+	v := validator{}
+	s := &c.Spec
+
+	if c.APIVersion != APIVersion {
+		v.add("apiVersion", fmt.Sprintf("must be %q", APIVersion))
+	}
+	if c.Kind != Kind {
+		v.add("kind", fmt.Sprintf("must be %q", Kind))
+	}
+	v.name("metadata.name", c.Metadata.Name)
+	v.kubernetesVersion("spec.kubernetes.version", s.Kubernetes.Version)
+	v.domain("spec.cluster.domain", s.Cluster.Domain)
+	if ns := s.Cluster.Namespace; ns != "" {
+		v.dns("spec.cluster.namespace", validation.IsDNS1123Label(ns))
+	}
+	if mc := s.ManagementCluster; mc != nil {
+		v.domain("spec.managementCluster.domain", mc.Domain)
+	}
+	if sn := s.Credentials.SecretName; sn != "" {
+		v.dns("spec.credentials.secretName", validation.IsDNS1123Subdomain(sn))
+	}
+
+	switch fields := s.ProviderFields(); {
+	case len(fields) == 0:
+		v.add("spec", "one provider section is required: spec.hcloud, spec.hrobot or spec.aws")
+	case (s.HCloud != nil || s.HRobot != nil) && s.AWS != nil:
+		named := strings.Join(fields[:len(fields)-1], ", ") + " and " + fields[len(fields)-1]
+		v.add("spec", named+": only one provider may be set, Hetzner (spec.hcloud, spec.hrobot) or AWS (spec.aws)")
+	}
+	if h := s.HCloud; h != nil {
+		v.hcloud(h)
+	}
+	if r := s.HRobot; r != nil {
+		if s.HCloud == nil {
+			v.add("spec.hcloud", "required when spec.hrobot is set: bare-metal workers need an hcloud control plane")
+		}
+		v.pools("spec.hrobot.workers", r.Workers)
+	}
+	if a := s.AWS; a != nil {
+		v.aws(a)
+	}
+	v.bootstrap(s.Bootstrap, known)
+	if g := s.GitOps; g != nil {
+		v.gitops(g)
+	}
+
+	v.errs.sortByField()
+	return v.errs
+}
+
+type validator struct {
+	errs FieldErrors
+}
+
+func (v *validator) add(field, msg string) {
+	v.errs = append(v.errs, FieldError{Field: field, Message: msg})
+}
+
+// dns records the messages of a k8s.io/apimachinery validation, if any.
+func (v *validator) dns(field string, msgs []string) {
+	if len(msgs) > 0 {
+		v.add(field, strings.Join(msgs, "; "))
+	}
+}
+
+func (v *validator) required(field, value string) bool {
+	if value == "" {
+		v.add(field, "required")
+		return false
+	}
+	return true
+}
+
+func (v *validator) name(field, name string) {
+	if !v.required(field, name) {
+		return
+	}
+	if len(name) > MaxNameLength {
+		v.add(field, fmt.Sprintf("must be at most %d characters: it prefixes generated object names", MaxNameLength))
+		return
+	}
+	v.dns(field, validation.IsDNS1123Label(name))
+}
+
+func (v *validator) kubernetesVersion(field, version string) {
+	if !v.required(field, version) {
+		return
+	}
+	m := kubernetesVersion.FindStringSubmatch(version)
+	if m == nil {
+		v.add(field, "must be of the form vMAJOR.MINOR.PATCH, e.g. v1.31.10")
+		return
+	}
+	major, errMajor := strconv.Atoi(m[1])
+	minor, errMinor := strconv.Atoi(m[2])
+	if errMajor != nil || errMinor != nil || major != 1 || minor < MinKubernetesMinor || minor > MaxKubernetesMinor {
+		v.add(field, fmt.Sprintf("must be between v1.%d.0 and v1.%d.x", MinKubernetesMinor, MaxKubernetesMinor))
+	}
+}
+
+func (v *validator) domain(field, domain string) {
+	if !v.required(field, domain) {
+		return
+	}
+	if msgs := validation.IsDNS1123Subdomain(domain); len(msgs) > 0 {
+		v.dns(field, msgs)
+		return
+	}
+	if !strings.Contains(domain, ".") {
+		v.add(field, "must be a fully qualified domain name with at least one dot, e.g. prod.example.com")
+	}
+}
+
+func (v *validator) hcloud(h *HCloud) {
+	if v.required("spec.hcloud.region", h.Region) && !slices.Contains(HCloudRegions, h.Region) {
+		v.add("spec.hcloud.region", "must be one of "+strings.Join(HCloudRegions, ", "))
+	}
+	v.required("spec.hcloud.sshKeyName", h.SSHKeyName)
+	if h.ControlPlane == nil {
+		v.add("spec.hcloud.controlPlane", "required")
+	} else {
+		v.controlPlane("spec.hcloud.controlPlane", h.ControlPlane)
+	}
+	v.pools("spec.hcloud.workers", h.Workers)
+}
+
+func (v *validator) aws(a *AWS) {
+	if v.required("spec.aws.region", a.Region) && !awsRegion.MatchString(a.Region) {
+		v.add("spec.aws.region", "must be an AWS region such as eu-central-1 or us-gov-west-1")
+	}
+	switch a.Flavor {
+	case "", FlavorEC2:
+		v.required("spec.aws.sshKeyName", a.SSHKeyName)
+		if a.ControlPlane == nil {
+			v.add("spec.aws.controlPlane", "required for flavor ec2")
+		} else {
+			v.controlPlane("spec.aws.controlPlane", a.ControlPlane)
+		}
+	case FlavorEKS:
+		if a.ControlPlane != nil {
+			v.add("spec.aws.controlPlane", "must be omitted for flavor eks: EKS manages the control plane")
+		}
+	default:
+		v.add("spec.aws.flavor", fmt.Sprintf("must be one of %s, %s", FlavorEC2, FlavorEKS))
+	}
+	v.pools("spec.aws.workers", a.Workers)
+}
+
+func (v *validator) controlPlane(field string, cp *ControlPlane) {
+	if r := cp.Replicas; r != nil {
+		switch {
+		case *r < 1:
+			v.add(field+".replicas", "must be at least 1")
+		case *r%2 == 0:
+			v.add(field+".replicas", "must be odd (1, 3, 5) for etcd quorum")
+		}
+	}
+	v.required(field+".type", cp.Type)
+}
+
+func (v *validator) pools(field string, pools map[string]Pool) {
+	for _, name := range sortedPoolNames(pools) {
+		p := pools[name]
+		path := joinKey(field, name)
+		if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
+			v.add(path, "pool name must be a DNS-1123 label: "+strings.Join(msgs, "; "))
+		}
+		if p.Replicas != nil && *p.Replicas < 0 {
+			v.add(path+".replicas", "must not be negative")
+		}
+		v.required(path+".type", p.Type)
+	}
+}
+
+func sortedPoolNames(pools map[string]Pool) []string {
+	names := make([]string, 0, len(pools))
+	for name := range pools {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (v *validator) bootstrap(addons []Addon, known []string) {
+	seen := make(map[string]bool, len(addons))
+	for i, a := range addons {
+		field := fmt.Sprintf("spec.bootstrap[%d]", i)
+		switch {
+		case a.Name == "":
+			v.add(field+".name", "required")
+		case !slices.Contains(known, a.Name):
+			v.add(field+".name", fmt.Sprintf("unknown addon %q: must be one of %s", a.Name, strings.Join(known, ", ")))
+		case seen[a.Name]:
+			v.add(field+".name", fmt.Sprintf("duplicate addon %q", a.Name))
+		}
+		seen[a.Name] = true
+		if a.Version != "" && !semVer.MatchString(a.Version) {
+			v.add(field+".version", "must be a semantic version such as 1.2.3 or v1.2.3")
+		}
+	}
+}
+
+func (v *validator) gitops(g *GitOps) {
+	if g.Provider == "" {
+		v.add("spec.gitops.provider", "required: one of "+strings.Join(GitOpsProviders, ", "))
+	} else if !slices.Contains(GitOpsProviders, g.Provider) {
+		v.add("spec.gitops.provider", "must be one of "+strings.Join(GitOpsProviders, ", "))
+	}
+	if v.required("spec.gitops.repo", g.Repo) && !validRepoURL(g.Repo) {
+		v.add("spec.gitops.repo", "must be a git URL: https://host/org/repo.git, ssh://git@host/org/repo.git or git@host:org/repo.git")
+	}
+	if g.Branch != "" && !validBranchName(g.Branch) {
+		v.add("spec.gitops.branch", `must be a valid git branch name (no spaces, "..", or leading "-")`)
+	}
+	if g.Path != "" && !validRepoPath(g.Path) {
+		v.add("spec.gitops.path", `must be a relative path inside the repository (no leading "/", no ".." segment)`)
+	}
+}
+
+// validRepoURL accepts https://host/path, ssh://[user@]host/path and the
+// scp-like user@host:org/repo form. An https URL may not embed credentials.
+func validRepoURL(s string) bool {
+	if strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return false
+	}
+	if scpRepo.MatchString(s) {
+		return true
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Hostname() == "" || u.Opaque != "" || u.RawQuery != "" || u.Fragment != "" {
+		return false
+	}
+	switch u.Scheme {
+	case "https":
+		if u.User != nil {
+			return false
+		}
+	case "ssh":
+	default:
+		return false
+	}
+	return strings.Trim(u.Path, "/") != ""
+}
+
+// validBranchName applies the rules of git check-ref-format to a branch name.
+func validBranchName(s string) bool {
+	if s == "@" || strings.HasPrefix(s, "-") || strings.HasPrefix(s, "/") ||
+		strings.HasSuffix(s, "/") || strings.HasSuffix(s, ".") ||
+		strings.Contains(s, "..") || strings.Contains(s, "@{") || strings.Contains(s, "//") {
+		return false
+	}
+	if strings.ContainsFunc(s, func(r rune) bool {
+		return r <= ' ' || r == 0x7f || strings.ContainsRune(`~^:?*[\`, r)
+	}) {
+		return false
+	}
+	for _, part := range strings.Split(s, "/") {
+		if strings.HasPrefix(part, ".") || strings.HasSuffix(part, ".lock") {
+			return false
+		}
+	}
+	return true
+}
+
+// validRepoPath accepts a relative slash-separated path that stays inside
+// the repository.
+func validRepoPath(s string) bool {
+	if strings.HasPrefix(s, "/") || strings.Contains(s, `\`) {
+		return false
+	}
+	if strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return false
+	}
+	return !slices.Contains(strings.Split(s, "/"), "..")
+}

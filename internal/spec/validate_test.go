@@ -1,0 +1,320 @@
+package spec
+
+import (
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// validAWS returns a valid AWS spec of the given flavor.
+func validAWS(t *testing.T, flavor string) *Capi {
+	t.Helper()
+	c := loadTestdata(t, "prod.yaml")
+	c.Spec.HCloud = nil
+	c.Spec.AWS = &AWS{
+		Region:     "eu-central-1",
+		SSHKeyName: "key",
+		Flavor:     flavor,
+		Workers:    map[string]Pool{"general": {Replicas: ptr[int32](2), Type: "m6i.large"}},
+	}
+	if flavor == FlavorEC2 {
+		c.Spec.AWS.ControlPlane = &ControlPlane{Replicas: ptr[int32](3), Type: "m6i.large"}
+	}
+	return c
+}
+
+func TestValidateAcceptsValidSpecs(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		base func(t *testing.T) *Capi
+		edit func(c *Capi)
+		opts ValidateOptions
+	}{
+		{name: "prod example", edit: func(c *Capi) {}},
+		{name: "saas mode", edit: func(c *Capi) { c.Spec.ManagementCluster = nil }},
+		{name: "no gitops, no bootstrap", edit: func(c *Capi) { c.Spec.GitOps = nil; c.Spec.Bootstrap = nil }},
+		{name: "lowest version", edit: func(c *Capi) { c.Spec.Kubernetes.Version = "v1.31.0" }},
+		{name: "highest version", edit: func(c *Capi) { c.Spec.Kubernetes.Version = "v1.37.99" }},
+		{name: "name of 40 characters", edit: func(c *Capi) { c.Metadata.Name = strings.Repeat("a", 40) }},
+		{name: "one control plane node", edit: func(c *Capi) { c.Spec.HCloud.ControlPlane.Replicas = ptr[int32](1) }},
+		{name: "pool of zero", edit: func(c *Capi) { c.Spec.HCloud.Workers["gpu"] = Pool{Replicas: ptr[int32](0), Type: "ccx33"} }},
+		{name: "hrobot workers", edit: func(c *Capi) {
+			c.Spec.HRobot = &HRobot{Workers: map[string]Pool{"storage": {Replicas: ptr[int32](2), Type: "ax41"}}}
+		}},
+		{name: "addon objects", edit: func(c *Capi) {
+			c.Spec.Bootstrap = []Addon{{Name: "cilium", Version: "1.16.3"}, {Name: "ccm", Version: "v1.20.0-beta.1"}, {Name: "cert-manager", Values: map[string]any{"crds": true}}}
+		}},
+		{name: "custom known addons", opts: ValidateOptions{KnownAddons: []string{"cilium", "ccm", "cert-manager", "metallb"}}, edit: func(c *Capi) {
+			c.Spec.Bootstrap = append(c.Spec.Bootstrap, Addon{Name: "metallb"})
+		}},
+		{name: "ssh repo", edit: func(c *Capi) { c.Spec.GitOps.Repo = "ssh://git@github.com/myorg/infra.git" }},
+		{name: "scp-like repo", edit: func(c *Capi) { c.Spec.GitOps.Repo = "git@github.com:myorg/infra.git" }},
+		{name: "scp-like repo without .git", edit: func(c *Capi) { c.Spec.GitOps.Repo = "git@gitlab.com:group/sub/infra" }},
+		{name: "https repo with port", edit: func(c *Capi) { c.Spec.GitOps.Repo = "https://git.example.com:8443/org/repo" }},
+		{name: "nested branch", edit: func(c *Capi) { c.Spec.GitOps.Branch = "release/v1.2" }},
+		{name: "argo", edit: func(c *Capi) { c.Spec.GitOps.Provider = "argo" }},
+		{name: "aws ec2", base: func(t *testing.T) *Capi { return validAWS(t, FlavorEC2) }, edit: func(c *Capi) {}},
+		{name: "aws eks without ssh key", base: func(t *testing.T) *Capi { return validAWS(t, FlavorEKS) }, edit: func(c *Capi) { c.Spec.AWS.SSHKeyName = "" }},
+		{name: "aws gov region", base: func(t *testing.T) *Capi { return validAWS(t, FlavorEC2) }, edit: func(c *Capi) { c.Spec.AWS.Region = "us-gov-east-1" }},
+		{name: "undefaulted fields", edit: func(c *Capi) {
+			c.Spec.Cluster.Namespace = ""
+			c.Spec.Credentials.SecretName = ""
+			c.Spec.HCloud.ControlPlane.Replicas = nil
+			c.Spec.HCloud.Workers["gpu"] = Pool{Type: "ccx33"}
+			c.Spec.GitOps.Branch = ""
+			c.Spec.GitOps.Path = ""
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var c *Capi
+			if tc.base != nil {
+				c = tc.base(t)
+			} else {
+				c = loadTestdata(t, "prod.yaml")
+			}
+			tc.edit(c)
+			if errs := c.Validate(tc.opts); len(errs) > 0 {
+				t.Errorf("Validate: %v", errs)
+			}
+		})
+	}
+
+	for _, region := range HCloudRegions {
+		c := loadTestdata(t, "prod.yaml")
+		c.Spec.HCloud.Region = region
+		if errs := c.Validate(ValidateOptions{}); len(errs) > 0 {
+			t.Errorf("region %s: %v", region, errs)
+		}
+	}
+}
+
+// TestValidateRules has one case per rule: each breaks one thing in a valid
+// spec and expects exactly one error, on field, containing msg.
+func TestValidateRules(t *testing.T) {
+	t.Parallel()
+	hcloud := func(t *testing.T) *Capi { return loadTestdata(t, "prod.yaml") }
+	ec2 := func(t *testing.T) *Capi { return validAWS(t, FlavorEC2) }
+	eks := func(t *testing.T) *Capi { return validAWS(t, FlavorEKS) }
+	for _, tc := range []struct {
+		name       string
+		base       func(t *testing.T) *Capi
+		edit       func(c *Capi)
+		field, msg string
+	}{
+		// Document type.
+		{"wrong apiVersion", hcloud, func(c *Capi) { c.APIVersion = "cluster.lok8s.dev/v1alpha1" }, "apiVersion", `must be "cluster.lok8s.dev/v1beta1"`},
+		{"missing apiVersion", hcloud, func(c *Capi) { c.APIVersion = "" }, "apiVersion", `must be "cluster.lok8s.dev/v1beta1"`},
+		{"wrong kind", hcloud, func(c *Capi) { c.Kind = "Lo" }, "kind", `must be "Capi"`},
+
+		// metadata.name
+		{"name missing", hcloud, func(c *Capi) { c.Metadata.Name = "" }, "metadata.name", "required"},
+		{"name not a label", hcloud, func(c *Capi) { c.Metadata.Name = "Prod_1" }, "metadata.name", "RFC 1123 label"},
+		{"name too long", hcloud, func(c *Capi) { c.Metadata.Name = strings.Repeat("a", 41) }, "metadata.name", "at most 40 characters"},
+
+		// spec.kubernetes.version
+		{"version missing", hcloud, func(c *Capi) { c.Spec.Kubernetes.Version = "" }, "spec.kubernetes.version", "required"},
+		{"version without v", hcloud, func(c *Capi) { c.Spec.Kubernetes.Version = "1.31.10" }, "spec.kubernetes.version", "vMAJOR.MINOR.PATCH"},
+		{"version without patch", hcloud, func(c *Capi) { c.Spec.Kubernetes.Version = "v1.31" }, "spec.kubernetes.version", "vMAJOR.MINOR.PATCH"},
+		{"version with suffix", hcloud, func(c *Capi) { c.Spec.Kubernetes.Version = "v1.31.10-rc.1" }, "spec.kubernetes.version", "vMAJOR.MINOR.PATCH"},
+		{"version leading zero", hcloud, func(c *Capi) { c.Spec.Kubernetes.Version = "v1.031.0" }, "spec.kubernetes.version", "vMAJOR.MINOR.PATCH"},
+		{"version too old", hcloud, func(c *Capi) { c.Spec.Kubernetes.Version = "v1.30.14" }, "spec.kubernetes.version", "must be between v1.31.0 and v1.37.x"},
+		{"version too new", hcloud, func(c *Capi) { c.Spec.Kubernetes.Version = "v1.38.0" }, "spec.kubernetes.version", "must be between v1.31.0 and v1.37.x"},
+		{"version major 2", hcloud, func(c *Capi) { c.Spec.Kubernetes.Version = "v2.31.0" }, "spec.kubernetes.version", "must be between v1.31.0 and v1.37.x"},
+		{"version huge", hcloud, func(c *Capi) { c.Spec.Kubernetes.Version = "v1.99999999999999999999.0" }, "spec.kubernetes.version", "must be between"},
+
+		// spec.cluster, spec.managementCluster, spec.credentials
+		{"domain missing", hcloud, func(c *Capi) { c.Spec.Cluster.Domain = "" }, "spec.cluster.domain", "required"},
+		{"domain invalid", hcloud, func(c *Capi) { c.Spec.Cluster.Domain = "Prod.Example.com" }, "spec.cluster.domain", "RFC 1123 subdomain"},
+		{"domain without dot", hcloud, func(c *Capi) { c.Spec.Cluster.Domain = "localhost" }, "spec.cluster.domain", "at least one dot"},
+		{"namespace invalid", hcloud, func(c *Capi) { c.Spec.Cluster.Namespace = "Default" }, "spec.cluster.namespace", "RFC 1123 label"},
+		{"namespace with dot", hcloud, func(c *Capi) { c.Spec.Cluster.Namespace = "my.namespace" }, "spec.cluster.namespace", "must not contain dots"},
+		{"management domain missing", hcloud, func(c *Capi) { c.Spec.ManagementCluster.Domain = "" }, "spec.managementCluster.domain", "required"},
+		{"management domain without dot", hcloud, func(c *Capi) { c.Spec.ManagementCluster.Domain = "mgmt" }, "spec.managementCluster.domain", "at least one dot"},
+		{"management domain invalid", hcloud, func(c *Capi) { c.Spec.ManagementCluster.Domain = "mgmt_example.com" }, "spec.managementCluster.domain", "RFC 1123 subdomain"},
+		{"secret name invalid", hcloud, func(c *Capi) { c.Spec.Credentials.SecretName = "Prod Credentials" }, "spec.credentials.secretName", "RFC 1123 subdomain"},
+
+		// Providers.
+		{"no provider", hcloud, func(c *Capi) { c.Spec.HCloud = nil }, "spec", "one provider section is required: spec.hcloud, spec.hrobot or spec.aws"},
+		{"two providers", ec2, func(c *Capi) { c.Spec.HCloud = loadTestdata(t, "prod.yaml").Spec.HCloud }, "spec", "spec.hcloud and spec.aws: only one provider may be set"},
+		{"three providers", ec2, func(c *Capi) {
+			c.Spec.HCloud = loadTestdata(t, "prod.yaml").Spec.HCloud
+			c.Spec.HRobot = &HRobot{}
+		}, "spec", "spec.hcloud, spec.hrobot and spec.aws: only one provider may be set"},
+
+		// spec.hcloud
+		{"hcloud region missing", hcloud, func(c *Capi) { c.Spec.HCloud.Region = "" }, "spec.hcloud.region", "required"},
+		{"hcloud region unknown", hcloud, func(c *Capi) { c.Spec.HCloud.Region = "eu-central" }, "spec.hcloud.region", "must be one of fsn1, nbg1, hel1, ash, hil, sin"},
+		{"hcloud ssh key missing", hcloud, func(c *Capi) { c.Spec.HCloud.SSHKeyName = "" }, "spec.hcloud.sshKeyName", "required"},
+		{"hcloud control plane missing", hcloud, func(c *Capi) { c.Spec.HCloud.ControlPlane = nil }, "spec.hcloud.controlPlane", "required"},
+		{"hcloud control plane type missing", hcloud, func(c *Capi) { c.Spec.HCloud.ControlPlane.Type = "" }, "spec.hcloud.controlPlane.type", "required"},
+		{"hcloud control plane even", hcloud, func(c *Capi) { c.Spec.HCloud.ControlPlane.Replicas = ptr[int32](2) }, "spec.hcloud.controlPlane.replicas", "must be odd (1, 3, 5) for etcd quorum"},
+		{"hcloud control plane zero", hcloud, func(c *Capi) { c.Spec.HCloud.ControlPlane.Replicas = ptr[int32](0) }, "spec.hcloud.controlPlane.replicas", "must be at least 1"},
+		{"hcloud control plane negative", hcloud, func(c *Capi) { c.Spec.HCloud.ControlPlane.Replicas = ptr[int32](-1) }, "spec.hcloud.controlPlane.replicas", "must be at least 1"},
+		{"hcloud pool name", hcloud, func(c *Capi) { c.Spec.HCloud.Workers["GPU"] = Pool{Type: "ccx33"} }, "spec.hcloud.workers.GPU", "pool name must be a DNS-1123 label"},
+		{"hcloud pool name with dot", hcloud, func(c *Capi) { c.Spec.HCloud.Workers["a.b"] = Pool{Type: "ccx33"} }, `spec.hcloud.workers["a.b"]`, "pool name must be a DNS-1123 label"},
+		{"hcloud pool negative", hcloud, func(c *Capi) { c.Spec.HCloud.Workers["gpu"] = Pool{Replicas: ptr[int32](-1), Type: "ccx33"} }, "spec.hcloud.workers.gpu.replicas", "must not be negative"},
+		{"hcloud pool type missing", hcloud, func(c *Capi) { c.Spec.HCloud.Workers["gpu"] = Pool{Replicas: ptr[int32](1)} }, "spec.hcloud.workers.gpu.type", "required"},
+
+		// spec.hrobot
+		{"hrobot without hcloud", hcloud, func(c *Capi) {
+			c.Spec.HCloud = nil
+			c.Spec.HRobot = &HRobot{Workers: map[string]Pool{"metal": {Type: "ax41"}}}
+		}, "spec.hcloud", "bare-metal workers need an hcloud control plane"},
+		{"hrobot pool negative", hcloud, func(c *Capi) {
+			c.Spec.HRobot = &HRobot{Workers: map[string]Pool{"metal": {Replicas: ptr[int32](-2), Type: "ax41"}}}
+		}, "spec.hrobot.workers.metal.replicas", "must not be negative"},
+		{"hrobot pool type missing", hcloud, func(c *Capi) {
+			c.Spec.HRobot = &HRobot{Workers: map[string]Pool{"metal": {}}}
+		}, "spec.hrobot.workers.metal.type", "required"},
+		{"hrobot pool name", hcloud, func(c *Capi) {
+			c.Spec.HRobot = &HRobot{Workers: map[string]Pool{"-metal": {Type: "ax41"}}}
+		}, "spec.hrobot.workers.-metal", "pool name must be a DNS-1123 label"},
+
+		// spec.aws
+		{"aws region missing", ec2, func(c *Capi) { c.Spec.AWS.Region = "" }, "spec.aws.region", "required"},
+		{"aws region invalid", ec2, func(c *Capi) { c.Spec.AWS.Region = "eu-central" }, "spec.aws.region", "must be an AWS region such as eu-central-1"},
+		{"aws region hetzner", ec2, func(c *Capi) { c.Spec.AWS.Region = "fsn1" }, "spec.aws.region", "must be an AWS region"},
+		{"aws flavor unknown", ec2, func(c *Capi) { c.Spec.AWS.Flavor = "fargate" }, "spec.aws.flavor", "must be one of ec2, eks"},
+		{"aws ec2 ssh key missing", ec2, func(c *Capi) { c.Spec.AWS.SSHKeyName = "" }, "spec.aws.sshKeyName", "required"},
+		{"aws ec2 control plane missing", ec2, func(c *Capi) { c.Spec.AWS.ControlPlane = nil }, "spec.aws.controlPlane", "required for flavor ec2"},
+		{"aws ec2 control plane type missing", ec2, func(c *Capi) { c.Spec.AWS.ControlPlane.Type = "" }, "spec.aws.controlPlane.type", "required"},
+		{"aws ec2 control plane even", ec2, func(c *Capi) { c.Spec.AWS.ControlPlane.Replicas = ptr[int32](4) }, "spec.aws.controlPlane.replicas", "must be odd (1, 3, 5) for etcd quorum"},
+		{"aws eks control plane", eks, func(c *Capi) { c.Spec.AWS.ControlPlane = &ControlPlane{Type: "m6i.large"} }, "spec.aws.controlPlane", "must be omitted for flavor eks: EKS manages the control plane"},
+		{"aws pool negative", eks, func(c *Capi) { c.Spec.AWS.Workers["general"] = Pool{Replicas: ptr[int32](-1), Type: "m6i.large"} }, "spec.aws.workers.general.replicas", "must not be negative"},
+		{"aws pool type missing", eks, func(c *Capi) { c.Spec.AWS.Workers["general"] = Pool{} }, "spec.aws.workers.general.type", "required"},
+		{"aws pool name", eks, func(c *Capi) { c.Spec.AWS.Workers["general_2"] = Pool{Type: "m6i.large"} }, "spec.aws.workers.general_2", "pool name must be a DNS-1123 label"},
+
+		// spec.bootstrap
+		{"addon name missing", hcloud, func(c *Capi) { c.Spec.Bootstrap[1].Name = "" }, "spec.bootstrap[1].name", "required"},
+		{"addon unknown", hcloud, func(c *Capi) { c.Spec.Bootstrap[1].Name = "calico" }, "spec.bootstrap[1].name", `unknown addon "calico": must be one of cilium, ccm, cert-manager`},
+		{"addon duplicate", hcloud, func(c *Capi) { c.Spec.Bootstrap[2].Name = "cilium" }, "spec.bootstrap[2].name", `duplicate addon "cilium"`},
+		{"addon version", hcloud, func(c *Capi) { c.Spec.Bootstrap[0].Version = "latest" }, "spec.bootstrap[0].version", "must be a semantic version"},
+		{"addon version partial", hcloud, func(c *Capi) { c.Spec.Bootstrap[0].Version = "v1.16" }, "spec.bootstrap[0].version", "must be a semantic version"},
+
+		// spec.gitops
+		{"gitops provider missing", hcloud, func(c *Capi) { c.Spec.GitOps.Provider = "" }, "spec.gitops.provider", "required: one of flux, argo"},
+		{"gitops provider unknown", hcloud, func(c *Capi) { c.Spec.GitOps.Provider = "argocd" }, "spec.gitops.provider", "must be one of flux, argo"},
+		{"gitops repo missing", hcloud, func(c *Capi) { c.Spec.GitOps.Repo = "" }, "spec.gitops.repo", "required"},
+		{"gitops repo http", hcloud, func(c *Capi) { c.Spec.GitOps.Repo = "http://github.com/myorg/infra.git" }, "spec.gitops.repo", "must be a git URL"},
+		{"gitops repo without path", hcloud, func(c *Capi) { c.Spec.GitOps.Repo = "https://github.com/" }, "spec.gitops.repo", "must be a git URL"},
+		{"gitops repo with credentials", hcloud, func(c *Capi) { c.Spec.GitOps.Repo = "https://user:token@github.com/myorg/infra.git" }, "spec.gitops.repo", "must be a git URL"},
+		{"gitops repo with space", hcloud, func(c *Capi) { c.Spec.GitOps.Repo = "https://github.com/my org/infra.git" }, "spec.gitops.repo", "must be a git URL"},
+		{"gitops repo scp without org", hcloud, func(c *Capi) { c.Spec.GitOps.Repo = "git@github.com:infra.git" }, "spec.gitops.repo", "must be a git URL"},
+		{"gitops repo bare path", hcloud, func(c *Capi) { c.Spec.GitOps.Repo = "myorg/infra" }, "spec.gitops.repo", "must be a git URL"},
+		{"gitops branch space", hcloud, func(c *Capi) { c.Spec.GitOps.Branch = "my branch" }, "spec.gitops.branch", "valid git branch name"},
+		{"gitops branch dots", hcloud, func(c *Capi) { c.Spec.GitOps.Branch = "a..b" }, "spec.gitops.branch", "valid git branch name"},
+		{"gitops branch dash", hcloud, func(c *Capi) { c.Spec.GitOps.Branch = "-main" }, "spec.gitops.branch", "valid git branch name"},
+		{"gitops branch lock", hcloud, func(c *Capi) { c.Spec.GitOps.Branch = "main.lock" }, "spec.gitops.branch", "valid git branch name"},
+		{"gitops branch colon", hcloud, func(c *Capi) { c.Spec.GitOps.Branch = "a:b" }, "spec.gitops.branch", "valid git branch name"},
+		{"gitops path absolute", hcloud, func(c *Capi) { c.Spec.GitOps.Path = "/clusters/prod" }, "spec.gitops.path", "relative path"},
+		{"gitops path escapes", hcloud, func(c *Capi) { c.Spec.GitOps.Path = "clusters/../../etc" }, "spec.gitops.path", `no ".." segment`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := tc.base(t)
+			tc.edit(c)
+			errs := c.Validate(ValidateOptions{})
+			if len(errs) != 1 {
+				t.Errorf("want exactly one error, got %d: %v", len(errs), errs)
+			}
+			requireFieldError(t, errs, tc.field, tc.msg)
+		})
+	}
+}
+
+func TestValidateReportsEverythingSorted(t *testing.T) {
+	t.Parallel()
+	c := &Capi{
+		APIVersion: "v1",
+		Metadata:   Metadata{Name: "Prod"},
+		Spec: ClusterSpec{
+			Cluster: ClusterSettings{Domain: "prod"},
+			HCloud: &HCloud{
+				ControlPlane: &ControlPlane{Replicas: ptr[int32](2)},
+				Workers:      map[string]Pool{"b": {Replicas: ptr[int32](-1)}, "a": {Type: "x"}},
+			},
+			AWS:       &AWS{Flavor: FlavorEKS, ControlPlane: &ControlPlane{}},
+			Bootstrap: []Addon{{Name: "cilium"}, {Name: "cilium", Version: "x"}},
+			GitOps:    &GitOps{Provider: "jenkins", Repo: "ftp://x/y", Branch: "..", Path: "/"},
+		},
+	}
+	errs := c.Validate(ValidateOptions{})
+	var fields []string
+	for _, fe := range errs {
+		fields = append(fields, fe.Field)
+	}
+	want := []string{
+		"apiVersion",
+		"kind",
+		"metadata.name",
+		"spec",
+		"spec.aws.controlPlane",
+		"spec.aws.region",
+		"spec.bootstrap[1].name",
+		"spec.bootstrap[1].version",
+		"spec.cluster.domain",
+		"spec.gitops.branch",
+		"spec.gitops.path",
+		"spec.gitops.provider",
+		"spec.gitops.repo",
+		"spec.hcloud.controlPlane.replicas",
+		"spec.hcloud.controlPlane.type",
+		"spec.hcloud.region",
+		"spec.hcloud.sshKeyName",
+		"spec.hcloud.workers.b.replicas",
+		"spec.hcloud.workers.b.type",
+		"spec.kubernetes.version",
+	}
+	if !reflect.DeepEqual(fields, want) {
+		t.Errorf("fields:\n%s\nwant:\n%s\nerrors: %v", strings.Join(fields, "\n"), strings.Join(want, "\n"), errs)
+	}
+	if !slices.IsSortedFunc(errs, func(a, b FieldError) int { return strings.Compare(a.Field, b.Field) }) {
+		t.Error("errors are not sorted by field")
+	}
+}
+
+func TestLoadMergesParseAndValidationErrors(t *testing.T) {
+	t.Parallel()
+	doc := `
+apiVersion: cluster.lok8s.dev/v1beta1
+kind: Capi
+metadata: {name: prod}
+spec:
+  kubernetes: {version: v1.30.0}
+  cluster: {domain: prod.example.com, namspace: default}
+  hcloud:
+    region: fsn1
+    sshKeyName: 42
+    controlPlane: {replicas: 2, type: cax21}
+    workers: {gpu: {replicas: many, type: ccx33}}
+  bootstrap: [cilium, calico]
+`
+	c, err := Load([]byte(doc), ValidateOptions{})
+	if c == nil {
+		t.Fatal("Load returned no spec with field errors")
+	}
+	errs := fieldErrors(t, err)
+	want := FieldErrors{
+		{"spec.bootstrap[1].name", `unknown addon "calico": must be one of cilium, ccm, cert-manager`},
+		{"spec.cluster.namspace", "unknown field"},
+		{"spec.hcloud.controlPlane.replicas", "must be odd (1, 3, 5) for etcd quorum"},
+		// Not also "required": the value is there, with the wrong type.
+		{"spec.hcloud.sshKeyName", "must be a string, got number 42"},
+		{"spec.hcloud.workers.gpu.replicas", "must be an integer, got a string"},
+		{"spec.kubernetes.version", "must be between v1.31.0 and v1.37.x"},
+	}
+	if !reflect.DeepEqual(errs, want) {
+		t.Errorf("errors:\n%s\nwant:\n%s", strings.ReplaceAll(errs.Error(), "; ", "\n"), strings.ReplaceAll(want.Error(), "; ", "\n"))
+	}
+}
+
+func TestFieldErrorsError(t *testing.T) {
+	t.Parallel()
+	errs := FieldErrors{{"spec", "one provider section is required"}, {"metadata.name", "required"}}
+	if got, want := errs.Error(), "spec: one provider section is required; metadata.name: required"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}

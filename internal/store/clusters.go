@@ -1,0 +1,320 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// EnqueueFunc inserts the job that will run op, inside tx, and returns the
+// job's id. It is how the queue joins the store's transactions.
+type EnqueueFunc func(ctx context.Context, tx pgx.Tx, op Operation) (jobID int64, err error)
+
+// CancelJobFunc cancels the queue job jobID inside tx.
+type CancelJobFunc func(ctx context.Context, tx pgx.Tx, jobID int64) error
+
+// Actor is who asks for a change, for operations and the audit log.
+type Actor struct {
+	TenantID  uuid.UUID
+	TokenID   uuid.UUID
+	RequestID string
+}
+
+// NewCluster is what CreateCluster stores.
+type NewCluster struct {
+	Name             string
+	Provider         string
+	ManagementDomain string
+	Spec             json.RawMessage
+	// Steps names the provisioning operation's steps, in order.
+	Steps []string
+	// IdempotencyKey, when set, makes a retry of the same request (same
+	// RequestHash) return the first request's cluster and operation.
+	IdempotencyKey string
+	RequestHash    []byte
+}
+
+// idempotencyTTL is how long an Idempotency-Key is remembered.
+const idempotencyTTL = 24 * time.Hour
+
+const clusterColumns = `id, tenant_id, name, provider, management_domain, spec, generation, phase, message, observed, created_at, updated_at, deleted_at`
+
+func scanCluster(row pgx.Row) (Cluster, error) {
+	var c Cluster
+	err := row.Scan(&c.ID, &c.TenantID, &c.Name, &c.Provider, &c.ManagementDomain, &c.Spec, &c.Generation,
+		&c.Phase, &c.Message, &c.Observed, &c.CreatedAt, &c.UpdatedAt, &c.DeletedAt)
+	return c, err
+}
+
+// CreateCluster stores a new cluster in phase Pending with its provisioning
+// operation, and enqueues the operation's job, all in one transaction: either
+// all three exist afterwards or none does. A live cluster of the same name
+// gives ErrConflict. With an idempotency key already used for the same
+// request it returns that request's cluster and operation and replayed=true.
+func (s *Store) CreateCluster(ctx context.Context, actor Actor, nc NewCluster, enqueue EnqueueFunc) (c Cluster, op Operation, replayed bool, err error) {
+	for attempt := 0; ; attempt++ {
+		if nc.IdempotencyKey != "" {
+			c, op, found, err := s.replay(ctx, actor.TenantID, nc)
+			if err != nil || found {
+				return c, op, found, err
+			}
+		}
+		c, op, err = s.createCluster(ctx, actor, nc, enqueue)
+		// A concurrent request with the same key won the race: replay it.
+		if isUniqueViolation(err, "idempotency_keys_pkey") && attempt == 0 {
+			continue
+		}
+		return c, op, false, err
+	}
+}
+
+func (s *Store) replay(ctx context.Context, tenantID uuid.UUID, nc NewCluster) (Cluster, Operation, bool, error) {
+	var hash []byte
+	var clusterID, opID uuid.UUID
+	err := s.pool.QueryRow(ctx, `
+		SELECT request_hash, cluster_id, operation_id FROM idempotency_keys
+		WHERE tenant_id = $1 AND key = $2 AND created_at > now() - make_interval(secs => $3)`,
+		tenantID, nc.IdempotencyKey, idempotencyTTL.Seconds()).Scan(&hash, &clusterID, &opID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Cluster{}, Operation{}, false, nil
+	}
+	if err != nil {
+		return Cluster{}, Operation{}, false, fmt.Errorf("look up idempotency key: %w", err)
+	}
+	if string(hash) != string(nc.RequestHash) {
+		return Cluster{}, Operation{}, false, ErrIdempotencyMismatch
+	}
+	c, err := scanCluster(s.pool.QueryRow(ctx, `SELECT `+clusterColumns+` FROM clusters WHERE id = $1`, clusterID))
+	if err != nil {
+		return Cluster{}, Operation{}, false, notFound(err, "idempotent cluster")
+	}
+	op, err := s.Operation(ctx, tenantID, opID)
+	if err != nil {
+		return Cluster{}, Operation{}, false, err
+	}
+	return c, op, true, nil
+}
+
+func (s *Store) createCluster(ctx context.Context, actor Actor, nc NewCluster, enqueue EnqueueFunc) (Cluster, Operation, error) {
+	var c Cluster
+	var op Operation
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		c, err = scanCluster(tx.QueryRow(ctx, `
+			INSERT INTO clusters (id, tenant_id, name, provider, management_domain, spec, phase)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			RETURNING `+clusterColumns,
+			uuid.New(), actor.TenantID, nc.Name, nc.Provider, nc.ManagementDomain, nc.Spec, PhasePending))
+		if isUniqueViolation(err, "clusters_tenant_name_live") {
+			return fmt.Errorf("cluster %q already exists: %w", nc.Name, ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("insert cluster: %w", err)
+		}
+		op, err = insertOperation(ctx, tx, actor, c, OpProvision, nc.Steps, enqueue)
+		if err != nil {
+			return err
+		}
+		if nc.IdempotencyKey != "" {
+			if _, err := tx.Exec(ctx, `DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2`,
+				actor.TenantID, nc.IdempotencyKey); err != nil {
+				return fmt.Errorf("expire idempotency key: %w", err)
+			}
+			if _, err := tx.Exec(ctx, `
+				INSERT INTO idempotency_keys (tenant_id, key, request_hash, cluster_id, operation_id)
+				VALUES ($1, $2, $3, $4, $5)`,
+				actor.TenantID, nc.IdempotencyKey, nc.RequestHash, c.ID, op.ID); err != nil {
+				return fmt.Errorf("record idempotency key: %w", err)
+			}
+		}
+		return audit(ctx, tx, actor, "cluster.create", "clusters/"+c.Name, map[string]any{"operation": op.ID})
+	})
+	return c, op, err
+}
+
+// insertOperation adds a queued operation with pending steps for cluster c
+// and enqueues its job in tx.
+func insertOperation(ctx context.Context, tx pgx.Tx, actor Actor, c Cluster, kind OperationKind, steps []string, enqueue EnqueueFunc) (Operation, error) {
+	op := Operation{
+		ID: uuid.New(), TenantID: c.TenantID, ClusterID: c.ID, Kind: kind, State: OpQueued,
+		Generation: c.Generation, RequestedBy: &actor.TokenID,
+	}
+	if actor.TokenID == uuid.Nil {
+		op.RequestedBy = nil
+	}
+	err := tx.QueryRow(ctx, `
+		INSERT INTO operations (id, tenant_id, cluster_id, kind, state, generation, requested_by)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING created_at`,
+		op.ID, op.TenantID, op.ClusterID, op.Kind, op.State, op.Generation, op.RequestedBy).Scan(&op.CreatedAt)
+	if isUniqueViolation(err, "operations_one_active") {
+		return Operation{}, fmt.Errorf("cluster %q has an operation in progress: %w", c.Name, ErrConflict)
+	}
+	if err != nil {
+		return Operation{}, fmt.Errorf("insert operation: %w", err)
+	}
+	for i, name := range steps {
+		if _, err := tx.Exec(ctx, `INSERT INTO operation_steps (operation_id, ordinal, name, state) VALUES ($1, $2, $3, $4)`,
+			op.ID, i, name, StepPending); err != nil {
+			return Operation{}, fmt.Errorf("insert step %q: %w", name, err)
+		}
+		op.Steps = append(op.Steps, Step{Name: name, State: StepPending})
+	}
+	jobID, err := enqueue(ctx, tx, op)
+	if err != nil {
+		return Operation{}, fmt.Errorf("enqueue %s job: %w", kind, err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE operations SET river_job_id = $2 WHERE id = $1`, op.ID, jobID); err != nil {
+		return Operation{}, fmt.Errorf("record job id: %w", err)
+	}
+	op.RiverJobID = &jobID
+	return op, nil
+}
+
+// Cluster returns the tenant's live cluster called name or, if none is live,
+// the most recently deleted one (deleted clusters are kept for history).
+func (s *Store) Cluster(ctx context.Context, tenantID uuid.UUID, name string) (Cluster, error) {
+	c, err := scanCluster(s.pool.QueryRow(ctx, `
+		SELECT `+clusterColumns+` FROM clusters WHERE tenant_id = $1 AND name = $2
+		ORDER BY deleted_at DESC NULLS FIRST LIMIT 1`, tenantID, name))
+	if err != nil {
+		return Cluster{}, notFound(err, fmt.Sprintf("cluster %q", name))
+	}
+	return c, nil
+}
+
+// ClusterByID returns a cluster by id, whatever its tenant; for workers,
+// whose job arguments carry ids only.
+func (s *Store) ClusterByID(ctx context.Context, id uuid.UUID) (Cluster, error) {
+	c, err := scanCluster(s.pool.QueryRow(ctx, `SELECT `+clusterColumns+` FROM clusters WHERE id = $1`, id))
+	if err != nil {
+		return Cluster{}, notFound(err, fmt.Sprintf("cluster %s", id))
+	}
+	return c, nil
+}
+
+// ListClustersParams selects a page of clusters.
+type ListClustersParams struct {
+	// Phase filters by phase; empty lists every phase but Deleted.
+	Phase Phase
+	// Limit caps the page size.
+	Limit int
+	// Cursor continues after the page that returned it.
+	Cursor string
+}
+
+// ErrBadCursor is returned for a cursor this store did not make.
+var ErrBadCursor = errors.New("invalid cursor")
+
+// ListClusters returns a page of the tenant's clusters, oldest first, and
+// the cursor of the next page ("" on the last page).
+func (s *Store) ListClusters(ctx context.Context, tenantID uuid.UUID, p ListClustersParams) ([]Cluster, string, error) {
+	after, afterID, err := decodeCursor(p.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT `+clusterColumns+` FROM clusters
+		WHERE tenant_id = $1
+		  AND (CASE WHEN $2 = '' THEN phase <> 'Deleted' ELSE phase = $2 END)
+		  AND (created_at, id) > ($3, $4)
+		ORDER BY created_at, id LIMIT $5`,
+		tenantID, string(p.Phase), after, afterID, p.Limit+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("list clusters: %w", err)
+	}
+	clusters, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Cluster, error) { return scanCluster(r) })
+	if err != nil {
+		return nil, "", fmt.Errorf("list clusters: %w", err)
+	}
+	next := ""
+	if len(clusters) > p.Limit {
+		clusters = clusters[:p.Limit]
+		last := clusters[len(clusters)-1]
+		next = encodeCursor(last.CreatedAt, last.ID)
+	}
+	return clusters, next, nil
+}
+
+func encodeCursor(t time.Time, id uuid.UUID) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(t.UTC().Format(time.RFC3339Nano) + "|" + id.String()))
+}
+
+func decodeCursor(cursor string) (time.Time, uuid.UUID, error) {
+	if cursor == "" {
+		return time.Time{}, uuid.Nil, nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil {
+		return time.Time{}, uuid.Nil, ErrBadCursor
+	}
+	ts, idStr, ok := strings.Cut(string(raw), "|")
+	if !ok {
+		return time.Time{}, uuid.Nil, ErrBadCursor
+	}
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		return time.Time{}, uuid.Nil, ErrBadCursor
+	}
+	id, err := uuid.Parse(idStr)
+	if err != nil {
+		return time.Time{}, uuid.Nil, ErrBadCursor
+	}
+	return t, id, nil
+}
+
+// StartDeprovision moves the tenant's live cluster name to Deleting and
+// enqueues a deprovision operation. An active provision or update is
+// cancelled first (its job through cancelJob); an active deprovision is
+// returned as is, so DELETE is idempotent.
+func (s *Store) StartDeprovision(ctx context.Context, actor Actor, name string, steps []string, enqueue EnqueueFunc, cancelJob CancelJobFunc) (Cluster, Operation, error) {
+	var c Cluster
+	var op Operation
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		c, err = scanCluster(tx.QueryRow(ctx, `
+			SELECT `+clusterColumns+` FROM clusters
+			WHERE tenant_id = $1 AND name = $2 AND deleted_at IS NULL FOR UPDATE`, actor.TenantID, name))
+		if err != nil {
+			return notFound(err, fmt.Sprintf("cluster %q", name))
+		}
+		active, err := activeOperation(ctx, tx, c.ID)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if err == nil {
+			if active.Kind == OpDeprovision {
+				op = active
+				return nil
+			}
+			if _, err := tx.Exec(ctx, `
+				UPDATE operations SET state = $2, error = 'cancelled: the cluster is being deleted', finished_at = now()
+				WHERE id = $1`, active.ID, OpCancelled); err != nil {
+				return fmt.Errorf("cancel operation %s: %w", active.ID, err)
+			}
+			if active.RiverJobID != nil {
+				if err := cancelJob(ctx, tx, *active.RiverJobID); err != nil {
+					return fmt.Errorf("cancel job of operation %s: %w", active.ID, err)
+				}
+			}
+		}
+		c, err = scanCluster(tx.QueryRow(ctx, `
+			UPDATE clusters SET phase = $2, message = '', updated_at = now() WHERE id = $1 RETURNING `+clusterColumns,
+			c.ID, PhaseDeleting))
+		if err != nil {
+			return fmt.Errorf("mark cluster deleting: %w", err)
+		}
+		op, err = insertOperation(ctx, tx, actor, c, OpDeprovision, steps, enqueue)
+		if err != nil {
+			return err
+		}
+		return audit(ctx, tx, actor, "cluster.delete", "clusters/"+c.Name, map[string]any{"operation": op.ID})
+	})
+	return c, op, err
+}

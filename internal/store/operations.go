@@ -1,0 +1,219 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// ErrOperationNotActive is returned to a worker whose operation has ended
+// (for example cancelled by a delete) while it ran.
+var ErrOperationNotActive = errors.New("operation is no longer active")
+
+const operationColumns = `id, tenant_id, cluster_id, kind, state, step, error, generation, river_job_id, requested_by, created_at, started_at, finished_at`
+
+// querier is what both a pool and a transaction can do.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func scanOperation(row pgx.Row) (Operation, error) {
+	var o Operation
+	err := row.Scan(&o.ID, &o.TenantID, &o.ClusterID, &o.Kind, &o.State, &o.Step, &o.Error, &o.Generation,
+		&o.RiverJobID, &o.RequestedBy, &o.CreatedAt, &o.StartedAt, &o.FinishedAt)
+	return o, err
+}
+
+// withSteps loads op's steps, in order.
+func withSteps(ctx context.Context, q querier, op Operation) (Operation, error) {
+	rows, err := q.Query(ctx, `
+		SELECT name, state, attempts, error, message, started_at, finished_at
+		FROM operation_steps WHERE operation_id = $1 ORDER BY ordinal`, op.ID)
+	if err != nil {
+		return Operation{}, fmt.Errorf("load steps of operation %s: %w", op.ID, err)
+	}
+	op.Steps, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Step, error) {
+		var st Step
+		err := r.Scan(&st.Name, &st.State, &st.Attempts, &st.Error, &st.Message, &st.StartedAt, &st.FinishedAt)
+		return st, err
+	})
+	if err != nil {
+		return Operation{}, fmt.Errorf("load steps of operation %s: %w", op.ID, err)
+	}
+	return op, nil
+}
+
+func loadOperation(ctx context.Context, q querier, where string, args ...any) (Operation, error) {
+	op, err := scanOperation(q.QueryRow(ctx, `SELECT `+operationColumns+` FROM operations WHERE `+where, args...))
+	if err != nil {
+		return Operation{}, notFound(err, "operation")
+	}
+	return withSteps(ctx, q, op)
+}
+
+// Operation returns the tenant's operation id with its steps.
+func (s *Store) Operation(ctx context.Context, tenantID, id uuid.UUID) (Operation, error) {
+	return loadOperation(ctx, s.pool, `tenant_id = $1 AND id = $2`, tenantID, id)
+}
+
+// OperationByID returns an operation whatever its tenant; for workers.
+func (s *Store) OperationByID(ctx context.Context, id uuid.UUID) (Operation, error) {
+	return loadOperation(ctx, s.pool, `id = $1`, id)
+}
+
+// LatestOperation returns the cluster's most recent operation.
+func (s *Store) LatestOperation(ctx context.Context, clusterID uuid.UUID) (Operation, error) {
+	return loadOperation(ctx, s.pool, `cluster_id = $1 ORDER BY created_at DESC LIMIT 1`, clusterID)
+}
+
+func activeOperation(ctx context.Context, q querier, clusterID uuid.UUID) (Operation, error) {
+	return loadOperation(ctx, q, `cluster_id = $1 AND state IN ('queued', 'running')`, clusterID)
+}
+
+// phaseWhileRunning is the cluster's phase while an operation of kind runs.
+func phaseWhileRunning(kind OperationKind) Phase {
+	switch kind {
+	case OpUpdate:
+		return PhaseUpdating
+	case OpDeprovision:
+		return PhaseDeleting
+	default:
+		return PhaseProvisioning
+	}
+}
+
+// BeginOperation marks an active operation running and its cluster in the
+// matching phase, and returns it. An operation that has already ended gives
+// ErrOperationNotActive.
+func (s *Store) BeginOperation(ctx context.Context, id uuid.UUID) (Operation, error) {
+	var op Operation
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		op, err = scanOperation(tx.QueryRow(ctx, `
+			UPDATE operations SET state = 'running', started_at = coalesce(started_at, now())
+			WHERE id = $1 AND state IN ('queued', 'running') RETURNING `+operationColumns, id))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("operation %s: %w", id, ErrOperationNotActive)
+		}
+		if err != nil {
+			return fmt.Errorf("begin operation %s: %w", id, err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE clusters SET phase = $2, updated_at = now() WHERE id = $1`,
+			op.ClusterID, phaseWhileRunning(op.Kind)); err != nil {
+			return fmt.Errorf("set cluster phase: %w", err)
+		}
+		op, err = withSteps(ctx, tx, op)
+		return err
+	})
+	return op, err
+}
+
+// stepUpdate runs update on step name of operation id, but only while the
+// operation is running; otherwise ErrOperationNotActive.
+func (s *Store) stepUpdate(ctx context.Context, tx pgx.Tx, id uuid.UUID, name, update string, args ...any) error {
+	tag, err := tx.Exec(ctx, `
+		UPDATE operation_steps SET `+update+`
+		WHERE operation_id = $1 AND name = $2
+		  AND EXISTS (SELECT 1 FROM operations WHERE id = $1 AND state = 'running')`,
+		append([]any{id, name}, args...)...)
+	if err != nil {
+		return fmt.Errorf("update step %q: %w", name, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("step %q of operation %s: %w", name, id, ErrOperationNotActive)
+	}
+	return nil
+}
+
+// StartStep records that step name of operation id began another attempt.
+func (s *Store) StartStep(ctx context.Context, id uuid.UUID, name string) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := s.stepUpdate(ctx, tx, id, name,
+			// A step resumed while still running (after a snooze or a
+			// crashed worker) keeps its first start time.
+			`state = 'running', attempts = attempts + 1, finished_at = NULL,
+			 started_at = CASE WHEN state = 'running' THEN started_at ELSE now() END`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE operations SET step = $2 WHERE id = $1`, id, name)
+		return err
+	})
+}
+
+// FinishStep records that step name ended as state (succeeded or skipped),
+// with a message for the user (why it was skipped, for example).
+func (s *Store) FinishStep(ctx context.Context, id uuid.UUID, name string, state StepState, message string) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		return s.stepUpdate(ctx, tx, id, name,
+			`state = $3, message = $4, error = '', finished_at = now(), started_at = coalesce(started_at, now())`, state, message)
+	})
+}
+
+// FailStep records step name's error. When final, the operation fails and
+// its cluster goes to Failed with the error as its message; otherwise the
+// step will be tried again and the cluster's message shows the error.
+func (s *Store) FailStep(ctx context.Context, id uuid.UUID, name, errMsg string, final bool) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := s.stepUpdate(ctx, tx, id, name,
+			`state = 'failed', error = $3, finished_at = now()`, errMsg); err != nil {
+			return err
+		}
+		message := fmt.Sprintf("step %s: %s", name, errMsg)
+		if !final {
+			message = fmt.Sprintf("step %s failed, will retry: %s", name, errMsg)
+			_, err := tx.Exec(ctx, `
+				UPDATE clusters SET message = $2, updated_at = now()
+				WHERE id = (SELECT cluster_id FROM operations WHERE id = $1)`, id, message)
+			return err
+		}
+		return failOperation(ctx, tx, id, message)
+	})
+}
+
+// FailOperation ends operation id as failed, and its cluster as Failed,
+// with message for the user.
+func (s *Store) FailOperation(ctx context.Context, id uuid.UUID, message string) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error { return failOperation(ctx, tx, id, message) })
+}
+
+func failOperation(ctx context.Context, tx pgx.Tx, id uuid.UUID, message string) error {
+	if _, err := tx.Exec(ctx, `UPDATE operations SET state = 'failed', error = $2, finished_at = now() WHERE id = $1`,
+		id, message); err != nil {
+		return fmt.Errorf("fail operation: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `
+		UPDATE clusters SET phase = 'Failed', message = $2, updated_at = now()
+		WHERE id = (SELECT cluster_id FROM operations WHERE id = $1)`, id, message); err != nil {
+		return fmt.Errorf("fail cluster: %w", err)
+	}
+	return nil
+}
+
+// CompleteOperation marks a running operation succeeded and moves its
+// cluster to phase (a deleted cluster also frees its name).
+func (s *Store) CompleteOperation(ctx context.Context, id uuid.UUID, phase Phase) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		var clusterID uuid.UUID
+		err := tx.QueryRow(ctx, `
+			UPDATE operations SET state = 'succeeded', step = '', finished_at = now()
+			WHERE id = $1 AND state = 'running' RETURNING cluster_id`, id).Scan(&clusterID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("operation %s: %w", id, ErrOperationNotActive)
+		}
+		if err != nil {
+			return fmt.Errorf("complete operation %s: %w", id, err)
+		}
+		_, err = tx.Exec(ctx, `
+			UPDATE clusters SET phase = $2, message = '', updated_at = now(),
+			       deleted_at = CASE WHEN $2 = 'Deleted' THEN now() ELSE deleted_at END
+			WHERE id = $1`, clusterID, phase)
+		if err != nil {
+			return fmt.Errorf("set cluster phase %s: %w", phase, err)
+		}
+		return nil
+	})
+}

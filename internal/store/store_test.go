@@ -1,0 +1,381 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"lok8s.dev/provisioner/internal/dbtest"
+	"lok8s.dev/provisioner/internal/seal"
+	"lok8s.dev/provisioner/internal/store"
+)
+
+type testArgs struct {
+	OperationID uuid.UUID `json:"operationId"`
+}
+
+func (testArgs) Kind() string { return "provision" }
+
+type bundle struct {
+	pool    *pgxpool.Pool
+	store   *store.Store
+	river   *river.Client[pgx.Tx]
+	actor   store.Actor
+	enqueue store.EnqueueFunc
+}
+
+func setup(t *testing.T) bundle {
+	t.Helper()
+	pool := dbtest.NewPool(t)
+	st := store.New(pool, slog.New(slog.DiscardHandler))
+	rc, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := st.EnsureAdminToken(context.Background(), "acme", []byte("hash-acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bundle{pool: pool, store: st, river: rc, actor: store.Actor{TenantID: admin.TenantID, TokenID: admin.TokenID, RequestID: "req-1"}}
+	b.enqueue = func(ctx context.Context, tx pgx.Tx, op store.Operation) (int64, error) {
+		res, err := rc.InsertTx(ctx, tx, testArgs{OperationID: op.ID}, nil)
+		if err != nil {
+			return 0, err
+		}
+		return res.Job.ID, nil
+	}
+	return b
+}
+
+func (b bundle) count(t *testing.T, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := b.pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func newCluster(name string) store.NewCluster {
+	return store.NewCluster{
+		Name: name, Provider: "hetzner",
+		Spec:  json.RawMessage(`{"metadata":{"name":"` + name + `"},"spec":{"credentials":{"secretName":"` + name + `-credentials"}}}`),
+		Steps: []string{"detect", "credentials", "apply"},
+	}
+}
+
+func TestCreateClusterEnqueuesInOneTransaction(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+
+	c, op, replayed, err := b.store.CreateCluster(ctx, b.actor, newCluster("prod"), b.enqueue)
+	if err != nil || replayed {
+		t.Fatalf("CreateCluster: %v (replayed %v)", err, replayed)
+	}
+	if c.Phase != store.PhasePending || op.State != store.OpQueued || len(op.Steps) != 3 || op.RiverJobID == nil {
+		t.Fatalf("unexpected cluster %+v / operation %+v", c, op)
+	}
+	var args []byte
+	if err := b.pool.QueryRow(ctx, `SELECT args FROM river_job WHERE id = $1`, *op.RiverJobID).Scan(&args); err != nil {
+		t.Fatalf("job not stored: %v", err)
+	}
+	var got map[string]any
+	_ = json.Unmarshal(args, &got)
+	if len(got) != 1 || got["operationId"] != op.ID.String() {
+		t.Fatalf("job args = %s, want only the operation id", args)
+	}
+	if n := b.count(t, `SELECT count(*) FROM audit_log WHERE action = 'cluster.create' AND request_id = 'req-1'`); n != 1 {
+		t.Fatalf("audit entries = %d", n)
+	}
+
+	// A failing enqueue rolls back the cluster and operation rows too.
+	boom := errors.New("queue down")
+	_, _, _, err = b.store.CreateCluster(ctx, b.actor, newCluster("staging"), func(ctx context.Context, tx pgx.Tx, op store.Operation) (int64, error) {
+		if _, err := b.enqueue(ctx, tx, op); err != nil {
+			return 0, err
+		}
+		return 0, boom // the job was inserted in tx, then the transaction fails
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("want the enqueue error, got %v", err)
+	}
+	if n := b.count(t, `SELECT count(*) FROM clusters WHERE name = 'staging'`); n != 0 {
+		t.Fatalf("cluster row survived a failed enqueue")
+	}
+	if n := b.count(t, `SELECT count(*) FROM operations`); n != 1 {
+		t.Fatalf("operations = %d, want 1", n)
+	}
+	if n := b.count(t, `SELECT count(*) FROM river_job`); n != 1 {
+		t.Fatalf("jobs = %d, want 1: the failed transaction's job must roll back", n)
+	}
+}
+
+func TestCreateClusterConflictAndIdempotency(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+
+	nc := newCluster("prod")
+	nc.IdempotencyKey, nc.RequestHash = "key-1", []byte("hash-1")
+	c1, op1, _, err := b.store.CreateCluster(ctx, b.actor, nc, b.enqueue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, op2, replayed, err := b.store.CreateCluster(ctx, b.actor, nc, b.enqueue)
+	if err != nil || !replayed || c2.ID != c1.ID || op2.ID != op1.ID {
+		t.Fatalf("replay: %v replayed=%v ids %s/%s", err, replayed, c2.ID, op2.ID)
+	}
+	nc.RequestHash = []byte("hash-2")
+	if _, _, _, err := b.store.CreateCluster(ctx, b.actor, nc, b.enqueue); !errors.Is(err, store.ErrIdempotencyMismatch) {
+		t.Fatalf("same key, other body: %v", err)
+	}
+	if _, _, _, err := b.store.CreateCluster(ctx, b.actor, newCluster("prod"), b.enqueue); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("duplicate name: %v", err)
+	}
+	if n := b.count(t, `SELECT count(*) FROM river_job`); n != 1 {
+		t.Fatalf("jobs = %d, want 1", n)
+	}
+}
+
+func TestTenantIsolation(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	if _, _, _, err := b.store.CreateCluster(ctx, b.actor, newCluster("prod"), b.enqueue); err != nil {
+		t.Fatal(err)
+	}
+	other, err := b.store.CreateTenant(ctx, "globex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.store.Cluster(ctx, other.ID, "prod"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("other tenant sees the cluster: %v", err)
+	}
+	list, _, err := b.store.ListClusters(ctx, other.ID, store.ListClustersParams{Limit: 10})
+	if err != nil || len(list) != 0 {
+		t.Fatalf("other tenant lists %d clusters (%v)", len(list), err)
+	}
+	// The same name is free in another tenant.
+	otherActor := store.Actor{TenantID: other.ID}
+	if _, _, _, err := b.store.CreateCluster(ctx, otherActor, newCluster("prod"), b.enqueue); err != nil {
+		t.Fatalf("same name in another tenant: %v", err)
+	}
+}
+
+func TestListClustersPaginates(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	for _, name := range []string{"a", "b", "c", "d", "e"} {
+		if _, _, _, err := b.store.CreateCluster(ctx, b.actor, newCluster(name), b.enqueue); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var names []string
+	cursor := ""
+	for pages := 0; ; pages++ {
+		page, next, err := b.store.ListClusters(ctx, b.actor.TenantID, store.ListClustersParams{Limit: 2, Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range page {
+			names = append(names, c.Name)
+		}
+		if next == "" {
+			break
+		}
+		if pages > 5 {
+			t.Fatal("pagination does not end")
+		}
+		cursor = next
+	}
+	if got := len(names); got != 5 || names[0] != "a" || names[4] != "e" {
+		t.Fatalf("pages gave %v", names)
+	}
+	if _, _, err := b.store.ListClusters(ctx, b.actor.TenantID, store.ListClustersParams{Limit: 2, Cursor: "garbage!"}); !errors.Is(err, store.ErrBadCursor) {
+		t.Fatalf("bad cursor: %v", err)
+	}
+	failed, _, err := b.store.ListClusters(ctx, b.actor.TenantID, store.ListClustersParams{Limit: 10, Phase: store.PhaseFailed})
+	if err != nil || len(failed) != 0 {
+		t.Fatalf("phase filter: %d, %v", len(failed), err)
+	}
+}
+
+func TestStepProgressAndResume(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	c, op, _, err := b.store.CreateCluster(ctx, b.actor, newCluster("prod"), b.enqueue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.store.BeginOperation(ctx, op.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store.StartStep(ctx, op.ID, "detect"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store.FinishStep(ctx, op.ID, "detect", store.StepSucceeded, "provider hetzner"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store.StartStep(ctx, op.ID, "credentials"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store.FailStep(ctx, op.ID, "credentials", "unreachable", false); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.store.Cluster(ctx, b.actor.TenantID, "prod")
+	if err != nil || got.Phase != store.PhaseProvisioning {
+		t.Fatalf("after a retryable failure: phase %s (%v)", got.Phase, err)
+	}
+	// Resuming: the job runs again; detect stays done, credentials gets attempt 2.
+	if _, err := b.store.BeginOperation(ctx, op.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store.StartStep(ctx, op.ID, "credentials"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store.FailStep(ctx, op.ID, "credentials", "rejected", true); err != nil {
+		t.Fatal(err)
+	}
+	op, err = b.store.Operation(ctx, b.actor.TenantID, op.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if op.State != store.OpFailed || op.Steps[0].State != store.StepSucceeded || op.Steps[0].Message != "provider hetzner" ||
+		op.Steps[1].State != store.StepFailed || op.Steps[1].Attempts != 2 || op.Steps[1].Error != "rejected" ||
+		op.Steps[2].State != store.StepPending {
+		t.Fatalf("operation after failure: %+v", op)
+	}
+	got, _ = b.store.Cluster(ctx, b.actor.TenantID, "prod")
+	if got.Phase != store.PhaseFailed || got.Message != "step credentials: rejected" {
+		t.Fatalf("cluster after failure: %s %q", got.Phase, got.Message)
+	}
+	// A finished operation takes no more step updates.
+	if err := b.store.StartStep(ctx, op.ID, "apply"); !errors.Is(err, store.ErrOperationNotActive) {
+		t.Fatalf("step on an ended operation: %v", err)
+	}
+	if _, err := b.store.BeginOperation(ctx, op.ID); !errors.Is(err, store.ErrOperationNotActive) {
+		t.Fatalf("begin an ended operation: %v", err)
+	}
+	_ = c
+}
+
+func TestDeprovisionCancelsActiveOperation(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	_, op, _, err := b.store.CreateCluster(ctx, b.actor, newCluster("prod"), b.enqueue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cancelled []int64
+	cancel := func(_ context.Context, _ pgx.Tx, id int64) error { cancelled = append(cancelled, id); return nil }
+	c, del, err := b.store.StartDeprovision(ctx, b.actor, "prod", []string{"delete"}, b.enqueue, cancel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Phase != store.PhaseDeleting || del.Kind != store.OpDeprovision || len(cancelled) != 1 || cancelled[0] != *op.RiverJobID {
+		t.Fatalf("deprovision: phase %s kind %s cancelled %v", c.Phase, del.Kind, cancelled)
+	}
+	prov, _ := b.store.Operation(ctx, b.actor.TenantID, op.ID)
+	if prov.State != store.OpCancelled {
+		t.Fatalf("provision operation state %s, want cancelled", prov.State)
+	}
+	// DELETE again returns the same deprovision operation.
+	_, again, err := b.store.StartDeprovision(ctx, b.actor, "prod", []string{"delete"}, b.enqueue, cancel)
+	if err != nil || again.ID != del.ID {
+		t.Fatalf("second delete: %v, %s vs %s", err, again.ID, del.ID)
+	}
+	// Completing it frees the name while keeping history.
+	if _, err := b.store.BeginOperation(ctx, del.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store.CompleteOperation(ctx, del.ID, store.PhaseDeleted); err != nil {
+		t.Fatal(err)
+	}
+	gone, err := b.store.Cluster(ctx, b.actor.TenantID, "prod")
+	if err != nil || gone.Phase != store.PhaseDeleted || gone.DeletedAt == nil {
+		t.Fatalf("deleted cluster: %+v %v", gone, err)
+	}
+	if _, _, _, err := b.store.CreateCluster(ctx, b.actor, newCluster("prod"), b.enqueue); err != nil {
+		t.Fatalf("name not reusable after delete: %v", err)
+	}
+	if _, _, err := b.store.StartDeprovision(ctx, store.Actor{TenantID: uuid.New()}, "prod", nil, b.enqueue, cancel); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("delete in another tenant: %v", err)
+	}
+}
+
+func TestCredentials(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	key, _ := seal.ParseKey(seal.NewKey())
+	ring, _ := seal.NewKeyring(key)
+	sealed, _ := ring.Seal([]byte(`{"hcloudToken":"tok"}`), []byte("aad"))
+	nc := store.NewCredential{Name: "prod-credentials", Provider: "hetzner", KeysSet: []string{"hcloudToken"}, Fingerprint: "fp", Sealed: sealed}
+	_, created, err := b.store.PutCredential(ctx, b.actor, nc)
+	if err != nil || !created {
+		t.Fatalf("put: %v created=%v", err, created)
+	}
+	_, created, err = b.store.PutCredential(ctx, b.actor, nc)
+	if err != nil || created {
+		t.Fatalf("replace: %v created=%v", err, created)
+	}
+	_, got, err := b.store.SealedCredential(ctx, b.actor.TenantID, "prod-credentials")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain, err := ring.Open(got, []byte("aad")); err != nil || string(plain) != `{"hcloudToken":"tok"}` {
+		t.Fatalf("sealed round trip: %q %v", plain, err)
+	}
+	if _, _, _, err := b.store.CreateCluster(ctx, b.actor, newCluster("prod"), b.enqueue); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store.DeleteCredential(ctx, b.actor, "prod-credentials"); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("deleting a credential in use: %v", err)
+	}
+	other, _ := b.store.CreateTenant(ctx, "globex")
+	if _, err := b.store.Credential(ctx, other.ID, "prod-credentials"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("other tenant reads the credential: %v", err)
+	}
+	if err := b.store.DeleteCredential(ctx, b.actor, "missing"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("delete missing: %v", err)
+	}
+}
+
+func TestAuthenticate(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	p, err := b.store.Authenticate(ctx, []byte("hash-acme"))
+	if err != nil || !p.Admin || p.TenantName != "acme" {
+		t.Fatalf("admin token: %+v %v", p, err)
+	}
+	// A new admin token replaces the old one.
+	if _, err := b.store.EnsureAdminToken(ctx, "acme", []byte("hash-new")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.store.Authenticate(ctx, []byte("hash-acme")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("old admin token still works: %v", err)
+	}
+	if _, err := b.store.CreateToken(ctx, p.TenantID, "ci", []byte("hash-ci"), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.store.CreateToken(ctx, p.TenantID, "ci", []byte("hash-ci2"), false); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("duplicate token name: %v", err)
+	}
+	ci, err := b.store.Authenticate(ctx, []byte("hash-ci"))
+	if err != nil || ci.Admin || ci.TokenName != "ci" {
+		t.Fatalf("ci token: %+v %v", ci, err)
+	}
+}

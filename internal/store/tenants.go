@@ -1,0 +1,97 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// CreateTenant adds a tenant; ErrConflict if the name is taken.
+func (s *Store) CreateTenant(ctx context.Context, name string) (Tenant, error) {
+	t := Tenant{ID: uuid.New(), Name: name}
+	err := s.pool.QueryRow(ctx,
+		`INSERT INTO tenants (id, name) VALUES ($1, $2) RETURNING created_at`, t.ID, name).Scan(&t.CreatedAt)
+	if isUniqueViolation(err, "") {
+		return Tenant{}, fmt.Errorf("tenant %q: %w", name, ErrConflict)
+	}
+	if err != nil {
+		return Tenant{}, fmt.Errorf("create tenant %q: %w", name, err)
+	}
+	return t, nil
+}
+
+// TenantByName finds a tenant by name.
+func (s *Store) TenantByName(ctx context.Context, name string) (Tenant, error) {
+	var t Tenant
+	err := s.pool.QueryRow(ctx, `SELECT id, name, created_at FROM tenants WHERE name = $1`, name).
+		Scan(&t.ID, &t.Name, &t.CreatedAt)
+	if err != nil {
+		return Tenant{}, notFound(err, fmt.Sprintf("tenant %q", name))
+	}
+	return t, nil
+}
+
+// CreateToken stores a token's hash for tenantID; ErrConflict if the tenant
+// already has a token of that name.
+func (s *Store) CreateToken(ctx context.Context, tenantID uuid.UUID, name string, hash []byte, admin bool) (uuid.UUID, error) {
+	id := uuid.New()
+	_, err := s.pool.Exec(ctx,
+		`INSERT INTO api_tokens (id, tenant_id, name, token_hash, admin) VALUES ($1, $2, $3, $4, $5)`,
+		id, tenantID, name, hash, admin)
+	if isUniqueViolation(err, "") {
+		return uuid.Nil, fmt.Errorf("token %q: %w", name, ErrConflict)
+	}
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("create token %q: %w", name, err)
+	}
+	return id, nil
+}
+
+// EnsureAdminToken makes the token with hash the admin token of tenant
+// tenantName, creating the tenant if needed. It is idempotent, and a changed
+// admin token replaces the previous one (which stops working).
+func (s *Store) EnsureAdminToken(ctx context.Context, tenantName string, hash []byte) (Principal, error) {
+	var p Principal
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `
+			INSERT INTO tenants (id, name) VALUES ($1, $2)
+			ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
+			RETURNING id, name`, uuid.New(), tenantName).Scan(&p.TenantID, &p.TenantName)
+		if err != nil {
+			return fmt.Errorf("ensure tenant %q: %w", tenantName, err)
+		}
+		p.TokenName, p.Admin = "admin", true
+		err = tx.QueryRow(ctx, `
+			INSERT INTO api_tokens (id, tenant_id, name, token_hash, admin) VALUES ($1, $2, 'admin', $3, true)
+			ON CONFLICT (tenant_id, name) DO UPDATE SET token_hash = EXCLUDED.token_hash, admin = true, revoked_at = NULL
+			RETURNING id`, uuid.New(), p.TenantID, hash).Scan(&p.TokenID)
+		if err != nil {
+			return fmt.Errorf("ensure admin token: %w", err)
+		}
+		return nil
+	})
+	return p, err
+}
+
+// Authenticate returns the principal of the unrevoked token with hash, and
+// records its use (at most once a minute, to keep reads cheap).
+func (s *Store) Authenticate(ctx context.Context, hash []byte) (Principal, error) {
+	var p Principal
+	err := s.pool.QueryRow(ctx, `
+		WITH tok AS (
+			SELECT t.id, t.tenant_id, t.name, t.admin, n.name AS tenant_name
+			FROM api_tokens t JOIN tenants n ON n.id = t.tenant_id
+			WHERE t.token_hash = $1 AND t.revoked_at IS NULL
+		), touch AS (
+			UPDATE api_tokens SET last_used_at = now()
+			WHERE id = (SELECT id FROM tok) AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+		)
+		SELECT id, tenant_id, name, admin, tenant_name FROM tok`, hash).
+		Scan(&p.TokenID, &p.TenantID, &p.TokenName, &p.Admin, &p.TenantName)
+	if err != nil {
+		return Principal{}, notFound(err, "token")
+	}
+	return p, nil
+}
