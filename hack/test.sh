@@ -13,7 +13,7 @@ export KUBEBUILDER_ASSETS
 
 echo "== go vet and gofmt" >&2
 go vet ./...
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './hack/tools/*'))
+unformatted=$(find . -name '*.go' -not -path './hack/tools/*' -print0 | xargs -0 gofmt -l)
 if [ -n "$unformatted" ]; then
   echo "gofmt would change:" >&2; echo "$unformatted" >&2; exit 1
 fi

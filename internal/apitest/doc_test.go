@@ -1,3 +1,14 @@
 package apitest
+
 import "testing"
-func TestDocLoads(t *testing.T){ if _, err := NewValidator(); err != nil { t.Fatal(err) } }
+
+func TestDocumentIsValidOpenAPI(t *testing.T) {
+	t.Parallel()
+	v, err := NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if missing := v.Unexercised(); len(missing) == 0 {
+		t.Fatal("a fresh validator reports every operation exercised")
+	}
+}
