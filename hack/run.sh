@@ -19,8 +19,9 @@ if [ ! -f "$dev_env" ]; then
     echo "LOK8S_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64)"
   } >"$dev_env"
 fi
-while IFS='=' read -r name value; do
-  [ -n "${!name:-}" ] || export "$name=$value"
+while read -r line; do
+  name=${line%%=*}
+  [ -n "${!name:-}" ] || export "$line"
 done <"$dev_env"
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/lok8s?sslmode=disable}
 export LOK8S_ADDR=${LOK8S_ADDR:-127.0.0.1:8080}
