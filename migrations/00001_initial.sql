@@ -43,7 +43,8 @@ CREATE TABLE clusters (
     name              text NOT NULL,
     provider          text NOT NULL,
     management_domain text NOT NULL DEFAULT '',
-    spec              jsonb NOT NULL,
+    -- json, not jsonb: the spec keeps the field order it was submitted with
+    spec              json NOT NULL,
     generation        bigint NOT NULL DEFAULT 1,
     phase             text NOT NULL,
     message           text NOT NULL DEFAULT '',

@@ -108,7 +108,7 @@ func TestProvisionFailsClearlyWithoutManagementCluster(t *testing.T) {
 		t.Fatalf("detect: %+v", op.Steps[0])
 	}
 	cred := op.Steps[1]
-	if cred.State != store.StepFailed || cred.Attempts != 1 || cred.Error != "step credentials "+errNoManagementCluster {
+	if cred.State != store.StepFailed || cred.Attempts != 1 || cred.Error != errNoManagementCluster {
 		t.Fatalf("credentials step: %+v (a permanent error must not be retried)", cred)
 	}
 	for _, s := range op.Steps[2:] {
@@ -120,7 +120,7 @@ func TestProvisionFailsClearlyWithoutManagementCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Phase != store.PhaseFailed || c.Message != "step credentials: step credentials "+errNoManagementCluster {
+	if c.Phase != store.PhaseFailed || c.Message != "step credentials: "+errNoManagementCluster {
 		t.Fatalf("cluster: %s %q", c.Phase, c.Message)
 	}
 }

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -71,11 +72,11 @@ func detectProvider(_ context.Context, r *Run) (Outcome, error) {
 }
 
 // errNoManagementCluster is the error of steps this version cannot run.
-const errNoManagementCluster = "needs a management cluster, and this version of the service cannot drive one yet"
+const errNoManagementCluster = "this step needs a management cluster, and this version of the service cannot drive one yet"
 
 func notAvailable(name string) Step {
 	return Step{Name: name, Run: func(context.Context, *Run) (Outcome, error) {
-		return Outcome{}, Permanent(fmt.Errorf("step %s %s", name, errNoManagementCluster))
+		return Outcome{}, Permanent(errors.New(errNoManagementCluster))
 	}}
 }
 
