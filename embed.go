@@ -2,9 +2,17 @@
 // description and the default provider templates.
 package provisioner
 
-import _ "embed"
+import "embed"
 
 // OpenAPI is openapi.yaml, served at /openapi.yaml.
 //
 //go:embed openapi.yaml
 var OpenAPI []byte
+
+// Templates holds templates/: core/ and providers/<name>/, the default
+// template catalog. Callers use fs.Sub(Templates, "templates") with
+// capi.LoadCatalog; LOK8S_TEMPLATES_DIR may name a directory to use instead
+// (os.DirFS), so that a provider is added without rebuilding.
+//
+//go:embed templates
+var Templates embed.FS

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"lok8s.dev/provisioner/internal/seal"
 )
@@ -24,6 +25,9 @@ type config struct {
 	LogFormat      string
 	LogLevel       slog.Level
 	Workers        int
+	// CheckInterval paces the wait steps; ProvisionTimeout bounds them.
+	CheckInterval    time.Duration
+	ProvisionTimeout time.Duration
 }
 
 // minAdminTokenLen keeps the admin token out of guessing range.
@@ -90,6 +94,20 @@ func loadConfig(getenv func(string) string) (config, error) {
 		bad("LOK8S_WORKERS", "must be a whole number ≥ 0 (0 runs no workers: an API-only replica)")
 	}
 	c.Workers = workers
+	durations := []struct {
+		name, def string
+		dst       *time.Duration
+	}{
+		{"LOK8S_CHECK_INTERVAL", "15s", &c.CheckInterval},
+		{"LOK8S_PROVISION_TIMEOUT", "45m", &c.ProvisionTimeout},
+	}
+	for _, d := range durations {
+		v, err := time.ParseDuration(or(getenv(d.name), d.def))
+		if err != nil || v <= 0 {
+			bad(d.name, "must be a positive duration such as %s", d.def)
+		}
+		*d.dst = v
+	}
 	if len(errs) > 0 {
 		return config{}, fmt.Errorf("configuration: %w", errors.Join(errs...))
 	}
@@ -108,6 +126,8 @@ func (c config) LogValue() slog.Value {
 		slog.String("kubeconfig_dir", c.KubeconfigDir),
 		slog.String("templates_dir", c.TemplatesDir),
 		slog.Int("workers", c.Workers),
+		slog.Duration("check_interval", c.CheckInterval),
+		slog.Duration("provision_timeout", c.ProvisionTimeout),
 	)
 }
 

@@ -8,7 +8,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -18,12 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	provisioner "lok8s.dev/provisioner"
-	"lok8s.dev/provisioner/internal/api"
-	"lok8s.dev/provisioner/internal/jobs"
-	"lok8s.dev/provisioner/internal/mgmt"
-	"lok8s.dev/provisioner/internal/seal"
-	"lok8s.dev/provisioner/internal/store"
+	"lok8s.dev/provisioner/internal/app"
 )
 
 func main() {
@@ -59,75 +53,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, ready c
 	}
 	logger := newLogger(cfg)
 	logger.Info("starting", "command", cmd, "config", cfg)
-
-	pool, err := store.Connect(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if err := store.Migrate(ctx, pool, logger); err != nil {
-		return err
+	appCfg := app.Config{
+		Addr: cfg.Addr, DatabaseURL: cfg.DatabaseURL, AdminToken: cfg.AdminToken,
+		EncryptionKey: cfg.EncryptionKey, OldKeys: cfg.OldKeys,
+		MgmtKubeconfig: cfg.MgmtKubeconfig, KubeconfigDir: cfg.KubeconfigDir, TemplatesDir: cfg.TemplatesDir,
+		Workers: cfg.Workers, CheckInterval: cfg.CheckInterval, ProvisionTimeout: cfg.ProvisionTimeout,
+		ShutdownTimeout: shutdownTimeout, Logger: logger,
 	}
 	if cmd == "migrate" {
+		if err := app.Migrate(ctx, appCfg); err != nil {
+			return err
+		}
 		logger.Info("database migrated")
 		return nil
 	}
-	return serve(ctx, cfg, logger, store.New(pool, logger), ready)
-}
-
-func serve(ctx context.Context, cfg config, logger *slog.Logger, st *store.Store, ready chan<- string) error {
-	keyring, err := seal.NewKeyring(cfg.EncryptionKey, cfg.OldKeys...)
-	if err != nil {
-		return err
-	}
-	if _, err := st.EnsureAdminToken(ctx, "admin", api.HashToken(cfg.AdminToken)); err != nil {
-		return err
-	}
-	pipeline := jobs.NewPipeline()
-	queue, err := jobs.NewQueue(st.Pool(), jobs.Config{Store: st, Logger: logger, Pipeline: pipeline, Workers: cfg.Workers})
-	if err != nil {
-		return err
-	}
-	registry := mgmt.Registry{DefaultKubeconfig: cfg.MgmtKubeconfig, KubeconfigDir: cfg.KubeconfigDir}
-	handler, err := api.New(api.Config{
-		Store: st, Keyring: keyring, Logger: logger,
-		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
-		ManagementClusterKnown: registry.Known, OpenAPI: provisioner.OpenAPI,
-	})
-	if err != nil {
-		return err
-	}
-
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
-	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
-	if err := queue.Start(ctx); err != nil {
-		return err
-	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	logger.Info("listening", "addr", ln.Addr().String())
-	if ready != nil {
-		ready <- ln.Addr().String()
-	}
-
-	select {
-	case err := <-serveErr:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	logger.Info("shutting down: finishing in-flight requests and jobs")
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-	defer cancel()
-	httpErr := srv.Shutdown(shutdownCtx)
-	queueErr := queue.Stop(shutdownCtx)
-	if err := errors.Join(httpErr, queueErr); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	logger.Info("stopped")
-	return nil
+	return app.Serve(ctx, appCfg, ready)
 }
 
 // healthcheck asks the server listening on addr whether it is ready.

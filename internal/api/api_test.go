@@ -20,6 +20,7 @@ import (
 	provisioner "lok8s.dev/provisioner"
 	"lok8s.dev/provisioner/internal/api"
 	"lok8s.dev/provisioner/internal/apitest"
+	"lok8s.dev/provisioner/internal/app"
 	"lok8s.dev/provisioner/internal/dbtest"
 	"lok8s.dev/provisioner/internal/jobs"
 	"lok8s.dev/provisioner/internal/mgmt"
@@ -99,7 +100,11 @@ func setup(t *testing.T) *bundle {
 	st := store.New(pool, logger)
 	key, _ := seal.ParseKey(seal.NewKey())
 	keyring, _ := seal.NewKeyring(key)
-	pipeline := jobs.NewPipeline()
+	catalog, err := app.LoadCatalog("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pipeline := jobs.NewPipeline(jobs.Deps{Store: st, Keyring: keyring, Catalog: catalog})
 	// Insert-only: these tests look at what the API stores and enqueues;
 	// the jobs package's tests run the workers.
 	queue, err := jobs.NewQueue(pool, jobs.Config{Store: st, Logger: logger})
@@ -114,12 +119,12 @@ func setup(t *testing.T) *bundle {
 	if err := os.WriteFile(mgmtDir+"/mgmt.example.com.yaml", []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	handler, err := api.New(api.Config{
+	handler, err := api.New(app.WithCatalog(api.Config{
 		Store: st, Keyring: keyring, Logger: logger,
 		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
-		ManagementClusterKnown: mgmt.Registry{KubeconfigDir: mgmtDir}.Known,
+		ManagementClusterKnown: (&mgmt.Registry{KubeconfigDir: mgmtDir}).Known,
 		OpenAPI:                provisioner.OpenAPI,
-	})
+	}, catalog))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,6 +287,9 @@ func TestCreateClusterFromSeedSpec(t *testing.T) {
 	if s["name"] != "prod" || s["phase"] != "Pending" || s["operation"].(map[string]any)["id"] != op["id"] {
 		t.Fatalf("status: %s", status.body)
 	}
+	// Nothing rendered or provisioned yet (no worker runs in these tests).
+	problem(t, b.do(http.MethodGet, "/v1/clusters/prod/kubeconfig", b.adminToken, "", nil), http.StatusNotFound)
+	problem(t, b.do(http.MethodGet, "/v1/clusters/prod/manifests", b.adminToken, "", nil), http.StatusNotFound)
 	got := b.do(http.MethodGet, "/v1/clusters/prod", b.adminToken, "", nil)
 	b.expect(got, http.StatusOK)
 	spec := got.json(t)["spec"].(map[string]any)["spec"].(map[string]any)
@@ -583,10 +591,11 @@ func TestCredentials(t *testing.T) {
 
 	for _, tc := range []struct{ body, field string }{
 		{`{"provider":"hetzner"}`, "hcloudToken"},
-		{`{"provider":"hetzner","hcloudToken":"t","robotUser":"u"}`, "robotPassword"},
+		{`{"provider":"hetzner","hcloudToken":"t","robotUser":7}`, "robotUser"},
 		{`{"provider":"aws","accessKeyId":"a"}`, "secretAccessKey"},
 		{`{"provider":"aws","accessKeyId":"a","secretAccessKey":"s","hcloudToken":"t"}`, "hcloudToken"},
 		{`{"provider":"gcp"}`, "provider"},
+		{`{"hcloudToken":"t"}`, "provider"},
 		{`{"provider":"aws","accessKeyId":"a","secretAccessKey":"s","region":"x"}`, "region"},
 	} {
 		p := problem(t, put("bad", tc.body), http.StatusUnprocessableEntity)

@@ -8,7 +8,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 
@@ -59,34 +61,66 @@ func readBody(body io.Reader) ([]byte, error) {
 }
 
 // loadSpec parses, defaults and validates a spec, then checks what only the
-// service knows: the named management cluster and the credential exist.
-func (s *Server) loadSpec(r *http.Request, body []byte) (*spec.Capi, error) {
-	capi, err := spec.Load(body, spec.ValidateOptions{KnownAddons: s.KnownAddons})
-	if err != nil {
-		return nil, err
+// service knows: the provider, the named management cluster and the
+// credential. Every problem found is returned in one validation error.
+func (s *Server) loadSpec(r *http.Request, body []byte) (*spec.Capi, string, error) {
+	capi, err := spec.Load(body, s.SpecOptions)
+	var specErrs spec.FieldErrors
+	if err != nil && !errors.As(err, &specErrs) {
+		return nil, "", err
 	}
-	var fields []FieldError
-	if mc := capi.Spec.ManagementCluster; mc != nil && !s.ManagementClusterKnown(mc.Domain) {
+	fields := fieldErrors(specErrs)
+	reported := func(prefix string) bool {
+		for _, f := range specErrs {
+			if f.Field == prefix || strings.HasPrefix(f.Field, prefix+".") || f.Field == "spec" {
+				return true
+			}
+		}
+		return false
+	}
+	provider := ""
+	if !reported("spec") {
+		if provider, err = s.DetectProvider(capi); err != nil {
+			fields = append(fields, FieldError{Field: "spec", Message: err.Error()})
+		}
+	}
+	if mc := capi.Spec.ManagementCluster; mc != nil && !reported("spec.managementCluster") && !s.ManagementClusterKnown(mc.Domain) {
 		fields = append(fields, FieldError{Field: "spec.managementCluster.domain",
 			Message: fmt.Sprintf("no management cluster %q is configured on this service", mc.Domain)})
 	}
-	secretName := capi.Spec.Credentials.SecretName
-	cred, err := s.store.Credential(r.Context(), principal(r.Context()).TenantID, secretName)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		fields = append(fields, FieldError{Field: "spec.credentials.secretName",
-			Message: fmt.Sprintf("no credential %q: create it first with PUT /v1/credentials/%s", secretName, secretName)})
-	case err != nil:
-		return nil, err
-	case cred.Provider != capi.Provider():
-		fields = append(fields, FieldError{Field: "spec.credentials.secretName",
-			Message: fmt.Sprintf("credential %q is for provider %s, the spec uses %s", secretName, cred.Provider, capi.Provider())})
+	if secretName := capi.Spec.Credentials.SecretName; secretName != "" && !reported("spec.credentials") {
+		cred, err := s.store.Credential(r.Context(), principal(r.Context()).TenantID, secretName)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			fields = append(fields, FieldError{Field: "spec.credentials.secretName",
+				Message: fmt.Sprintf("no credential %q: create it first with PUT /v1/credentials/%s", secretName, secretName)})
+		case err != nil:
+			return nil, "", err
+		case provider != "" && cred.Provider != provider:
+			fields = append(fields, FieldError{Field: "spec.credentials.secretName",
+				Message: fmt.Sprintf("credential %q is for provider %s, the spec uses %s", secretName, cred.Provider, provider)})
+		}
 	}
 	if len(fields) > 0 {
-		return nil, errInvalid(fields...)
+		sort.SliceStable(fields, func(i, j int) bool { return fields[i].Field < fields[j].Field })
+		return nil, "", errInvalid(fields...)
 	}
-	return capi, nil
+	return capi, provider, nil
 }
+
+// placement decides where a cluster's objects go: in SaaS mode the
+// service's management cluster, in a namespace of the tenant's own (so
+// tenants never share one); on a named management cluster, the spec's
+// namespace.
+func placement(p store.Principal, c *spec.Capi) (domain, namespace string) {
+	if c.Spec.ManagementCluster == nil {
+		return "", TenantNamespacePrefix + p.TenantName
+	}
+	return c.Spec.ManagementCluster.Domain, c.Spec.Cluster.Namespace
+}
+
+// TenantNamespacePrefix prefixes a tenant's namespace on the SaaS management cluster.
+const TenantNamespacePrefix = "lok8s-"
 
 // DryRunView is the answer to a dry run: the spec as it would be stored.
 type DryRunView struct {
@@ -110,7 +144,7 @@ func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, errInvalid(FieldError{Field: "Idempotency-Key", Message: fmt.Sprintf("must be at most %d characters", maxIdempotencyKey)}))
 		return
 	}
-	capi, err := s.loadSpec(r, body)
+	capi, provider, err := s.loadSpec(r, body)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
@@ -125,12 +159,9 @@ func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hash := sha256.Sum256(body)
-	mgmt := ""
-	if capi.Spec.ManagementCluster != nil {
-		mgmt = capi.Spec.ManagementCluster.Domain
-	}
+	mgmtDomain, namespace := placement(principal(r.Context()), capi)
 	c, op, _, err := s.store.CreateCluster(r.Context(), s.actor(r), store.NewCluster{
-		Name: capi.Metadata.Name, Provider: capi.Provider(), ManagementDomain: mgmt, Spec: specJSON,
+		Name: capi.Metadata.Name, Provider: provider, ManagementDomain: mgmtDomain, Namespace: namespace, Spec: specJSON,
 		Steps: s.StepNames(store.OpProvision), IdempotencyKey: key, RequestHash: hash[:],
 	}, s.Enqueue)
 	switch {

@@ -17,58 +17,59 @@ import (
 	"lok8s.dev/provisioner/internal/store"
 )
 
-// CredentialInput is the body of PUT /v1/credentials/{name}. Which secret
-// fields apply depends on the provider.
-type CredentialInput struct {
-	Provider        string `json:"provider"`
-	HCloudToken     string `json:"hcloudToken,omitempty"`
-	RobotUser       string `json:"robotUser,omitempty"`
-	RobotPassword   string `json:"robotPassword,omitempty"`
-	AccessKeyID     string `json:"accessKeyId,omitempty"`
-	SecretAccessKey string `json:"secretAccessKey,omitempty"`
+// CredentialField is one field a provider's credential takes.
+type CredentialField struct {
+	Name     string
+	Required bool
 }
 
-// secrets validates the input for its provider and returns its secret keys
-// and values; field errors never repeat a value.
-func (in CredentialInput) secrets() (map[string]string, []FieldError) {
+// stringFields checks that every field of a JSON object is a string.
+func stringFields(raw map[string]any) (map[string]string, []FieldError) {
+	out := make(map[string]string, len(raw))
 	var fields []FieldError
-	set := map[string]string{
-		"hcloudToken": in.HCloudToken, "robotUser": in.RobotUser, "robotPassword": in.RobotPassword,
-		"accessKeyId": in.AccessKeyID, "secretAccessKey": in.SecretAccessKey,
-	}
-	var required, optional []string
-	switch in.Provider {
-	case "hetzner":
-		required, optional = []string{"hcloudToken"}, []string{"robotUser", "robotPassword"}
-		if (in.RobotUser == "") != (in.RobotPassword == "") {
-			fields = append(fields, FieldError{Field: "robotPassword", Message: "robotUser and robotPassword go together: set both or neither"})
+	for k, v := range raw {
+		str, ok := v.(string)
+		if !ok {
+			fields = append(fields, FieldError{Field: k, Message: "must be a string"})
+			continue
 		}
-	case "aws":
-		required = []string{"accessKeyId", "secretAccessKey"}
-	case "":
-		return nil, []FieldError{{Field: "provider", Message: "required: hetzner or aws"}}
-	default:
-		return nil, []FieldError{{Field: "provider", Message: fmt.Sprintf("unknown provider %q: must be hetzner or aws", in.Provider)}}
-	}
-	out := map[string]string{}
-	for _, k := range required {
-		if strings.TrimSpace(set[k]) == "" {
-			fields = append(fields, FieldError{Field: k, Message: "required for provider " + in.Provider})
-		}
-		out[k] = set[k]
-	}
-	for _, k := range optional {
-		if set[k] != "" {
-			out[k] = set[k]
-		}
-	}
-	for k, v := range set {
-		if _, used := out[k]; !used && v != "" {
-			fields = append(fields, FieldError{Field: k, Message: "not used by provider " + in.Provider})
-		}
+		out[k] = str
 	}
 	sort.Slice(fields, func(i, j int) bool { return fields[i].Field < fields[j].Field })
 	return out, fields
+}
+
+// credentialSecrets validates a credential body for its provider and
+// returns the provider and the secret fields. Field errors never repeat a
+// value.
+func (s *Server) credentialSecrets(in map[string]string) (string, map[string]string, []FieldError) {
+	provider := in["provider"]
+	if provider == "" {
+		return "", nil, []FieldError{{Field: "provider", Message: "required: one of " + strings.Join(s.CredentialProviders, ", ")}}
+	}
+	known, ok := s.CredentialFields(provider)
+	if !ok {
+		return "", nil, []FieldError{{Field: "provider", Message: fmt.Sprintf("unknown provider %q: must be one of %s", provider, strings.Join(s.CredentialProviders, ", "))}}
+	}
+	var fields []FieldError
+	secrets := map[string]string{}
+	accepted := map[string]bool{"provider": true}
+	for _, f := range known {
+		accepted[f.Name] = true
+		switch v := in[f.Name]; {
+		case strings.TrimSpace(v) != "":
+			secrets[f.Name] = v
+		case f.Required:
+			fields = append(fields, FieldError{Field: f.Name, Message: "required for provider " + provider})
+		}
+	}
+	for k := range in {
+		if !accepted[k] {
+			fields = append(fields, FieldError{Field: k, Message: "not used by provider " + provider})
+		}
+	}
+	sort.Slice(fields, func(i, j int) bool { return fields[i].Field < fields[j].Field })
+	return provider, secrets, fields
 }
 
 func (s *Server) putCredential(w http.ResponseWriter, r *http.Request) {
@@ -82,12 +83,17 @@ func (s *Server) putCredential(w http.ResponseWriter, r *http.Request) {
 			title: "Unsupported media type", detail: "send credentials as application/json"})
 		return
 	}
-	in, err := decodeStrict[CredentialInput](r.Body)
+	raw, err := decodeStrict[map[string]any](r.Body)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
 	}
-	secrets, fields := in.secrets()
+	in, fields := stringFields(raw)
+	if len(fields) > 0 {
+		s.writeProblem(w, r, errInvalid(fields...))
+		return
+	}
+	provider, secrets, fields := s.credentialSecrets(in)
 	if len(fields) > 0 {
 		s.writeProblem(w, r, errInvalid(fields...))
 		return
@@ -98,7 +104,7 @@ func (s *Server) putCredential(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := principal(r.Context())
-	sealed, err := s.Keyring.Seal(plaintext, CredentialAAD(p.TenantID.String(), name))
+	sealed, err := s.Keyring.Seal(plaintext, store.CredentialAAD(p.TenantID, name))
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
@@ -109,7 +115,7 @@ func (s *Server) putCredential(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Strings(keys)
 	cred, created, err := s.store.PutCredential(r.Context(), s.actor(r), store.NewCredential{
-		Name: name, Provider: in.Provider, KeysSet: keys, Fingerprint: s.Keyring.Fingerprint(plaintext), Sealed: sealed,
+		Name: name, Provider: provider, KeysSet: keys, Fingerprint: s.Keyring.Fingerprint(plaintext), Sealed: sealed,
 	})
 	if err != nil {
 		s.writeProblem(w, r, err)
@@ -120,12 +126,6 @@ func (s *Server) putCredential(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusCreated
 	}
 	writeJSON(w, status, credentialView(cred))
-}
-
-// CredentialAAD binds a sealed credential to its tenant and name, so a
-// ciphertext copied to another row does not open.
-func CredentialAAD(tenantID, name string) []byte {
-	return []byte("lok8s/credentials/" + tenantID + "/" + name)
 }
 
 func (s *Server) getCredential(w http.ResponseWriter, r *http.Request) {

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"lok8s.dev/provisioner/internal/seal"
+	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
 )
 
@@ -35,8 +36,15 @@ type Config struct {
 	// ManagementClusterKnown reports whether a named management cluster
 	// (spec.managementCluster.domain) is configured.
 	ManagementClusterKnown func(domain string) bool
-	// KnownAddons are the addon names spec.bootstrap may use; nil means the spec's defaults.
-	KnownAddons []string
+	// SpecOptions validate submitted specs: known addons, and the provider
+	// sections the catalog installs (zero: the spec package's defaults).
+	SpecOptions spec.ValidateOptions
+	// CredentialProviders lists the providers credentials can be stored for,
+	// and CredentialFields the fields each takes (from the provider catalog).
+	CredentialProviders []string
+	CredentialFields    func(provider string) ([]CredentialField, bool)
+	// DetectProvider names the provider a valid spec selects, or says why none.
+	DetectProvider func(*spec.Capi) (string, error)
 	// OpenAPI is the API description served at /openapi.yaml.
 	OpenAPI      []byte
 	MaxBodyBytes int64
@@ -54,6 +62,10 @@ func (c Config) validate() error {
 		return errors.New("api: Config.StepNames is required")
 	case c.ManagementClusterKnown == nil:
 		return errors.New("api: Config.ManagementClusterKnown is required")
+	case c.DetectProvider == nil:
+		return errors.New("api: Config.DetectProvider is required")
+	case c.CredentialFields == nil:
+		return errors.New("api: Config.CredentialFields is required")
 	}
 	return nil
 }
@@ -112,6 +124,8 @@ func (s *Server) routes() chi.Router {
 			r.Get("/", s.listClusters)
 			r.Get("/{name}", s.getCluster)
 			r.Get("/{name}/status", s.clusterStatus)
+			r.Get("/{name}/kubeconfig", s.clusterKubeconfig)
+			r.Get("/{name}/manifests", s.clusterManifests)
 			r.Delete("/{name}", s.deleteCluster)
 		})
 		r.Route("/credentials", func(r chi.Router) {

@@ -48,12 +48,26 @@ type StepView struct {
 
 // StatusView is GET /v1/clusters/{name}/status.
 type StatusView struct {
-	Name       string          `json:"name"`
-	Phase      store.Phase     `json:"phase"`
-	Operation  *OperationView  `json:"operation,omitempty"`
-	Conditions []ConditionView `json:"conditions"`
-	Message    string          `json:"message,omitempty"`
-	UpdatedAt  time.Time       `json:"updatedAt"`
+	Name      string         `json:"name"`
+	Phase     store.Phase    `json:"phase"`
+	Operation *OperationView `json:"operation,omitempty"`
+	// Conditions, CAPIPhase and the replica counts are what the management
+	// cluster last reported for the CAPI Cluster.
+	Conditions   []ConditionView         `json:"conditions"`
+	CAPIPhase    string                  `json:"capiPhase,omitempty"`
+	ControlPlane *ReplicasView           `json:"controlPlane,omitempty"`
+	Workers      *ReplicasView           `json:"workers,omitempty"`
+	Pools        map[string]ReplicasView `json:"pools,omitempty"`
+	Message      string                  `json:"message,omitempty"`
+	UpdatedAt    time.Time               `json:"updatedAt"`
+}
+
+// ReplicasView counts machines.
+type ReplicasView struct {
+	Desired   int64 `json:"desired"`
+	Ready     int64 `json:"ready"`
+	Available int64 `json:"available"`
+	UpToDate  int64 `json:"upToDate"`
 }
 
 // ConditionView is a condition the management cluster reported.
@@ -65,9 +79,14 @@ type ConditionView struct {
 	LastTransitionTime *time.Time `json:"lastTransitionTime,omitempty"`
 }
 
-// observedStatus is the part of a cluster's observed CAPI status the API shows.
+// observedStatus is the part of a cluster's observed CAPI status (as
+// recorded by the pipeline and the watcher) the API shows.
 type observedStatus struct {
-	Conditions []ConditionView `json:"conditions"`
+	Phase        string                  `json:"phase"`
+	Conditions   []ConditionView         `json:"conditions"`
+	ControlPlane *ReplicasView           `json:"controlPlane"`
+	Workers      *ReplicasView           `json:"workers"`
+	Pools        map[string]ReplicasView `json:"pools"`
 }
 
 // CredentialView is a credential's metadata; the secret is never shown.
@@ -110,8 +129,11 @@ func operationView(op store.Operation) OperationView {
 func statusView(c store.Cluster, op *store.Operation) StatusView {
 	v := StatusView{Name: c.Name, Phase: c.Phase, Message: c.Message, UpdatedAt: c.UpdatedAt, Conditions: []ConditionView{}}
 	var obs observedStatus
-	if err := json.Unmarshal(c.Observed, &obs); err == nil && obs.Conditions != nil {
-		v.Conditions = obs.Conditions
+	if err := json.Unmarshal(c.Observed, &obs); err == nil {
+		if obs.Conditions != nil {
+			v.Conditions = obs.Conditions
+		}
+		v.CAPIPhase, v.ControlPlane, v.Workers, v.Pools = obs.Phase, obs.ControlPlane, obs.Workers, obs.Pools
 	}
 	if op != nil {
 		ov := operationView(*op)

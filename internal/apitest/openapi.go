@@ -59,41 +59,9 @@ func (v *Validator) Middleware(t testing.TB, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
-
-		route, params, err := v.router.FindRoute(r)
-		if err != nil {
-			t.Errorf("openapi: %s %s is not in openapi.yaml: %v", r.Method, r.URL.Path, err)
-			next.ServeHTTP(w, r)
-			return
-		}
-		v.mu.Lock()
-		v.seen[r.Method+" "+route.Path] = true
-		v.mu.Unlock()
-
-		vr := r.Clone(r.Context())
-		vr.Body = io.NopCloser(bytes.NewReader(body))
-		in := &openapi3filter.RequestValidationInput{
-			Request: vr, PathParams: params, Route: route,
-			Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true},
-		}
-		reqErr := openapi3filter.ValidateRequest(r.Context(), in)
-
 		rec := httptest.NewRecorder()
 		next.ServeHTTP(rec, r)
-
-		out := &openapi3filter.ResponseValidationInput{
-			RequestValidationInput: in, Status: rec.Code, Header: rec.Header(),
-			Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
-		}
-		out.SetBodyBytes(rec.Body.Bytes())
-		if err := openapi3filter.ValidateResponse(r.Context(), out); err != nil {
-			t.Errorf("openapi: response to %s %s (%d) does not match openapi.yaml: %v\nbody: %s",
-				r.Method, r.URL.Path, rec.Code, err, rec.Body.String())
-		}
-		if reqErr != nil && rec.Code < 300 {
-			t.Errorf("openapi: %s %s was accepted (%d) but openapi.yaml forbids the request: %v", r.Method, r.URL.Path, rec.Code, reqErr)
-		}
-
+		v.check(t, r, body, rec.Code, rec.Header(), rec.Body.Bytes())
 		for k, vals := range rec.Header() {
 			w.Header()[k] = vals
 		}
@@ -101,6 +69,70 @@ func (v *Validator) Middleware(t testing.TB, next http.Handler) http.Handler {
 		_, _ = w.Write(rec.Body.Bytes())
 	})
 }
+
+// RoundTripper validates, on the client side, each request sent through
+// base (http.DefaultTransport when nil) and its response, with the same
+// rules as Middleware; for tests that talk to a whole running service.
+func (v *Validator) RoundTripper(t testing.TB, base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		var body []byte
+		if r.Body != nil {
+			body, _ = io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		resp, err := base.RoundTrip(r)
+		if err != nil {
+			return nil, err
+		}
+		respBody, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(respBody))
+		v.check(t, r, body, resp.StatusCode, resp.Header, respBody)
+		return resp, nil
+	})
+}
+
+// check validates one exchange: the request r (with its body) and the
+// response's status, header and body.
+func (v *Validator) check(t testing.TB, r *http.Request, body []byte, status int, header http.Header, respBody []byte) {
+	t.Helper()
+	vr := r.Clone(r.Context())
+	vr.Body = io.NopCloser(bytes.NewReader(body))
+	route, params, err := v.router.FindRoute(vr)
+	if err != nil {
+		t.Errorf("openapi: %s %s is not in openapi.yaml: %v", r.Method, r.URL.Path, err)
+		return
+	}
+	v.mu.Lock()
+	v.seen[r.Method+" "+route.Path] = true
+	v.mu.Unlock()
+	in := &openapi3filter.RequestValidationInput{
+		Request: vr, PathParams: params, Route: route,
+		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true},
+	}
+	reqErr := openapi3filter.ValidateRequest(r.Context(), in)
+	out := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: in, Status: status, Header: header,
+		Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
+	}
+	out.SetBodyBytes(respBody)
+	if err := openapi3filter.ValidateResponse(r.Context(), out); err != nil {
+		t.Errorf("openapi: response to %s %s (%d) does not match openapi.yaml: %v\nbody: %s", r.Method, r.URL.Path, status, err, respBody)
+	}
+	if reqErr != nil && status < 300 {
+		t.Errorf("openapi: %s %s was accepted (%d) but openapi.yaml forbids the request: %v", r.Method, r.URL.Path, status, reqErr)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // Unexercised lists the document's operations no request went through.
 func (v *Validator) Unexercised() []string {

@@ -38,6 +38,9 @@ type Run struct {
 	Cluster   store.Cluster
 	Spec      *spec.Capi
 	Logger    *slog.Logger
+	// StepStarted is when the running step first started (across snoozes
+	// and retries), for deadlines.
+	StepStarted time.Time
 }
 
 // permanentError marks a step error that retrying cannot fix.
@@ -58,6 +61,9 @@ type Pipeline struct {
 	steps map[store.OperationKind][]Step
 	// done is the phase a cluster reaches when an operation of a kind succeeds.
 	done map[store.OperationKind]store.Phase
+	// sections are the spec sections of the installed providers, for
+	// reading stored specs (nil: the spec package's built-in ones).
+	sections []string
 }
 
 // StepNames lists the names of kind's steps, in order.
@@ -92,7 +98,7 @@ func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID 
 		return err
 	}
 	logger = logger.With("cluster", cluster.Name, "tenant", cluster.TenantID.String(), "kind", string(op.Kind))
-	capi, err := spec.Parse(cluster.Spec)
+	capi, err := spec.ParseSections(cluster.Spec, r.pipeline.sections)
 	if err != nil {
 		err = fmt.Errorf("stored spec does not parse: %w", err)
 		logger.ErrorContext(ctx, "operation failed", "error", err)
@@ -107,14 +113,15 @@ func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID 
 		if done(op, step.Name) {
 			continue
 		}
-		if err := r.store.StartStep(ctx, op.ID, step.Name); err != nil {
+		started, err := r.store.StartStep(ctx, op.ID, step.Name)
+		if err != nil {
 			if errors.Is(err, store.ErrOperationNotActive) {
 				logger.InfoContext(ctx, "operation ended while running; stopping", "step", step.Name)
 				return nil
 			}
 			return err
 		}
-		started := time.Now()
+		run.StepStarted = started
 		out, err := step.Run(ctx, run)
 		if err != nil {
 			final := IsPermanent(err) || job.Attempt >= job.MaxAttempts
@@ -134,7 +141,7 @@ func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID 
 			}
 			return err
 		}
-		logger.InfoContext(ctx, "step finished", "step", step.Name, "state", string(state), "duration", time.Since(started))
+		logger.InfoContext(ctx, "step finished", "step", step.Name, "state", string(state), "duration", time.Since(started).Round(time.Millisecond))
 	}
 	if err := r.store.CompleteOperation(context.WithoutCancel(ctx), op.ID, r.pipeline.done[op.Kind]); err != nil && !errors.Is(err, store.ErrOperationNotActive) {
 		return err

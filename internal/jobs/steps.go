@@ -2,10 +2,19 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"lok8s.dev/provisioner/internal/capi"
+	"lok8s.dev/provisioner/internal/mgmt"
+	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/store"
 )
 
@@ -28,62 +37,373 @@ const (
 	StepCredentialsCleanup = "credentials-cleanup"
 )
 
-// NewPipeline returns the service's pipeline. Steps that drive a management
-// cluster are not part of this version yet: they fail with a clear,
-// permanent error rather than pretend, so no cluster is ever reported
-// provisioned without a management cluster having done the work.
-func NewPipeline() *Pipeline {
+// Labels the service puts on everything it creates on a management cluster.
+const (
+	LabelTenant  = "lok8s.dev/tenant"
+	LabelCluster = "lok8s.dev/cluster"
+)
+
+// Deps is what the pipeline's steps work with.
+type Deps struct {
+	Store    *store.Store
+	Keyring  *seal.Keyring
+	Catalog  *capi.Catalog
+	Clusters *mgmt.Registry
+	// CheckInterval is how long the wait steps snooze between checks.
+	CheckInterval time.Duration
+	// WaitTimeout bounds how long CAPI may take to provision (or delete) a cluster.
+	WaitTimeout time.Duration
+}
+
+// WithDefaults returns d with unset durations defaulted.
+func (d Deps) WithDefaults() Deps {
+	if d.CheckInterval == 0 {
+		d.CheckInterval = 15 * time.Second
+	}
+	if d.WaitTimeout == 0 {
+		d.WaitTimeout = 45 * time.Minute
+	}
+	return d
+}
+
+// NewPipeline returns the service's pipeline over d.
+func NewPipeline(d Deps) *Pipeline {
+	d = d.WithDefaults()
+	s := &steps{Deps: d}
 	return &Pipeline{
 		steps: map[store.OperationKind][]Step{
 			store.OpProvision: {
-				{Name: StepDetect, Run: detectProvider},
-				notAvailable(StepCredentials),
-				notAvailable(StepRender),
-				notAvailable(StepApply),
-				notAvailable(StepWait),
-				notAvailable(StepKubeconfig),
-				notAvailable(StepBootstrap),
-				notAvailable(StepGitOps),
+				{Name: StepDetect, Run: s.detect},
+				{Name: StepCredentials, Run: s.credentials},
+				{Name: StepRender, Run: s.render},
+				{Name: StepApply, Run: s.apply},
+				{Name: StepWait, Run: s.wait},
+				{Name: StepKubeconfig, Run: s.kubeconfig},
+				{Name: StepBootstrap, Run: s.bootstrap},
+				{Name: StepGitOps, Run: s.gitops},
 			},
 			store.OpDeprovision: {
-				nothingToRemove(StepDelete),
-				nothingToRemove(StepWaitDeleted),
-				nothingToRemove(StepCredentialsCleanup),
+				{Name: StepDelete, Run: s.deleteCluster},
+				{Name: StepWaitDeleted, Run: s.waitDeleted},
+				{Name: StepCredentialsCleanup, Run: s.cleanupCredentials},
 			},
 		},
 		done: map[store.OperationKind]store.Phase{
 			store.OpProvision:   store.PhaseProvisioned,
 			store.OpDeprovision: store.PhaseDeleted,
 		},
+		sections: d.Catalog.ProviderSections(),
 	}
 }
 
-// detectProvider checks that the stored spec names exactly one provider.
-func detectProvider(_ context.Context, r *Run) (Outcome, error) {
-	provider := r.Spec.Provider()
-	if provider == "" {
-		fields := r.Spec.Spec.ProviderFields()
-		if len(fields) == 0 {
-			return Outcome{}, Permanent(fmt.Errorf("no provider section: set one of spec.hcloud, spec.hrobot or spec.aws"))
+type steps struct{ Deps }
+
+func labels(r *Run) map[string]string {
+	return map[string]string{LabelTenant: r.Cluster.TenantID.String(), LabelCluster: r.Cluster.Name}
+}
+
+// managementCluster returns the run's management cluster; an unknown one
+// cannot appear by retrying.
+func (s *steps) managementCluster(r *Run) (*mgmt.Cluster, error) {
+	mc, err := s.Clusters.Cluster(r.Cluster.ManagementDomain)
+	if errors.Is(err, mgmt.ErrUnknownCluster) {
+		return nil, Permanent(err)
+	}
+	return mc, err
+}
+
+// detect picks the provider from the spec's sections.
+func (s *steps) detect(_ context.Context, r *Run) (Outcome, error) {
+	p, err := s.Catalog.Detect(r.Spec)
+	if err != nil {
+		return Outcome{}, Permanent(err)
+	}
+	return Outcome{Message: "provider " + p.Name}, nil
+}
+
+// credentials writes the cluster's credential to the management cluster as
+// the Secret its provider reads. The plaintext lives only in memory here.
+func (s *steps) credentials(ctx context.Context, r *Run) (Outcome, error) {
+	p, err := s.Catalog.Detect(r.Spec)
+	if err != nil {
+		return Outcome{}, Permanent(err)
+	}
+	name := r.Spec.Spec.Credentials.SecretName
+	cred, sealed, err := s.Store.SealedCredential(ctx, r.Cluster.TenantID, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return Outcome{}, Permanent(fmt.Errorf("credential %q no longer exists: create it again with PUT /v1/credentials/%s, then retry", name, name))
+	}
+	if err != nil {
+		return Outcome{}, err
+	}
+	plaintext, err := s.Keyring.Open(sealed, store.CredentialAAD(r.Cluster.TenantID, name))
+	if err != nil {
+		return Outcome{}, Permanent(fmt.Errorf("credential %q cannot be opened with the configured keys: %w", name, err))
+	}
+	var fields map[string]string
+	if err := json.Unmarshal(plaintext, &fields); err != nil {
+		return Outcome{}, Permanent(fmt.Errorf("credential %q is not a JSON object of strings", name))
+	}
+	secret, err := p.CredentialSecret(name, r.Cluster.Namespace, fields)
+	if err != nil {
+		return Outcome{}, Permanent(err)
+	}
+	secret.SetLabels(mergeLabels(secret.GetLabels(), labels(r)))
+	mc, err := s.managementCluster(r)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if err := mc.EnsureNamespace(ctx, r.Cluster.Namespace, labels(r)); err != nil {
+		return Outcome{}, err
+	}
+	if ns := secret.GetNamespace(); ns != r.Cluster.Namespace {
+		if err := mc.EnsureNamespace(ctx, ns, nil); err != nil {
+			return Outcome{}, err
 		}
-		return Outcome{}, Permanent(fmt.Errorf("ambiguous provider: %s are all set; keep one provider", strings.Join(fields, ", ")))
 	}
-	return Outcome{Message: "provider " + provider}, nil
+	if err := mc.Apply(ctx, secret); err != nil {
+		return Outcome{}, classify(err)
+	}
+	return Outcome{Message: fmt.Sprintf("secret %s/%s (%s, %s)", secret.GetNamespace(), secret.GetName(), cred.Provider, cred.Fingerprint)}, nil
 }
 
-// errNoManagementCluster is the error of steps this version cannot run.
-const errNoManagementCluster = "this step needs a management cluster, and this version of the service cannot drive one yet"
-
-func notAvailable(name string) Step {
-	return Step{Name: name, Run: func(context.Context, *Run) (Outcome, error) {
-		return Outcome{}, Permanent(errors.New(errNoManagementCluster))
-	}}
+// render renders the cluster's manifests and saves them, so apply (and a
+// later retry) works from exactly what was rendered.
+func (s *steps) render(ctx context.Context, r *Run) (Outcome, error) {
+	rendered, err := s.Catalog.Render(capi.RenderInput{
+		Spec: r.Spec, Namespace: r.Cluster.Namespace,
+		CredentialSecretName: r.Spec.Spec.Credentials.SecretName, Labels: labels(r),
+	})
+	if err != nil {
+		return Outcome{}, Permanent(fmt.Errorf("render templates: %w", err))
+	}
+	manifests, err := rendered.YAML()
+	if err != nil {
+		return Outcome{}, Permanent(fmt.Errorf("render templates: %w", err))
+	}
+	if err := s.Store.SaveManifests(ctx, r.Cluster.ID, string(manifests)); err != nil {
+		return Outcome{}, err
+	}
+	return Outcome{Message: fmt.Sprintf("%d objects", len(rendered.Objects))}, nil
 }
 
-// nothingToRemove skips a deprovisioning step: no step of this version
-// creates anything on a management cluster, so there is nothing to remove.
-func nothingToRemove(name string) Step {
-	return Step{Name: name, Run: func(context.Context, *Run) (Outcome, error) {
-		return Outcome{Skipped: true, Message: "nothing to remove: this version creates nothing on a management cluster"}, nil
-	}}
+// apply server-side applies the saved manifests; applying again changes nothing.
+func (s *steps) apply(ctx context.Context, r *Run) (Outcome, error) {
+	objs, err := s.savedObjects(ctx, r)
+	if err != nil {
+		return Outcome{}, err
+	}
+	mc, err := s.managementCluster(r)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if err := mc.EnsureNamespace(ctx, r.Cluster.Namespace, labels(r)); err != nil {
+		return Outcome{}, classify(err)
+	}
+	for _, obj := range objs {
+		if err := mc.Apply(ctx, obj); err != nil {
+			return Outcome{}, classify(err)
+		}
+	}
+	return Outcome{Message: fmt.Sprintf("%d objects applied", len(objs))}, nil
+}
+
+func (s *steps) savedObjects(ctx context.Context, r *Run) ([]*unstructured.Unstructured, error) {
+	manifests, err := s.Store.Manifests(ctx, r.Cluster.ID)
+	if err != nil {
+		return nil, err
+	}
+	if manifests == "" {
+		return nil, Permanent(errors.New("no rendered manifests: the render step has not run"))
+	}
+	objs, err := mgmt.DecodeObjects([]byte(manifests))
+	if err != nil {
+		return nil, Permanent(err)
+	}
+	return objs, nil
+}
+
+// wait re-checks the CAPI Cluster until CAPI reports it provisioned with its
+// control plane available, snoozing in between; a CAPI failure or the
+// deadline fails the operation.
+func (s *steps) wait(ctx context.Context, r *Run) (Outcome, error) {
+	mc, err := s.managementCluster(r)
+	if err != nil {
+		return Outcome{}, err
+	}
+	st, err := mc.ClusterStatus(ctx, r.Cluster.Namespace, r.Cluster.Name)
+	switch {
+	case errors.Is(err, mgmt.ErrNotFound):
+		return s.recheck(r, "the CAPI Cluster does not exist yet")
+	case err != nil:
+		return Outcome{}, err
+	}
+	if err := s.saveObserved(ctx, r, st); err != nil {
+		return Outcome{}, err
+	}
+	if reason, failed := st.Failure(); failed {
+		return Outcome{}, Permanent(fmt.Errorf("CAPI reports the cluster failed: %s", reason))
+	}
+	if st.Provisioned() {
+		return Outcome{Message: "CAPI reports the cluster Provisioned and its control plane available"}, nil
+	}
+	return s.recheck(r, "CAPI phase "+orUnknown(st.Phase))
+}
+
+// recheck snoozes the step, or fails it once the deadline has passed.
+func (s *steps) recheck(r *Run, state string) (Outcome, error) {
+	if waited := time.Since(r.StepStarted); waited > s.WaitTimeout {
+		return Outcome{}, Permanent(fmt.Errorf("timed out after %s: %s", s.WaitTimeout, state))
+	}
+	r.Logger.Info("not ready yet", "state", state)
+	return Outcome{RecheckIn: s.CheckInterval}, nil
+}
+
+func (s *steps) saveObserved(ctx context.Context, r *Run, st mgmt.Status) error {
+	raw, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return s.Store.SetObserved(ctx, r.Cluster.ID, raw)
+}
+
+// kubeconfig fetches the workload cluster's kubeconfig and stores it sealed.
+func (s *steps) kubeconfig(ctx context.Context, r *Run) (Outcome, error) {
+	mc, err := s.managementCluster(r)
+	if err != nil {
+		return Outcome{}, err
+	}
+	kc, err := mc.Kubeconfig(ctx, r.Cluster.Namespace, r.Cluster.Name)
+	if errors.Is(err, mgmt.ErrNotFound) {
+		return s.recheck(r, "no kubeconfig Secret yet")
+	}
+	if err != nil {
+		return Outcome{}, err
+	}
+	sealed, err := s.Keyring.Seal(kc, store.KubeconfigAAD(r.Cluster.TenantID, r.Cluster.ID))
+	if err != nil {
+		return Outcome{}, err
+	}
+	if err := s.Store.SaveKubeconfig(ctx, r.Cluster, sealed); err != nil {
+		return Outcome{}, err
+	}
+	return Outcome{Message: "kubeconfig stored"}, nil
+}
+
+// bootstrap and gitops are not built yet: they say so on the step.
+func (s *steps) bootstrap(_ context.Context, r *Run) (Outcome, error) {
+	if len(r.Spec.Spec.Bootstrap) == 0 {
+		return Outcome{Skipped: true, Message: "no addons requested"}, nil
+	}
+	names := make([]string, 0, len(r.Spec.Spec.Bootstrap))
+	for _, a := range r.Spec.Spec.Bootstrap {
+		names = append(names, a.Name)
+	}
+	return Outcome{Skipped: true, Message: "not installed: addon installation is not built yet (requested: " + strings.Join(names, ", ") + ")"}, nil
+}
+
+func (s *steps) gitops(_ context.Context, r *Run) (Outcome, error) {
+	if r.Spec.Spec.GitOps == nil {
+		return Outcome{Skipped: true, Message: "no gitops requested"}, nil
+	}
+	return Outcome{Skipped: true, Message: "not set up: the gitops step is not built yet (requested: " + r.Spec.Spec.GitOps.Provider + ")"}, nil
+}
+
+// deleteCluster deletes the CAPI Cluster; CAPI cascades to its machines
+// and infrastructure.
+func (s *steps) deleteCluster(ctx context.Context, r *Run) (Outcome, error) {
+	mc, err := s.managementCluster(r)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if err := mc.Delete(ctx, mgmt.ClusterGVK, r.Cluster.Namespace, r.Cluster.Name); err != nil {
+		return Outcome{}, classify(err)
+	}
+	return Outcome{Message: "CAPI Cluster deleted"}, nil
+}
+
+// waitDeleted waits until the CAPI Cluster is gone, then deletes what CAPI
+// does not own (templates, identities) from the saved manifests.
+func (s *steps) waitDeleted(ctx context.Context, r *Run) (Outcome, error) {
+	mc, err := s.managementCluster(r)
+	if err != nil {
+		return Outcome{}, err
+	}
+	exists, err := mc.Exists(ctx, mgmt.ClusterGVK, r.Cluster.Namespace, r.Cluster.Name)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if exists {
+		return s.recheck(r, "the CAPI Cluster is still being deleted")
+	}
+	manifests, err := s.Store.Manifests(ctx, r.Cluster.ID)
+	if err != nil {
+		return Outcome{}, err
+	}
+	objs, err := mgmt.DecodeObjects([]byte(manifests))
+	if err != nil {
+		return Outcome{}, Permanent(err)
+	}
+	for _, obj := range objs {
+		if err := mc.Delete(ctx, obj.GroupVersionKind(), obj.GetNamespace(), obj.GetName()); err != nil {
+			return Outcome{}, classify(err)
+		}
+	}
+	return Outcome{Message: fmt.Sprintf("cluster and %d objects removed", len(objs))}, nil
+}
+
+// cleanupCredentials removes the credentials Secret unless another live
+// cluster on the same management cluster uses it.
+func (s *steps) cleanupCredentials(ctx context.Context, r *Run) (Outcome, error) {
+	name := r.Spec.Spec.Credentials.SecretName
+	users, err := s.Store.ClustersUsingSecret(ctx, r.Cluster, name)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if len(users) > 0 {
+		return Outcome{Skipped: true, Message: "secret " + name + " kept: used by " + strings.Join(users, ", ")}, nil
+	}
+	p, err := s.Catalog.Detect(r.Spec)
+	if err != nil {
+		return Outcome{}, Permanent(err)
+	}
+	mc, err := s.managementCluster(r)
+	if err != nil {
+		return Outcome{}, err
+	}
+	ns, secretName := p.CredentialSecretRef(name, r.Cluster.Namespace)
+	if err := mc.Delete(ctx, secretGVK, ns, secretName); err != nil {
+		return Outcome{}, classify(err)
+	}
+	return Outcome{Message: "secret " + ns + "/" + secretName + " removed"}, nil
+}
+
+// classify marks errors the management cluster will give again on retry
+// (invalid or forbidden objects) as permanent; everything else (unreachable,
+// timeouts, conflicts) is retried with backoff.
+func classify(err error) error {
+	if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+		return Permanent(err)
+	}
+	return err
+}
+
+var secretGVK = schema.GroupVersionKind{Version: "v1", Kind: "Secret"}
+
+func mergeLabels(a, b map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "not reported yet"
+	}
+	return s
 }

@@ -15,7 +15,7 @@ func TestKnown(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "adir.example.com.yaml"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	r := Registry{KubeconfigDir: dir}
+	r := &Registry{KubeconfigDir: dir}
 	for _, tc := range []struct {
 		domain string
 		want   bool
@@ -30,7 +30,7 @@ func TestKnown(t *testing.T) {
 			t.Errorf("Known(%q) = %v, want %v", tc.domain, got, tc.want)
 		}
 	}
-	if (Registry{}).Known("mgmt.example.com") {
+	if (&Registry{}).Known("mgmt.example.com") {
 		t.Error("a registry without a directory knows a domain")
 	}
 }

@@ -21,6 +21,9 @@ import (
 // value, so the result is a best effort.
 type decoder struct {
 	errs FieldErrors
+	// sections are the names spec.<name> may have beyond ClusterSpec's
+	// fields: provider sections, kept as generic objects in Extra.
+	sections []string
 }
 
 // genericDecoder is a type that reads itself from a generic JSON value, for
@@ -117,12 +120,36 @@ func (d *decoder) decodeStruct(path string, in any, out reflect.Value) {
 	fields := jsonFields(out.Type())
 	for _, key := range sortedKeys(m) {
 		i, ok := fields[key]
+		if !ok && out.Type() == clusterSpecType && slices.Contains(d.sections, key) {
+			d.decodeSection(joinKey(path, key), key, m[key], out.Addr().Interface().(*ClusterSpec))
+			continue
+		}
 		if !ok {
 			d.fail(joinKey(path, key), "unknown field")
 			continue
 		}
 		d.decodeValue(joinKey(path, key), m[key], out.Field(i))
 	}
+}
+
+var clusterSpecType = reflect.TypeFor[ClusterSpec]()
+
+// decodeSection stores a provider section named by the caller (not one of
+// ClusterSpec's fields) in s.Extra. It must be an object; its content is
+// free-form here and checked by Validate.
+func (d *decoder) decodeSection(path, name string, in any, s *ClusterSpec) {
+	if in == nil {
+		return // like an absent field
+	}
+	m, ok := in.(map[string]any)
+	if !ok {
+		d.fail(path, "must be an object"+describe(in))
+		return
+	}
+	if s.Extra == nil {
+		s.Extra = map[string]map[string]any{}
+	}
+	s.Extra[name] = m
 }
 
 func (d *decoder) decodeMap(path string, in any, out reflect.Value) {
@@ -190,7 +217,7 @@ func jsonFields(t reflect.Type) map[string]int {
 	return f.(map[string]int)
 }
 
-func sortedKeys(m map[string]any) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

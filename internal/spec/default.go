@@ -1,6 +1,11 @@
 package spec
 
-import "k8s.io/apimachinery/pkg/util/validation"
+import (
+	"encoding/json"
+	"strconv"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
 
 // Default values, applied by Default.
 const (
@@ -16,8 +21,9 @@ const (
 //   - spec.credentials.secretName: <metadata.name>-credentials, when that is a
 //     valid name
 //   - spec.cluster.namespace: default
-//   - control plane replicas (hcloud, aws with flavor ec2): 3
-//   - worker pool replicas: 1
+//   - control plane replicas (hcloud, aws with flavor ec2, and the generic
+//     sections of Extra that have a controlPlane object): 3
+//   - worker pool replicas: 1 (also in the generic sections of Extra)
 //   - spec.aws.flavor: ec2
 //   - spec.gitops.branch: main; spec.gitops.path: clusters/<spec.cluster.domain>
 func (c *Capi) Default() {
@@ -48,6 +54,9 @@ func (c *Capi) Default() {
 		}
 		defaultPools(a.Workers)
 	}
+	for _, sec := range s.Extra {
+		defaultSection(sec)
+	}
 	if g := s.GitOps; g != nil {
 		if g.Branch == "" {
 			g.Branch = DefaultGitOpsBranch
@@ -69,6 +78,25 @@ func defaultPools(pools map[string]Pool) {
 		if p.Replicas == nil {
 			p.Replicas = ptr(int32(DefaultPoolReplicas))
 			pools[name] = p
+		}
+	}
+}
+
+// defaultSection defaults a generic provider section as the built-in ones:
+// controlPlane.replicas and each worker pool's replicas, when the object is
+// there and the field is absent.
+func defaultSection(sec map[string]any) {
+	if cp, ok := sec["controlPlane"].(map[string]any); ok {
+		if _, set := cp["replicas"]; !set || cp["replicas"] == nil {
+			cp["replicas"] = json.Number(strconv.Itoa(DefaultControlPlaneReplicas))
+		}
+	}
+	pools, _ := sec["workers"].(map[string]any)
+	for _, p := range pools {
+		if pool, ok := p.(map[string]any); ok {
+			if _, set := pool["replicas"]; !set || pool["replicas"] == nil {
+				pool["replicas"] = json.Number(strconv.Itoa(DefaultPoolReplicas))
+			}
 		}
 	}
 }

@@ -26,6 +26,14 @@ const maxJSONDepth = 1000
 // on to Default and Validate and report all problems at once. Parse does not
 // default or validate.
 func Parse(data []byte) (*Capi, error) {
+	return ParseSections(data, nil)
+}
+
+// ParseSections is Parse that also accepts the provider sections named in
+// sections (spec.<name>, beyond hcloud, hrobot and aws), keeping them in
+// ClusterSpec.Extra. Pass the template catalog's sections
+// (ValidateOptions.ProviderSections) to read a spec stored after Load.
+func ParseSections(data []byte, sections []string) (*Capi, error) {
 	doc, err := parseDocument(data)
 	if err != nil {
 		return nil, err
@@ -35,7 +43,7 @@ func Parse(data []byte) (*Capi, error) {
 		return nil, &SyntaxError{Line: 1, Message: "document must be a mapping of fields" + describe(doc)}
 	}
 	var c Capi
-	d := decoder{}
+	d := decoder{sections: sections}
 	d.decodeValue("", root, reflectValueOf(&c))
 	if len(d.errs) > 0 {
 		d.errs.sortByField()

@@ -9,8 +9,12 @@
 package spec
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"reflect"
+	"strings"
 )
 
 // The type of document this package reads.
@@ -57,6 +61,12 @@ type ClusterSpec struct {
 	AWS               *AWS               `json:"aws,omitempty"`
 	Bootstrap         []Addon            `json:"bootstrap,omitempty"`
 	GitOps            *GitOps            `json:"gitops,omitempty"`
+	// Extra holds the provider sections other than hcloud, hrobot and aws,
+	// spec.<section> as a generic JSON object, for providers added as data
+	// (a template catalog) rather than Go types. Parse only accepts the
+	// sections its caller names (ValidateOptions.ProviderSections); they are
+	// written inline, after the known fields, in the order of their names.
+	Extra map[string]map[string]any `json:"-"`
 }
 
 // Kubernetes selects the Kubernetes release, as vMAJOR.MINOR.PATCH.
@@ -186,11 +196,15 @@ func (a *Addon) decodeGeneric(d *decoder, path string, in any) {
 }
 
 // Provider returns ProviderHetzner when spec.hcloud and/or spec.hrobot is
-// set, ProviderAWS when spec.aws is set, and "" when none or both are.
+// set, ProviderAWS when spec.aws is set, and "" when none or both are, or
+// when a section of Spec.Extra is set: the template catalog names the
+// provider of those (capi.Catalog.Detect).
 func (c *Capi) Provider() string {
 	hetzner := c.Spec.HCloud != nil || c.Spec.HRobot != nil
 	aws := c.Spec.AWS != nil
 	switch {
+	case len(c.Spec.Extra) > 0:
+		return ""
 	case hetzner && !aws:
 		return ProviderHetzner
 	case aws && !hetzner:
@@ -201,7 +215,7 @@ func (c *Capi) Provider() string {
 }
 
 // ProviderFields lists the provider sections that are set, in the order
-// spec.hcloud, spec.hrobot, spec.aws.
+// spec.hcloud, spec.hrobot, spec.aws, then the sections of Extra by name.
 func (s ClusterSpec) ProviderFields() []string {
 	var fields []string
 	if s.HCloud != nil {
@@ -213,5 +227,87 @@ func (s ClusterSpec) ProviderFields() []string {
 	if s.AWS != nil {
 		fields = append(fields, "spec.aws")
 	}
+	for _, name := range sortedKeys(s.Extra) {
+		fields = append(fields, "spec."+name)
+	}
 	return fields
+}
+
+// ProviderSections returns the names of the provider sections that are set,
+// as ProviderFields does but without the "spec." prefix.
+func (s ClusterSpec) ProviderSections() []string {
+	fields := s.ProviderFields()
+	for i, f := range fields {
+		fields[i] = strings.TrimPrefix(f, "spec.")
+	}
+	return fields
+}
+
+// clusterSpecFields is ClusterSpec without its JSON methods.
+type clusterSpecFields ClusterSpec
+
+var (
+	_ json.Marshaler   = ClusterSpec{}
+	_ json.Unmarshaler = (*ClusterSpec)(nil)
+)
+
+// MarshalJSON writes the known fields in their declared order, then the
+// sections of Extra inline, sorted by name.
+func (s ClusterSpec) MarshalJSON() ([]byte, error) {
+	known, err := json.Marshal(clusterSpecFields(s))
+	if err != nil || len(s.Extra) == 0 {
+		return known, err
+	}
+	var buf bytes.Buffer
+	buf.Write(known[:len(known)-1]) // without the closing brace
+	for _, name := range sortedKeys(s.Extra) {
+		key, err := json.Marshal(name)
+		if err != nil {
+			return nil, err
+		}
+		value, err := json.Marshal(s.Extra[name])
+		if err != nil {
+			return nil, fmt.Errorf("spec.%s: %w", name, err)
+		}
+		if buf.Len() > 1 {
+			buf.WriteByte(',')
+		}
+		buf.Write(key)
+		buf.WriteByte(':')
+		buf.Write(value)
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+// UnmarshalJSON reads the known fields and keeps every other key whose value
+// is an object in Extra, with numbers as json.Number (as Parse keeps them).
+// It is lenient; Parse is the strict reader.
+func (s *ClusterSpec) UnmarshalJSON(data []byte) error {
+	var known clusterSpecFields
+	if err := json.Unmarshal(data, &known); err != nil {
+		return err
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(data, &all); err != nil {
+		return err
+	}
+	fields := jsonFields(reflect.TypeFor[ClusterSpec]())
+	for key, raw := range all {
+		if _, ok := fields[key]; ok {
+			continue
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		var section map[string]any
+		if err := dec.Decode(&section); err != nil || section == nil {
+			continue // not an object: not a provider section
+		}
+		if known.Extra == nil {
+			known.Extra = map[string]map[string]any{}
+		}
+		known.Extra[key] = section
+	}
+	*s = ClusterSpec(known)
+	return nil
 }

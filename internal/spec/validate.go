@@ -1,8 +1,10 @@
 package spec
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"regexp"
 	"slices"
@@ -36,7 +38,24 @@ var GitOpsProviders = []string{"flux", "argo"}
 type ValidateOptions struct {
 	// KnownAddons are the add-ons spec.bootstrap may name; nil means DefaultAddons.
 	KnownAddons []string
+	// ProviderSections are the spec sections that select a provider, from
+	// the template catalog (capi.Catalog.ProviderSections); nil means
+	// BuiltinSections. Load accepts spec.<section> for each, keeping those
+	// other than the built-in ones in ClusterSpec.Extra, and a built-in
+	// section not listed is reported as having no provider.
+	ProviderSections []string
+	// SectionProviders names the provider of each section
+	// (capi.Catalog.SectionProviders): sections of one provider may be set
+	// together, as spec.hcloud and spec.hrobot are. A section it does not
+	// name belongs to its built-in provider (hcloud and hrobot: hetzner, aws:
+	// aws), or else to a provider of its own.
+	SectionProviders map[string]string
 }
+
+// BuiltinSections are the provider sections with Go types in ClusterSpec.
+var BuiltinSections = []string{"hcloud", "hrobot", "aws"}
+
+var builtinProviders = map[string]string{"hcloud": ProviderHetzner, "hrobot": ProviderHetzner, "aws": ProviderAWS}
 
 var (
 	kubernetesVersion = regexp.MustCompile(`^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
@@ -50,7 +69,7 @@ var (
 // returned together in one FieldErrors, sorted by field, along with the
 // best-effort spec. Without errors it returns the defaulted spec.
 func Load(data []byte, opts ValidateOptions) (*Capi, error) {
-	c, err := Parse(data)
+	c, err := ParseSections(data, opts.ProviderSections)
 	var parseErrs FieldErrors
 	if err != nil && !errors.As(err, &parseErrs) {
 		return nil, err
@@ -100,13 +119,7 @@ func (c *Capi) Validate(opts ValidateOptions) FieldErrors {
 		v.dns("spec.credentials.secretName", validation.IsDNS1123Subdomain(sn))
 	}
 
-	switch fields := s.ProviderFields(); {
-	case len(fields) == 0:
-		v.add("spec", "one provider section is required: spec.hcloud, spec.hrobot or spec.aws")
-	case (s.HCloud != nil || s.HRobot != nil) && s.AWS != nil:
-		named := strings.Join(fields[:len(fields)-1], ", ") + " and " + fields[len(fields)-1]
-		v.add("spec", named+": only one provider may be set, Hetzner (spec.hcloud, spec.hrobot) or AWS (spec.aws)")
-	}
+	v.providers(s, opts)
 	if h := s.HCloud; h != nil {
 		v.hcloud(h)
 	}
@@ -119,6 +132,9 @@ func (c *Capi) Validate(opts ValidateOptions) FieldErrors {
 	if a := s.AWS; a != nil {
 		v.aws(a)
 	}
+	for _, name := range sortedKeys(s.Extra) {
+		v.section(name, s.Extra[name])
+	}
 	v.bootstrap(s.Bootstrap, known)
 	if g := s.GitOps; g != nil {
 		v.gitops(g)
@@ -126,6 +142,132 @@ func (c *Capi) Validate(opts ValidateOptions) FieldErrors {
 
 	v.errs.sortByField()
 	return v.errs
+}
+
+// providers checks that the sections set select exactly one provider.
+func (v *validator) providers(s *ClusterSpec, opts ValidateOptions) {
+	sections := opts.ProviderSections
+	if sections == nil {
+		sections = BuiltinSections
+	}
+	set := s.ProviderSections()
+	if len(set) == 0 {
+		fields := make([]string, len(sections))
+		for i, name := range sections {
+			fields[i] = "spec." + name
+		}
+		v.add("spec", "one provider section is required: "+joinOr(fields))
+		return
+	}
+	providers := map[string]bool{}
+	builtinOnly := true
+	for _, name := range set {
+		if !slices.Contains(sections, name) {
+			v.add("spec."+name, "no provider for this section is installed")
+		}
+		p, ok := opts.SectionProviders[name]
+		if !ok {
+			p, ok = builtinProviders[name]
+			if !ok {
+				p = name
+			}
+		}
+		providers[p] = true
+		if _, builtin := builtinProviders[name]; !builtin {
+			builtinOnly = false
+		}
+	}
+	if len(providers) < 2 {
+		return
+	}
+	fields := s.ProviderFields()
+	named := strings.Join(fields[:len(fields)-1], ", ") + " and " + fields[len(fields)-1]
+	if builtinOnly {
+		v.add("spec", named+": only one provider may be set, Hetzner (spec.hcloud, spec.hrobot) or AWS (spec.aws)")
+		return
+	}
+	v.add("spec", named+": only one provider may be set")
+}
+
+// joinOr joins items as "a, b or c".
+func joinOr(items []string) string {
+	if len(items) < 2 {
+		return strings.Join(items, "")
+	}
+	return strings.Join(items[:len(items)-1], ", ") + " or " + items[len(items)-1]
+}
+
+// section checks a provider section kept generically (ClusterSpec.Extra):
+// controlPlane and workers, when present, have the shape of the built-in
+// sections' (replicas odd and at least 1; pools named by DNS labels, with
+// replicas not negative). Its other fields are the provider's business.
+func (v *validator) section(name string, sec map[string]any) {
+	path := "spec." + name
+	if cp, ok := sec["controlPlane"]; ok && cp != nil {
+		m, ok := cp.(map[string]any)
+		if !ok {
+			v.add(path+".controlPlane", "must be an object"+describe(cp))
+		} else if r, ok := m["replicas"]; ok && r != nil {
+			switch n, ok := genericInt(r); {
+			case !ok:
+				v.add(path+".controlPlane.replicas", "must be an integer"+describe(r))
+			case n < 1:
+				v.add(path+".controlPlane.replicas", "must be at least 1")
+			case n%2 == 0:
+				v.add(path+".controlPlane.replicas", "must be odd (1, 3, 5) for etcd quorum")
+			}
+		}
+	}
+	w, ok := sec["workers"]
+	if !ok || w == nil {
+		return
+	}
+	pools, ok := w.(map[string]any)
+	if !ok {
+		v.add(path+".workers", "must be an object"+describe(w))
+		return
+	}
+	for _, pool := range sortedKeys(pools) {
+		pp := joinKey(path+".workers", pool)
+		if msgs := validation.IsDNS1123Label(pool); len(msgs) > 0 {
+			v.add(pp, "pool name must be a DNS-1123 label: "+strings.Join(msgs, "; "))
+		}
+		p, ok := pools[pool].(map[string]any)
+		if !ok {
+			if pools[pool] != nil {
+				v.add(pp, "must be an object"+describe(pools[pool]))
+			}
+			continue
+		}
+		if r, ok := p["replicas"]; ok && r != nil {
+			switch n, ok := genericInt(r); {
+			case !ok:
+				v.add(pp+".replicas", "must be an integer"+describe(r))
+			case n < 0:
+				v.add(pp+".replicas", "must not be negative")
+			}
+		}
+	}
+}
+
+// genericInt reads an integer from a generic JSON value (json.Number as
+// Parse makes them, or float64 and int from other sources).
+func genericInt(in any) (int64, bool) {
+	switch n := in.(type) {
+	case json.Number:
+		i, err := strconv.ParseInt(string(n), 10, 32)
+		return i, err == nil
+	case float64:
+		return int64(n), n == float64(int64(n)) && n >= math.MinInt32 && n <= math.MaxInt32
+	case int:
+		return int64(n), true
+	case int32:
+		return int64(n), true
+	case int64:
+		return n, true
+	default:
+		return 0, false
+	}
 }
 
 type validator struct {

@@ -32,7 +32,9 @@ type NewCluster struct {
 	Name             string
 	Provider         string
 	ManagementDomain string
-	Spec             json.RawMessage
+	// Namespace is where the cluster's objects go on the management cluster.
+	Namespace string
+	Spec      json.RawMessage
 	// Steps names the provisioning operation's steps, in order.
 	Steps []string
 	// IdempotencyKey, when set, makes a retry of the same request (same
@@ -44,11 +46,11 @@ type NewCluster struct {
 // idempotencyTTL is how long an Idempotency-Key is remembered.
 const idempotencyTTL = 24 * time.Hour
 
-const clusterColumns = `id, tenant_id, name, provider, management_domain, spec, generation, phase, message, observed, created_at, updated_at, deleted_at`
+const clusterColumns = `id, tenant_id, name, provider, management_domain, namespace, spec, generation, phase, message, observed, created_at, updated_at, deleted_at`
 
 func scanCluster(row pgx.Row) (Cluster, error) {
 	var c Cluster
-	err := row.Scan(&c.ID, &c.TenantID, &c.Name, &c.Provider, &c.ManagementDomain, &c.Spec, &c.Generation,
+	err := row.Scan(&c.ID, &c.TenantID, &c.Name, &c.Provider, &c.ManagementDomain, &c.Namespace, &c.Spec, &c.Generation,
 		&c.Phase, &c.Message, &c.Observed, &c.CreatedAt, &c.UpdatedAt, &c.DeletedAt)
 	return c, err
 }
@@ -108,10 +110,10 @@ func (s *Store) createCluster(ctx context.Context, actor Actor, nc NewCluster, e
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var err error
 		c, err = scanCluster(tx.QueryRow(ctx, `
-			INSERT INTO clusters (id, tenant_id, name, provider, management_domain, spec, phase)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			INSERT INTO clusters (id, tenant_id, name, provider, management_domain, namespace, spec, phase)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			RETURNING `+clusterColumns,
-			uuid.New(), actor.TenantID, nc.Name, nc.Provider, nc.ManagementDomain, nc.Spec, PhasePending))
+			uuid.New(), actor.TenantID, nc.Name, nc.Provider, nc.ManagementDomain, nc.Namespace, nc.Spec, PhasePending))
 		if isUniqueViolation(err, "clusters_tenant_name_live") {
 			return fmt.Errorf("cluster %q already exists: %w", nc.Name, ErrConflict)
 		}

@@ -21,6 +21,18 @@ type NewCredential struct {
 	Sealed      seal.Sealed
 }
 
+// CredentialAAD is the associated data a credential is sealed with: it binds
+// the ciphertext to its tenant and name, so a ciphertext copied to another
+// row does not open.
+func CredentialAAD(tenantID uuid.UUID, name string) []byte {
+	return []byte("lok8s/credentials/" + tenantID.String() + "/" + name)
+}
+
+// KubeconfigAAD is the associated data a workload kubeconfig is sealed with.
+func KubeconfigAAD(tenantID, clusterID uuid.UUID) []byte {
+	return []byte("lok8s/kubeconfigs/" + tenantID.String() + "/" + clusterID.String())
+}
+
 const credentialColumns = `id, tenant_id, name, provider, keys_set, fingerprint, key_id, created_at, updated_at`
 
 func scanCredential(row pgx.Row) (Credential, error) {

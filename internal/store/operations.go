@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -129,19 +130,28 @@ func (s *Store) stepUpdate(ctx context.Context, tx pgx.Tx, id uuid.UUID, name, u
 	return nil
 }
 
-// StartStep records that step name of operation id began another attempt.
-func (s *Store) StartStep(ctx context.Context, id uuid.UUID, name string) error {
-	return s.inTx(ctx, func(tx pgx.Tx) error {
-		if err := s.stepUpdate(ctx, tx, id, name,
-			// A step resumed while still running (after a snooze or a
-			// crashed worker) keeps its first start time.
-			`state = 'running', attempts = attempts + 1, finished_at = NULL,
-			 started_at = CASE WHEN state = 'running' THEN started_at ELSE now() END`); err != nil {
-			return err
+// StartStep records that step name of operation id began another attempt,
+// and returns when the step first started (a step resumed while still
+// running, after a snooze or a crashed worker, keeps its first start).
+func (s *Store) StartStep(ctx context.Context, id uuid.UUID, name string) (time.Time, error) {
+	var started time.Time
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `
+			UPDATE operation_steps SET state = 'running', attempts = attempts + 1, finished_at = NULL,
+				started_at = CASE WHEN state = 'running' THEN started_at ELSE now() END
+			WHERE operation_id = $1 AND name = $2
+			  AND EXISTS (SELECT 1 FROM operations WHERE id = $1 AND state = 'running')
+			RETURNING started_at`, id, name).Scan(&started)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("step %q of operation %s: %w", name, id, ErrOperationNotActive)
 		}
-		_, err := tx.Exec(ctx, `UPDATE operations SET step = $2 WHERE id = $1`, id, name)
+		if err != nil {
+			return fmt.Errorf("start step %q: %w", name, err)
+		}
+		_, err = tx.Exec(ctx, `UPDATE operations SET step = $2 WHERE id = $1`, id, name)
 		return err
 	})
+	return started, err
 }
 
 // FinishStep records that step name ended as state (succeeded or skipped),

@@ -221,13 +221,13 @@ func TestStepProgressAndResume(t *testing.T) {
 	if _, err := b.store.BeginOperation(ctx, op.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.store.StartStep(ctx, op.ID, "detect"); err != nil {
+	if _, err := b.store.StartStep(ctx, op.ID, "detect"); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.store.FinishStep(ctx, op.ID, "detect", store.StepSucceeded, "provider hetzner"); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.store.StartStep(ctx, op.ID, "credentials"); err != nil {
+	if _, err := b.store.StartStep(ctx, op.ID, "credentials"); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.store.FailStep(ctx, op.ID, "credentials", "unreachable", false); err != nil {
@@ -241,7 +241,7 @@ func TestStepProgressAndResume(t *testing.T) {
 	if _, err := b.store.BeginOperation(ctx, op.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.store.StartStep(ctx, op.ID, "credentials"); err != nil {
+	if _, err := b.store.StartStep(ctx, op.ID, "credentials"); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.store.FailStep(ctx, op.ID, "credentials", "rejected", true); err != nil {
@@ -261,7 +261,7 @@ func TestStepProgressAndResume(t *testing.T) {
 		t.Fatalf("cluster after failure: %s %q", got.Phase, got.Message)
 	}
 	// A finished operation takes no more step updates.
-	if err := b.store.StartStep(ctx, op.ID, "apply"); !errors.Is(err, store.ErrOperationNotActive) {
+	if _, err := b.store.StartStep(ctx, op.ID, "apply"); !errors.Is(err, store.ErrOperationNotActive) {
 		t.Fatalf("step on an ended operation: %v", err)
 	}
 	if _, err := b.store.BeginOperation(ctx, op.ID); !errors.Is(err, store.ErrOperationNotActive) {

@@ -83,14 +83,16 @@ type Cluster struct {
 	Name             string
 	Provider         string
 	ManagementDomain string
-	Spec             json.RawMessage
-	Generation       int64
-	Phase            Phase
-	Message          string
-	Observed         json.RawMessage
-	CreatedAt        time.Time
-	UpdatedAt        time.Time
-	DeletedAt        *time.Time
+	// Namespace is where the cluster's objects live on the management cluster.
+	Namespace  string
+	Spec       json.RawMessage
+	Generation int64
+	Phase      Phase
+	Message    string
+	Observed   json.RawMessage
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	DeletedAt  *time.Time
 }
 
 // Operation is one provisioning, update or deprovisioning run of a cluster.

@@ -1,0 +1,237 @@
+// Package app wires the service together: the store, the keyring, the
+// provider catalog, the management clusters and their watchers, the River
+// queue with the pipeline, and the HTTP API. cmd/server reads the
+// configuration and calls Serve; end-to-end tests call it the same way.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	provisioner "lok8s.dev/provisioner"
+	"lok8s.dev/provisioner/internal/api"
+	"lok8s.dev/provisioner/internal/capi"
+	"lok8s.dev/provisioner/internal/jobs"
+	"lok8s.dev/provisioner/internal/mgmt"
+	"lok8s.dev/provisioner/internal/seal"
+	"lok8s.dev/provisioner/internal/spec"
+	"lok8s.dev/provisioner/internal/store"
+	"lok8s.dev/provisioner/internal/watch"
+)
+
+// Config is the service's configuration.
+type Config struct {
+	Addr          string
+	DatabaseURL   string
+	AdminToken    string
+	EncryptionKey []byte
+	OldKeys       [][]byte
+	// MgmtKubeconfig is the SaaS management cluster's kubeconfig; "" uses
+	// in-cluster config when running in a pod.
+	MgmtKubeconfig string
+	KubeconfigDir  string
+	// TemplatesDir, when set, replaces the embedded provider templates.
+	TemplatesDir string
+	Workers      int
+	// CheckInterval and ProvisionTimeout pace and bound the wait steps.
+	CheckInterval    time.Duration
+	ProvisionTimeout time.Duration
+	// JobMaxAttempts, JobTimeout and JobRescueAfter tune River (0: defaults).
+	JobMaxAttempts int
+	JobTimeout     time.Duration
+	JobRescueAfter time.Duration
+	// WrapManagementTransport, when set, wraps every management cluster
+	// client's transport (instrumentation; tests inject faults with it).
+	WrapManagementTransport func(http.RoundTripper) http.RoundTripper
+	// ShutdownTimeout bounds the graceful stop (default 30s).
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger
+}
+
+// AdminTenant is the tenant of the bootstrap admin token.
+const AdminTenant = "admin"
+
+// Migrate connects to the database and applies all migrations.
+func Migrate(ctx context.Context, cfg Config) error {
+	pool, err := store.Connect(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return store.Migrate(ctx, pool, logger(cfg))
+}
+
+func logger(cfg Config) *slog.Logger {
+	if cfg.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return cfg.Logger
+}
+
+// LoadCatalog loads the provider templates: TemplatesDir when set, else the
+// embedded ones.
+func LoadCatalog(templatesDir string) (*capi.Catalog, error) {
+	var fsys fs.FS
+	if templatesDir != "" {
+		fsys = os.DirFS(templatesDir)
+	} else {
+		sub, err := fs.Sub(provisioner.Templates, "templates")
+		if err != nil {
+			return nil, err
+		}
+		fsys = sub
+	}
+	cat, err := capi.LoadCatalog(fsys)
+	if err != nil {
+		return nil, fmt.Errorf("load provider templates: %w", err)
+	}
+	return cat, nil
+}
+
+// WithCatalog sets what the API asks of providers from the catalog: the
+// spec sections that select one, detection, and each provider's credential
+// fields.
+func WithCatalog(cfg api.Config, catalog *capi.Catalog) api.Config {
+	cfg.SpecOptions = catalog.ValidateOptions(cfg.SpecOptions)
+	cfg.DetectProvider = func(c *spec.Capi) (string, error) {
+		p, err := catalog.Detect(c)
+		if err != nil {
+			return "", err
+		}
+		return p.Name, nil
+	}
+	cfg.CredentialProviders = nil
+	for _, p := range catalog.Providers() {
+		cfg.CredentialProviders = append(cfg.CredentialProviders, p.Name)
+	}
+	cfg.CredentialFields = func(provider string) ([]api.CredentialField, bool) {
+		p := catalog.Provider(provider)
+		if p == nil {
+			return nil, false
+		}
+		var fields []api.CredentialField
+		for _, k := range p.CredentialKeys() {
+			fields = append(fields, api.CredentialField{Name: k.Field, Required: k.Required})
+		}
+		return fields, true
+	}
+	return cfg
+}
+
+// Serve migrates the database, then serves the API and works jobs until ctx
+// ends, and then stops gracefully. ready, when not nil, receives the address
+// it listens on.
+func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
+	log := logger(cfg)
+	pool, err := store.Connect(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := store.Migrate(ctx, pool, log); err != nil {
+		return err
+	}
+	st := store.New(pool, log)
+	keyring, err := seal.NewKeyring(cfg.EncryptionKey, cfg.OldKeys...)
+	if err != nil {
+		return err
+	}
+	if _, err := st.EnsureAdminToken(ctx, AdminTenant, api.HashToken(cfg.AdminToken)); err != nil {
+		return err
+	}
+	catalog, err := LoadCatalog(cfg.TemplatesDir)
+	if err != nil {
+		return err
+	}
+	registry := &mgmt.Registry{DefaultKubeconfig: cfg.MgmtKubeconfig, KubeconfigDir: cfg.KubeconfigDir, WrapTransport: cfg.WrapManagementTransport}
+	pipeline := jobs.NewPipeline(jobs.Deps{
+		Store: st, Keyring: keyring, Catalog: catalog, Clusters: registry,
+		CheckInterval: cfg.CheckInterval, WaitTimeout: cfg.ProvisionTimeout,
+	})
+	queue, err := jobs.NewQueue(pool, jobs.Config{
+		Store: st, Logger: log, Pipeline: pipeline, Workers: cfg.Workers,
+		MaxAttempts: cfg.JobMaxAttempts, StepTimeout: cfg.JobTimeout, RescueAfter: cfg.JobRescueAfter,
+	})
+	if err != nil {
+		return err
+	}
+	handler, err := api.New(WithCatalog(api.Config{
+		Store: st, Keyring: keyring, Logger: log,
+		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
+		ManagementClusterKnown: registry.Known, OpenAPI: provisioner.OpenAPI,
+	}, catalog))
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	startWatchers(watchCtx, registry, st, log)
+	if err := queue.Start(ctx); err != nil {
+		return err
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String())
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests and jobs")
+	timeout := cfg.ShutdownTimeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	httpErr := srv.Shutdown(shutdownCtx)
+	queueErr := queue.Stop(shutdownCtx)
+	if err := errors.Join(httpErr, queueErr); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// startWatchers runs one watcher per configured management cluster: the
+// SaaS default (when a kubeconfig is set or the service runs in a pod) and
+// every named one.
+func startWatchers(ctx context.Context, registry *mgmt.Registry, st *store.Store, log *slog.Logger) {
+	domains, err := registry.Domains()
+	if err != nil {
+		log.Warn("no watchers for named management clusters", "error", err)
+	}
+	if registry.DefaultKubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
+		domains = append(domains, "")
+	}
+	for _, domain := range domains {
+		mc, err := registry.Cluster(domain)
+		if err != nil {
+			log.Warn("cannot watch management cluster", "domain", domain, "error", err)
+			continue
+		}
+		go func() {
+			if err := watch.New(mc, st, log).Run(ctx); err != nil {
+				log.Error("watcher stopped", "domain", domain, "error", err)
+			}
+		}()
+	}
+}

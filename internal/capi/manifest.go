@@ -1,0 +1,350 @@
+package capi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
+)
+
+// ManifestFile is the name of a provider's manifest in its folder.
+const ManifestFile = "provider.yaml"
+
+// Manifest is a provider.yaml: what selects the provider, what it renders
+// and which credentials it needs. See templates/README.md.
+type Manifest struct {
+	// Name is the provider's name, e.g. "hetzner".
+	Name string `json:"name"`
+	// Sections are the spec sections (spec.<section>) that select it.
+	Sections []string `json:"sections"`
+	// ClusterScopedKinds are the kinds this provider renders that are not
+	// namespaced (they get no metadata.namespace).
+	ClusterScopedKinds []string `json:"clusterScopedKinds,omitempty"`
+	// Credentials describes the Secret the provider reads.
+	Credentials Credentials `json:"credentials"`
+	// Rendering is the default way to render the cluster; a flavor may replace
+	// parts of it.
+	Rendering
+	// Flavors are alternatives chosen by a spec field; the first whose When
+	// matches replaces the fields it sets.
+	Flavors []Flavor `json:"flavors,omitempty"`
+}
+
+// Rendering is what a provider (or one of its flavors) renders.
+type Rendering struct {
+	Infrastructure *Infrastructure `json:"infrastructure,omitempty"`
+	// Variables map template variables to paths into the spec document
+	// (e.g. spec.hcloud.region); a path that is absent leaves the variable
+	// unset.
+	Variables map[string]Variable `json:"variables,omitempty"`
+	// Values are template variables with fixed values.
+	Values map[string]string `json:"values,omitempty"`
+	// ControlPlane is the path of the {replicas, type} object that sets
+	// CP_REPLICAS and CP_TYPE, if the provider has one.
+	ControlPlane *string `json:"controlPlane,omitempty"`
+	// Templates are rendered once per cluster, in order. Paths are relative
+	// to the catalog root (core/cluster.yaml, providers/aws/x.yaml).
+	Templates []string `json:"templates,omitempty"`
+	// Pools are the sources of worker pools, each rendered with its
+	// templates once per pool.
+	Pools []PoolSource `json:"pools,omitempty"`
+}
+
+// Infrastructure names the provider's infrastructure kinds.
+type Infrastructure struct {
+	APIVersion          string `json:"apiVersion"`
+	ClusterKind         string `json:"clusterKind"`
+	MachineTemplateKind string `json:"machineTemplateKind"`
+}
+
+// Variable is a path into the spec document, optionally mapped through a
+// table of values. In YAML either "spec.x.y" or {path: spec.x.y, map: {...}}.
+type Variable struct {
+	Path string            `json:"path"`
+	Map  map[string]string `json:"map,omitempty"`
+}
+
+// UnmarshalJSON reads a bare path or the object form.
+func (v *Variable) UnmarshalJSON(data []byte) error {
+	var path string
+	if err := json.Unmarshal(data, &path); err == nil {
+		*v = Variable{Path: path}
+		return nil
+	}
+	type plain Variable
+	var p plain
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return fmt.Errorf("a variable is a spec path or {path, map}: %w", err)
+	}
+	*v = Variable(p)
+	return nil
+}
+
+// PoolSource is a map of worker pools in the spec ({name: {replicas, type}})
+// and the templates rendered for each pool.
+type PoolSource struct {
+	// Workers is the path of the pools map, e.g. spec.hcloud.workers.
+	Workers string `json:"workers"`
+	// NamePrefix prefixes POOL_NAME in POOL_ID, which names the pool's
+	// objects, so that pools of two sources may share a name.
+	NamePrefix string `json:"namePrefix,omitempty"`
+	// Templates are rendered once per pool, in order.
+	Templates []string `json:"templates"`
+	// Values are fixed variables for this source's pools, e.g. another
+	// INFRA_MACHINE_TEMPLATE_KIND.
+	Values map[string]string `json:"values,omitempty"`
+}
+
+// Flavor is an alternative rendering chosen by the spec.
+type Flavor struct {
+	Name string    `json:"name"`
+	When Condition `json:"when"`
+	// Rendering fields that are set replace the provider's; Variables and
+	// Values are merged over the provider's.
+	Rendering
+}
+
+// Condition matches the spec document: the value at Path equals Equals, or,
+// without Equals, Path is present.
+type Condition struct {
+	Path   string  `json:"path"`
+	Equals *string `json:"equals,omitempty"`
+}
+
+// Credentials is the Secret a provider reads its credentials from.
+type Credentials struct {
+	// Namespace is where the Secret must live when the provider's
+	// controller reads it from its own namespace (CAPA: capa-system).
+	// Empty: the cluster's namespace.
+	Namespace string `json:"namespace,omitempty"`
+	// Type is the Secret's type; empty: Opaque.
+	Type string `json:"type,omitempty"`
+	// Labels go on the Secret.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Keys map credential fields to Secret keys.
+	Keys []CredentialKey `json:"keys"`
+}
+
+// CredentialKey maps one credential field to one key of the Secret.
+type CredentialKey struct {
+	// Field is the credential's field name, e.g. hcloudToken.
+	Field string `json:"field"`
+	// Key is the Secret's key, e.g. hcloud.
+	Key string `json:"key"`
+	// Required fields must be given and non-empty.
+	Required bool `json:"required,omitempty"`
+}
+
+var (
+	variableName = regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
+	specPath     = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+)
+
+// parseManifest reads a provider.yaml strictly and checks its structure.
+// Template files are checked by the catalog.
+func parseManifest(data []byte) (*Manifest, error) {
+	jsonData, err := yaml.YAMLToJSONStrict(data)
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	dec := json.NewDecoder(bytes.NewReader(jsonData))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
+	}
+	if err := m.validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+func (m *Manifest) validate() error {
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if msgs := validation.IsDNS1123Label(m.Name); len(msgs) > 0 {
+		fail("name %q: %s", m.Name, strings.Join(msgs, "; "))
+	}
+	if len(m.Sections) == 0 {
+		fail("sections: at least one spec section must select the provider")
+	}
+	for _, s := range m.Sections {
+		if !regexp.MustCompile(`^[a-z][A-Za-z0-9]*$`).MatchString(s) {
+			fail("sections: %q is not a spec field name", s)
+		}
+	}
+	if m.Infrastructure == nil {
+		fail("infrastructure: required")
+	}
+	if len(m.Templates) == 0 {
+		fail("templates: required")
+	}
+	m.Rendering.check("", fail)
+	seen := map[string]bool{}
+	for i, f := range m.Flavors {
+		at := fmt.Sprintf("flavors[%d]", i)
+		if f.Name == "" {
+			fail("%s.name: required", at)
+		} else if seen[f.Name] {
+			fail("%s.name: duplicate flavor %q", at, f.Name)
+		}
+		seen[f.Name] = true
+		if !specPath.MatchString(f.When.Path) {
+			fail("%s.when.path: %q is not a path such as spec.aws.flavor", at, f.When.Path)
+		}
+		f.Rendering.check(at+".", fail)
+	}
+	keys := map[string]bool{}
+	fields := map[string]bool{}
+	for i, k := range m.Credentials.Keys {
+		if k.Field == "" || k.Key == "" {
+			fail("credentials.keys[%d]: field and key are required", i)
+		}
+		if msgs := validation.IsConfigMapKey(k.Key); k.Key != "" && len(msgs) > 0 {
+			fail("credentials.keys[%d].key %q: %s", i, k.Key, strings.Join(msgs, "; "))
+		}
+		if keys[k.Key] || fields[k.Field] {
+			fail("credentials.keys[%d]: duplicate field or key", i)
+		}
+		keys[k.Key], fields[k.Field] = true, true
+	}
+	if ns := m.Credentials.Namespace; ns != "" {
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			fail("credentials.namespace %q: %s", ns, strings.Join(msgs, "; "))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Rendering) check(at string, fail func(string, ...any)) {
+	if inf := r.Infrastructure; inf != nil {
+		if inf.APIVersion == "" || !strings.Contains(inf.APIVersion, "/") {
+			fail("%sinfrastructure.apiVersion: must be group/version, got %q", at, inf.APIVersion)
+		}
+		if inf.ClusterKind == "" || inf.MachineTemplateKind == "" {
+			fail("%sinfrastructure: clusterKind and machineTemplateKind are required", at)
+		}
+	}
+	for _, name := range sortedKeys(r.Variables) {
+		if !variableName.MatchString(name) {
+			fail("%svariables: %q is not a variable name (A-Z, 0-9, _)", at, name)
+		}
+		if p := r.Variables[name].Path; !specPath.MatchString(p) {
+			fail("%svariables.%s: %q is not a path such as spec.hcloud.region", at, name, p)
+		}
+	}
+	for _, name := range sortedKeys(r.Values) {
+		if !variableName.MatchString(name) {
+			fail("%svalues: %q is not a variable name (A-Z, 0-9, _)", at, name)
+		}
+	}
+	if cp := r.ControlPlane; cp != nil && *cp != "" && !specPath.MatchString(*cp) {
+		fail("%scontrolPlane: %q is not a path", at, *cp)
+	}
+	for i, p := range r.Pools {
+		if !specPath.MatchString(p.Workers) {
+			fail("%spools[%d].workers: %q is not a path such as spec.hcloud.workers", at, i, p.Workers)
+		}
+		if len(p.Templates) == 0 {
+			fail("%spools[%d].templates: required", at, i)
+		}
+		for _, name := range sortedKeys(p.Values) {
+			if !variableName.MatchString(name) {
+				fail("%spools[%d].values: %q is not a variable name", at, i, name)
+			}
+		}
+	}
+}
+
+// resolved is a provider's Rendering with a flavor applied.
+type resolved struct {
+	flavor string
+	Rendering
+}
+
+// resolve applies the flavor that matches doc, if any.
+func (m *Manifest) resolve(doc map[string]any) resolved {
+	r := resolved{Rendering: m.Rendering}
+	for _, f := range m.Flavors {
+		if !f.When.matches(doc) {
+			continue
+		}
+		r.flavor = f.Name
+		if f.Infrastructure != nil {
+			r.Infrastructure = f.Infrastructure
+		}
+		r.Variables = mergeMaps(r.Variables, f.Variables)
+		r.Values = mergeMaps(r.Values, f.Values)
+		if f.ControlPlane != nil {
+			r.ControlPlane = f.ControlPlane
+		}
+		if f.Templates != nil {
+			r.Templates = f.Templates
+		}
+		if f.Pools != nil {
+			r.Pools = f.Pools
+		}
+		break
+	}
+	return r
+}
+
+func (c Condition) matches(doc map[string]any) bool {
+	v, ok := lookupPath(doc, c.Path)
+	if !ok || v == nil {
+		return false
+	}
+	if c.Equals == nil {
+		return true
+	}
+	s, ok := scalarString(v)
+	return ok && s == *c.Equals
+}
+
+// templateFiles lists every template the manifest names, in a stable order.
+func (m *Manifest) templateFiles() []string {
+	var files []string
+	add := func(r Rendering) {
+		files = append(files, r.Templates...)
+		for _, p := range r.Pools {
+			files = append(files, p.Templates...)
+		}
+	}
+	add(m.Rendering)
+	for _, f := range m.Flavors {
+		add(f.Rendering)
+	}
+	slices.Sort(files)
+	return slices.Compact(files)
+}
+
+func mergeMaps[V any](base, over map[string]V) map[string]V {
+	if len(over) == 0 {
+		return base
+	}
+	out := make(map[string]V, len(base)+len(over))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range over {
+		out[k] = v
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

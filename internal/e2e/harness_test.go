@@ -1,0 +1,270 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"lok8s.dev/provisioner/internal/apitest"
+	"lok8s.dev/provisioner/internal/app"
+	"lok8s.dev/provisioner/internal/dbtest"
+	"lok8s.dev/provisioner/internal/seal"
+	"lok8s.dev/provisioner/internal/testenv"
+)
+
+var validator *apitest.Validator
+
+func TestMain(m *testing.M) {
+	var err error
+	if validator, err = apitest.NewValidator(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	testenv.Main(m)
+}
+
+// service is the whole program, started the way cmd/server starts it,
+// against a fresh database and the shared envtest management cluster.
+type service struct {
+	t      *testing.T
+	url    string
+	dbURL  string
+	db     *pgxpool.Pool
+	env    *testenv.Env
+	token  string // a fresh tenant's token
+	tenant string
+	client *http.Client
+}
+
+// options tune a service for a test.
+type options struct {
+	wrapTransport func(http.RoundTripper) http.RoundTripper
+	dbURL         string
+	templatesDir  string
+}
+
+func randomName(prefix string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+func startService(t *testing.T, opts options) *service {
+	t.Helper()
+	env := testenv.Shared(t)
+	kubeconfig := filepath.Join(t.TempDir(), "mgmt.yaml")
+	if err := os.WriteFile(kubeconfig, env.Kubeconfig(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if opts.dbURL == "" {
+		opts.dbURL = dbtest.New(t)
+	}
+	admin := "admin-token-" + randomName("")
+	key, _ := seal.ParseKey(seal.NewKey())
+	cfg := app.Config{
+		Addr: "127.0.0.1:0", DatabaseURL: opts.dbURL, AdminToken: admin + "-padding-padding",
+		EncryptionKey: key, MgmtKubeconfig: kubeconfig, TemplatesDir: opts.templatesDir,
+		Workers: 4, CheckInterval: 200 * time.Millisecond, ProvisionTimeout: 2 * time.Minute,
+		JobMaxAttempts: 6, ShutdownTimeout: 10 * time.Second,
+		WrapManagementTransport: opts.wrapTransport,
+		Logger:                  slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- app.Serve(ctx, cfg, ready) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("service did not start: %v", err)
+	case <-time.After(60 * time.Second):
+		cancel()
+		t.Fatal("service did not start in 60s")
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("service stopped with: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("service did not stop in 30s")
+		}
+	})
+	pool, err := pgxpool.New(context.Background(), opts.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s := &service{t: t, url: "http://" + addr, dbURL: opts.dbURL, db: pool, env: env,
+		client: &http.Client{Transport: validator.RoundTripper(t, nil), Timeout: 30 * time.Second}}
+	// Each test works as its own tenant, so its objects get a namespace of
+	// their own on the shared management cluster.
+	s.tenant = randomName("e2e-")
+	s.mustDo(http.MethodPost, "/v1/tenants", cfg.AdminToken, "application/json", []byte(`{"name":"`+s.tenant+`"}`), http.StatusCreated)
+	tok := s.mustDo(http.MethodPost, "/v1/tenants/"+s.tenant+"/tokens", cfg.AdminToken, "application/json", []byte(`{"name":"e2e"}`), http.StatusCreated)
+	s.token = tok["token"].(string)
+	return s
+}
+
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+// namespace is where the tenant's clusters live on the management cluster.
+func (s *service) namespace() string { return "lok8s-" + s.tenant }
+
+func (s *service) do(method, path, token, contentType string, body []byte) (int, []byte) {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.url+path, bytes.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if token == "" {
+		token = s.token
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, data
+}
+
+func (s *service) mustDo(method, path, token, contentType string, body []byte, want int) map[string]any {
+	s.t.Helper()
+	status, data := s.do(method, path, token, contentType, body)
+	if status != want {
+		s.t.Fatalf("%s %s: %d, want %d: %s", method, path, status, want, data)
+	}
+	out := map[string]any{}
+	if len(data) > 0 && strings.HasPrefix(strings.TrimSpace(string(data)), "{") {
+		if err := json.Unmarshal(data, &out); err != nil {
+			s.t.Fatalf("%s %s: %v", method, path, err)
+		}
+	}
+	return out
+}
+
+func (s *service) putCredential(name, body string) {
+	s.t.Helper()
+	s.mustDo(http.MethodPut, "/v1/credentials/"+name, "", "application/json", []byte(body), http.StatusCreated)
+}
+
+func (s *service) submit(specYAML string) map[string]any {
+	s.t.Helper()
+	return s.mustDo(http.MethodPost, "/v1/clusters", "", "application/yaml", []byte(specYAML), http.StatusAccepted)
+}
+
+// status polls GET status until cond holds, failing after timeout.
+func (s *service) waitStatus(name string, timeout time.Duration, cond func(map[string]any) bool) map[string]any {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last map[string]any
+	for time.Now().Before(deadline) {
+		last = s.mustDo(http.MethodGet, "/v1/clusters/"+name+"/status", "", "", nil, http.StatusOK)
+		if cond(last) {
+			return last
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	raw, _ := json.MarshalIndent(last, "", "  ")
+	s.t.Fatalf("cluster %s: condition not met in %s; last status:\n%s", name, timeout, raw)
+	return nil
+}
+
+func stepOf(status map[string]any, name string) map[string]any {
+	op, _ := status["operation"].(map[string]any)
+	steps, _ := op["steps"].([]any)
+	for _, st := range steps {
+		if m := st.(map[string]any); m["name"] == name {
+			return m
+		}
+	}
+	return nil
+}
+
+func stepState(status map[string]any, name string) string {
+	if st := stepOf(status, name); st != nil {
+		return st["state"].(string)
+	}
+	return ""
+}
+
+var clusterGVK = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "Cluster"}
+
+// get fetches an object from the management cluster, failing the test if absent.
+func (s *service) get(gvk schema.GroupVersionKind, namespace, name string) *unstructured.Unstructured {
+	s.t.Helper()
+	obj := &unstructured.Unstructured{}
+	obj.SetGroupVersionKind(gvk)
+	if err := s.env.Client.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: name}, obj); err != nil {
+		s.t.Fatalf("get %s %s/%s: %v", gvk.Kind, namespace, name, err)
+	}
+	return obj
+}
+
+// playInfrastructureProvider does, for the CAPI Cluster name, the one thing
+// the test stands in for: what CAPI and the infrastructure provider would
+// report once machines run. It marks the Cluster Provisioned with its
+// control plane available and writes the kubeconfig Secret, pointing at the
+// same envtest apiserver.
+func (s *service) playInfrastructureProvider(name string) {
+	s.t.Helper()
+	ctx := context.Background()
+	obj := s.get(clusterGVK, s.namespace(), name)
+	now := metav1.Now().UTC().Format(time.RFC3339)
+	cond := func(t string) map[string]any {
+		return map[string]any{"type": t, "status": "True", "reason": "Available", "message": "", "lastTransitionTime": now}
+	}
+	status := map[string]any{
+		"phase":          "Provisioned",
+		"conditions":     []any{cond("Available"), cond("ControlPlaneAvailable"), cond("InfrastructureReady")},
+		"controlPlane":   map[string]any{"desiredReplicas": int64(3), "replicas": int64(3), "readyReplicas": int64(3), "availableReplicas": int64(3), "upToDateReplicas": int64(3)},
+		"initialization": map[string]any{"infrastructureProvisioned": true, "controlPlaneInitialized": true},
+	}
+	if err := unstructured.SetNestedField(obj.Object, status, "status"); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := s.env.Client.Status().Update(ctx, obj); err != nil {
+		s.t.Fatalf("update cluster status: %v", err)
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name + "-kubeconfig", Namespace: s.namespace(),
+			Labels: map[string]string{"cluster.x-k8s.io/cluster-name": name}},
+		Type: "cluster.x-k8s.io/secret",
+		Data: map[string][]byte{"value": s.env.Kubeconfig()},
+	}
+	if err := s.env.Client.Create(ctx, secret); err != nil {
+		s.t.Fatalf("create kubeconfig secret: %v", err)
+	}
+}

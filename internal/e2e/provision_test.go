@@ -1,0 +1,370 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"lok8s.dev/provisioner/internal/mgmt"
+)
+
+const hcloudToken = "hcloud-e2e-token-31c4"
+
+func seedSpec(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../../examples/prod.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+const awsSpec = `apiVersion: cluster.lok8s.dev/v1beta1
+kind: Capi
+metadata:
+  name: shop
+spec:
+  kubernetes:
+    version: v1.32.4
+  cluster:
+    domain: shop.example.com
+  aws:
+    region: eu-central-1
+    sshKeyName: deploy
+    controlPlane:
+      replicas: 3
+      type: m6i.large
+    workers:
+      general:
+        replicas: 2
+        type: m6i.xlarge
+`
+
+const hrobotSpec = `apiVersion: cluster.lok8s.dev/v1beta1
+kind: Capi
+metadata:
+  name: metal
+spec:
+  kubernetes:
+    version: v1.33.2
+  cluster:
+    domain: metal.example.com
+  hcloud:
+    region: hel1
+    sshKeyName: ops
+    controlPlane:
+      replicas: 1
+      type: cax21
+  hrobot:
+    sshKeyName: ops-robot
+    workers:
+      storage:
+        replicas: 2
+        type: ax41
+`
+
+// renderedObjects reads the cluster's manifests through the API and checks
+// each object exists on the management cluster with the owner labels.
+func (s *service) renderedObjects(name string) []*unstructured.Unstructured {
+	s.t.Helper()
+	status, body := s.do(http.MethodGet, "/v1/clusters/"+name+"/manifests", "", "", nil)
+	if status != http.StatusOK {
+		s.t.Fatalf("manifests: %d %s", status, body)
+	}
+	objs, err := mgmt.DecodeObjects(body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if len(objs) == 0 {
+		s.t.Fatal("no manifests")
+	}
+	for _, want := range objs {
+		got := s.get(want.GroupVersionKind(), want.GetNamespace(), want.GetName())
+		l := got.GetLabels()
+		if l["lok8s.dev/cluster"] != name || l["lok8s.dev/tenant"] == "" {
+			s.t.Errorf("%s %s: owner labels missing: %v", got.GetKind(), got.GetName(), l)
+		}
+	}
+	return objs
+}
+
+func findKind(objs []*unstructured.Unstructured, kind string) []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == kind {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func nested(t *testing.T, obj *unstructured.Unstructured, path ...string) any {
+	t.Helper()
+	v, found, err := unstructured.NestedFieldNoCopy(obj.Object, path...)
+	if err != nil || !found {
+		t.Fatalf("%s %s: no field %s", obj.GetKind(), obj.GetName(), strings.Join(path, "."))
+	}
+	return v
+}
+
+// provisionAndFinish runs a spec from POST to Provisioned: the objects
+// appear on the management cluster, the wait step waits for CAPI, the test
+// plays the infrastructure provider, and the kubeconfig then works.
+func provisionAndFinish(t *testing.T, s *service, name, specYAML string) []*unstructured.Unstructured {
+	t.Helper()
+	s.submit(specYAML)
+	waiting := s.waitStatus(name, 60*time.Second, func(st map[string]any) bool {
+		return stepState(st, "wait") == "running" || st["phase"] == "Failed"
+	})
+	if waiting["phase"] != "Provisioning" {
+		t.Fatalf("while waiting for CAPI: phase %v (%v)", waiting["phase"], waiting["message"])
+	}
+	for _, step := range []string{"detect", "credentials", "render", "apply"} {
+		if st := stepOf(waiting, step); st["state"] != "succeeded" || st["startedAt"] == nil || st["finishedAt"] == nil {
+			t.Fatalf("step %s: %v", step, st)
+		}
+	}
+	status, _ := s.do(http.MethodGet, "/v1/clusters/"+name+"/kubeconfig", "", "", nil)
+	if status != http.StatusNotFound {
+		t.Fatalf("kubeconfig before provisioning: %d, want 404", status)
+	}
+	objs := s.renderedObjects(name)
+
+	s.playInfrastructureProvider(name)
+	done := s.waitStatus(name, 60*time.Second, func(st map[string]any) bool {
+		return st["phase"] == "Provisioned" || st["phase"] == "Failed"
+	})
+	if done["phase"] != "Provisioned" {
+		t.Fatalf("phase %v: %v", done["phase"], done["message"])
+	}
+	for _, step := range []string{"wait", "kubeconfig"} {
+		if stepState(done, step) != "succeeded" {
+			t.Fatalf("step %s: %v", step, stepOf(done, step))
+		}
+	}
+	if done["capiPhase"] != "Provisioned" || len(done["conditions"].([]any)) == 0 {
+		t.Fatalf("observed CAPI status not shown: %v", done)
+	}
+
+	// The kubeconfig works with client-go.
+	status, kc := s.do(http.MethodGet, "/v1/clusters/"+name+"/kubeconfig", "", "", nil)
+	if status != http.StatusOK {
+		t.Fatalf("kubeconfig: %d %s", status, kc)
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := cs.Discovery().ServerVersion()
+	if err != nil || v.GitVersion != "v1.37.2" {
+		t.Fatalf("workload cluster via the kubeconfig: %v %v", v, err)
+	}
+	var audited int
+	if err := s.db.QueryRow(context.Background(), `SELECT count(*) FROM audit_log WHERE action = 'cluster.kubeconfig' AND target = $1`, "clusters/"+name).Scan(&audited); err != nil || audited != 1 {
+		t.Fatalf("kubeconfig downloads audited: %d (%v)", audited, err)
+	}
+	return objs
+}
+
+func TestProvisionHetznerSeedSpec(t *testing.T) {
+	t.Parallel()
+	s := startService(t, options{})
+	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	objs := provisionAndFinish(t, s, "prod", seedSpec(t))
+
+	cluster := s.get(clusterGVK, s.namespace(), "prod")
+	if ref := nested(t, cluster, "spec", "infrastructureRef", "kind"); ref != "HetznerCluster" {
+		t.Fatalf("infrastructureRef kind %v", ref)
+	}
+	hc := findKind(objs, "HetznerCluster")
+	if len(hc) != 1 {
+		t.Fatalf("%d HetznerClusters", len(hc))
+	}
+	kcp := findKind(objs, "KubeadmControlPlane")
+	if len(kcp) != 1 || nested(t, kcp[0], "spec", "replicas") != int64(3) || nested(t, kcp[0], "spec", "version") != "v1.31.10" {
+		t.Fatalf("KubeadmControlPlane: %v", kcp)
+	}
+	mds := findKind(objs, "MachineDeployment")
+	replicas := map[int64]int{}
+	for _, md := range mds {
+		replicas[nested(t, md, "spec", "replicas").(int64)]++
+	}
+	if len(mds) != 2 || replicas[3] != 1 || replicas[1] != 1 {
+		t.Fatalf("MachineDeployments (general 3, gpu 1): %d, %v", len(mds), replicas)
+	}
+	types := map[string]bool{}
+	for _, mt := range findKind(objs, "HCloudMachineTemplate") {
+		types[nested(t, mt, "spec", "template", "spec", "type").(string)] = true
+	}
+	if !types["cax21"] || !types["ccx33"] {
+		t.Fatalf("server types %v", types)
+	}
+
+	// The credential reached the management cluster as CAPH's Secret, in
+	// the tenant's namespace, and nowhere else in plaintext.
+	secret := s.get(secretGVK, s.namespace(), "prod-credentials")
+	data := nested(t, secret, "data").(map[string]any)
+	if len(data) == 0 {
+		t.Fatal("credentials secret is empty")
+	}
+	st := s.mustDo(http.MethodGet, "/v1/clusters/prod/status", "", "", nil, http.StatusOK)
+	if stepState(st, "bootstrap") != "skipped" || !strings.Contains(stepOf(st, "bootstrap")["message"].(string), "cilium") {
+		t.Fatalf("bootstrap step not visibly skipped: %v", stepOf(st, "bootstrap"))
+	}
+}
+
+func TestProvisionAWS(t *testing.T) {
+	t.Parallel()
+	s := startService(t, options{})
+	s.putCredential("shop-credentials", `{"provider":"aws","accessKeyId":"AKIAE2E","secretAccessKey":"aws-e2e-secret"}`)
+	objs := provisionAndFinish(t, s, "shop", awsSpec)
+	if len(findKind(objs, "AWSCluster")) != 1 || len(findKind(objs, "AWSMachineTemplate")) != 2 || len(findKind(objs, "AWSClusterStaticIdentity")) != 1 {
+		t.Fatalf("AWS objects: %v", kinds(objs))
+	}
+}
+
+func TestProvisionHetznerBareMetal(t *testing.T) {
+	t.Parallel()
+	s := startService(t, options{})
+	s.putCredential("metal-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`","robotUser":"robot","robotPassword":"robot-e2e-pass"}`)
+	objs := provisionAndFinish(t, s, "metal", hrobotSpec)
+	bm := findKind(objs, "HetznerBareMetalMachineTemplate")
+	if len(bm) != 1 {
+		t.Fatalf("bare-metal templates: %v", kinds(objs))
+	}
+}
+
+func kinds(objs []*unstructured.Unstructured) []string {
+	var out []string
+	for _, o := range objs {
+		out = append(out, o.GetKind()+"/"+o.GetName())
+	}
+	return out
+}
+
+func TestCAPIFailureFailsTheCluster(t *testing.T) {
+	t.Parallel()
+	s := startService(t, options{})
+	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	s.submit(seedSpec(t))
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
+
+	obj := s.get(clusterGVK, s.namespace(), "prod")
+	_ = unstructured.SetNestedField(obj.Object, map[string]any{
+		"phase": "Failed",
+		"deprecated": map[string]any{"v1beta1": map[string]any{
+			"failureReason": "InvalidConfiguration", "failureMessage": "hcloud: server type cax21 is not available in fsn1",
+		}},
+	}, "status")
+	if err := s.env.Client.Status().Update(context.Background(), obj); err != nil {
+		t.Fatal(err)
+	}
+	failed := s.waitStatus("prod", 30*time.Second, func(st map[string]any) bool { return st["phase"] == "Failed" })
+	msg := failed["message"].(string)
+	if !strings.Contains(msg, "InvalidConfiguration") || !strings.Contains(msg, "server type cax21 is not available") {
+		t.Fatalf("failure message does not carry CAPI's reason: %q", msg)
+	}
+	if stepState(failed, "wait") != "failed" || stepState(failed, "kubeconfig") != "pending" {
+		t.Fatalf("steps after failure: %v", failed["operation"])
+	}
+}
+
+// TestManagementUnreachableDuringApply makes the management cluster refuse
+// connections for the apply step's first attempt: the step is retried with
+// backoff and succeeds once it answers, creating each object once.
+func TestManagementUnreachableDuringApply(t *testing.T) {
+	t.Parallel()
+	var refused atomic.Int32
+	down := atomic.Bool{}
+	down.Store(true)
+	wrap := func(next http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			// Only writes of CAPI and infrastructure objects: the apply step.
+			if down.Load() && r.Method == http.MethodPatch && strings.Contains(r.URL.Path, "cluster.x-k8s.io") {
+				refused.Add(1)
+				down.Store(false) // it answers again after this refusal
+				return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+			}
+			return next.RoundTrip(r)
+		})
+	}
+	s := startService(t, options{wrapTransport: wrap})
+	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	s.submit(seedSpec(t))
+	st := s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool {
+		return stepState(st, "apply") == "succeeded" || st["phase"] == "Failed"
+	})
+	apply := stepOf(st, "apply")
+	if apply["state"] != "succeeded" || apply["attempts"].(float64) != 2 || refused.Load() != 1 {
+		t.Fatalf("apply step: %v (refused %d)", apply, refused.Load())
+	}
+	// The retry record stays visible in the River job's errors.
+	var errorsJSON string
+	if err := s.db.QueryRow(context.Background(), `SELECT errors::text FROM river_job WHERE kind = 'provision'`).Scan(&errorsJSON); err != nil ||
+		!strings.Contains(errorsJSON, "connection refused") {
+		t.Fatalf("river job errors: %s (%v)", errorsJSON, err)
+	}
+	s.renderedObjects("prod")
+}
+
+// TestDeleteRemovesEverything deletes a provisioned cluster: the CAPI
+// Cluster, the objects CAPI does not own and the credentials Secret go, the
+// cluster ends Deleted and its name is free.
+func TestDeleteRemovesEverything(t *testing.T) {
+	t.Parallel()
+	s := startService(t, options{})
+	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	objs := provisionAndFinish(t, s, "prod", seedSpec(t))
+
+	s.mustDo(http.MethodDelete, "/v1/clusters/prod", "", "", nil, http.StatusAccepted)
+	deleted := s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool {
+		return st["phase"] == "Deleted" || st["phase"] == "Failed"
+	})
+	if deleted["phase"] != "Deleted" {
+		t.Fatalf("delete: %v", deleted)
+	}
+	for _, o := range append(objs, secretObject(s.namespace(), "prod-credentials")) {
+		probe := &unstructured.Unstructured{}
+		probe.SetGroupVersionKind(o.GroupVersionKind())
+		err := s.env.Client.Get(context.Background(), client.ObjectKey{Namespace: o.GetNamespace(), Name: o.GetName()}, probe)
+		if !apierrors.IsNotFound(err) {
+			t.Errorf("%s %s still exists after delete (%v)", o.GetKind(), o.GetName(), err)
+		}
+	}
+	status, _ := s.do(http.MethodGet, "/v1/clusters/prod/kubeconfig", "", "", nil)
+	if status != http.StatusNotFound {
+		t.Fatalf("kubeconfig of a deleted cluster: %d", status)
+	}
+	s.submit(seedSpec(t)) // the name is free again
+}
+
+func secretObject(namespace, name string) *unstructured.Unstructured {
+	o := &unstructured.Unstructured{}
+	o.SetGroupVersionKind(secretGVK)
+	o.SetNamespace(namespace)
+	o.SetName(name)
+	return o
+}
+
+var secretGVK = schema.GroupVersionKind{Version: "v1", Kind: "Secret"}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -1,0 +1,251 @@
+package mgmt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// FieldManager is the server-side apply field manager of everything the
+// service applies: one manager, so re-applying converges and never fights itself.
+const FieldManager = "lok8s"
+
+// ClusterGVK is the CAPI Cluster the service creates and watches.
+var ClusterGVK = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "Cluster"}
+
+// ErrNotFound is returned when an object asked for does not exist (yet).
+var ErrNotFound = errors.New("not found on the management cluster")
+
+// Cluster is one management cluster.
+type Cluster struct {
+	Domain string
+	Config *rest.Config
+	client client.Client
+}
+
+// Client is the cluster's client, for callers that need more than this type offers.
+func (c *Cluster) Client() client.Client { return c.client }
+
+// EnsureNamespace creates namespace name if it does not exist, with labels.
+func (c *Cluster) EnsureNamespace(ctx context.Context, name string, labels map[string]string) error {
+	ns := &unstructured.Unstructured{}
+	ns.SetAPIVersion("v1")
+	ns.SetKind("Namespace")
+	ns.SetName(name)
+	ns.SetLabels(labels)
+	return c.Apply(ctx, ns)
+}
+
+// Apply server-side applies obj as FieldManager, taking ownership of the
+// fields it sets (the service is their only writer).
+func (c *Cluster) Apply(ctx context.Context, obj *unstructured.Unstructured) error {
+	obj = obj.DeepCopy()
+	obj.SetManagedFields(nil)
+	obj.SetResourceVersion("")
+	//nolint:staticcheck // client.Apply with unstructured objects is the supported SSA path here.
+	if err := c.client.Patch(ctx, obj, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("apply %s %s: %w", obj.GetKind(), objectKey(obj), err)
+	}
+	return nil
+}
+
+// Delete deletes the object named by gvk, namespace and name; absent is fine.
+func (c *Cluster) Delete(ctx context.Context, gvk schema.GroupVersionKind, namespace, name string) error {
+	obj := &unstructured.Unstructured{}
+	obj.SetGroupVersionKind(gvk)
+	obj.SetNamespace(namespace)
+	obj.SetName(name)
+	// Background propagation, as kubectl does: CAPI's own finalizers order
+	// the teardown of what a Cluster owns.
+	err := c.client.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationBackground))
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete %s %s/%s: %w", gvk.Kind, namespace, name, err)
+	}
+	return nil
+}
+
+// Exists reports whether the object named by gvk, namespace and name exists.
+func (c *Cluster) Exists(ctx context.Context, gvk schema.GroupVersionKind, namespace, name string) (bool, error) {
+	obj := &unstructured.Unstructured{}
+	obj.SetGroupVersionKind(gvk)
+	err := c.client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("get %s %s/%s: %w", gvk.Kind, namespace, name, err)
+	}
+	return true, nil
+}
+
+// Kubeconfig returns the workload cluster's kubeconfig from the
+// <cluster>-kubeconfig Secret (key "value") that CAPI writes, as
+// `clusterctl get kubeconfig` does.
+func (c *Cluster) Kubeconfig(ctx context.Context, namespace, cluster string) ([]byte, error) {
+	var secret corev1.Secret
+	err := c.client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: cluster + "-kubeconfig"}, &secret)
+	if apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("secret %s/%s-kubeconfig: %w", namespace, cluster, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get secret %s/%s-kubeconfig: %w", namespace, cluster, err)
+	}
+	value, ok := secret.Data["value"]
+	if !ok || len(value) == 0 {
+		return nil, fmt.Errorf("secret %s/%s-kubeconfig has no key %q: %w", namespace, cluster, "value", ErrNotFound)
+	}
+	return value, nil
+}
+
+// ClusterStatus reads the CAPI Cluster namespace/name.
+func (c *Cluster) ClusterStatus(ctx context.Context, namespace, name string) (Status, error) {
+	obj := &unstructured.Unstructured{}
+	obj.SetGroupVersionKind(ClusterGVK)
+	err := c.client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj)
+	if apierrors.IsNotFound(err) {
+		return Status{}, fmt.Errorf("cluster %s/%s: %w", namespace, name, ErrNotFound)
+	}
+	if err != nil {
+		return Status{}, fmt.Errorf("get cluster %s/%s: %w", namespace, name, err)
+	}
+	return StatusOf(obj)
+}
+
+func objectKey(obj client.Object) string {
+	if obj.GetNamespace() == "" {
+		return obj.GetName()
+	}
+	return obj.GetNamespace() + "/" + obj.GetName()
+}
+
+// Status is what the service keeps of a CAPI Cluster's status.
+type Status struct {
+	Phase      string      `json:"phase,omitempty"`
+	Conditions []Condition `json:"conditions"`
+	// ControlPlane and Workers are CAPI's replica counters (v1beta2 status.controlPlane / status.workers).
+	ControlPlane *Replicas `json:"controlPlane,omitempty"`
+	Workers      *Replicas `json:"workers,omitempty"`
+	// Pools are the workers per MachineDeployment (pool name → replicas), filled by the watcher.
+	Pools map[string]Replicas `json:"pools,omitempty"`
+	// FailureReason and FailureMessage are set when CAPI reports a terminal failure.
+	FailureReason  string `json:"failureReason,omitempty"`
+	FailureMessage string `json:"failureMessage,omitempty"`
+}
+
+// Condition is a v1beta2 (metav1) condition.
+type Condition struct {
+	Type               string     `json:"type"`
+	Status             string     `json:"status"`
+	Reason             string     `json:"reason,omitempty"`
+	Message            string     `json:"message,omitempty"`
+	LastTransitionTime *time.Time `json:"lastTransitionTime,omitempty"`
+}
+
+// Replicas are desired/ready/available/up-to-date counts.
+type Replicas struct {
+	Desired   int64 `json:"desired"`
+	Ready     int64 `json:"ready"`
+	Available int64 `json:"available"`
+	UpToDate  int64 `json:"upToDate"`
+}
+
+// Condition returns the condition of type t, if present.
+func (s Status) Condition(t string) (Condition, bool) {
+	for _, c := range s.Conditions {
+		if c.Type == t {
+			return c, true
+		}
+	}
+	return Condition{}, false
+}
+
+// The CAPI Cluster phases the pipeline acts on.
+const (
+	CAPIPhaseProvisioned = "Provisioned"
+	CAPIPhaseFailed      = "Failed"
+)
+
+// Provisioned reports whether CAPI says the cluster is provisioned and its
+// control plane available.
+func (s Status) Provisioned() bool {
+	if s.Phase != CAPIPhaseProvisioned {
+		return false
+	}
+	cp, ok := s.Condition("ControlPlaneAvailable")
+	return ok && cp.Status == string(metav1.ConditionTrue)
+}
+
+// Failure returns CAPI's reason when it reports the cluster failed.
+func (s Status) Failure() (string, bool) {
+	if s.Phase != CAPIPhaseFailed && s.FailureReason == "" && s.FailureMessage == "" {
+		return "", false
+	}
+	msg := s.FailureMessage
+	if s.FailureReason != "" {
+		msg = s.FailureReason + ": " + msg
+	}
+	if msg == "" {
+		msg = "CAPI reports the cluster phase Failed"
+	}
+	return msg, true
+}
+
+// StatusOf extracts a Status from a v1beta2 CAPI Cluster.
+func StatusOf(obj *unstructured.Unstructured) (Status, error) {
+	raw, found, err := unstructured.NestedMap(obj.Object, "status")
+	if err != nil {
+		return Status{}, fmt.Errorf("cluster %s status: %w", objectKey(obj), err)
+	}
+	st := Status{Conditions: []Condition{}}
+	if !found {
+		return st, nil
+	}
+	var wire struct {
+		Phase        string `json:"phase"`
+		Conditions   []metav1.Condition
+		ControlPlane *struct {
+			DesiredReplicas, ReadyReplicas, AvailableReplicas, UpToDateReplicas int64
+		} `json:"controlPlane"`
+		Workers *struct {
+			DesiredReplicas, ReadyReplicas, AvailableReplicas, UpToDateReplicas int64
+		} `json:"workers"`
+		Deprecated *struct {
+			V1Beta1 *struct {
+				FailureReason  string `json:"failureReason"`
+				FailureMessage string `json:"failureMessage"`
+			} `json:"v1beta1"`
+		} `json:"deprecated"`
+	}
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return Status{}, err
+	}
+	if err := json.Unmarshal(b, &wire); err != nil {
+		return Status{}, fmt.Errorf("cluster %s status: %w", objectKey(obj), err)
+	}
+	st.Phase = wire.Phase
+	for _, c := range wire.Conditions {
+		t := c.LastTransitionTime.Time.UTC()
+		st.Conditions = append(st.Conditions, Condition{Type: c.Type, Status: string(c.Status), Reason: c.Reason, Message: c.Message, LastTransitionTime: &t})
+	}
+	if cp := wire.ControlPlane; cp != nil {
+		st.ControlPlane = &Replicas{Desired: cp.DesiredReplicas, Ready: cp.ReadyReplicas, Available: cp.AvailableReplicas, UpToDate: cp.UpToDateReplicas}
+	}
+	if w := wire.Workers; w != nil {
+		st.Workers = &Replicas{Desired: w.DesiredReplicas, Ready: w.ReadyReplicas, Available: w.AvailableReplicas, UpToDate: w.UpToDateReplicas}
+	}
+	if d := wire.Deprecated; d != nil && d.V1Beta1 != nil {
+		st.FailureReason, st.FailureMessage = d.V1Beta1.FailureReason, d.V1Beta1.FailureMessage
+	}
+	return st, nil
+}

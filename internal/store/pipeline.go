@@ -1,0 +1,97 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"lok8s.dev/provisioner/internal/seal"
+)
+
+// SaveManifests records the cluster's rendered manifests.
+func (s *Store) SaveManifests(ctx context.Context, clusterID uuid.UUID, manifests string) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE clusters SET manifests = $2 WHERE id = $1`, clusterID, manifests); err != nil {
+		return fmt.Errorf("save manifests: %w", err)
+	}
+	return nil
+}
+
+// Manifests returns the cluster's rendered manifests ("" before rendering).
+func (s *Store) Manifests(ctx context.Context, clusterID uuid.UUID) (string, error) {
+	var m string
+	if err := s.pool.QueryRow(ctx, `SELECT manifests FROM clusters WHERE id = $1`, clusterID).Scan(&m); err != nil {
+		return "", notFound(err, "cluster manifests")
+	}
+	return m, nil
+}
+
+// SaveKubeconfig stores the workload cluster's sealed kubeconfig.
+func (s *Store) SaveKubeconfig(ctx context.Context, c Cluster, sealed seal.Sealed) error {
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO cluster_kubeconfigs (cluster_id, tenant_id, key_id, nonce, ciphertext) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (cluster_id) DO UPDATE SET key_id = EXCLUDED.key_id, nonce = EXCLUDED.nonce,
+			ciphertext = EXCLUDED.ciphertext, updated_at = now()`,
+		c.ID, c.TenantID, sealed.KeyID, sealed.Nonce, sealed.Ciphertext)
+	if err != nil {
+		return fmt.Errorf("save kubeconfig: %w", err)
+	}
+	return nil
+}
+
+// SealedKubeconfig returns the tenant's cluster's sealed kubeconfig.
+func (s *Store) SealedKubeconfig(ctx context.Context, tenantID, clusterID uuid.UUID) (seal.Sealed, error) {
+	var sealed seal.Sealed
+	err := s.pool.QueryRow(ctx, `
+		SELECT key_id, nonce, ciphertext FROM cluster_kubeconfigs WHERE tenant_id = $1 AND cluster_id = $2`,
+		tenantID, clusterID).Scan(&sealed.KeyID, &sealed.Nonce, &sealed.Ciphertext)
+	if err != nil {
+		return seal.Sealed{}, notFound(err, "kubeconfig")
+	}
+	return sealed, nil
+}
+
+// SetObserved records what the management cluster reports about a cluster.
+// Only live clusters are updated; a deleted one keeps its last report.
+func (s *Store) SetObserved(ctx context.Context, clusterID uuid.UUID, observed json.RawMessage) error {
+	_, err := s.pool.Exec(ctx, `
+		UPDATE clusters SET observed = $2, updated_at = now()
+		WHERE id = $1 AND deleted_at IS NULL AND observed IS DISTINCT FROM $2::jsonb`, clusterID, observed)
+	if err != nil {
+		return fmt.Errorf("save observed status: %w", err)
+	}
+	return nil
+}
+
+// ClustersUsingSecret names the other live clusters that share c's
+// management cluster and namespace and use the credentials Secret name.
+func (s *Store) ClustersUsingSecret(ctx context.Context, c Cluster, name string) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT name FROM clusters
+		WHERE tenant_id = $1 AND management_domain = $2 AND namespace = $3 AND id <> $4
+		  AND deleted_at IS NULL AND spec->'spec'->'credentials'->>'secretName' = $5
+		ORDER BY name`, c.TenantID, c.ManagementDomain, c.Namespace, c.ID, name)
+	if err != nil {
+		return nil, fmt.Errorf("find clusters using secret %q: %w", name, err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("find clusters using secret %q: %w", name, err)
+	}
+	return names, nil
+}
+
+// SetObservedByName records what the management cluster reports about the
+// tenant's live cluster name.
+func (s *Store) SetObservedByName(ctx context.Context, tenantID uuid.UUID, name string, observed json.RawMessage) error {
+	_, err := s.pool.Exec(ctx, `
+		UPDATE clusters SET observed = $3, updated_at = now()
+		WHERE tenant_id = $1 AND name = $2 AND deleted_at IS NULL AND observed IS DISTINCT FROM $3::jsonb`,
+		tenantID, name, observed)
+	if err != nil {
+		return fmt.Errorf("save observed status of %q: %w", name, err)
+	}
+	return nil
+}
