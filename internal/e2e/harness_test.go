@@ -59,6 +59,17 @@ type options struct {
 	wrapTransport func(http.RoundTripper) http.RoundTripper
 	dbURL         string
 	templatesDir  string
+	// namedClusters are management cluster domains configured in
+	// LOK8S_KUBECONFIG_DIR (all pointing at the shared envtest).
+	namedClusters []string
+	// rescueAfter and jobTimeout tune River's rescue of jobs whose worker died.
+	rescueAfter, jobTimeout time.Duration
+	// adminToken and encryptionKey, when set, are shared with another
+	// instance of the service on the same database.
+	adminToken    string
+	encryptionKey string
+	// tenant and token, when set, are used instead of a fresh tenant.
+	tenant, token string
 }
 
 func randomName(prefix string) string {
@@ -77,11 +88,29 @@ func startService(t *testing.T, opts options) *service {
 	if opts.dbURL == "" {
 		opts.dbURL = dbtest.New(t)
 	}
-	admin := "admin-token-" + randomName("")
-	key, _ := seal.ParseKey(seal.NewKey())
+	kubeconfigDir := ""
+	if len(opts.namedClusters) > 0 {
+		kubeconfigDir = t.TempDir()
+		for _, domain := range opts.namedClusters {
+			if err := os.WriteFile(filepath.Join(kubeconfigDir, domain+".yaml"), env.Kubeconfig(), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if opts.adminToken == "" {
+		opts.adminToken = "admin-token-" + randomName("") + "-padding-padding"
+	}
+	if opts.encryptionKey == "" {
+		opts.encryptionKey = seal.NewKey()
+	}
+	key, err := seal.ParseKey(opts.encryptionKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := app.Config{
-		Addr: "127.0.0.1:0", DatabaseURL: opts.dbURL, AdminToken: admin + "-padding-padding",
-		EncryptionKey: key, MgmtKubeconfig: kubeconfig, TemplatesDir: opts.templatesDir,
+		Addr: "127.0.0.1:0", DatabaseURL: opts.dbURL, AdminToken: opts.adminToken,
+		EncryptionKey: key, MgmtKubeconfig: kubeconfig, KubeconfigDir: kubeconfigDir, TemplatesDir: opts.templatesDir,
+		JobRescueAfter: opts.rescueAfter, JobTimeout: opts.jobTimeout,
 		Workers: 4, CheckInterval: 200 * time.Millisecond, ProvisionTimeout: 2 * time.Minute,
 		JobMaxAttempts: 6, ShutdownTimeout: 10 * time.Second,
 		WrapManagementTransport: opts.wrapTransport,
@@ -119,6 +148,10 @@ func startService(t *testing.T, opts options) *service {
 	t.Cleanup(pool.Close)
 	s := &service{t: t, url: "http://" + addr, dbURL: opts.dbURL, db: pool, env: env,
 		client: &http.Client{Transport: validator.RoundTripper(t, nil), Timeout: 30 * time.Second}}
+	if opts.tenant != "" {
+		s.tenant, s.token = opts.tenant, opts.token
+		return s
+	}
 	// Each test works as its own tenant, so its objects get a namespace of
 	// their own on the shared management cluster.
 	s.tenant = randomName("e2e-")

@@ -230,6 +230,56 @@ func TestProvisionHetznerSeedSpec(t *testing.T) {
 	}
 }
 
+// TestWatcherKeepsStatusCurrent changes what CAPI reports after the
+// pipeline has finished: only the watcher can carry that into the status.
+func TestWatcherKeepsStatusCurrent(t *testing.T) {
+	t.Parallel()
+	s := startService(t, options{})
+	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	provisionAndFinish(t, s, "prod", seedSpec(t))
+	ctx := context.Background()
+
+	md := s.get(machineDeploymentGVK, s.namespace(), "prod-md-general")
+	_ = unstructured.SetNestedField(md.Object, map[string]any{
+		"replicas": int64(3), "readyReplicas": int64(2), "availableReplicas": int64(2), "upToDateReplicas": int64(3),
+	}, "status")
+	if err := s.env.Client.Status().Update(ctx, md); err != nil {
+		t.Fatal(err)
+	}
+	cluster := s.get(clusterGVK, s.namespace(), "prod")
+	conds, _, _ := unstructured.NestedSlice(cluster.Object, "status", "conditions")
+	conds = append(conds, map[string]any{"type": "WorkersAvailable", "status": "False", "reason": "NotAvailable",
+		"message": "1 of 3 machines of pool general is not ready", "lastTransitionTime": time.Now().UTC().Format(time.RFC3339)})
+	_ = unstructured.SetNestedSlice(cluster.Object, conds, "status", "conditions")
+	if err := s.env.Client.Status().Update(ctx, cluster); err != nil {
+		t.Fatal(err)
+	}
+
+	st := s.waitStatus("prod", 30*time.Second, func(st map[string]any) bool {
+		pools, _ := st["pools"].(map[string]any)
+		general, _ := pools["general"].(map[string]any)
+		return general["ready"] == float64(2) && hasCondition(st, "WorkersAvailable", "False")
+	})
+	if general := st["pools"].(map[string]any)["general"].(map[string]any); general["desired"] != float64(3) || general["available"] != float64(2) {
+		t.Fatalf("pool general: %v", general)
+	}
+	if st["phase"] != "Provisioned" {
+		t.Fatalf("phase %v", st["phase"])
+	}
+}
+
+func hasCondition(st map[string]any, typ, status string) bool {
+	conds, _ := st["conditions"].([]any)
+	for _, c := range conds {
+		if m := c.(map[string]any); m["type"] == typ && m["status"] == status {
+			return true
+		}
+	}
+	return false
+}
+
+var machineDeploymentGVK = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "MachineDeployment"}
+
 func TestProvisionAWS(t *testing.T) {
 	t.Parallel()
 	s := startService(t, options{})
@@ -368,3 +418,37 @@ var secretGVK = schema.GroupVersionKind{Version: "v1", Kind: "Secret"}
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestNamedManagementCluster provisions on a management cluster named by
+// spec.managementCluster.domain (a kubeconfig in LOK8S_KUBECONFIG_DIR), in
+// the spec's own namespace.
+func TestNamedManagementCluster(t *testing.T) {
+	t.Parallel()
+	s := startService(t, options{namedClusters: []string{"mgmt.example.com"}})
+	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	ns := randomName("named-")
+	spec := strings.Replace(seedSpec(t), "    namespace: default\n", "    namespace: "+ns+"\n", 1)
+	spec = strings.Replace(spec, "  credentials:\n", "  managementCluster:\n    domain: mgmt.example.com\n  credentials:\n", 1)
+	created := s.submit(spec)
+	if created["managementCluster"] != "mgmt.example.com" {
+		t.Fatalf("management cluster not recorded: %v", created)
+	}
+	st := s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool {
+		return stepState(st, "wait") == "running" || st["phase"] == "Failed"
+	})
+	if st["phase"] != "Provisioning" {
+		t.Fatalf("%v: %v", st["phase"], st["message"])
+	}
+	cluster := s.get(clusterGVK, ns, "prod")
+	if cluster.GetLabels()["lok8s.dev/cluster"] != "prod" {
+		t.Fatalf("labels %v", cluster.GetLabels())
+	}
+	s.get(secretGVK, ns, "prod-credentials")
+
+	// An unknown domain is refused at POST, naming the field.
+	bad := strings.Replace(spec, "domain: mgmt.example.com", "domain: other.example.com", 1)
+	status, body := s.do(http.MethodPost, "/v1/clusters", "", "application/yaml", []byte(strings.Replace(bad, "name: prod", "name: other", 1)))
+	if status != http.StatusUnprocessableEntity || !strings.Contains(string(body), "spec.managementCluster.domain") {
+		t.Fatalf("unknown management cluster: %d %s", status, body)
+	}
+}

@@ -1,0 +1,525 @@
+package e2e
+
+// Helpers of BenchmarkProvisionMany (bench_test.go). They copy the little of
+// harness_test.go a benchmark needs, for testing.TB and with the service's
+// lifetime in the caller's hands; every name starts with "bench" so the two
+// files can change independently.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"lok8s.dev/provisioner/internal/app"
+	"lok8s.dev/provisioner/internal/dbtest"
+	"lok8s.dev/provisioner/internal/seal"
+	"lok8s.dev/provisioner/internal/testenv"
+)
+
+// benchAppName marks the service's Postgres connections in pg_stat_activity.
+const benchAppName = "lok8s-bench-service"
+
+type benchConfig struct {
+	workers       int
+	checkInterval time.Duration
+	dbParams      string // appended to the database URL, e.g. pool_max_conns=20
+	wrapTransport func(http.RoundTripper) http.RoundTripper
+	logs          *benchLogCounter
+}
+
+// benchService is a running service with a fresh tenant, for a benchmark.
+type benchService struct {
+	tb     testing.TB
+	url    string
+	db     *pgxpool.Pool // the benchmark's own pool on the service's database
+	env    *testenv.Env
+	token  string
+	tenant string
+	client *http.Client
+}
+
+func benchRandom(prefix string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// startBenchService starts the whole app as startService does; stop ends it
+// (and must be called before the benchmark returns).
+func startBenchService(tb testing.TB, c benchConfig) (s *benchService, stop func()) {
+	tb.Helper()
+	env := testenv.Shared(tb)
+	kubeconfig := filepath.Join(tb.TempDir(), "mgmt.yaml")
+	if err := os.WriteFile(kubeconfig, env.Kubeconfig(), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	dbURL := dbtest.New(tb)
+	serviceURL := dbURL + benchQuerySep(dbURL) + "application_name=" + benchAppName
+	if c.dbParams != "" {
+		serviceURL += "&" + c.dbParams
+	}
+	admin := "admin-token-" + benchRandom("") + "-padding-padding"
+	key, _ := seal.ParseKey(seal.NewKey())
+	cfg := app.Config{
+		Addr: "127.0.0.1:0", DatabaseURL: serviceURL, AdminToken: admin,
+		EncryptionKey: key, MgmtKubeconfig: kubeconfig,
+		Workers: c.workers, CheckInterval: c.checkInterval, ProvisionTimeout: time.Hour,
+		JobMaxAttempts: 6, ShutdownTimeout: 30 * time.Second,
+		WrapManagementTransport: c.wrapTransport,
+		Logger:                  slog.New(c.logs),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- app.Serve(ctx, cfg, ready) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		cancel()
+		tb.Fatalf("service did not start: %v", err)
+	case <-time.After(60 * time.Second):
+		cancel()
+		tb.Fatal("service did not start in 60s")
+	}
+	pool, err := pgxpool.New(context.Background(), dbURL)
+	if err != nil {
+		cancel()
+		tb.Fatal(err)
+	}
+	stop = func() {
+		pool.Close()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				tb.Errorf("service stopped with: %v", err)
+			}
+		case <-time.After(45 * time.Second):
+			tb.Error("service did not stop in 45s")
+		}
+	}
+	s = &benchService{tb: tb, url: "http://" + addr, db: pool, env: env,
+		// No OpenAPI validation here: it would cost the client CPU the service competes for.
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}, Timeout: 5 * time.Minute}}
+	s.tenant = benchRandom("bench-")
+	if _, err := s.do(http.MethodPost, "/v1/tenants", admin, "application/json", []byte(`{"name":"`+s.tenant+`"}`), http.StatusCreated); err != nil {
+		stop()
+		tb.Fatal(err)
+	}
+	tok, err := s.do(http.MethodPost, "/v1/tenants/"+s.tenant+"/tokens", admin, "application/json", []byte(`{"name":"bench"}`), http.StatusCreated)
+	if err != nil {
+		stop()
+		tb.Fatal(err)
+	}
+	s.token, _ = tok["token"].(string)
+	return s, stop
+}
+
+func benchQuerySep(u string) string {
+	if strings.Contains(u, "?") {
+		return "&"
+	}
+	return "?"
+}
+
+func (s *benchService) namespace() string { return "lok8s-" + s.tenant }
+
+// do sends a request (token "" is the tenant's) and returns the decoded
+// JSON object; it never calls Fatal, so goroutines may use it.
+func (s *benchService) do(method, path, token, contentType string, body []byte, want int) (map[string]any, error) {
+	req, err := http.NewRequest(method, s.url+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if token == "" {
+		token = s.token
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		return nil, fmt.Errorf("%s %s: %d, want %d: %s", method, path, resp.StatusCode, want, data)
+	}
+	out := map[string]any{}
+	if len(bytes.TrimSpace(data)) > 0 && bytes.TrimSpace(data)[0] == '{' {
+		if err := json.Unmarshal(data, &out); err != nil {
+			return nil, fmt.Errorf("%s %s: %w", method, path, err)
+		}
+	}
+	return out, nil
+}
+
+var benchClusterGVK = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "Cluster"}
+
+// playInfrastructureProvider is the harness's playInfrastructureProvider
+// returning its error instead of failing the test (it runs in goroutines).
+func (s *benchService) playInfrastructureProvider(ctx context.Context, name string) error {
+	obj := &unstructured.Unstructured{}
+	obj.SetGroupVersionKind(benchClusterGVK)
+	if err := s.env.Client.Get(ctx, client.ObjectKey{Namespace: s.namespace(), Name: name}, obj); err != nil {
+		return fmt.Errorf("get cluster %s: %w", name, err)
+	}
+	now := metav1.Now().UTC().Format(time.RFC3339)
+	cond := func(t string) map[string]any {
+		return map[string]any{"type": t, "status": "True", "reason": "Available", "message": "", "lastTransitionTime": now}
+	}
+	status := map[string]any{
+		"phase":          "Provisioned",
+		"conditions":     []any{cond("Available"), cond("ControlPlaneAvailable"), cond("InfrastructureReady")},
+		"controlPlane":   map[string]any{"desiredReplicas": int64(3), "replicas": int64(3), "readyReplicas": int64(3), "availableReplicas": int64(3), "upToDateReplicas": int64(3)},
+		"initialization": map[string]any{"infrastructureProvisioned": true, "controlPlaneInitialized": true},
+	}
+	if err := unstructured.SetNestedField(obj.Object, status, "status"); err != nil {
+		return err
+	}
+	if err := s.env.Client.Status().Update(ctx, obj); err != nil {
+		return fmt.Errorf("update cluster %s status: %w", name, err)
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name + "-kubeconfig", Namespace: s.namespace(),
+			Labels: map[string]string{"cluster.x-k8s.io/cluster-name": name}},
+		Type: "cluster.x-k8s.io/secret",
+		Data: map[string][]byte{"value": s.env.Kubeconfig()},
+	}
+	if err := s.env.Client.Create(ctx, secret); err != nil {
+		return fmt.Errorf("create kubeconfig secret of %s: %w", name, err)
+	}
+	return nil
+}
+
+// benchLogCounter is the service's slog handler: it counts records by
+// message and prints the first 20 warnings and errors (a benchmark's log
+// is always printed, so info lines are only counted).
+type benchLogCounter struct {
+	mu     sync.Mutex
+	counts map[string]int
+	shown  int
+}
+
+func newBenchLogCounter() *benchLogCounter {
+	return &benchLogCounter{counts: map[string]int{}}
+}
+
+func (h *benchLogCounter) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+func (h *benchLogCounter) WithAttrs([]slog.Attr) slog.Handler           { return h }
+func (h *benchLogCounter) WithGroup(string) slog.Handler                { return h }
+
+func (h *benchLogCounter) Handle(_ context.Context, r slog.Record) error {
+	key := r.Level.String() + " " + r.Message
+	h.mu.Lock()
+	h.counts[key]++
+	show := r.Level >= slog.LevelWarn && h.shown < 20
+	if show {
+		h.shown++
+	}
+	h.mu.Unlock()
+	if show {
+		var b strings.Builder
+		r.Attrs(func(a slog.Attr) bool { fmt.Fprintf(&b, " %s=%v", a.Key, a.Value); return true })
+		// Not tb.Logf: a benchmark's log is cut at 10 lines.
+		fmt.Fprintf(os.Stdout, "service %s: %s%s\n", r.Level, r.Message, b.String())
+	}
+	return nil
+}
+
+func (h *benchLogCounter) snapshot() map[string]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string]int, len(h.counts))
+	for k, v := range h.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// benchRequests counts management apiserver requests by phase and by
+// "verb resource", and the busiest second of each kind.
+type benchRequests struct {
+	start  time.Time
+	phase  atomic.Int32
+	mu     sync.Mutex
+	counts []map[string]int         // per phase
+	perSec map[string]map[int64]int // kind → second since start → requests
+}
+
+func newBenchRequests(phases int) *benchRequests {
+	r := &benchRequests{start: time.Now(), perSec: map[string]map[int64]int{}}
+	for range phases {
+		r.counts = append(r.counts, map[string]int{})
+	}
+	return r
+}
+
+func (r *benchRequests) wrap(next http.RoundTripper) http.RoundTripper {
+	return benchRoundTrip(func(req *http.Request) (*http.Response, error) {
+		kind := benchRequestKind(req)
+		sec := int64(time.Since(r.start) / time.Second)
+		r.mu.Lock()
+		r.counts[r.phase.Load()][kind]++
+		if r.perSec[kind] == nil {
+			r.perSec[kind] = map[int64]int{}
+		}
+		r.perSec[kind][sec]++
+		r.mu.Unlock()
+		return next.RoundTrip(req)
+	})
+}
+
+func (r *benchRequests) phaseCounts(phase int) (map[string]int, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out, total := map[string]int{}, 0
+	for k, v := range r.counts[phase] {
+		out[k] = v
+		total += v
+	}
+	return out, total
+}
+
+// peak is the most requests of kind seen in one second.
+func (r *benchRequests) peak(kind string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := 0
+	for _, v := range r.perSec[kind] {
+		m = max(m, v)
+	}
+	return m
+}
+
+// benchRequestKind names a request "verb resource[/subresource]" as the
+// apiserver's audit log would (get, list, watch, apply, patch, create,
+// update, delete), or "discovery".
+func benchRequestKind(r *http.Request) string {
+	p := strings.Trim(r.URL.Path, "/")
+	var rest []string
+	switch {
+	case strings.HasPrefix(p, "api/v1/"):
+		rest = strings.Split(strings.TrimPrefix(p, "api/v1/"), "/")
+	case strings.HasPrefix(p, "apis/"):
+		parts := strings.Split(strings.TrimPrefix(p, "apis/"), "/")
+		if len(parts) <= 2 {
+			return "discovery"
+		}
+		rest = parts[2:]
+	default:
+		return "discovery"
+	}
+	var resource, sub string
+	var named bool
+	if rest[0] == "namespaces" && len(rest) >= 3 {
+		resource, named = rest[2], len(rest) >= 4
+		if len(rest) >= 5 {
+			sub = rest[4]
+		}
+	} else {
+		resource, named = rest[0], len(rest) >= 2
+		if len(rest) >= 3 {
+			sub = rest[2]
+		}
+	}
+	if sub != "" {
+		resource += "/" + sub
+	}
+	verb := strings.ToLower(r.Method)
+	switch r.Method {
+	case http.MethodGet:
+		switch {
+		case r.URL.Query().Get("watch") == "true" || r.URL.Query().Get("watch") == "1":
+			verb = "watch"
+		case named:
+			verb = "get"
+		default:
+			verb = "list"
+		}
+	case http.MethodPatch:
+		if strings.HasPrefix(r.Header.Get("Content-Type"), "application/apply-patch") {
+			verb = "apply"
+		}
+	case http.MethodPost:
+		verb = "create"
+	case http.MethodPut:
+		verb = "update"
+	}
+	return verb + " " + resource
+}
+
+type benchRoundTrip func(*http.Request) (*http.Response, error)
+
+func (f benchRoundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// benchSample is one reading of the service's database.
+type benchSample struct {
+	at        time.Time
+	phase     int
+	running   int // river_job rows in state running: worker slots in use
+	ready     int // available and due: jobs waiting for a worker slot
+	snoozed   int // available or scheduled, due later
+	applied   int // provision operations whose apply step succeeded
+	inWait    int // ... whose wait step is running (snoozing or checking)
+	provd     int // clusters Provisioned
+	failed    int // clusters Failed
+	dbConns   int // the service's Postgres connections
+	dbBusy    int // ... not idle (active or in a transaction)
+	dbWaiting int // ... active and waiting on a lock
+}
+
+const benchSampleSQL = `
+SELECT
+  (SELECT count(*) FROM river_job WHERE state = 'running'),
+  (SELECT count(*) FROM river_job WHERE state = 'available' AND scheduled_at <= now()),
+  (SELECT count(*) FROM river_job WHERE (state = 'available' AND scheduled_at > now()) OR state = 'scheduled'),
+  (SELECT count(*) FROM operation_steps s JOIN operations o ON o.id = s.operation_id
+     WHERE o.kind = 'provision' AND s.name = 'apply' AND s.state = 'succeeded'),
+  (SELECT count(*) FROM operation_steps s JOIN operations o ON o.id = s.operation_id
+     WHERE o.kind = 'provision' AND s.name = 'wait' AND s.state = 'running'),
+  (SELECT count(*) FROM clusters WHERE phase = 'Provisioned'),
+  (SELECT count(*) FROM clusters WHERE phase = 'Failed'),
+  (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1),
+  (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1 AND state <> 'idle'),
+  (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1 AND wait_event_type = 'Lock')`
+
+func (s *benchService) sample(ctx context.Context, phase int) (benchSample, error) {
+	x := benchSample{at: time.Now(), phase: phase}
+	err := s.db.QueryRow(ctx, benchSampleSQL, benchAppName).Scan(&x.running, &x.ready, &x.snoozed,
+		&x.applied, &x.inWait, &x.provd, &x.failed, &x.dbConns, &x.dbBusy, &x.dbWaiting)
+	return x, err
+}
+
+// benchStats summarises samples of one phase.
+type benchStats struct {
+	n                                      int
+	runningMax, readyMax, dbBusyMax, dbMax int
+	runningMean, readyMean, dbBusyMean     float64
+	dbWaitingMax                           int
+}
+
+func benchSummarise(samples []benchSample, phase int) benchStats {
+	var st benchStats
+	var run, ready, busy int
+	for _, x := range samples {
+		if x.phase != phase {
+			continue
+		}
+		st.n++
+		run, ready, busy = run+x.running, ready+x.ready, busy+x.dbBusy
+		st.runningMax, st.readyMax = max(st.runningMax, x.running), max(st.readyMax, x.ready)
+		st.dbBusyMax, st.dbMax, st.dbWaitingMax = max(st.dbBusyMax, x.dbBusy), max(st.dbMax, x.dbConns), max(st.dbWaitingMax, x.dbWaiting)
+	}
+	if st.n > 0 {
+		st.runningMean, st.readyMean, st.dbBusyMean = float64(run)/float64(st.n), float64(ready)/float64(st.n), float64(busy)/float64(st.n)
+	}
+	return st
+}
+
+// benchSeen describes where the clusters are, for a failure message.
+func (s *benchService) benchSeen(ctx context.Context) string {
+	var b strings.Builder
+	rows, err := s.db.Query(ctx, `
+		SELECT s.name, s.state, count(*), max(s.attempts), coalesce(max(nullif(s.error, '')), '')
+		FROM operation_steps s JOIN operations o ON o.id = s.operation_id
+		WHERE o.kind = 'provision' GROUP BY s.ordinal, s.name, s.state ORDER BY s.ordinal, s.state`)
+	if err != nil {
+		return "cannot read steps: " + err.Error()
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name, state, errMsg string
+		var n, attempts int
+		if err := rows.Scan(&name, &state, &n, &attempts, &errMsg); err != nil {
+			return b.String() + "cannot read steps: " + err.Error()
+		}
+		fmt.Fprintf(&b, "  step %-12s %-10s %4d clusters (max attempts %d) %s\n", name, state, n, attempts, benchTrim(errMsg, 200))
+	}
+	phases, _ := s.db.Query(ctx, `SELECT phase, count(*), coalesce(max(nullif(message, '')), '') FROM clusters GROUP BY phase ORDER BY phase`)
+	if phases != nil {
+		defer phases.Close()
+		for phases.Next() {
+			var phase, msg string
+			var n int
+			_ = phases.Scan(&phase, &n, &msg)
+			fmt.Fprintf(&b, "  phase %-12s %4d clusters %s\n", phase, n, benchTrim(msg, 200))
+		}
+	}
+	var jobs string
+	_ = s.db.QueryRow(ctx, `SELECT coalesce(string_agg(state || '=' || n, ' '), '') FROM (SELECT state::text, count(*) n FROM river_job GROUP BY 1 ORDER BY 1) j`).Scan(&jobs)
+	fmt.Fprintf(&b, "  river_job %s\n", jobs)
+	return b.String()
+}
+
+func benchTrim(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// benchKinds formats request counts per cluster, busiest first.
+func benchKinds(r *benchRequests, counts map[string]int, clusters int, withPeak bool) string {
+	kinds := make([]string, 0, len(counts))
+	for k := range counts {
+		kinds = append(kinds, k)
+	}
+	sort.Slice(kinds, func(i, j int) bool {
+		if counts[kinds[i]] != counts[kinds[j]] {
+			return counts[kinds[i]] > counts[kinds[j]]
+		}
+		return kinds[i] < kinds[j]
+	})
+	var b strings.Builder
+	for _, k := range kinds {
+		fmt.Fprintf(&b, "    %-44s %6d  %6.2f/cluster", k, counts[k], float64(counts[k])/float64(clusters))
+		if withPeak {
+			fmt.Fprintf(&b, "  peak %d/s", r.peak(k))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// benchWithName returns the seed spec renamed to name.
+func benchWithName(seed, name string) string {
+	return strings.Replace(seed, "\n  name: prod\n", "\n  name: "+name+"\n", 1)
+}
+
+// benchStepState is the state of step name in a status response.
+func benchStepState(status map[string]any, name string) string {
+	op, _ := status["operation"].(map[string]any)
+	steps, _ := op["steps"].([]any)
+	for _, st := range steps {
+		if m, _ := st.(map[string]any); m["name"] == name {
+			s, _ := m["state"].(string)
+			return s
+		}
+	}
+	return ""
+}

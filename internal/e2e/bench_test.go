@@ -1,0 +1,447 @@
+package e2e
+
+// BenchmarkProvisionMany submits many clusters at once through the HTTP API
+// against the shared envtest management cluster and reports how the service
+// copes. Run it (no Makefile needed) with:
+//
+//	export KUBEBUILDER_ASSETS=$(hack/test-assets.sh)
+//	go test ./internal/e2e -run '^$' -bench BenchmarkProvisionMany -benchtime=1x
+//
+// Knobs (environment):
+//
+//	LOK8S_BENCH_CLUSTERS        clusters submitted at once (default 200; CI: 20)
+//	LOK8S_BENCH_WORKERS         River worker slots (default 10, the server's default)
+//	LOK8S_BENCH_CHECK_INTERVAL  how often wait re-checks the CAPI Cluster (default 2s)
+//	LOK8S_BENCH_WAIT_HOLD       how long all clusters are left in wait (default max(5s, 3 check intervals))
+//	LOK8S_BENCH_TIMEOUT         hard deadline of one run (default 10m)
+//	LOK8S_BENCH_DB_PARAMS       appended to the service's database URL, e.g. pool_max_conns=20
+//
+// Each b.N iteration runs the whole scenario once, on a service and
+// database of its own; ns/op is one scenario from the first POST to all
+// Provisioned (service start-up excluded), and the other metrics are means
+// over the iterations (-benchtime=1x runs one). Everything is measured in
+// one process: heap figures include the benchmark's own clients.
+//
+// The scenario: one tenant, one credential, N clusters (the seed's hcloud
+// spec renamed) POSTed concurrently → time until every cluster's apply step
+// succeeded ("all-applied") → all clusters held in wait while River's
+// running jobs (worker slots in use) are sampled every 100 ms → the
+// benchmark plays the infrastructure provider for all → time until all
+// are Provisioned. Management apiserver requests are counted through the
+// service's transport (WrapManagementTransport), by phase and by verb.
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"lok8s.dev/provisioner/internal/testenv"
+)
+
+type benchParams struct {
+	clusters      int
+	workers       int
+	checkInterval time.Duration
+	hold          time.Duration
+	timeout       time.Duration
+	dbParams      string
+	seed          string
+}
+
+func BenchmarkProvisionMany(b *testing.B) {
+	p := benchParams{
+		clusters:      benchEnvInt(b, "LOK8S_BENCH_CLUSTERS", 200),
+		workers:       benchEnvInt(b, "LOK8S_BENCH_WORKERS", 10),
+		checkInterval: benchEnvDuration(b, "LOK8S_BENCH_CHECK_INTERVAL", 2*time.Second),
+		timeout:       benchEnvDuration(b, "LOK8S_BENCH_TIMEOUT", 10*time.Minute),
+		dbParams:      os.Getenv("LOK8S_BENCH_DB_PARAMS"),
+	}
+	p.hold = benchEnvDuration(b, "LOK8S_BENCH_WAIT_HOLD", max(5*time.Second, 3*p.checkInterval))
+	seed, err := os.ReadFile("../../examples/prod.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	p.seed = string(seed)
+	if !strings.Contains(benchWithName(p.seed, "x"), "\n  name: x\n") {
+		b.Fatal("examples/prod.yaml: cannot rename its metadata.name")
+	}
+	b.StopTimer()
+	_ = testenv.Shared(b) // start envtest outside the measured time
+
+	sums := map[string]float64{}
+	var order []string
+	for range b.N {
+		for _, m := range benchScenario(b, p) {
+			if _, ok := sums[m.unit]; !ok {
+				order = append(order, m.unit)
+			}
+			sums[m.unit] += m.value
+		}
+	}
+	for _, unit := range order {
+		b.ReportMetric(sums[unit]/float64(b.N), unit)
+	}
+}
+
+type benchMetric struct {
+	value float64
+	unit  string
+}
+
+// The phases requests and samples are attributed to.
+const (
+	benchPhaseApply     = iota // first POST → all applied
+	benchPhaseWait             // all applied → the provider plays its part
+	benchPhaseProvision        // → all Provisioned
+	benchPhases
+)
+
+var benchPhaseNames = [benchPhases]string{"submit→all-applied", "held in wait", "→all-Provisioned"}
+
+func benchScenario(b *testing.B, p benchParams) []benchMetric {
+	b.Helper()
+	logs := newBenchLogCounter()
+	reqs := newBenchRequests(benchPhases)
+	s, stop := startBenchService(b, benchConfig{
+		workers: p.workers, checkInterval: p.checkInterval, dbParams: p.dbParams,
+		wrapTransport: reqs.wrap, logs: logs,
+	})
+	defer stop()
+	if _, err := s.do(http.MethodPut, "/v1/credentials/prod-credentials", "", "application/json",
+		[]byte(`{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`), http.StatusCreated); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+	defer cancel()
+	heapBase := benchHeap()
+
+	// The sampler reads the service's database every 100 ms.
+	var (
+		mu      sync.Mutex
+		samples []benchSample
+		last    benchSample
+		sampErr error
+	)
+	samplerDone := make(chan struct{})
+	stopSampler := make(chan struct{})
+	go func() {
+		defer close(samplerDone)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			x, err := s.sample(ctx, int(reqs.phase.Load()))
+			mu.Lock()
+			if err == nil {
+				samples, last = append(samples, x), x
+			} else if ctx.Err() == nil {
+				sampErr = err
+			}
+			mu.Unlock()
+			select {
+			case <-tick.C:
+			case <-stopSampler:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() { close(stopSampler); <-samplerDone }()
+
+	fail := func(format string, args ...any) {
+		b.Helper()
+		seenCtx, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		mu.Lock()
+		l, serr := last, sampErr
+		mu.Unlock()
+		var req strings.Builder
+		for ph := range benchPhases {
+			counts, total := reqs.phaseCounts(ph)
+			if total > 0 {
+				fmt.Fprintf(&req, "  %s: %d requests\n%s", benchPhaseNames[ph], total, benchKinds(reqs, counts, p.clusters, false))
+			}
+		}
+		b.Fatalf("%s\nwhat it saw (phase %s, %d clusters):\n  last sample: %+v (sampler error: %v)\n%s  service log records: %v\n  apiserver requests:\n%s",
+			fmt.Sprintf(format, args...), benchPhaseNames[reqs.phase.Load()], p.clusters, l, serr, s.benchSeen(seenCtx), logs.snapshot(), req.String())
+	}
+	// waitFor polls the sampler's readings until done says so.
+	waitFor := func(what string, done func(benchSample) bool) {
+		b.Helper()
+		for {
+			mu.Lock()
+			l := last
+			mu.Unlock()
+			if l.failed > 0 {
+				fail("%d clusters Failed while waiting for %s", l.failed, what)
+			}
+			if !l.at.IsZero() && done(l) {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				fail("deadline (%s) passed while waiting for %s", p.timeout, what)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+
+	// Submit all clusters at once.
+	names := make([]string, p.clusters)
+	for i := range names {
+		names[i] = fmt.Sprintf("bench-%04d", i)
+	}
+	latencies := make([]time.Duration, p.clusters)
+	errs := make([]error, p.clusters)
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := []byte(benchWithName(p.seed, name))
+			<-gate
+			t := time.Now()
+			_, errs[i] = s.do(http.MethodPost, "/v1/clusters", "", "application/yaml", body, http.StatusAccepted)
+			latencies[i] = time.Since(t)
+		}()
+	}
+	b.StartTimer()
+	t0 := time.Now()
+	close(gate)
+	wg.Wait()
+	postsDone := time.Since(t0)
+	var postErrs []string
+	for _, err := range errs {
+		if err != nil {
+			postErrs = append(postErrs, err.Error())
+		}
+	}
+	if len(postErrs) > 0 {
+		fail("%d of %d POSTs failed, e.g.: %s", len(postErrs), p.clusters, strings.Join(postErrs[:min(3, len(postErrs))], "; "))
+	}
+
+	waitFor("all clusters applied", func(x benchSample) bool { return x.applied >= p.clusters })
+	reqs.phase.Store(benchPhaseWait)
+	waitStart := time.Now()
+	b.StopTimer()
+	applyFinished, applyLatencies, err := s.benchApplyTimes(ctx)
+	if err != nil {
+		fail("read apply times: %v", err)
+	}
+	allApplied := applyFinished.Sub(t0)
+	heapApplied := benchHeap()
+	goroutines := runtime.NumGoroutine()
+	b.StartTimer()
+
+	// All clusters sit in wait: hold them there and watch the worker slots.
+	select {
+	case <-ctx.Done():
+		fail("deadline (%s) passed while holding the clusters in wait", p.timeout)
+	case <-time.After(p.hold):
+	}
+	mu.Lock()
+	l := last
+	mu.Unlock()
+	if l.inWait != p.clusters || l.failed > 0 {
+		fail("after the hold, %d of %d clusters are in wait and %d Failed", l.inWait, p.clusters, l.failed)
+	}
+	held := time.Since(waitStart)
+
+	// Play the infrastructure provider for every cluster.
+	reqs.phase.Store(benchPhaseProvision)
+	tPlay := time.Now()
+	work := make(chan string)
+	playErrs := make(chan error, p.clusters)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for name := range work {
+				if err := s.playInfrastructureProvider(ctx, name); err != nil {
+					playErrs <- err
+				}
+			}
+		}()
+	}
+	for _, name := range names {
+		work <- name
+	}
+	close(work)
+	wg.Wait()
+	close(playErrs)
+	if err := <-playErrs; err != nil {
+		fail("playing the infrastructure provider: %v", err)
+	}
+	played := time.Since(tPlay)
+	waitFor("all clusters Provisioned", func(x benchSample) bool { return x.provd >= p.clusters })
+	allProvisioned := time.Since(tPlay)
+	b.StopTimer()
+	mu.Lock()
+	all := append([]benchSample(nil), samples...)
+	mu.Unlock()
+
+	// What the API says of every cluster.
+	var bad []string
+	var badMu sync.Mutex
+	names2 := make(chan string)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for name := range names2 {
+				st, err := s.do(http.MethodGet, "/v1/clusters/"+name+"/status", "", "", nil, http.StatusOK)
+				if err == nil && (st["phase"] != "Provisioned" || benchStepState(st, "kubeconfig") != "succeeded") {
+					err = fmt.Errorf("%s: phase %v, kubeconfig step %q", name, st["phase"], benchStepState(st, "kubeconfig"))
+				}
+				if err != nil {
+					badMu.Lock()
+					bad = append(bad, err.Error())
+					badMu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, name := range names {
+		names2 <- name
+	}
+	close(names2)
+	wg.Wait()
+	if len(bad) > 0 {
+		fail("%d clusters are not Provisioned through the API, e.g. %s", len(bad), strings.Join(bad[:min(3, len(bad))], "; "))
+	}
+	var waitChecksAvg float64
+	var waitChecksMax int
+	if err := s.db.QueryRow(ctx, `SELECT avg(attempts)::float8, max(attempts) FROM operation_steps WHERE name = 'wait'`).
+		Scan(&waitChecksAvg, &waitChecksMax); err != nil {
+		fail("read wait attempts: %v", err)
+	}
+
+	// Report.
+	n := float64(p.clusters)
+	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
+	applySt, waitSt, provSt := benchSummarise(all, benchPhaseApply), benchSummarise(all, benchPhaseWait), benchSummarise(all, benchPhaseProvision)
+	applyReqs, applyTotal := reqs.phaseCounts(benchPhaseApply)
+	waitReqs, waitTotal := reqs.phaseCounts(benchPhaseWait)
+	provReqs, provTotal := reqs.phaseCounts(benchPhaseProvision)
+	total := applyTotal + waitTotal + provTotal
+	mib := func(v uint64) float64 { return float64(v) / (1 << 20) }
+
+	var r strings.Builder
+	fmt.Fprintf(&r, "BenchmarkProvisionMany: %d clusters, %d workers, check interval %s, %d CPUs, DB params %q\n",
+		p.clusters, p.workers, p.checkInterval, runtime.NumCPU(), p.dbParams)
+	fmt.Fprintf(&r, "  POST /v1/clusters ×%d at once: all answered in %s; latency p50 %s  p99 %s  max %s\n",
+		p.clusters, postsDone.Round(time.Millisecond), benchPct(latencies, 0.50), benchPct(latencies, 0.99), latencies[len(latencies)-1].Round(time.Millisecond))
+	fmt.Fprintf(&r, "  all-applied: %s after the first POST; per cluster (created → apply succeeded) p50 %s  p99 %s\n",
+		allApplied.Round(time.Millisecond), benchPct(applyLatencies, 0.50), benchPct(applyLatencies, 0.99))
+	fmt.Fprintf(&r, "  worker slots in use (river_job running), %d slots:\n", p.workers)
+	for _, x := range []struct {
+		name string
+		st   benchStats
+	}{{benchPhaseNames[0], applySt}, {benchPhaseNames[1] + fmt.Sprintf(" (%s)", held.Round(time.Millisecond)), waitSt}, {benchPhaseNames[2], provSt}} {
+		fmt.Fprintf(&r, "    %-30s max %2d  mean %5.2f | due jobs without a slot max %3d mean %6.1f | service DB conns max %d, busy max %d mean %.2f, lock-waiting max %d (%d samples)\n",
+			x.name, x.st.runningMax, x.st.runningMean, x.st.readyMax, x.st.readyMean, x.st.dbMax, x.st.dbBusyMax, x.st.dbBusyMean, x.st.dbWaitingMax, x.st.n)
+	}
+	fmt.Fprintf(&r, "  wait checks per cluster: mean %.1f, max %d (each one CAPI Cluster GET)\n", waitChecksAvg, waitChecksMax)
+	fmt.Fprintf(&r, "  heap in use after all applied: %.1f MiB (%.1f MiB before submitting; %.1f KiB/cluster); %d goroutines\n",
+		mib(heapApplied), mib(heapBase), (mib(heapApplied)-mib(heapBase))*1024/n, goroutines)
+	fmt.Fprintf(&r, "  all-Provisioned: %s after the provider started playing (playing took %s)\n", allProvisioned.Round(time.Millisecond), played.Round(time.Millisecond))
+	fmt.Fprintf(&r, "  management apiserver requests: %d in all, %.1f per cluster\n", total, float64(total)/n)
+	fmt.Fprintf(&r, "   %s: %d (%.2f/cluster)\n%s", benchPhaseNames[0], applyTotal, float64(applyTotal)/n, benchKinds(reqs, applyReqs, p.clusters, true))
+	fmt.Fprintf(&r, "   %s for %s: %d (%.2f/cluster, %.3f/cluster/s)\n%s", benchPhaseNames[1], held.Round(time.Millisecond), waitTotal, float64(waitTotal)/n, float64(waitTotal)/n/held.Seconds(), benchKinds(reqs, waitReqs, p.clusters, false))
+	fmt.Fprintf(&r, "   %s: %d (%.2f/cluster)\n%s", benchPhaseNames[2], provTotal, float64(provTotal)/n, benchKinds(reqs, provReqs, p.clusters, false))
+	fmt.Fprintf(&r, "  service log records: %v\n", logs.snapshot())
+	// A benchmark's log is cut at 10 lines: the report goes to stdout.
+	fmt.Fprint(os.Stdout, r.String())
+
+	return []benchMetric{
+		{allApplied.Seconds(), "s-all-applied"},
+		{ms(benchPct(latencies, 0.50)), "ms-post-p50"},
+		{ms(benchPct(latencies, 0.99)), "ms-post-p99"},
+		{float64(waitSt.runningMax), "wait-slots-max"},
+		{waitSt.runningMean, "wait-slots-mean"},
+		{float64(total) / n, "apireq/cluster"},
+		{float64(applyTotal) / n, "apireq-to-applied/cluster"},
+		{float64(waitTotal) / n / held.Seconds(), "apireq-in-wait/cluster/s"},
+		{mib(heapApplied), "MiB-heap-applied"},
+		{allProvisioned.Seconds(), "s-all-provisioned"},
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// benchApplyTimes returns when the last apply step finished and, per
+// cluster, how long from its creation until its apply step finished.
+func (s *benchService) benchApplyTimes(ctx context.Context) (time.Time, []time.Duration, error) {
+	rows, err := s.db.Query(ctx, `
+		SELECT c.created_at, st.finished_at FROM operation_steps st
+		JOIN operations o ON o.id = st.operation_id JOIN clusters c ON c.id = o.cluster_id
+		WHERE o.kind = 'provision' AND st.name = 'apply' AND st.state = 'succeeded'`)
+	if err != nil {
+		return time.Time{}, nil, err
+	}
+	defer rows.Close()
+	var lastDone time.Time
+	var out []time.Duration
+	for rows.Next() {
+		var created, finished time.Time
+		if err := rows.Scan(&created, &finished); err != nil {
+			return time.Time{}, nil, err
+		}
+		if finished.After(lastDone) {
+			lastDone = finished
+		}
+		out = append(out, finished.Sub(created))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return lastDone, out, rows.Err()
+}
+
+func benchPct(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))].Round(time.Millisecond)
+}
+
+// benchHeap is the heap in use after a collection.
+func benchHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
+}
+
+func benchEnvInt(b *testing.B, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		b.Fatalf("%s=%q: want a positive whole number", name, v)
+	}
+	return n
+}
+
+func benchEnvDuration(b *testing.B, name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		b.Fatalf("%s=%q: want a positive duration such as 2s", name, v)
+	}
+	return d
+}
