@@ -704,3 +704,98 @@ func TestRequestID(t *testing.T) {
 		t.Fatalf("unbounded request id accepted")
 	}
 }
+
+// TestLifecycleEndpoints drives update, cancel, retry and the operation
+// history through the API (no worker runs here: what the API stores and
+// refuses is the point; internal/e2e runs them end to end).
+func TestLifecycleEndpoints(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.putHetznerCredential(b.adminToken, "prod-credentials")
+	created := b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/yaml", seedSpec(t))
+	b.expect(created, http.StatusAccepted)
+	if created.header.Get("ETag") != `"1"` {
+		t.Fatalf("ETag %q", created.header.Get("ETag"))
+	}
+	provision := created.json(t)["operation"].(map[string]any)["id"].(string)
+	scale := []byte(`{"spec":{"hcloud":{"workers":{"general":{"replicas":5}}}}}`)
+
+	// One operation at a time: 409 naming the running one.
+	p := problem(t, b.do(http.MethodPatch, "/v1/clusters/prod", b.adminToken, "application/merge-patch+json", scale), http.StatusConflict)
+	if p["operation"] != provision || !strings.Contains(p["detail"].(string), provision) {
+		t.Fatalf("busy problem does not name the operation: %v", p)
+	}
+	// Cancel it: the cluster is Failed with a way forward; River's job is cancelled.
+	cancelled := b.do(http.MethodPost, "/v1/clusters/prod/operations/"+provision+"/cancel", b.adminToken, "", nil)
+	b.expect(cancelled, http.StatusOK)
+	c := cancelled.json(t)
+	if c["phase"] != "Failed" || c["operation"].(map[string]any)["state"] != "cancelled" || !strings.Contains(c["message"].(string), "/v1/clusters/prod/retry") {
+		t.Fatalf("after cancel: %s", cancelled.body)
+	}
+	if n := b.count(`SELECT count(*) FROM river_job WHERE state = 'cancelled'`); n != 1 {
+		t.Fatalf("cancelled jobs: %d", n)
+	}
+	problem(t, b.do(http.MethodPost, "/v1/clusters/prod/operations/"+provision+"/cancel", b.adminToken, "", nil), http.StatusConflict)
+	problem(t, b.do(http.MethodPost, "/v1/clusters/prod/operations/not-a-uuid/cancel", b.adminToken, "", nil), http.StatusNotFound)
+
+	// Retry makes a new provisioning operation.
+	retried := b.do(http.MethodPost, "/v1/clusters/prod/retry", b.adminToken, "", nil)
+	b.expect(retried, http.StatusAccepted)
+	r := retried.json(t)
+	retry := r["operation"].(map[string]any)["id"].(string)
+	if r["phase"] != "Pending" || retry == provision || r["operation"].(map[string]any)["kind"] != "provision" {
+		t.Fatalf("retry: %s", retried.body)
+	}
+	problem(t, b.do(http.MethodPost, "/v1/clusters/prod/retry", b.adminToken, "", nil), http.StatusConflict)
+	b.expect(b.do(http.MethodPost, "/v1/clusters/prod/operations/"+retry+"/cancel", b.adminToken, "", nil), http.StatusOK)
+
+	// Updates: validated against the stored spec, guarded by If-Match.
+	for _, tc := range []struct{ patch, field string }{
+		{`{"spec":{"kubernetes":{"version":"v1.33.0"}}}`, "spec.kubernetes.version"},
+		{`{"spec":{"kubernetes":{"version":"v1.31.2"}}}`, "spec.kubernetes.version"},
+		{`{"spec":{"hcloud":{"region":"nbg1"}}}`, "spec.hcloud.region"},
+		{`{"spec":{"cluster":{"domain":"other.example.com"}}}`, "spec.cluster.domain"},
+		{`{"spec":{"hcloud":{"controlPlane":{"replicas":2}}}}`, "spec.hcloud.controlPlane.replicas"},
+		{`{"spec":{"hcloud":null,"aws":{"region":"eu-central-1","sshKeyName":"k","controlPlane":{"type":"m6i.large"}}}}`, "spec.credentials.secretName"}, // the provider cannot change: its credential no longer fits
+	} {
+		p := problem(t, b.do(http.MethodPatch, "/v1/clusters/prod", b.adminToken, "application/merge-patch+json", []byte(tc.patch)), http.StatusUnprocessableEntity)
+		if _, ok := fieldMessages(t, p)[tc.field]; !ok {
+			t.Errorf("%s: no error on %s: %v", tc.patch, tc.field, p["errors"])
+		}
+	}
+	problem(t, b.do(http.MethodPatch, "/v1/clusters/prod", b.adminToken, "application/json", scale), http.StatusUnsupportedMediaType)
+	problem(t, b.do(http.MethodPatch, "/v1/clusters/prod", b.adminToken, "application/merge-patch+json", []byte(`{"spec":`)), http.StatusBadRequest)
+	same := b.do(http.MethodPut, "/v1/clusters/prod", b.adminToken, "application/yaml", seedSpec(t))
+	b.expect(same, http.StatusOK) // nothing changed: no operation
+	problem(t, b.do(http.MethodPatch, "/v1/clusters/prod", b.adminToken, "application/merge-patch+json", scale, `If-Match: "7"`), http.StatusPreconditionFailed)
+
+	updated := b.do(http.MethodPatch, "/v1/clusters/prod", b.adminToken, "application/merge-patch+json", scale, `If-Match: "1"`)
+	b.expect(updated, http.StatusAccepted)
+	u := updated.json(t)
+	if u["phase"] != "Updating" || u["generation"] != float64(2) || updated.header.Get("ETag") != `"2"` ||
+		u["operation"].(map[string]any)["kind"] != "update" {
+		t.Fatalf("update: %s", updated.body)
+	}
+	workers := u["spec"].(map[string]any)["spec"].(map[string]any)["hcloud"].(map[string]any)["workers"].(map[string]any)
+	if workers["general"].(map[string]any)["replicas"] != float64(5) || workers["gpu"].(map[string]any)["replicas"] != float64(1) {
+		t.Fatalf("merged spec: %v", workers)
+	}
+	// The first writer won; a second one with the old ETag is refused.
+	problem(t, b.do(http.MethodPut, "/v1/clusters/prod", b.adminToken, "application/yaml", seedSpec(t), `If-Match: "1"`), http.StatusPreconditionFailed)
+
+	history := b.do(http.MethodGet, "/v1/clusters/prod/operations", b.adminToken, "", nil)
+	b.expect(history, http.StatusOK)
+	items := history.json(t)["items"].([]any)
+	var kinds []string
+	for _, it := range items {
+		op := it.(map[string]any)
+		kinds = append(kinds, op["kind"].(string)+":"+op["state"].(string))
+		if op["requestedBy"] != "admin" {
+			t.Errorf("operation %v: requestedBy %v", op["id"], op["requestedBy"])
+		}
+	}
+	if got := strings.Join(kinds, ","); got != "update:queued,provision:cancelled,provision:cancelled" {
+		t.Fatalf("history: %s", got)
+	}
+	problem(t, b.do(http.MethodGet, "/v1/clusters/nope/operations", b.adminToken, "", nil), http.StatusNotFound)
+}

@@ -176,6 +176,7 @@ func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
+	w.Header().Set("ETag", etag(c))
 	s.logger.InfoContext(r.Context(), "cluster accepted", "cluster", c.Name, "operation", op.ID.String(), "request_id", requestID(r.Context()))
 	w.Header().Set("Location", "/v1/clusters/"+c.Name)
 	writeJSON(w, http.StatusAccepted, clusterView(c, &op))
@@ -263,6 +264,7 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
+	w.Header().Set("ETag", etag(c))
 	writeJSON(w, http.StatusOK, clusterView(c, op))
 }
 

@@ -28,6 +28,8 @@ type Problem struct {
 	// Line and Column locate a syntax error in the request body.
 	Line   int `json:"line,omitempty"`
 	Column int `json:"column,omitempty"`
+	// Operation is the id of the operation a 409 is about.
+	Operation string `json:"operation,omitempty"`
 }
 
 // FieldError names a field of the request and what is wrong with it.
@@ -38,14 +40,15 @@ type FieldError struct {
 
 // apiError is an error the API reports as is: its detail is meant for the client.
 type apiError struct {
-	status int
-	slug   string
-	title  string
-	detail string
-	fields []FieldError
-	phase  string
-	line   int
-	column int
+	status    int
+	slug      string
+	title     string
+	detail    string
+	fields    []FieldError
+	phase     string
+	line      int
+	column    int
+	operation string
 }
 
 func (e *apiError) Error() string { return e.title + ": " + e.detail }
@@ -101,7 +104,7 @@ func problemFor(err error) (Problem, bool) {
 	}
 	return Problem{
 		Type: problemBase + ae.slug, Title: ae.title, Status: ae.status, Detail: ae.detail,
-		Errors: ae.fields, Phase: ae.phase, Line: ae.line, Column: ae.column,
+		Errors: ae.fields, Phase: ae.phase, Line: ae.line, Column: ae.column, Operation: ae.operation,
 	}, true
 }
 

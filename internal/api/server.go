@@ -127,6 +127,11 @@ func (s *Server) routes() chi.Router {
 			r.Get("/{name}/kubeconfig", s.clusterKubeconfig)
 			r.Get("/{name}/manifests", s.clusterManifests)
 			r.Delete("/{name}", s.deleteCluster)
+			r.Put("/{name}", s.replaceCluster)
+			r.Patch("/{name}", s.patchCluster)
+			r.Post("/{name}/retry", s.retryCluster)
+			r.Get("/{name}/operations", s.listOperations)
+			r.Post("/{name}/operations/{id}/cancel", s.cancelOperation)
 		})
 		r.Route("/credentials", func(r chi.Router) {
 			r.Get("/", s.listCredentials)

@@ -24,15 +24,18 @@ type ClusterView struct {
 
 // OperationView is an operation as the API shows it.
 type OperationView struct {
-	ID         string               `json:"id"`
-	Kind       store.OperationKind  `json:"kind"`
-	State      store.OperationState `json:"state"`
-	Step       string               `json:"step,omitempty"`
-	Error      string               `json:"error,omitempty"`
-	Steps      []StepView           `json:"steps"`
-	CreatedAt  time.Time            `json:"createdAt"`
-	StartedAt  *time.Time           `json:"startedAt,omitempty"`
-	FinishedAt *time.Time           `json:"finishedAt,omitempty"`
+	ID    string               `json:"id"`
+	Kind  store.OperationKind  `json:"kind"`
+	State store.OperationState `json:"state"`
+	Step  string               `json:"step,omitempty"`
+	Error string               `json:"error,omitempty"`
+	Steps []StepView           `json:"steps"`
+	// RequestedBy names the token that asked for the operation.
+	RequestedBy string     `json:"requestedBy,omitempty"`
+	Generation  int64      `json:"generation"`
+	CreatedAt   time.Time  `json:"createdAt"`
+	StartedAt   *time.Time `json:"startedAt,omitempty"`
+	FinishedAt  *time.Time `json:"finishedAt,omitempty"`
 }
 
 // StepView is one step of an operation as the API shows it.
@@ -115,6 +118,7 @@ func clusterView(c store.Cluster, op *store.Operation) ClusterView {
 func operationView(op store.Operation) OperationView {
 	v := OperationView{
 		ID: op.ID.String(), Kind: op.Kind, State: op.State, Step: op.Step, Error: op.Error,
+		RequestedBy: op.RequestedByName, Generation: op.Generation,
 		Steps: make([]StepView, 0, len(op.Steps)), CreatedAt: op.CreatedAt, StartedAt: op.StartedAt, FinishedAt: op.FinishedAt,
 	}
 	for _, s := range op.Steps {

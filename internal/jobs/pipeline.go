@@ -86,12 +86,8 @@ type operationRunner struct {
 func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID uuid.UUID) error {
 	logger := r.logger.With("job", job.ID, "attempt", job.Attempt, "operation", opID.String())
 	op, err := r.store.BeginOperation(ctx, opID)
-	if errors.Is(err, store.ErrOperationNotActive) {
-		logger.InfoContext(ctx, "operation already ended; nothing to do")
-		return nil
-	}
 	if err != nil {
-		return err
+		return stopIfEnded(ctx, logger, err)
 	}
 	cluster, err := r.store.ClusterByID(ctx, op.ClusterID)
 	if err != nil {
@@ -115,11 +111,7 @@ func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID 
 		}
 		started, err := r.store.StartStep(ctx, op.ID, step.Name)
 		if err != nil {
-			if errors.Is(err, store.ErrOperationNotActive) {
-				logger.InfoContext(ctx, "operation ended while running; stopping", "step", step.Name)
-				return nil
-			}
-			return err
+			return stopIfEnded(ctx, logger, err)
 		}
 		run.StepStarted = started
 		out, err := step.Run(ctx, run)
@@ -136,15 +128,12 @@ func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID 
 			state = store.StepSkipped
 		}
 		if err := r.store.FinishStep(context.WithoutCancel(ctx), op.ID, step.Name, state, out.Message); err != nil {
-			if errors.Is(err, store.ErrOperationNotActive) {
-				return nil
-			}
-			return err
+			return stopIfEnded(ctx, logger, err)
 		}
 		logger.InfoContext(ctx, "step finished", "step", step.Name, "state", string(state), "duration", time.Since(started).Round(time.Millisecond))
 	}
-	if err := r.store.CompleteOperation(context.WithoutCancel(ctx), op.ID, r.pipeline.done[op.Kind]); err != nil && !errors.Is(err, store.ErrOperationNotActive) {
-		return err
+	if err := r.store.CompleteOperation(context.WithoutCancel(ctx), op.ID, r.pipeline.done[op.Kind]); err != nil {
+		return stopIfEnded(ctx, logger, err)
 	}
 	logger.InfoContext(ctx, "operation succeeded")
 	return nil
@@ -154,11 +143,24 @@ func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID 
 // River not to retry, any other is returned for River to retry with backoff.
 func (r *operationRunner) fail(ctx context.Context, logger *slog.Logger, op store.Operation, step string, err error, final bool) error {
 	logger.WarnContext(ctx, "step failed", "step", step, "final", final, "error", err)
-	if serr := r.store.FailStep(context.WithoutCancel(ctx), op.ID, step, err.Error(), final); serr != nil &&
-		!errors.Is(serr, store.ErrOperationNotActive) {
+	if serr := r.store.FailStep(context.WithoutCancel(ctx), op.ID, step, err.Error(), final); serr != nil {
+		if errors.Is(serr, store.ErrOperationNotActive) {
+			return stopIfEnded(ctx, logger, serr)
+		}
 		return errors.Join(err, serr)
 	}
 	if final {
+		return river.JobCancel(err)
+	}
+	return err
+}
+
+// stopIfEnded ends the job as cancelled when its operation ended elsewhere
+// (cancelled by a user or a delete), so River records what happened and
+// never retries it; other errors are returned as they are.
+func stopIfEnded(ctx context.Context, logger *slog.Logger, err error) error {
+	if errors.Is(err, store.ErrOperationNotActive) {
+		logger.InfoContext(ctx, "operation ended elsewhere; stopping the job", "reason", err)
 		return river.JobCancel(err)
 	}
 	return err
@@ -188,5 +190,14 @@ type deprovisionWorker struct {
 }
 
 func (w *deprovisionWorker) Work(ctx context.Context, job *river.Job[DeprovisionArgs]) error {
+	return w.runner.work(ctx, job.JobRow, job.Args.OperationID)
+}
+
+type updateWorker struct {
+	river.WorkerDefaults[UpdateArgs]
+	runner *operationRunner
+}
+
+func (w *updateWorker) Work(ctx context.Context, job *river.Job[UpdateArgs]) error {
 	return w.runner.work(ctx, job.JobRow, job.Args.OperationID)
 }

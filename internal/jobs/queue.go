@@ -36,6 +36,14 @@ type DeprovisionArgs struct {
 // Kind implements river.JobArgs.
 func (DeprovisionArgs) Kind() string { return "deprovision" }
 
+// UpdateArgs are the arguments of an update job.
+type UpdateArgs struct {
+	OperationID uuid.UUID `json:"operationId"`
+}
+
+// Kind implements river.JobArgs.
+func (UpdateArgs) Kind() string { return "update" }
+
 // Config configures the queue and its workers.
 type Config struct {
 	Store  *store.Store
@@ -112,6 +120,9 @@ func NewQueue(pool *pgxpool.Pool, cfg Config) (*Queue, error) {
 		if err := river.AddWorkerSafely(workers, &deprovisionWorker{runner: runner}); err != nil {
 			return nil, fmt.Errorf("jobs: add deprovision worker: %w", err)
 		}
+		if err := river.AddWorkerSafely(workers, &updateWorker{runner: runner}); err != nil {
+			return nil, fmt.Errorf("jobs: add update worker: %w", err)
+		}
 		rc.Workers = workers
 		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}
 	}
@@ -147,6 +158,8 @@ func (q *Queue) Enqueue(ctx context.Context, tx pgx.Tx, op store.Operation) (int
 		args = ProvisionArgs{OperationID: op.ID}
 	case store.OpDeprovision:
 		args = DeprovisionArgs{OperationID: op.ID}
+	case store.OpUpdate:
+		args = UpdateArgs{OperationID: op.ID}
 	default:
 		return 0, fmt.Errorf("jobs: no worker for %s operations", op.Kind)
 	}

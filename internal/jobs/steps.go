@@ -30,6 +30,12 @@ const (
 	StepGitOps      = "gitops"
 )
 
+// The update steps (besides credentials, render and apply).
+const (
+	StepPrune   = "prune"
+	StepRollout = "rollout"
+)
+
 // The deprovisioning steps.
 const (
 	StepDelete             = "delete"
@@ -82,6 +88,13 @@ func NewPipeline(d Deps) *Pipeline {
 				{Name: StepBootstrap, Run: s.bootstrap},
 				{Name: StepGitOps, Run: s.gitops},
 			},
+			store.OpUpdate: {
+				{Name: StepCredentials, Run: s.credentials},
+				{Name: StepRender, Run: s.render},
+				{Name: StepApply, Run: s.apply},
+				{Name: StepPrune, Run: s.prune},
+				{Name: StepRollout, Run: s.rollout},
+			},
 			store.OpDeprovision: {
 				{Name: StepDelete, Run: s.deleteCluster},
 				{Name: StepWaitDeleted, Run: s.waitDeleted},
@@ -90,6 +103,7 @@ func NewPipeline(d Deps) *Pipeline {
 		},
 		done: map[store.OperationKind]store.Phase{
 			store.OpProvision:   store.PhaseProvisioned,
+			store.OpUpdate:      store.PhaseProvisioned,
 			store.OpDeprovision: store.PhaseDeleted,
 		},
 		sections: d.Catalog.ProviderSections(),
@@ -180,6 +194,17 @@ func (s *steps) render(ctx context.Context, r *Run) (Outcome, error) {
 	manifests, err := rendered.YAML()
 	if err != nil {
 		return Outcome{}, Permanent(fmt.Errorf("render templates: %w", err))
+	}
+	if r.Operation.Kind == store.OpUpdate {
+		// Keep what this update replaces, for the prune step (once: a
+		// retried render must not overwrite it with its own output).
+		previous, err := s.Store.Manifests(ctx, r.Cluster.ID)
+		if err != nil {
+			return Outcome{}, err
+		}
+		if err := s.Store.SavePreviousManifests(ctx, r.Operation.ID, previous); err != nil {
+			return Outcome{}, err
+		}
 	}
 	if err := s.Store.SaveManifests(ctx, r.Cluster.ID, string(manifests)); err != nil {
 		return Outcome{}, err
@@ -288,6 +313,74 @@ func (s *steps) kubeconfig(ctx context.Context, r *Run) (Outcome, error) {
 		return Outcome{}, err
 	}
 	return Outcome{Message: "kubeconfig stored"}, nil
+}
+
+// prune deletes what the previous manifests had and the new ones do not
+// (a removed worker pool's MachineDeployment and templates).
+func (s *steps) prune(ctx context.Context, r *Run) (Outcome, error) {
+	previous, err := s.Store.PreviousManifests(ctx, r.Operation.ID)
+	if err != nil {
+		return Outcome{}, err
+	}
+	old, err := mgmt.DecodeObjects([]byte(previous))
+	if err != nil {
+		return Outcome{}, Permanent(err)
+	}
+	current, err := s.savedObjects(ctx, r)
+	if err != nil {
+		return Outcome{}, err
+	}
+	keep := map[string]bool{}
+	for _, o := range current {
+		keep[objectID(o)] = true
+	}
+	mc, err := s.managementCluster(r)
+	if err != nil {
+		return Outcome{}, err
+	}
+	var removed []string
+	for _, o := range old {
+		if keep[objectID(o)] {
+			continue
+		}
+		if err := mc.Delete(ctx, o.GroupVersionKind(), o.GetNamespace(), o.GetName()); err != nil {
+			return Outcome{}, classify(err)
+		}
+		removed = append(removed, o.GetKind()+" "+o.GetName())
+	}
+	if len(removed) == 0 {
+		return Outcome{Message: "nothing to remove"}, nil
+	}
+	return Outcome{Message: "removed " + strings.Join(removed, ", ")}, nil
+}
+
+func objectID(o *unstructured.Unstructured) string {
+	return o.GroupVersionKind().GroupKind().String() + "/" + o.GetNamespace() + "/" + o.GetName()
+}
+
+// rollout waits until CAPI has rolled the change out: every control plane
+// and MachineDeployment seen at its new generation, all replicas up to
+// date and available. Progress shows on the step while it waits.
+func (s *steps) rollout(ctx context.Context, r *Run) (Outcome, error) {
+	objs, err := s.savedObjects(ctx, r)
+	if err != nil {
+		return Outcome{}, err
+	}
+	mc, err := s.managementCluster(r)
+	if err != nil {
+		return Outcome{}, err
+	}
+	ro, err := mc.RolloutStatus(ctx, objs)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if ro.Done {
+		return Outcome{Message: "rolled out: " + ro.Progress}, nil
+	}
+	if err := s.Store.SetStepMessage(ctx, r.Operation.ID, StepRollout, ro.Progress); err != nil {
+		return Outcome{}, err
+	}
+	return s.recheck(r, "rolling out: "+ro.Progress)
 }
 
 // bootstrap and gitops are not built yet: they say so on the step.

@@ -153,8 +153,9 @@ func insertOperation(ctx context.Context, tx pgx.Tx, actor Actor, c Cluster, kin
 	}
 	err := tx.QueryRow(ctx, `
 		INSERT INTO operations (id, tenant_id, cluster_id, kind, state, generation, requested_by)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING created_at`,
-		op.ID, op.TenantID, op.ClusterID, op.Kind, op.State, op.Generation, op.RequestedBy).Scan(&op.CreatedAt)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		RETURNING created_at, coalesce((SELECT name FROM api_tokens WHERE id = $7), '')`,
+		op.ID, op.TenantID, op.ClusterID, op.Kind, op.State, op.Generation, op.RequestedBy).Scan(&op.CreatedAt, &op.RequestedByName)
 	if isUniqueViolation(err, "operations_one_active") {
 		return Operation{}, fmt.Errorf("cluster %q has an operation in progress: %w", c.Name, ErrConflict)
 	}
@@ -280,11 +281,8 @@ func (s *Store) StartDeprovision(ctx context.Context, actor Actor, name string, 
 	var op Operation
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var err error
-		c, err = scanCluster(tx.QueryRow(ctx, `
-			SELECT `+clusterColumns+` FROM clusters
-			WHERE tenant_id = $1 AND name = $2 AND deleted_at IS NULL FOR UPDATE`, actor.TenantID, name))
-		if err != nil {
-			return notFound(err, fmt.Sprintf("cluster %q", name))
+		if c, err = lockLiveCluster(ctx, tx, actor.TenantID, name); err != nil {
+			return err
 		}
 		active, err := activeOperation(ctx, tx, c.ID)
 		if err != nil && !errors.Is(err, ErrNotFound) {
@@ -295,15 +293,8 @@ func (s *Store) StartDeprovision(ctx context.Context, actor Actor, name string, 
 				op = active
 				return nil
 			}
-			if _, err := tx.Exec(ctx, `
-				UPDATE operations SET state = $2, error = 'cancelled: the cluster is being deleted', finished_at = now()
-				WHERE id = $1`, active.ID, OpCancelled); err != nil {
-				return fmt.Errorf("cancel operation %s: %w", active.ID, err)
-			}
-			if active.RiverJobID != nil {
-				if err := cancelJob(ctx, tx, *active.RiverJobID); err != nil {
-					return fmt.Errorf("cancel job of operation %s: %w", active.ID, err)
-				}
+			if err := cancelActive(ctx, tx, active, "cancelled: the cluster is being deleted", cancelJob); err != nil {
+				return err
 			}
 		}
 		c, err = scanCluster(tx.QueryRow(ctx, `

@@ -14,7 +14,8 @@ import (
 // (for example cancelled by a delete) while it ran.
 var ErrOperationNotActive = errors.New("operation is no longer active")
 
-const operationColumns = `id, tenant_id, cluster_id, kind, state, step, error, generation, river_job_id, requested_by, created_at, started_at, finished_at`
+const operationColumns = `id, tenant_id, cluster_id, kind, state, step, error, generation, river_job_id, requested_by,
+	coalesce((SELECT name FROM api_tokens WHERE api_tokens.id = requested_by), ''), created_at, started_at, finished_at`
 
 // querier is what both a pool and a transaction can do.
 type querier interface {
@@ -25,7 +26,7 @@ type querier interface {
 func scanOperation(row pgx.Row) (Operation, error) {
 	var o Operation
 	err := row.Scan(&o.ID, &o.TenantID, &o.ClusterID, &o.Kind, &o.State, &o.Step, &o.Error, &o.Generation,
-		&o.RiverJobID, &o.RequestedBy, &o.CreatedAt, &o.StartedAt, &o.FinishedAt)
+		&o.RiverJobID, &o.RequestedBy, &o.RequestedByName, &o.CreatedAt, &o.StartedAt, &o.FinishedAt)
 	return o, err
 }
 
@@ -75,6 +76,25 @@ func activeOperation(ctx context.Context, q querier, clusterID uuid.UUID) (Opera
 	return loadOperation(ctx, q, `cluster_id = $1 AND state IN ('queued', 'running')`, clusterID)
 }
 
+// Operations returns the cluster's operations, newest first, with their steps.
+func (s *Store) Operations(ctx context.Context, tenantID, clusterID uuid.UUID, limit int) ([]Operation, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+operationColumns+` FROM operations
+		WHERE tenant_id = $1 AND cluster_id = $2 ORDER BY created_at DESC, id LIMIT $3`, tenantID, clusterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list operations: %w", err)
+	}
+	ops, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Operation, error) { return scanOperation(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list operations: %w", err)
+	}
+	for i := range ops {
+		if ops[i], err = withSteps(ctx, s.pool, ops[i]); err != nil {
+			return nil, err
+		}
+	}
+	return ops, nil
+}
+
 // phaseWhileRunning is the cluster's phase while an operation of kind runs.
 func phaseWhileRunning(kind OperationKind) Phase {
 	switch kind {
@@ -85,6 +105,14 @@ func phaseWhileRunning(kind OperationKind) Phase {
 	default:
 		return PhaseProvisioning
 	}
+}
+
+// phaseWhileQueued is the cluster's phase while an operation of kind waits for a worker.
+func phaseWhileQueued(kind OperationKind) Phase {
+	if kind == OpProvision {
+		return PhasePending
+	}
+	return phaseWhileRunning(kind)
 }
 
 // BeginOperation marks an active operation running and its cluster in the
@@ -226,4 +254,12 @@ func (s *Store) CompleteOperation(ctx context.Context, id uuid.UUID, phase Phase
 		}
 		return nil
 	})
+}
+
+// SetStepMessage shows progress on a running step.
+func (s *Store) SetStepMessage(ctx context.Context, id uuid.UUID, name, message string) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE operation_steps SET message = $3 WHERE operation_id = $1 AND name = $2`, id, name, message); err != nil {
+		return fmt.Errorf("set message of step %q: %w", name, err)
+	}
+	return nil
 }

@@ -107,10 +107,12 @@ type Operation struct {
 	Generation  int64
 	RiverJobID  *int64
 	RequestedBy *uuid.UUID
-	CreatedAt   time.Time
-	StartedAt   *time.Time
-	FinishedAt  *time.Time
-	Steps       []Step
+	// RequestedByName is the name of the token that asked ("" once deleted).
+	RequestedByName string
+	CreatedAt       time.Time
+	StartedAt       *time.Time
+	FinishedAt      *time.Time
+	Steps           []Step
 }
 
 // Active reports whether the operation is queued or running.

@@ -1,0 +1,56 @@
+package spec
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestValidateUpdate(t *testing.T) {
+	t.Parallel()
+	base := func(t *testing.T) *Capi { return loadTestdata(t, "prod.yaml") }
+	for _, tc := range []struct {
+		name   string
+		change func(c *Capi)
+		field  string // "" = allowed
+		msg    string
+	}{
+		{"scale a pool", func(c *Capi) { *c.Spec.HCloud.Workers["general"].Replicas = 5 }, "", ""},
+		{"add a pool", func(c *Capi) { c.Spec.HCloud.Workers["new"] = Pool{Replicas: ptr[int32](1), Type: "cax11"} }, "", ""},
+		{"remove a pool", func(c *Capi) { delete(c.Spec.HCloud.Workers, "gpu") }, "", ""},
+		{"control plane replicas and type", func(c *Capi) { *c.Spec.HCloud.ControlPlane.Replicas = 5; c.Spec.HCloud.ControlPlane.Type = "cax31" }, "", ""},
+		{"patch upgrade", func(c *Capi) { c.Spec.Kubernetes.Version = "v1.31.12" }, "", ""},
+		{"next minor", func(c *Capi) { c.Spec.Kubernetes.Version = "v1.32.0" }, "", ""},
+		{"two minors", func(c *Capi) { c.Spec.Kubernetes.Version = "v1.33.1" }, "spec.kubernetes.version", "one minor version at a time: from v1.31.10 the next is v1.32.x"},
+		{"minor downgrade", func(c *Capi) { c.Spec.Kubernetes.Version = "v1.30.9" }, "spec.kubernetes.version", "downgrades are not supported"},
+		{"patch downgrade", func(c *Capi) { c.Spec.Kubernetes.Version = "v1.31.9" }, "spec.kubernetes.version", "downgrades are not supported"},
+		{"region", func(c *Capi) { c.Spec.HCloud.Region = "nbg1" }, "spec.hcloud.region", "is immutable: fsn1, not nbg1"},
+		{"domain", func(c *Capi) { c.Spec.Cluster.Domain = "other.example.com" }, "spec.cluster.domain", "is immutable"},
+		{"namespace", func(c *Capi) { c.Spec.Cluster.Namespace = "other" }, "spec.cluster.namespace", "is immutable"},
+		{"name", func(c *Capi) { c.Metadata.Name = "other" }, "metadata.name", "is immutable"},
+		{"management cluster", func(c *Capi) { c.Spec.ManagementCluster = nil }, "spec.managementCluster.domain", "is immutable: mgmt.example.com, not (none)"},
+		{"credentials", func(c *Capi) { c.Spec.Credentials.SecretName = "x" }, "spec.credentials.secretName", "PUT /v1/credentials/prod-credentials"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			old, updated := base(t), base(t)
+			tc.change(updated)
+			errs := ValidateUpdate(old, updated, "hetzner", "hetzner")
+			if tc.field == "" {
+				if len(errs) != 0 {
+					t.Fatalf("refused: %v", errs)
+				}
+				return
+			}
+			if len(errs) != 1 || errs[0].Field != tc.field || !strings.Contains(errs[0].Message, tc.msg) {
+				t.Fatalf("got %v, want %s: ...%s...", errs, tc.field, tc.msg)
+			}
+		})
+	}
+	t.Run("provider", func(t *testing.T) {
+		t.Parallel()
+		errs := ValidateUpdate(base(t), base(t), "hetzner", "aws")
+		if len(errs) != 1 || errs[0].Field != "spec" || !strings.Contains(errs[0].Message, "provider is immutable") {
+			t.Fatalf("%v", errs)
+		}
+	})
+}
