@@ -1,8 +1,9 @@
 # The README names these targets. `make run` and `make test` do all set-up.
 SHELL := /bin/bash
 FUZZTIME ?= 10s
+BENCH_CLUSTERS ?= 200
 
-.PHONY: run test build migrate vet fuzz test-assets clean-test-dbs
+.PHONY: run test build migrate vet fuzz bench clean-test-dbs
 
 run: ## run the service on local defaults (Postgres started if none answers)
 	hack/run.sh
@@ -23,6 +24,11 @@ vet:
 
 fuzz: ## fuzz the spec parser for FUZZTIME
 	go test ./internal/spec -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
+
+bench: ## provision BENCH_CLUSTERS clusters at once through the API against envtest and print the figures
+	hack/postgres.sh
+	KUBEBUILDER_ASSETS=$$(hack/test-assets.sh) LOK8S_BENCH_CLUSTERS=$(BENCH_CLUSTERS) \
+		go test ./internal/e2e -run '^$$' -bench BenchmarkProvisionMany -benchtime=1x
 
 clean-test-dbs: ## drop databases left by interrupted test runs
 	psql -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT 'DROP DATABASE \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'lok8s_test_%' OR datname LIKE 'lok8s_tmpl_%'" | psql -h 127.0.0.1 -U postgres -d postgres -q

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -391,6 +392,10 @@ type benchSample struct {
 	dbConns   int // the service's Postgres connections
 	dbBusy    int // ... not idle (active or in a transaction)
 	dbWaiting int // ... active and waiting on a lock
+	// From the service's goroutines (it runs in this process):
+	working   int // River jobs executing in a worker (slots really in use)
+	throttled int // ... of them waiting in client-go's client-side rate limiter
+	dbAcquire int // goroutines waiting for a connection of a pgx pool
 }
 
 const benchSampleSQL = `
@@ -412,7 +417,34 @@ func (s *benchService) sample(ctx context.Context, phase int) (benchSample, erro
 	x := benchSample{at: time.Now(), phase: phase}
 	err := s.db.QueryRow(ctx, benchSampleSQL, benchAppName).Scan(&x.running, &x.ready, &x.snoozed,
 		&x.applied, &x.inWait, &x.provd, &x.failed, &x.dbConns, &x.dbBusy, &x.dbWaiting)
+	x.working, x.throttled, x.dbAcquire = benchGoroutines()
 	return x, err
+}
+
+// benchGoroutines reads this process's goroutine stacks: how many run a
+// River job's Work, how many of those wait in client-go's rate limiter,
+// and how many goroutines (workers or API handlers) wait for a pooled
+// Postgres connection. A river_job row stays "running" until River's
+// completer flushes it, so this is the closer count of busy slots.
+func benchGoroutines() (working, throttled, dbAcquire int) {
+	var buf bytes.Buffer
+	_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
+	for _, block := range strings.Split(buf.String(), "\n\n") {
+		var n int
+		if _, err := fmt.Sscanf(block, "%d @", &n); err != nil {
+			continue
+		}
+		if strings.Contains(block, "jobs.(*provisionWorker).Work") {
+			working += n
+			if strings.Contains(block, "flowcontrol.(*tokenBucket") {
+				throttled += n
+			}
+		}
+		if strings.Contains(block, "pgxpool.(*Pool).Acquire") && strings.Contains(block, "puddle") {
+			dbAcquire += n
+		}
+	}
+	return working, throttled, dbAcquire
 }
 
 // benchStats summarises samples of one phase.
@@ -421,22 +453,27 @@ type benchStats struct {
 	runningMax, readyMax, dbBusyMax, dbMax int
 	runningMean, readyMean, dbBusyMean     float64
 	dbWaitingMax                           int
+	workingMax, throttledMax, dbAcquireMax int
+	workingMean, throttledMean             float64
 }
 
 func benchSummarise(samples []benchSample, phase int) benchStats {
 	var st benchStats
-	var run, ready, busy int
+	var run, ready, busy, working, throttled int
 	for _, x := range samples {
 		if x.phase != phase {
 			continue
 		}
 		st.n++
 		run, ready, busy = run+x.running, ready+x.ready, busy+x.dbBusy
+		working, throttled = working+x.working, throttled+x.throttled
+		st.workingMax, st.throttledMax, st.dbAcquireMax = max(st.workingMax, x.working), max(st.throttledMax, x.throttled), max(st.dbAcquireMax, x.dbAcquire)
 		st.runningMax, st.readyMax = max(st.runningMax, x.running), max(st.readyMax, x.ready)
 		st.dbBusyMax, st.dbMax, st.dbWaitingMax = max(st.dbBusyMax, x.dbBusy), max(st.dbMax, x.dbConns), max(st.dbWaitingMax, x.dbWaiting)
 	}
 	if st.n > 0 {
 		st.runningMean, st.readyMean, st.dbBusyMean = float64(run)/float64(st.n), float64(ready)/float64(st.n), float64(busy)/float64(st.n)
+		st.workingMean, st.throttledMean = float64(working)/float64(st.n), float64(throttled)/float64(st.n)
 	}
 	return st
 }

@@ -343,13 +343,14 @@ func benchScenario(b *testing.B, p benchParams) []benchMetric {
 		p.clusters, postsDone.Round(time.Millisecond), benchPct(latencies, 0.50), benchPct(latencies, 0.99), latencies[len(latencies)-1].Round(time.Millisecond))
 	fmt.Fprintf(&r, "  all-applied: %s after the first POST; per cluster (created → apply succeeded) p50 %s  p99 %s\n",
 		allApplied.Round(time.Millisecond), benchPct(applyLatencies, 0.50), benchPct(applyLatencies, 0.99))
-	fmt.Fprintf(&r, "  worker slots in use (river_job running), %d slots:\n", p.workers)
+	fmt.Fprintf(&r, "  worker slots (%d), sampled every 100 ms: river_job rows 'running' | jobs in Work (goroutines), of them in client-go's rate limiter | due jobs waiting for a slot | service DB:\n", p.workers)
 	for _, x := range []struct {
 		name string
 		st   benchStats
 	}{{benchPhaseNames[0], applySt}, {benchPhaseNames[1] + fmt.Sprintf(" (%s)", held.Round(time.Millisecond)), waitSt}, {benchPhaseNames[2], provSt}} {
-		fmt.Fprintf(&r, "    %-30s max %2d  mean %5.2f | due jobs without a slot max %3d mean %6.1f | service DB conns max %d, busy max %d mean %.2f, lock-waiting max %d (%d samples)\n",
-			x.name, x.st.runningMax, x.st.runningMean, x.st.readyMax, x.st.readyMean, x.st.dbMax, x.st.dbBusyMax, x.st.dbBusyMean, x.st.dbWaitingMax, x.st.n)
+		fmt.Fprintf(&r, "    %-26s running max %2d mean %5.2f | working max %2d mean %5.2f, throttled max %2d mean %5.2f | due max %3d mean %5.1f | conns max %d, busy max %d mean %.2f, lock waits max %d, pool waiters max %d (%d samples)\n",
+			x.name, x.st.runningMax, x.st.runningMean, x.st.workingMax, x.st.workingMean, x.st.throttledMax, x.st.throttledMean,
+			x.st.readyMax, x.st.readyMean, x.st.dbMax, x.st.dbBusyMax, x.st.dbBusyMean, x.st.dbWaitingMax, x.st.dbAcquireMax, x.st.n)
 	}
 	fmt.Fprintf(&r, "  wait checks per cluster: mean %.1f, max %d (each one CAPI Cluster GET)\n", waitChecksAvg, waitChecksMax)
 	fmt.Fprintf(&r, "  heap in use after all applied: %.1f MiB (%.1f MiB before submitting; %.1f KiB/cluster); %d goroutines\n",
@@ -369,6 +370,8 @@ func benchScenario(b *testing.B, p benchParams) []benchMetric {
 		{ms(benchPct(latencies, 0.99)), "ms-post-p99"},
 		{float64(waitSt.runningMax), "wait-slots-max"},
 		{waitSt.runningMean, "wait-slots-mean"},
+		{waitSt.workingMean, "wait-working-mean"},
+		{waitSt.throttledMean, "wait-throttled-mean"},
 		{float64(total) / n, "apireq/cluster"},
 		{float64(applyTotal) / n, "apireq-to-applied/cluster"},
 		{float64(waitTotal) / n / held.Seconds(), "apireq-in-wait/cluster/s"},

@@ -222,9 +222,7 @@ func (s *steps) apply(ctx context.Context, r *Run) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
-	if err := mc.EnsureNamespace(ctx, r.Cluster.Namespace, labels(r)); err != nil {
-		return Outcome{}, classify(err)
-	}
+	// The namespace exists: the credentials step, which always runs first, made it.
 	for _, obj := range objs {
 		if err := mc.Apply(ctx, obj); err != nil {
 			return Outcome{}, classify(err)

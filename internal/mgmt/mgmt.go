@@ -22,6 +22,12 @@ import (
 // ErrUnknownCluster is returned for a management cluster that is not configured.
 var ErrUnknownCluster = errors.New("management cluster is not configured")
 
+// The default client-side limits per management cluster.
+const (
+	DefaultQPS   = 50
+	DefaultBurst = 100
+)
+
 // Registry locates management clusters and keeps a client for each.
 type Registry struct {
 	// DefaultKubeconfig is the SaaS-mode management cluster's kubeconfig
@@ -32,6 +38,12 @@ type Registry struct {
 	// WrapTransport, when set, wraps the transport of every management
 	// cluster client (instrumentation; tests inject faults with it).
 	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// QPS and Burst bound the requests per second to each management
+	// cluster (0: DefaultQPS and DefaultBurst). client-go's own default of 5
+	// per second made 200 clusters take two minutes to apply and left every
+	// worker waiting on the limiter (see internal/e2e's benchmark).
+	QPS   float32
+	Burst int
 
 	mu       sync.Mutex
 	clusters map[string]*Cluster
@@ -81,6 +93,13 @@ func (r *Registry) Cluster(domain string) (*Cluster, error) {
 	}
 	if r.WrapTransport != nil {
 		cfg.Wrap(r.WrapTransport)
+	}
+	cfg.QPS, cfg.Burst = DefaultQPS, DefaultBurst
+	if r.QPS > 0 {
+		cfg.QPS = r.QPS
+	}
+	if r.Burst > 0 {
+		cfg.Burst = r.Burst
 	}
 	c, err := NewCluster(domain, cfg)
 	if err != nil {

@@ -54,11 +54,18 @@ func (s *Store) SealedKubeconfig(ctx context.Context, tenantID, clusterID uuid.U
 }
 
 // SetObserved records what the management cluster reports about a cluster.
-// Only live clusters are updated; a deleted one keeps its last report.
+// Only live clusters are updated; a deleted one keeps its last report. A
+// report without per-pool counts (the wait step reads only the Cluster)
+// keeps the pools the watcher recorded.
 func (s *Store) SetObserved(ctx context.Context, clusterID uuid.UUID, observed json.RawMessage) error {
 	_, err := s.pool.Exec(ctx, `
-		UPDATE clusters SET observed = $2, updated_at = now()
-		WHERE id = $1 AND deleted_at IS NULL AND observed IS DISTINCT FROM $2::jsonb`, clusterID, observed)
+		WITH next AS (
+			SELECT CASE WHEN $2::jsonb ? 'pools' OR c.observed->'pools' IS NULL THEN $2::jsonb
+			            ELSE $2::jsonb || jsonb_build_object('pools', c.observed->'pools') END AS observed
+			FROM clusters c WHERE c.id = $1
+		)
+		UPDATE clusters SET observed = next.observed, updated_at = now()
+		FROM next WHERE id = $1 AND deleted_at IS NULL AND clusters.observed IS DISTINCT FROM next.observed`, clusterID, observed)
 	if err != nil {
 		return fmt.Errorf("save observed status: %w", err)
 	}

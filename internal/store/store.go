@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -44,11 +45,19 @@ func New(pool *pgxpool.Pool, logger *slog.Logger) *Store {
 // Pool returns the underlying pool, for River's driver.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
+// DefaultMaxConns is the pool size unless the URL sets pool_max_conns.
+const DefaultMaxConns = 20
+
 // Connect opens a pool to url and checks that the database answers.
 func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	// pgxpool's default (the larger of 4 and the CPU count) starves a burst
+	// of submissions; pool_max_conns in the URL still wins.
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = DefaultMaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
