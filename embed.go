@@ -16,3 +16,9 @@ var OpenAPI []byte
 //
 //go:embed templates
 var Templates embed.FS
+
+// Addons holds addons/: one <name>.yaml per add-on, the catalogue
+// addons.LoadCatalog reads (use fs.Sub(Addons, "addons")).
+//
+//go:embed addons
+var Addons embed.FS

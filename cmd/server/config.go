@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,10 @@ type config struct {
 	MgmtKubeconfig string
 	KubeconfigDir  string
 	TemplatesDir   string
+	AddonsDir      string
+	AddonValuesDir string
+	ChartCacheDir  string
+	AddonTimeout   time.Duration
 	LogFormat      string
 	LogLevel       slog.Level
 	Workers        int
@@ -43,6 +48,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		MgmtKubeconfig: getenv("LOK8S_MGMT_KUBECONFIG"),
 		KubeconfigDir:  getenv("LOK8S_KUBECONFIG_DIR"),
 		TemplatesDir:   getenv("LOK8S_TEMPLATES_DIR"),
+		AddonsDir:      getenv("LOK8S_ADDONS_DIR"),
+		AddonValuesDir: getenv("LOK8S_ADDON_VALUES_DIR"),
+		ChartCacheDir:  or(getenv("LOK8S_CHART_CACHE_DIR"), defaultChartCache(getenv)),
 		LogFormat:      or(getenv("LOK8S_LOG_FORMAT"), "json"),
 	}
 	var errs []error
@@ -75,7 +83,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 			bad("LOK8S_MGMT_KUBECONFIG", "%q is not a readable file", c.MgmtKubeconfig)
 		}
 	}
-	for name, dir := range map[string]string{"LOK8S_KUBECONFIG_DIR": c.KubeconfigDir, "LOK8S_TEMPLATES_DIR": c.TemplatesDir} {
+	for name, dir := range map[string]string{"LOK8S_KUBECONFIG_DIR": c.KubeconfigDir, "LOK8S_TEMPLATES_DIR": c.TemplatesDir,
+		"LOK8S_ADDONS_DIR": c.AddonsDir, "LOK8S_ADDON_VALUES_DIR": c.AddonValuesDir} {
 		if dir == "" {
 			continue
 		}
@@ -100,6 +109,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}{
 		{"LOK8S_CHECK_INTERVAL", "15s", &c.CheckInterval},
 		{"LOK8S_PROVISION_TIMEOUT", "45m", &c.ProvisionTimeout},
+		{"LOK8S_ADDON_TIMEOUT", "5m", &c.AddonTimeout},
 	}
 	for _, d := range durations {
 		v, err := time.ParseDuration(or(getenv(d.name), d.def))
@@ -125,6 +135,9 @@ func (c config) LogValue() slog.Value {
 		slog.String("mgmt_kubeconfig", c.MgmtKubeconfig),
 		slog.String("kubeconfig_dir", c.KubeconfigDir),
 		slog.String("templates_dir", c.TemplatesDir),
+		slog.String("addons_dir", c.AddonsDir),
+		slog.String("addon_values_dir", c.AddonValuesDir),
+		slog.String("chart_cache_dir", c.ChartCacheDir),
 		slog.Int("workers", c.Workers),
 		slog.Duration("check_interval", c.CheckInterval),
 		slog.Duration("provision_timeout", c.ProvisionTimeout),
@@ -145,6 +158,17 @@ func redactURL(raw string) string {
 		return scheme + "://" + user + ":[redacted]@" + host
 	}
 	return raw
+}
+
+// defaultChartCache is ${XDG_CACHE_HOME:-$HOME/.cache}/lok8s/charts.
+func defaultChartCache(getenv func(string) string) string {
+	if dir := getenv("XDG_CACHE_HOME"); dir != "" {
+		return filepath.Join(dir, "lok8s", "charts")
+	}
+	if home := getenv("HOME"); home != "" {
+		return filepath.Join(home, ".cache", "lok8s", "charts")
+	}
+	return filepath.Join(os.TempDir(), "lok8s-charts")
 }
 
 func or(v, def string) string {

@@ -57,6 +57,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, ready c
 		Addr: cfg.Addr, DatabaseURL: cfg.DatabaseURL, AdminToken: cfg.AdminToken,
 		EncryptionKey: cfg.EncryptionKey, OldKeys: cfg.OldKeys,
 		MgmtKubeconfig: cfg.MgmtKubeconfig, KubeconfigDir: cfg.KubeconfigDir, TemplatesDir: cfg.TemplatesDir,
+		AddonsDir: cfg.AddonsDir, AddonValuesDir: cfg.AddonValuesDir, ChartCacheDir: cfg.ChartCacheDir, AddonTimeout: cfg.AddonTimeout,
 		Workers: cfg.Workers, CheckInterval: cfg.CheckInterval, ProvisionTimeout: cfg.ProvisionTimeout,
 		ShutdownTimeout: shutdownTimeout, Logger: logger,
 	}

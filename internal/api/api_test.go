@@ -104,6 +104,10 @@ func setup(t *testing.T) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
+	addonCatalog, err := app.LoadAddons("")
+	if err != nil {
+		t.Fatal(err)
+	}
 	pipeline := jobs.NewPipeline(jobs.Deps{Store: st, Keyring: keyring, Catalog: catalog})
 	// Insert-only: these tests look at what the API stores and enqueues;
 	// the jobs package's tests run the workers.
@@ -124,7 +128,7 @@ func setup(t *testing.T) *bundle {
 		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
 		ManagementClusterKnown: (&mgmt.Registry{KubeconfigDir: mgmtDir}).Known,
 		OpenAPI:                provisioner.OpenAPI,
-	}, catalog))
+	}, catalog, addonCatalog))
 	if err != nil {
 		t.Fatal(err)
 	}

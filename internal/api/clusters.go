@@ -274,7 +274,12 @@ func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, statusView(c, op))
+	addons, err := s.store.Addons(r.Context(), c.ID)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, statusView(c, op, addons))
 }
 
 func (s *Server) deleteCluster(w http.ResponseWriter, r *http.Request) {

@@ -61,8 +61,22 @@ type StatusView struct {
 	ControlPlane *ReplicasView           `json:"controlPlane,omitempty"`
 	Workers      *ReplicasView           `json:"workers,omitempty"`
 	Pools        map[string]ReplicasView `json:"pools,omitempty"`
-	Message      string                  `json:"message,omitempty"`
-	UpdatedAt    time.Time               `json:"updatedAt"`
+	// Addons are spec.bootstrap's addons on the workload cluster, in install order.
+	Addons    []AddonView `json:"addons"`
+	Message   string      `json:"message,omitempty"`
+	UpdatedAt time.Time   `json:"updatedAt"`
+}
+
+// AddonView is an addon's state on the workload cluster.
+type AddonView struct {
+	Name  string           `json:"name"`
+	State store.AddonState `json:"state"`
+	Chart string           `json:"chart,omitempty"`
+	// Version is the chart version installed.
+	Version string `json:"version,omitempty"`
+	// Message is Helm's message when the install failed.
+	Message   string    `json:"message,omitempty"`
+	UpdatedAt time.Time `json:"updatedAt"`
 }
 
 // ReplicasView counts machines.
@@ -130,8 +144,12 @@ func operationView(op store.Operation) OperationView {
 	return v
 }
 
-func statusView(c store.Cluster, op *store.Operation) StatusView {
-	v := StatusView{Name: c.Name, Phase: c.Phase, Message: c.Message, UpdatedAt: c.UpdatedAt, Conditions: []ConditionView{}}
+func statusView(c store.Cluster, op *store.Operation, addons []store.Addon) StatusView {
+	v := StatusView{Name: c.Name, Phase: c.Phase, Message: c.Message, UpdatedAt: c.UpdatedAt, Conditions: []ConditionView{},
+		Addons: make([]AddonView, 0, len(addons))}
+	for _, a := range addons {
+		v.Addons = append(v.Addons, AddonView{Name: a.Name, State: a.State, Chart: a.Chart, Version: a.Version, Message: a.Message, UpdatedAt: a.UpdatedAt})
+	}
 	var obs observedStatus
 	if err := json.Unmarshal(c.Observed, &obs); err == nil {
 		if obs.Conditions != nil {

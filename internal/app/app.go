@@ -16,6 +16,7 @@ import (
 	"time"
 
 	provisioner "lok8s.dev/provisioner"
+	"lok8s.dev/provisioner/internal/addons"
 	"lok8s.dev/provisioner/internal/api"
 	"lok8s.dev/provisioner/internal/capi"
 	"lok8s.dev/provisioner/internal/jobs"
@@ -39,7 +40,15 @@ type Config struct {
 	KubeconfigDir  string
 	// TemplatesDir, when set, replaces the embedded provider templates.
 	TemplatesDir string
-	Workers      int
+	// AddonsDir, when set, replaces the embedded addon catalogue;
+	// AddonValuesDir holds the operator's <addon>.yaml value overrides;
+	// ChartCacheDir keeps downloaded charts (required to install addons);
+	// AddonTimeout bounds one addon's install (0: the installer's default).
+	AddonsDir      string
+	AddonValuesDir string
+	ChartCacheDir  string
+	AddonTimeout   time.Duration
+	Workers        int
 	// CheckInterval and ProvisionTimeout pace and bound the wait steps.
 	CheckInterval    time.Duration
 	ProvisionTimeout time.Duration
@@ -95,11 +104,31 @@ func LoadCatalog(templatesDir string) (*capi.Catalog, error) {
 	return cat, nil
 }
 
-// WithCatalog sets what the API asks of providers from the catalog: the
-// spec sections that select one, detection, and each provider's credential
-// fields.
-func WithCatalog(cfg api.Config, catalog *capi.Catalog) api.Config {
+// LoadAddons loads the addon catalogue: dir when set, else the embedded one.
+func LoadAddons(dir string) (*addons.Catalog, error) {
+	var fsys fs.FS
+	if dir != "" {
+		fsys = os.DirFS(dir)
+	} else {
+		sub, err := fs.Sub(provisioner.Addons, "addons")
+		if err != nil {
+			return nil, err
+		}
+		fsys = sub
+	}
+	cat, err := addons.LoadCatalog(fsys)
+	if err != nil {
+		return nil, fmt.Errorf("load addon catalogue: %w", err)
+	}
+	return cat, nil
+}
+
+// WithCatalog sets what the API asks of providers and addons from the
+// catalogs: the spec sections that select a provider, detection, each
+// provider's credential fields, and the addon names spec.bootstrap may use.
+func WithCatalog(cfg api.Config, catalog *capi.Catalog, addonCatalog *addons.Catalog) api.Config {
 	cfg.SpecOptions = catalog.ValidateOptions(cfg.SpecOptions)
+	cfg.SpecOptions.KnownAddons = addonCatalog.Names()
 	cfg.DetectProvider = func(c *spec.Capi) (string, error) {
 		p, err := catalog.Detect(c)
 		if err != nil {
@@ -150,9 +179,24 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	if err != nil {
 		return err
 	}
+	addonCatalog, err := LoadAddons(cfg.AddonsDir)
+	if err != nil {
+		return err
+	}
+	var installer *addons.Installer
+	if cfg.ChartCacheDir != "" {
+		if installer, err = addons.NewInstaller(addons.Config{CacheDir: cfg.ChartCacheDir, Logger: log, Timeout: cfg.AddonTimeout}); err != nil {
+			return err
+		}
+	}
+	var overrides fs.FS
+	if cfg.AddonValuesDir != "" {
+		overrides = os.DirFS(cfg.AddonValuesDir)
+	}
 	registry := &mgmt.Registry{DefaultKubeconfig: cfg.MgmtKubeconfig, KubeconfigDir: cfg.KubeconfigDir, WrapTransport: cfg.WrapManagementTransport}
 	pipeline := jobs.NewPipeline(jobs.Deps{
 		Store: st, Keyring: keyring, Catalog: catalog, Clusters: registry,
+		Addons: addonCatalog, Installer: installer, AddonOverrides: overrides,
 		CheckInterval: cfg.CheckInterval, WaitTimeout: cfg.ProvisionTimeout,
 	})
 	queue, err := jobs.NewQueue(pool, jobs.Config{
@@ -166,7 +210,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 		Store: st, Keyring: keyring, Logger: log,
 		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
 		ManagementClusterKnown: registry.Known, OpenAPI: provisioner.OpenAPI,
-	}, catalog))
+	}, catalog, addonCatalog))
 	if err != nil {
 		return err
 	}

@@ -178,7 +178,7 @@ func TestWorkerKilledResumesOnAnother(t *testing.T) {
 	viaA.mustDo(http.MethodPost, "/v1/tenants", adminToken, "application/json", []byte(`{"name":"`+viaA.tenant+`"}`), http.StatusCreated)
 	viaA.token = viaA.mustDo(http.MethodPost, "/v1/tenants/"+viaA.tenant+"/tokens", adminToken, "application/json", []byte(`{"name":"e2e"}`), http.StatusCreated)["token"].(string)
 	viaA.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
-	viaA.submit(seedSpec(t))
+	viaA.submit(seedSpecWithoutAddons(t))
 	viaA.waitStatus("prod", 60*time.Second, func(st map[string]any) bool {
 		w := stepOf(st, "wait")
 		return w != nil && w["state"] == "running" && w["attempts"].(float64) >= 1

@@ -44,14 +44,16 @@ func TestMain(m *testing.M) {
 // service is the whole program, started the way cmd/server starts it,
 // against a fresh database and the shared envtest management cluster.
 type service struct {
-	t      *testing.T
-	url    string
-	dbURL  string
-	db     *pgxpool.Pool
-	env    *testenv.Env
-	token  string // a fresh tenant's token
-	tenant string
-	client *http.Client
+	t     *testing.T
+	url   string
+	dbURL string
+	db    *pgxpool.Pool
+	env   *testenv.Env
+	// workload is the workload cluster's apiserver (by default env itself).
+	workload *testenv.Env
+	token    string // a fresh tenant's token
+	tenant   string
+	client   *http.Client
 }
 
 // options tune a service for a test.
@@ -70,6 +72,12 @@ type options struct {
 	encryptionKey string
 	// tenant and token, when set, are used instead of a fresh tenant.
 	tenant, token string
+	// addonsDir and addonValuesDir configure the addon catalogue and the
+	// operator's overrides.
+	addonsDir, addonValuesDir string
+	// workload, when set, is the workload cluster the kubeconfig Secret
+	// points at (default: the management cluster itself).
+	workload *testenv.Env
 }
 
 func randomName(prefix string) string {
@@ -111,6 +119,7 @@ func startService(t *testing.T, opts options) *service {
 		Addr: "127.0.0.1:0", DatabaseURL: opts.dbURL, AdminToken: opts.adminToken,
 		EncryptionKey: key, MgmtKubeconfig: kubeconfig, KubeconfigDir: kubeconfigDir, TemplatesDir: opts.templatesDir,
 		JobRescueAfter: opts.rescueAfter, JobTimeout: opts.jobTimeout,
+		AddonsDir: opts.addonsDir, AddonValuesDir: opts.addonValuesDir, ChartCacheDir: t.TempDir(), AddonTimeout: 30 * time.Second,
 		Workers: 4, CheckInterval: 200 * time.Millisecond, ProvisionTimeout: 2 * time.Minute,
 		JobMaxAttempts: 6, ShutdownTimeout: 10 * time.Second,
 		WrapManagementTransport: opts.wrapTransport,
@@ -146,7 +155,10 @@ func startService(t *testing.T, opts options) *service {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	s := &service{t: t, url: "http://" + addr, dbURL: opts.dbURL, db: pool, env: env,
+	if opts.workload == nil {
+		opts.workload = env
+	}
+	s := &service{t: t, url: "http://" + addr, dbURL: opts.dbURL, db: pool, env: env, workload: opts.workload,
 		client: &http.Client{Transport: validator.RoundTripper(t, nil), Timeout: 30 * time.Second}}
 	if opts.tenant != "" {
 		s.tenant, s.token = opts.tenant, opts.token
@@ -270,7 +282,7 @@ func (s *service) get(gvk schema.GroupVersionKind, namespace, name string) *unst
 // the test stands in for: what CAPI and the infrastructure provider would
 // report once machines run. It marks the Cluster Provisioned with its
 // control plane available and writes the kubeconfig Secret, pointing at the
-// same envtest apiserver.
+// workload envtest (the management one unless the test made its own).
 func (s *service) playInfrastructureProvider(name string) {
 	s.t.Helper()
 	ctx := context.Background()
@@ -295,9 +307,16 @@ func (s *service) playInfrastructureProvider(name string) {
 		ObjectMeta: metav1.ObjectMeta{Name: name + "-kubeconfig", Namespace: s.namespace(),
 			Labels: map[string]string{"cluster.x-k8s.io/cluster-name": name}},
 		Type: "cluster.x-k8s.io/secret",
-		Data: map[string][]byte{"value": s.env.Kubeconfig()},
+		Data: map[string][]byte{"value": s.workloadKubeconfig()},
 	}
 	if err := s.env.Client.Create(ctx, secret); err != nil {
 		s.t.Fatalf("create kubeconfig secret: %v", err)
 	}
+}
+
+func (s *service) workloadKubeconfig() []byte {
+	if s.workload != nil {
+		return s.workload.Kubeconfig()
+	}
+	return s.env.Kubeconfig()
 }

@@ -112,7 +112,7 @@ func TestScalePoolChangesOnlyItsReplicas(t *testing.T) {
 	t.Parallel()
 	s := startService(t, options{})
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
-	provisionAndFinish(t, s, "prod", seedSpec(t))
+	provisionAndFinish(t, s, "prod", seedSpecWithoutAddons(t))
 	before := resourceVersions(t, s, "prod")
 
 	if status, body := s.patch("prod", `{"spec":{"hcloud":{"workers":{"general":{"replicas":5}}}}}`); status != http.StatusAccepted {
@@ -142,7 +142,7 @@ func TestUpgradeOneMinorAtATime(t *testing.T) {
 	t.Parallel()
 	s := startService(t, options{})
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
-	provisionAndFinish(t, s, "prod", seedSpec(t))
+	provisionAndFinish(t, s, "prod", seedSpecWithoutAddons(t))
 
 	status, body := s.patch("prod", `{"spec":{"kubernetes":{"version":"v1.33.1"}}}`)
 	if status != http.StatusUnprocessableEntity || !strings.Contains(string(body), "one minor version at a time") {
@@ -172,7 +172,7 @@ func TestRemovedPoolIsPruned(t *testing.T) {
 	t.Parallel()
 	s := startService(t, options{})
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
-	provisionAndFinish(t, s, "prod", seedSpec(t))
+	provisionAndFinish(t, s, "prod", seedSpecWithoutAddons(t))
 	if status, body := s.patch("prod", `{"spec":{"hcloud":{"workers":{"gpu":null}}}}`); status != http.StatusAccepted {
 		t.Fatalf("remove pool: %d %s", status, body)
 	}
@@ -196,7 +196,7 @@ func TestDeleteWhileProvisioning(t *testing.T) {
 	t.Parallel()
 	s := startService(t, options{})
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
-	s.submit(seedSpec(t))
+	s.submit(seedSpecWithoutAddons(t))
 	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
 	objs := s.renderedObjects("prod")
 
@@ -214,14 +214,14 @@ func TestDeleteWhileProvisioning(t *testing.T) {
 			t.Errorf("%s %s still exists", o.GetKind(), o.GetName())
 		}
 	}
-	s.submit(seedSpec(t))
+	s.submit(seedSpecWithoutAddons(t))
 }
 
 func TestCancelAndRetry(t *testing.T) {
 	t.Parallel()
 	s := startService(t, options{})
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
-	op := s.submit(seedSpec(t))["operation"].(map[string]any)["id"].(string)
+	op := s.submit(seedSpecWithoutAddons(t))["operation"].(map[string]any)["id"].(string)
 	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
 
 	cancelled := s.mustDo(http.MethodPost, "/v1/clusters/prod/operations/"+op+"/cancel", "", "", nil, http.StatusOK)

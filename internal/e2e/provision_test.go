@@ -23,6 +23,7 @@ import (
 
 const hcloudToken = "hcloud-e2e-token-31c4"
 
+// seedSpec is the seed's example cluster, as in the README walk-through.
 func seedSpec(t *testing.T) string {
 	t.Helper()
 	b, err := os.ReadFile("../../examples/prod.yaml")
@@ -30,6 +31,19 @@ func seedSpec(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// seedSpecWithoutAddons is the seed's cluster without spec.bootstrap, for
+// tests about the pipeline before addons (addon tests serve their charts
+// and run a workload cluster of their own).
+func seedSpecWithoutAddons(t *testing.T) string {
+	t.Helper()
+	spec := seedSpec(t)
+	without := strings.Replace(spec, "  bootstrap:\n    - cilium\n    - ccm\n    - cert-manager\n", "", 1)
+	if without == spec {
+		t.Fatal("examples/prod.yaml no longer has the bootstrap list this test removes")
+	}
+	return without
 }
 
 const awsSpec = `apiVersion: cluster.lok8s.dev/v1beta1
@@ -183,9 +197,13 @@ func provisionAndFinish(t *testing.T, s *service, name, specYAML string) []*unst
 	return objs
 }
 
+// TestProvisionHetznerSeedSpec runs the seed's example spec, addons
+// included (from the test chart repository into a workload cluster of its
+// own), from POST to Provisioned.
 func TestProvisionHetznerSeedSpec(t *testing.T) {
 	t.Parallel()
-	s := startService(t, options{})
+	w := newAddonWorld(t)
+	s := startService(t, w.options())
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
 	objs := provisionAndFinish(t, s, "prod", seedSpec(t))
 
@@ -225,8 +243,11 @@ func TestProvisionHetznerSeedSpec(t *testing.T) {
 		t.Fatal("credentials secret is empty")
 	}
 	st := s.mustDo(http.MethodGet, "/v1/clusters/prod/status", "", "", nil, http.StatusOK)
-	if stepState(st, "bootstrap") != "skipped" || !strings.Contains(stepOf(st, "bootstrap")["message"].(string), "cilium") {
-		t.Fatalf("bootstrap step not visibly skipped: %v", stepOf(st, "bootstrap"))
+	if stepState(st, "bootstrap") != "succeeded" || len(st["addons"].([]any)) != 3 {
+		t.Fatalf("bootstrap: %v, addons %v", stepOf(st, "bootstrap"), st["addons"])
+	}
+	if stepState(st, "gitops") != "skipped" || !strings.Contains(stepOf(st, "gitops")["message"].(string), "flux") {
+		t.Fatalf("gitops step not visibly skipped: %v", stepOf(st, "gitops"))
 	}
 }
 
@@ -236,7 +257,7 @@ func TestWatcherKeepsStatusCurrent(t *testing.T) {
 	t.Parallel()
 	s := startService(t, options{})
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
-	provisionAndFinish(t, s, "prod", seedSpec(t))
+	provisionAndFinish(t, s, "prod", seedSpecWithoutAddons(t))
 	ctx := context.Background()
 
 	md := s.get(machineDeploymentGVK, s.namespace(), "prod-md-general")
@@ -313,7 +334,7 @@ func TestCAPIFailureFailsTheCluster(t *testing.T) {
 	t.Parallel()
 	s := startService(t, options{})
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
-	s.submit(seedSpec(t))
+	s.submit(seedSpecWithoutAddons(t))
 	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
 
 	obj := s.get(clusterGVK, s.namespace(), "prod")
@@ -357,7 +378,7 @@ func TestManagementUnreachableDuringApply(t *testing.T) {
 	}
 	s := startService(t, options{wrapTransport: wrap})
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
-	s.submit(seedSpec(t))
+	s.submit(seedSpecWithoutAddons(t))
 	st := s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool {
 		return stepState(st, "apply") == "succeeded" || st["phase"] == "Failed"
 	})
@@ -381,7 +402,7 @@ func TestDeleteRemovesEverything(t *testing.T) {
 	t.Parallel()
 	s := startService(t, options{})
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
-	objs := provisionAndFinish(t, s, "prod", seedSpec(t))
+	objs := provisionAndFinish(t, s, "prod", seedSpecWithoutAddons(t))
 
 	s.mustDo(http.MethodDelete, "/v1/clusters/prod", "", "", nil, http.StatusAccepted)
 	deleted := s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool {
@@ -402,7 +423,7 @@ func TestDeleteRemovesEverything(t *testing.T) {
 	if status != http.StatusNotFound {
 		t.Fatalf("kubeconfig of a deleted cluster: %d", status)
 	}
-	s.submit(seedSpec(t)) // the name is free again
+	s.submit(seedSpecWithoutAddons(t)) // the name is free again
 }
 
 func secretObject(namespace, name string) *unstructured.Unstructured {
@@ -427,7 +448,7 @@ func TestNamedManagementCluster(t *testing.T) {
 	s := startService(t, options{namedClusters: []string{"mgmt.example.com"}})
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
 	ns := randomName("named-")
-	spec := strings.Replace(seedSpec(t), "    namespace: default\n", "    namespace: "+ns+"\n", 1)
+	spec := strings.Replace(seedSpecWithoutAddons(t), "    namespace: default\n", "    namespace: "+ns+"\n", 1)
 	spec = strings.Replace(spec, "  credentials:\n", "  managementCluster:\n    domain: mgmt.example.com\n  credentials:\n", 1)
 	created := s.submit(spec)
 	if created["managementCluster"] != "mgmt.example.com" {

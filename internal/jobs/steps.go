@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"lok8s.dev/provisioner/internal/addons"
 	"lok8s.dev/provisioner/internal/capi"
 	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/seal"
@@ -55,6 +57,11 @@ type Deps struct {
 	Keyring  *seal.Keyring
 	Catalog  *capi.Catalog
 	Clusters *mgmt.Registry
+	// Addons and Installer install spec.bootstrap on workload clusters;
+	// AddonOverrides holds the operator's <addon>.yaml values (may be nil).
+	Addons         *addons.Catalog
+	Installer      *addons.Installer
+	AddonOverrides fs.FS
 	// CheckInterval is how long the wait steps snooze between checks.
 	CheckInterval time.Duration
 	// WaitTimeout bounds how long CAPI may take to provision (or delete) a cluster.
@@ -94,6 +101,7 @@ func NewPipeline(d Deps) *Pipeline {
 				{Name: StepApply, Run: s.apply},
 				{Name: StepPrune, Run: s.prune},
 				{Name: StepRollout, Run: s.rollout},
+				{Name: StepBootstrap, Run: s.bootstrap},
 			},
 			store.OpDeprovision: {
 				{Name: StepDelete, Run: s.deleteCluster},
@@ -143,20 +151,9 @@ func (s *steps) credentials(ctx context.Context, r *Run) (Outcome, error) {
 		return Outcome{}, Permanent(err)
 	}
 	name := r.Spec.Spec.Credentials.SecretName
-	cred, sealed, err := s.Store.SealedCredential(ctx, r.Cluster.TenantID, name)
-	if errors.Is(err, store.ErrNotFound) {
-		return Outcome{}, Permanent(fmt.Errorf("credential %q no longer exists: create it again with PUT /v1/credentials/%s, then retry", name, name))
-	}
+	fields, cred, err := s.openCredential(ctx, r)
 	if err != nil {
 		return Outcome{}, err
-	}
-	plaintext, err := s.Keyring.Open(sealed, store.CredentialAAD(r.Cluster.TenantID, name))
-	if err != nil {
-		return Outcome{}, Permanent(fmt.Errorf("credential %q cannot be opened with the configured keys: %w", name, err))
-	}
-	var fields map[string]string
-	if err := json.Unmarshal(plaintext, &fields); err != nil {
-		return Outcome{}, Permanent(fmt.Errorf("credential %q is not a JSON object of strings", name))
 	}
 	secret, err := p.CredentialSecret(name, r.Cluster.Namespace, fields)
 	if err != nil {
@@ -179,6 +176,27 @@ func (s *steps) credentials(ctx context.Context, r *Run) (Outcome, error) {
 		return Outcome{}, classify(err)
 	}
 	return Outcome{Message: fmt.Sprintf("secret %s/%s (%s, %s)", secret.GetNamespace(), secret.GetName(), cred.Provider, cred.Fingerprint)}, nil
+}
+
+// openCredential opens the cluster's credential: its fields, in memory only.
+func (s *steps) openCredential(ctx context.Context, r *Run) (map[string]string, store.Credential, error) {
+	name := r.Spec.Spec.Credentials.SecretName
+	cred, sealed, err := s.Store.SealedCredential(ctx, r.Cluster.TenantID, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, cred, Permanent(fmt.Errorf("credential %q no longer exists: create it again with PUT /v1/credentials/%s, then retry", name, name))
+	}
+	if err != nil {
+		return nil, cred, err
+	}
+	plaintext, err := s.Keyring.Open(sealed, store.CredentialAAD(r.Cluster.TenantID, name))
+	if err != nil {
+		return nil, cred, Permanent(fmt.Errorf("credential %q cannot be opened with the configured keys: %w", name, err))
+	}
+	var fields map[string]string
+	if err := json.Unmarshal(plaintext, &fields); err != nil {
+		return nil, cred, Permanent(fmt.Errorf("credential %q is not a JSON object of strings", name))
+	}
+	return fields, cred, nil
 }
 
 // render renders the cluster's manifests and saves them, so apply (and a
@@ -381,18 +399,7 @@ func (s *steps) rollout(ctx context.Context, r *Run) (Outcome, error) {
 	return s.recheck(r, "rolling out: "+ro.Progress)
 }
 
-// bootstrap and gitops are not built yet: they say so on the step.
-func (s *steps) bootstrap(_ context.Context, r *Run) (Outcome, error) {
-	if len(r.Spec.Spec.Bootstrap) == 0 {
-		return Outcome{Skipped: true, Message: "no addons requested"}, nil
-	}
-	names := make([]string, 0, len(r.Spec.Spec.Bootstrap))
-	for _, a := range r.Spec.Spec.Bootstrap {
-		names = append(names, a.Name)
-	}
-	return Outcome{Skipped: true, Message: "not installed: addon installation is not built yet (requested: " + strings.Join(names, ", ") + ")"}, nil
-}
-
+// gitops is not built yet: it says so on the step.
 func (s *steps) gitops(_ context.Context, r *Run) (Outcome, error) {
 	if r.Spec.Spec.GitOps == nil {
 		return Outcome{Skipped: true, Message: "no gitops requested"}, nil

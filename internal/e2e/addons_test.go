@@ -1,0 +1,206 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"lok8s.dev/provisioner/internal/addons"
+	"lok8s.dev/provisioner/internal/addons/addonstest"
+	"lok8s.dev/provisioner/internal/testenv"
+)
+
+// addonWorld is what an addon test needs: a chart repository on loopback
+// serving the test charts, a catalogue of cilium, ccm and cert-manager
+// pointing at it, the operator's overrides, and a workload cluster of its
+// own (a second envtest) so releases of parallel tests never meet.
+type addonWorld struct {
+	catalogDir, valuesDir string
+	workload              *testenv.Env
+}
+
+func newAddonWorld(t *testing.T) addonWorld {
+	t.Helper()
+	charts := "../addons/testdata/charts/"
+	repo, err := addonstest.Serve(t.TempDir(),
+		addonstest.Chart{Dir: charts + "probe", Version: "0.1.0"},
+		addonstest.Chart{Dir: charts + "probe-alt", Version: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(repo.Close)
+	w := addonWorld{catalogDir: t.TempDir(), valuesDir: t.TempDir()}
+	write := func(dir, name, body string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(fmt.Sprintf(body, repo.URL)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each layer of the values chain sets the keys it should win.
+	write(w.catalogDir, "cilium.yaml", `
+name: cilium
+order: 10
+namespace: kube-system
+chart: {repository: %s, name: probe, version: 0.1.0}
+values: {layer: addon, operatorWins: addon, providerWins: addon, addonOnly: addon}
+providers:
+  hetzner:
+    values: {layer: provider, operatorWins: provider, providerWins: provider, apiServer: "${API_SERVER_HOST}:${API_SERVER_PORT}"}
+`)
+	write(w.catalogDir, "ccm.yaml", `
+name: ccm
+order: 20
+namespace: kube-system
+providers:
+  hetzner:
+    chart: {repository: %s, name: probe-alt, version: 1.0.0}
+    secrets:
+      - name: hcloud
+        namespace: kube-system
+        data:
+          token: {credential: hcloudToken}
+          network: {variable: HCLOUD_NETWORK}
+`)
+	write(w.catalogDir, "cert-manager.yaml", `
+name: cert-manager
+order: 30
+namespace: cert-manager
+chart: {repository: %s, name: probe, version: 0.1.0}
+`)
+	write(w.valuesDir, "cilium.yaml", "# %s\nlayer: operator\noperatorWins: operator\n")
+
+	env, err := testenv.Start(context.Background())
+	if err != nil {
+		t.Fatalf("workload cluster: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	w.workload = env
+	return w
+}
+
+func (w addonWorld) options() options {
+	return options{addonsDir: w.catalogDir, addonValuesDir: w.valuesDir, workload: w.workload}
+}
+
+func addonSpec(t *testing.T, certManager string) string {
+	t.Helper()
+	return strings.Replace(seedSpec(t), `  bootstrap:
+    - cilium
+    - ccm
+    - cert-manager
+`, `  bootstrap:
+    - name: cilium
+      values: {layer: cluster}
+    - ccm
+    - `+certManager+`
+`, 1)
+}
+
+func releaseValues(t *testing.T, kubeconfig []byte, namespace, release string) map[string]any {
+	t.Helper()
+	inst, err := addons.NewInstaller(addons.Config{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := inst.ReleaseValues(context.Background(), kubeconfig, namespace, release)
+	if err != nil {
+		t.Fatalf("release %s/%s: %v", namespace, release, err)
+	}
+	return v
+}
+
+// TestAddonsInstalledWithValuesChain provisions with
+// bootstrap: [cilium, ccm, cert-manager]: the releases exist on the
+// workload cluster in order, Helm's stored values follow the chain (addon <
+// provider < operator < spec), the ccm's Secret carries the credential,
+// and the status shows each addon installed with its chart version.
+func TestAddonsInstalledWithValuesChain(t *testing.T) {
+	t.Parallel()
+	w := newAddonWorld(t)
+	s := startService(t, w.options())
+	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	provisionAndFinish(t, s, "prod", addonSpec(t, "cert-manager"))
+
+	st := s.mustDo(http.MethodGet, "/v1/clusters/prod/status", "", "", nil, http.StatusOK)
+	var got []string
+	for _, a := range st["addons"].([]any) {
+		m := a.(map[string]any)
+		got = append(got, fmt.Sprintf("%s:%s:%s", m["name"], m["state"], m["version"]))
+	}
+	if strings.Join(got, " ") != "cilium:installed:0.1.0 ccm:installed:1.0.0 cert-manager:installed:0.1.0" {
+		t.Fatalf("addons in status: %v", got)
+	}
+	if stepState(st, "bootstrap") != "succeeded" {
+		t.Fatalf("bootstrap step: %v", stepOf(st, "bootstrap"))
+	}
+
+	kc := w.workload.Kubeconfig()
+	cilium := releaseValues(t, kc, "kube-system", "cilium")
+	host := strings.TrimPrefix(w.workload.Config.Host, "https://")
+	for key, want := range map[string]any{
+		"layer": "cluster", "operatorWins": "operator", "providerWins": "provider", "addonOnly": "addon",
+		"apiServer": strings.TrimSuffix(host, "/"),
+	} {
+		if cilium[key] != want {
+			t.Errorf("cilium values %s = %v, want %v (all: %v)", key, cilium[key], want, cilium)
+		}
+	}
+	releaseValues(t, kc, "kube-system", "ccm")
+	releaseValues(t, kc, "cert-manager", "cert-manager")
+
+	var secret corev1.Secret
+	if err := w.workload.Client.Get(context.Background(), client.ObjectKey{Namespace: "kube-system", Name: "hcloud"}, &secret); err != nil {
+		t.Fatalf("ccm secret: %v", err)
+	}
+	if string(secret.Data["token"]) != hcloudToken || string(secret.Data["network"]) != "prod" {
+		t.Fatalf("ccm secret keys: token ok=%v network=%q", string(secret.Data["token"]) == hcloudToken, secret.Data["network"])
+	}
+}
+
+// TestFailingAddonThenFixed makes cert-manager's chart fail: the cluster
+// ends Failed naming the addon with Helm's message; fixing the values with
+// a PATCH runs an update whose bootstrap installs it.
+func TestFailingAddonThenFixed(t *testing.T) {
+	t.Parallel()
+	w := newAddonWorld(t)
+	s := startService(t, w.options())
+	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	s.submit(addonSpec(t, "{name: cert-manager, values: {fail: true}}"))
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
+	s.playInfrastructureProvider("prod")
+	failed := s.waitStatus("prod", 90*time.Second, func(st map[string]any) bool { return st["phase"] == "Failed" || st["phase"] == "Provisioned" })
+	if failed["phase"] != "Failed" || !strings.Contains(failed["message"].(string), "addon cert-manager") ||
+		!strings.Contains(failed["message"].(string), "boom: the probe chart was told to fail") {
+		t.Fatalf("failing chart: %v %v", failed["phase"], failed["message"])
+	}
+	states := map[string]string{}
+	for _, a := range failed["addons"].([]any) {
+		m := a.(map[string]any)
+		states[m["name"].(string)] = m["state"].(string)
+		if m["name"] == "cert-manager" && !strings.Contains(m["message"].(string), "boom") {
+			t.Errorf("cert-manager's message: %v", m["message"])
+		}
+	}
+	if states["cilium"] != "installed" || states["ccm"] != "installed" || states["cert-manager"] != "failed" {
+		t.Fatalf("addon states: %v", states)
+	}
+
+	status, body := s.patch("prod", `{"spec":{"bootstrap":[{"name":"cilium","values":{"layer":"cluster"}},"ccm",{"name":"cert-manager","values":{"fail":false}}]}}`)
+	if status != http.StatusAccepted {
+		t.Fatalf("fix: %d %s", status, body)
+	}
+	s.finishUpdate("prod")
+	done := s.mustDo(http.MethodGet, "/v1/clusters/prod/status", "", "", nil, http.StatusOK)
+	for _, a := range done["addons"].([]any) {
+		if m := a.(map[string]any); m["state"] != "installed" {
+			t.Fatalf("after the fix: %v", done["addons"])
+		}
+	}
+}
