@@ -27,7 +27,7 @@ func productionCatalog(t *testing.T) *addons.Catalog {
 func TestProductionCatalog(t *testing.T) {
 	t.Parallel()
 	c := productionCatalog(t)
-	if got := strings.Join(c.Names(), ","); got != "cilium,ccm,cert-manager" {
+	if got := strings.Join(c.Names(), ","); got != "cilium,ccm,cert-manager,flux,argo" {
 		t.Errorf("Names = %s", got)
 	}
 	tests := []struct {

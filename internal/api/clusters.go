@@ -101,6 +101,19 @@ func (s *Server) loadSpec(r *http.Request, body []byte) (*spec.Capi, string, err
 				Message: fmt.Sprintf("credential %q is for provider %s, the spec uses %s", secretName, cred.Provider, provider)})
 		}
 	}
+	if g := capi.Spec.GitOps; g != nil && g.SecretName != "" && !reported("spec.gitops") {
+		cred, err := s.store.Credential(r.Context(), principal(r.Context()).TenantID, g.SecretName)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			fields = append(fields, FieldError{Field: "spec.gitops.secretName",
+				Message: fmt.Sprintf("no credential %q: create it first with PUT /v1/credentials/%s (provider git)", g.SecretName, g.SecretName)})
+		case err != nil:
+			return nil, "", err
+		case cred.Provider != "git":
+			fields = append(fields, FieldError{Field: "spec.gitops.secretName",
+				Message: fmt.Sprintf("credential %q is for provider %s: a repository needs a git credential", g.SecretName, cred.Provider)})
+		}
+	}
 	if len(fields) > 0 {
 		sort.SliceStable(fields, func(i, j int) bool { return fields[i].Field < fields[j].Field })
 		return nil, "", errInvalid(fields...)
@@ -279,7 +292,15 @@ func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, statusView(c, op, addons))
+	view := statusView(c, op, addons)
+	switch g, err := s.store.GitOpsState(r.Context(), c.ID); {
+	case err == nil:
+		view.GitOps = &GitOpsView{Provider: g.Provider, Repo: g.Repo, Ready: g.Ready, Reason: g.Reason, Message: g.Message, UpdatedAt: g.UpdatedAt}
+	case !errors.Is(err, store.ErrNotFound):
+		s.writeProblem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, view)
 }
 
 func (s *Server) deleteCluster(w http.ResponseWriter, r *http.Request) {

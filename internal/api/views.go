@@ -62,9 +62,21 @@ type StatusView struct {
 	Workers      *ReplicasView           `json:"workers,omitempty"`
 	Pools        map[string]ReplicasView `json:"pools,omitempty"`
 	// Addons are spec.bootstrap's addons on the workload cluster, in install order.
-	Addons    []AddonView `json:"addons"`
+	Addons []AddonView `json:"addons"`
+	// GitOps is the GitOps source's readiness, as its controllers report it.
+	GitOps    *GitOpsView `json:"gitops,omitempty"`
 	Message   string      `json:"message,omitempty"`
 	UpdatedAt time.Time   `json:"updatedAt"`
+}
+
+// GitOpsView is the GitOps source's state on the workload cluster.
+type GitOpsView struct {
+	Provider  string    `json:"provider"`
+	Repo      string    `json:"repo"`
+	Ready     bool      `json:"ready"`
+	Reason    string    `json:"reason,omitempty"`
+	Message   string    `json:"message,omitempty"`
+	UpdatedAt time.Time `json:"updatedAt"`
 }
 
 // AddonView is an addon's state on the workload cluster.

@@ -19,6 +19,7 @@ import (
 	"lok8s.dev/provisioner/internal/addons"
 	"lok8s.dev/provisioner/internal/api"
 	"lok8s.dev/provisioner/internal/capi"
+	"lok8s.dev/provisioner/internal/gitops"
 	"lok8s.dev/provisioner/internal/jobs"
 	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/seal"
@@ -140,7 +141,16 @@ func WithCatalog(cfg api.Config, catalog *capi.Catalog, addonCatalog *addons.Cat
 	for _, p := range catalog.Providers() {
 		cfg.CredentialProviders = append(cfg.CredentialProviders, p.Name)
 	}
+	// Git credentials, for private GitOps repositories (spec.gitops.secretName).
+	cfg.CredentialProviders = append(cfg.CredentialProviders, GitCredentialProvider)
 	cfg.CredentialFields = func(provider string) ([]api.CredentialField, bool) {
+		if provider == GitCredentialProvider {
+			fields := make([]api.CredentialField, 0, len(gitops.CredentialFields))
+			for _, f := range gitops.CredentialFields {
+				fields = append(fields, api.CredentialField{Name: f})
+			}
+			return fields, true
+		}
 		p := catalog.Provider(provider)
 		if p == nil {
 			return nil, false
@@ -153,6 +163,9 @@ func WithCatalog(cfg api.Config, catalog *capi.Catalog, addonCatalog *addons.Cat
 	}
 	return cfg
 }
+
+// GitCredentialProvider is the provider of git credentials.
+const GitCredentialProvider = "git"
 
 // Serve migrates the database, then serves the API and works jobs until ctx
 // ends, and then stops gracefully. ready, when not nil, receives the address

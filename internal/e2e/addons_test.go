@@ -11,6 +11,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"lok8s.dev/provisioner/internal/addons"
@@ -32,7 +34,8 @@ func newAddonWorld(t *testing.T) addonWorld {
 	charts := "../addons/testdata/charts/"
 	repo, err := addonstest.Serve(t.TempDir(),
 		addonstest.Chart{Dir: charts + "probe", Version: "0.1.0"},
-		addonstest.Chart{Dir: charts + "probe-alt", Version: "1.0.0"})
+		addonstest.Chart{Dir: charts + "probe-alt", Version: "1.0.0"},
+		addonstest.Chart{Dir: charts + "gitops-probe", Version: "0.1.0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,6 +76,12 @@ name: cert-manager
 order: 30
 namespace: cert-manager
 chart: {repository: %s, name: probe, version: 0.1.0}
+`)
+	write(w.catalogDir, "flux.yaml", `
+name: flux
+order: 40
+namespace: flux-system
+chart: {repository: %s, name: gitops-probe, version: 0.1.0}
 `)
 	write(w.valuesDir, "cilium.yaml", "# %s\nlayer: operator\noperatorWins: operator\n")
 
@@ -134,7 +143,8 @@ func TestAddonsInstalledWithValuesChain(t *testing.T) {
 		m := a.(map[string]any)
 		got = append(got, fmt.Sprintf("%s:%s:%s", m["name"], m["state"], m["version"]))
 	}
-	if strings.Join(got, " ") != "cilium:installed:0.1.0 ccm:installed:1.0.0 cert-manager:installed:0.1.0" {
+	// flux: the gitops step's controllers (the seed spec asks for flux).
+	if strings.Join(got, " ") != "cilium:installed:0.1.0 ccm:installed:1.0.0 cert-manager:installed:0.1.0 flux:installed:0.1.0" {
 		t.Fatalf("addons in status: %v", got)
 	}
 	if stepState(st, "bootstrap") != "succeeded" {
@@ -202,5 +212,101 @@ func TestFailingAddonThenFixed(t *testing.T) {
 		if m := a.(map[string]any); m["state"] != "installed" {
 			t.Fatalf("after the fix: %v", done["addons"])
 		}
+	}
+}
+
+var gitRepositoryGVK = schema.GroupVersionKind{Group: "source.toolkit.fluxcd.io", Version: "v1", Kind: "GitRepository"}
+
+// playFlux does what Flux's source controller would once it fetched the
+// repository: it reports the GitRepository ready. It returns false while
+// the gitops step has not created it yet.
+func (s *service) playFlux() bool {
+	s.t.Helper()
+	ctx := context.Background()
+	repo := &unstructured.Unstructured{}
+	repo.SetGroupVersionKind(gitRepositoryGVK)
+	if err := s.workload.Client.Get(ctx, client.ObjectKey{Namespace: "flux-system", Name: "lok8s"}, repo); err != nil {
+		return false
+	}
+	if conds, _, _ := unstructured.NestedSlice(repo.Object, "status", "conditions"); len(conds) > 0 {
+		return true
+	}
+	_ = unstructured.SetNestedSlice(repo.Object, []any{map[string]any{
+		"type": "Ready", "status": "True", "reason": "Succeeded",
+		"message": "stored artifact for revision 'main@sha1:4f1c2a9e'", "lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
+	}}, "status", "conditions")
+	if err := s.workload.Client.Status().Update(ctx, repo); err != nil {
+		s.t.Fatalf("GitRepository status: %v", err)
+	}
+	return true
+}
+
+// TestGitOpsFluxPrivateRepository provisions the seed spec with its
+// repository private: the gitops step installs Flux's controllers, makes
+// the repository Secret from the git credential and the GitRepository and
+// Kustomization; once Flux reports the source ready, the status says so.
+func TestGitOpsFluxPrivateRepository(t *testing.T) {
+	t.Parallel()
+	w := newAddonWorld(t)
+	s := startService(t, w.options())
+	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	s.putCredential("infra-git", `{"provider":"git","token":"git-e2e-token-9d2f"}`)
+	spec := strings.Replace(seedSpecWithout(t, seedBootstrap), "    path: clusters/prod.example.com\n", "    path: clusters/prod.example.com\n    secretName: infra-git\n", 1)
+	s.submit(spec)
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
+	s.playInfrastructureProvider("prod")
+	waiting := s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool {
+		g, _ := st["gitops"].(map[string]any)
+		return g != nil || st["phase"] == "Failed"
+	})
+	if g := waiting["gitops"].(map[string]any); g["ready"] != false || g["reason"] != "NotReported" || g["provider"] != "flux" {
+		t.Fatalf("gitops before Flux reports: %v", g)
+	}
+
+	ctx := context.Background()
+	repo := &unstructured.Unstructured{}
+	repo.SetGroupVersionKind(gitRepositoryGVK)
+	if err := w.workload.Client.Get(ctx, client.ObjectKey{Namespace: "flux-system", Name: "lok8s"}, repo); err != nil {
+		t.Fatal(err)
+	}
+	url, _, _ := unstructured.NestedString(repo.Object, "spec", "url")
+	branch, _, _ := unstructured.NestedString(repo.Object, "spec", "ref", "branch")
+	secretRef, _, _ := unstructured.NestedString(repo.Object, "spec", "secretRef", "name")
+	if url != "https://github.com/myorg/infra.git" || branch != "main" || secretRef != "lok8s-git" {
+		t.Fatalf("GitRepository spec: url %q branch %q secretRef %q", url, branch, secretRef)
+	}
+	ks := &unstructured.Unstructured{}
+	ks.SetGroupVersionKind(schema.GroupVersionKind{Group: "kustomize.toolkit.fluxcd.io", Version: "v1", Kind: "Kustomization"})
+	if err := w.workload.Client.Get(ctx, client.ObjectKey{Namespace: "flux-system", Name: "lok8s"}, ks); err != nil {
+		t.Fatal(err)
+	}
+	if path, _, _ := unstructured.NestedString(ks.Object, "spec", "path"); path != "./clusters/prod.example.com" {
+		t.Fatalf("Kustomization path %q", path)
+	}
+	var secret corev1.Secret
+	if err := w.workload.Client.Get(ctx, client.ObjectKey{Namespace: "flux-system", Name: "lok8s-git"}, &secret); err != nil {
+		t.Fatal(err)
+	}
+	if string(secret.Data["password"]) != "git-e2e-token-9d2f" || string(secret.Data["username"]) != "git" {
+		t.Fatal("repository Secret does not carry the git credential")
+	}
+
+	s.playFlux()
+	done := s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return st["phase"] == "Provisioned" || st["phase"] == "Failed" })
+	g := done["gitops"].(map[string]any)
+	if done["phase"] != "Provisioned" || g["ready"] != true || !strings.Contains(g["message"].(string), "stored artifact") {
+		t.Fatalf("after Flux reported: %v, gitops %v", done["phase"], g)
+	}
+	if st := stepOf(done, "gitops"); st["state"] != "succeeded" {
+		t.Fatalf("gitops step: %v", st)
+	}
+	var flux string
+	for _, a := range done["addons"].([]any) {
+		if m := a.(map[string]any); m["name"] == "flux" {
+			flux = m["state"].(string)
+		}
+	}
+	if flux != "installed" {
+		t.Fatalf("flux controllers: %q", flux)
 	}
 }

@@ -99,9 +99,7 @@ func (s *service) finishUpdate(name string) map[string]any {
 		return stepState(st, "rollout") == "running" || st["phase"] == "Failed"
 	})
 	s.playRollout(name)
-	done := s.waitStatus(name, 60*time.Second, func(st map[string]any) bool {
-		return st["phase"] == "Provisioned" || st["phase"] == "Failed"
-	})
+	done := s.waitProvisioned(name)
 	if done["phase"] != "Provisioned" || stepState(done, "rollout") != "succeeded" {
 		s.t.Fatalf("update did not finish: %v %v", done["phase"], done["message"])
 	}

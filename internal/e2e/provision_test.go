@@ -33,17 +33,32 @@ func seedSpec(t *testing.T) string {
 	return string(b)
 }
 
-// seedSpecWithoutAddons is the seed's cluster without spec.bootstrap, for
-// tests about the pipeline before addons (addon tests serve their charts
-// and run a workload cluster of their own).
-func seedSpecWithoutAddons(t *testing.T) string {
+// seedBootstrap and seedGitOps are the seed spec's addon sections.
+const (
+	seedBootstrap = "  bootstrap:\n    - cilium\n    - ccm\n    - cert-manager\n"
+	seedGitOps    = "  gitops:\n    provider: flux\n    repo: https://github.com/myorg/infra.git\n    branch: main\n    path: clusters/prod.example.com\n"
+)
+
+// seedSpecWithout is the seed's cluster without the given sections.
+func seedSpecWithout(t *testing.T, sections ...string) string {
 	t.Helper()
 	spec := seedSpec(t)
-	without := strings.Replace(spec, "  bootstrap:\n    - cilium\n    - ccm\n    - cert-manager\n", "", 1)
-	if without == spec {
-		t.Fatal("examples/prod.yaml no longer has the bootstrap list this test removes")
+	for _, section := range sections {
+		without := strings.Replace(spec, section, "", 1)
+		if without == spec {
+			t.Fatalf("examples/prod.yaml no longer has the section this test removes:\n%s", section)
+		}
+		spec = without
 	}
-	return without
+	return spec
+}
+
+// seedSpecWithoutAddons is the seed's cluster without spec.bootstrap and
+// spec.gitops, for tests about the pipeline before them (addon tests serve
+// their charts and run a workload cluster of their own).
+func seedSpecWithoutAddons(t *testing.T) string {
+	t.Helper()
+	return seedSpecWithout(t, seedBootstrap, seedGitOps)
 }
 
 const awsSpec = `apiVersion: cluster.lok8s.dev/v1beta1
@@ -158,9 +173,7 @@ func provisionAndFinish(t *testing.T, s *service, name, specYAML string) []*unst
 	objs := s.renderedObjects(name)
 
 	s.playInfrastructureProvider(name)
-	done := s.waitStatus(name, 60*time.Second, func(st map[string]any) bool {
-		return st["phase"] == "Provisioned" || st["phase"] == "Failed"
-	})
+	done := s.waitProvisioned(name)
 	if done["phase"] != "Provisioned" {
 		t.Fatalf("phase %v: %v", done["phase"], done["message"])
 	}
@@ -200,6 +213,18 @@ func provisionAndFinish(t *testing.T, s *service, name, specYAML string) []*unst
 // TestProvisionHetznerSeedSpec runs the seed's example spec, addons
 // included (from the test chart repository into a workload cluster of its
 // own), from POST to Provisioned.
+// waitProvisioned waits for Provisioned (or Failed), playing Flux's part
+// when the gitops step waits for its source.
+func (s *service) waitProvisioned(name string) map[string]any {
+	s.t.Helper()
+	return s.waitStatus(name, 90*time.Second, func(st map[string]any) bool {
+		if stepState(st, "gitops") == "running" && st["gitops"] != nil {
+			s.playFlux()
+		}
+		return st["phase"] == "Provisioned" || st["phase"] == "Failed"
+	})
+}
+
 func TestProvisionHetznerSeedSpec(t *testing.T) {
 	t.Parallel()
 	w := newAddonWorld(t)
@@ -243,11 +268,11 @@ func TestProvisionHetznerSeedSpec(t *testing.T) {
 		t.Fatal("credentials secret is empty")
 	}
 	st := s.mustDo(http.MethodGet, "/v1/clusters/prod/status", "", "", nil, http.StatusOK)
-	if stepState(st, "bootstrap") != "succeeded" || len(st["addons"].([]any)) != 3 {
+	if stepState(st, "bootstrap") != "succeeded" || len(st["addons"].([]any)) != 4 {
 		t.Fatalf("bootstrap: %v, addons %v", stepOf(st, "bootstrap"), st["addons"])
 	}
-	if stepState(st, "gitops") != "skipped" || !strings.Contains(stepOf(st, "gitops")["message"].(string), "flux") {
-		t.Fatalf("gitops step not visibly skipped: %v", stepOf(st, "gitops"))
+	if g, _ := st["gitops"].(map[string]any); stepState(st, "gitops") != "succeeded" || g["ready"] != true {
+		t.Fatalf("gitops: step %v, state %v", stepOf(st, "gitops"), st["gitops"])
 	}
 }
 

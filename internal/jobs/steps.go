@@ -102,6 +102,7 @@ func NewPipeline(d Deps) *Pipeline {
 				{Name: StepPrune, Run: s.prune},
 				{Name: StepRollout, Run: s.rollout},
 				{Name: StepBootstrap, Run: s.bootstrap},
+				{Name: StepGitOps, Run: s.gitops},
 			},
 			store.OpDeprovision: {
 				{Name: StepDelete, Run: s.deleteCluster},
@@ -151,7 +152,7 @@ func (s *steps) credentials(ctx context.Context, r *Run) (Outcome, error) {
 		return Outcome{}, Permanent(err)
 	}
 	name := r.Spec.Spec.Credentials.SecretName
-	fields, cred, err := s.openCredential(ctx, r)
+	fields, cred, err := s.openCredential(ctx, r, name)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -178,9 +179,8 @@ func (s *steps) credentials(ctx context.Context, r *Run) (Outcome, error) {
 	return Outcome{Message: fmt.Sprintf("secret %s/%s (%s, %s)", secret.GetNamespace(), secret.GetName(), cred.Provider, cred.Fingerprint)}, nil
 }
 
-// openCredential opens the cluster's credential: its fields, in memory only.
-func (s *steps) openCredential(ctx context.Context, r *Run) (map[string]string, store.Credential, error) {
-	name := r.Spec.Spec.Credentials.SecretName
+// openCredential opens the tenant's credential name: its fields, in memory only.
+func (s *steps) openCredential(ctx context.Context, r *Run, name string) (map[string]string, store.Credential, error) {
 	cred, sealed, err := s.Store.SealedCredential(ctx, r.Cluster.TenantID, name)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, cred, Permanent(fmt.Errorf("credential %q no longer exists: create it again with PUT /v1/credentials/%s, then retry", name, name))
@@ -397,14 +397,6 @@ func (s *steps) rollout(ctx context.Context, r *Run) (Outcome, error) {
 		return Outcome{}, err
 	}
 	return s.recheck(r, "rolling out: "+ro.Progress)
-}
-
-// gitops is not built yet: it says so on the step.
-func (s *steps) gitops(_ context.Context, r *Run) (Outcome, error) {
-	if r.Spec.Spec.GitOps == nil {
-		return Outcome{Skipped: true, Message: "no gitops requested"}, nil
-	}
-	return Outcome{Skipped: true, Message: "not set up: the gitops step is not built yet (requested: " + r.Spec.Spec.GitOps.Provider + ")"}, nil
 }
 
 // deleteCluster deletes the CAPI Cluster; CAPI cascades to its machines

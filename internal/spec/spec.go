@@ -134,6 +134,9 @@ type GitOps struct {
 	Repo     string `json:"repo"`
 	Branch   string `json:"branch,omitempty"`
 	Path     string `json:"path,omitempty"`
+	// SecretName names a git credential (PUT /v1/credentials/{name} with
+	// provider git) for a private repository; empty for a public one.
+	SecretName string `json:"secretName,omitempty"`
 }
 
 // Addon is an add-on applied after the cluster is up. In a document it is

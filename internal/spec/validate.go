@@ -437,6 +437,9 @@ func (v *validator) gitops(g *GitOps) {
 	if g.Path != "" && !validRepoPath(g.Path) {
 		v.add("spec.gitops.path", `must be a relative path inside the repository (no leading "/", no ".." segment)`)
 	}
+	if g.SecretName != "" {
+		v.dns("spec.gitops.secretName", validation.IsDNS1123Subdomain(g.SecretName))
+	}
 }
 
 // validRepoURL accepts https://host/path, ssh://[user@]host/path and the

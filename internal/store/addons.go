@@ -78,3 +78,37 @@ func (s *Store) Addons(ctx context.Context, clusterID uuid.UUID) ([]Addon, error
 	}
 	return out, nil
 }
+
+// GitOps is the GitOps source's state on a cluster.
+type GitOps struct {
+	Provider  string
+	Repo      string
+	Ready     bool
+	Reason    string
+	Message   string
+	UpdatedAt time.Time
+}
+
+// SetGitOps records the GitOps source's state.
+func (s *Store) SetGitOps(ctx context.Context, c Cluster, g GitOps) error {
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO cluster_gitops (cluster_id, tenant_id, provider, repo, ready, reason, message) VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (cluster_id) DO UPDATE SET provider = EXCLUDED.provider, repo = EXCLUDED.repo, ready = EXCLUDED.ready,
+			reason = EXCLUDED.reason, message = EXCLUDED.message, updated_at = now()`,
+		c.ID, c.TenantID, g.Provider, g.Repo, g.Ready, g.Reason, g.Message)
+	if err != nil {
+		return fmt.Errorf("set gitops state: %w", err)
+	}
+	return nil
+}
+
+// GitOpsState returns the cluster's GitOps state; ErrNotFound when none was recorded.
+func (s *Store) GitOpsState(ctx context.Context, clusterID uuid.UUID) (GitOps, error) {
+	var g GitOps
+	err := s.pool.QueryRow(ctx, `SELECT provider, repo, ready, reason, message, updated_at FROM cluster_gitops WHERE cluster_id = $1`, clusterID).
+		Scan(&g.Provider, &g.Repo, &g.Ready, &g.Reason, &g.Message, &g.UpdatedAt)
+	if err != nil {
+		return GitOps{}, notFound(err, "gitops state")
+	}
+	return g, nil
+}
