@@ -305,3 +305,34 @@ func TestSeedSpecParses(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDeleteWithoutManagementCluster deletes a cluster that failed for want
+// of a management cluster: nothing was created anywhere, so the
+// deprovisioning skips its steps and the cluster ends Deleted.
+func TestDeleteWithoutManagementCluster(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := b.pipeline()
+	q := b.startQueue(t, p)
+	prov := b.waitFor(t, b.submit(t, q, p, "prod", seedJSON).ID)
+	if prov.State != store.OpFailed {
+		t.Fatalf("provisioning: %s", prov.State)
+	}
+	_, del, err := b.store.StartDeprovision(context.Background(), b.actor, "prod", p.StepNames(store.OpDeprovision), q.Enqueue, q.CancelJob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := b.waitFor(t, del.ID)
+	if done.State != store.OpSucceeded {
+		t.Fatalf("deprovision: %+v", done)
+	}
+	for _, s := range done.Steps {
+		if s.State != store.StepSkipped || !strings.Contains(s.Message, "nothing was ever created") {
+			t.Fatalf("step %s: %s %q", s.Name, s.State, s.Message)
+		}
+	}
+	c, _ := b.store.ClusterByID(context.Background(), done.ClusterID)
+	if c.Phase != store.PhaseDeleted {
+		t.Fatalf("phase %s", c.Phase)
+	}
+}

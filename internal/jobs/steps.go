@@ -399,12 +399,32 @@ func (s *steps) rollout(ctx context.Context, r *Run) (Outcome, error) {
 	return s.recheck(r, "rolling out: "+ro.Progress)
 }
 
+// deprovisionTarget is the management cluster to delete from, or none
+// (with the Outcome to report) when the cluster cannot have anything there:
+// its management cluster is not configured and no credentials or apply step
+// of it ever succeeded. Without this, a cluster that failed for want of a
+// management cluster could never be deleted.
+func (s *steps) deprovisionTarget(ctx context.Context, r *Run) (*mgmt.Cluster, *Outcome, error) {
+	mc, err := s.managementCluster(r)
+	if err == nil || !errors.Is(err, mgmt.ErrUnknownCluster) {
+		return mc, nil, err
+	}
+	reached, serr := s.Store.StepsSucceeded(ctx, r.Cluster.ID, StepCredentials, StepApply)
+	if serr != nil {
+		return nil, nil, serr
+	}
+	if reached {
+		return nil, nil, err
+	}
+	return nil, &Outcome{Skipped: true, Message: "nothing to remove: nothing was ever created on a management cluster"}, nil
+}
+
 // deleteCluster deletes the CAPI Cluster; CAPI cascades to its machines
 // and infrastructure.
 func (s *steps) deleteCluster(ctx context.Context, r *Run) (Outcome, error) {
-	mc, err := s.managementCluster(r)
-	if err != nil {
-		return Outcome{}, err
+	mc, skip, err := s.deprovisionTarget(ctx, r)
+	if err != nil || skip != nil {
+		return orSkip(skip), err
 	}
 	if err := mc.Delete(ctx, mgmt.ClusterGVK, r.Cluster.Namespace, r.Cluster.Name); err != nil {
 		return Outcome{}, classify(err)
@@ -415,9 +435,9 @@ func (s *steps) deleteCluster(ctx context.Context, r *Run) (Outcome, error) {
 // waitDeleted waits until the CAPI Cluster is gone, then deletes what CAPI
 // does not own (templates, identities) from the saved manifests.
 func (s *steps) waitDeleted(ctx context.Context, r *Run) (Outcome, error) {
-	mc, err := s.managementCluster(r)
-	if err != nil {
-		return Outcome{}, err
+	mc, skip, err := s.deprovisionTarget(ctx, r)
+	if err != nil || skip != nil {
+		return orSkip(skip), err
 	}
 	exists, err := mc.Exists(ctx, mgmt.ClusterGVK, r.Cluster.Namespace, r.Cluster.Name)
 	if err != nil {
@@ -457,15 +477,22 @@ func (s *steps) cleanupCredentials(ctx context.Context, r *Run) (Outcome, error)
 	if err != nil {
 		return Outcome{}, Permanent(err)
 	}
-	mc, err := s.managementCluster(r)
-	if err != nil {
-		return Outcome{}, err
+	mc, skip, err := s.deprovisionTarget(ctx, r)
+	if err != nil || skip != nil {
+		return orSkip(skip), err
 	}
 	ns, secretName := p.CredentialSecretRef(name, r.Cluster.Namespace)
 	if err := mc.Delete(ctx, secretGVK, ns, secretName); err != nil {
 		return Outcome{}, classify(err)
 	}
 	return Outcome{Message: "secret " + ns + "/" + secretName + " removed"}, nil
+}
+
+func orSkip(o *Outcome) Outcome {
+	if o == nil {
+		return Outcome{}
+	}
+	return *o
 }
 
 // classify marks errors the management cluster will give again on retry

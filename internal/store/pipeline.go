@@ -102,3 +102,17 @@ func (s *Store) SetObservedByName(ctx context.Context, tenantID uuid.UUID, name 
 	}
 	return nil
 }
+
+// StepsSucceeded reports whether any operation of the cluster ever
+// finished one of the named steps successfully.
+func (s *Store) StepsSucceeded(ctx context.Context, clusterID uuid.UUID, names ...string) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `
+		SELECT EXISTS (
+			SELECT 1 FROM operation_steps st JOIN operations o ON o.id = st.operation_id
+			WHERE o.cluster_id = $1 AND st.name = ANY($2) AND st.state = 'succeeded')`, clusterID, names).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("look up finished steps: %w", err)
+	}
+	return ok, nil
+}
