@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -62,15 +63,7 @@ func (s *service) patch(name, patch string) (int, []byte) {
 		s.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body := make([]byte, 0)
-	buf := make([]byte, 4096)
-	for {
-		n, err := resp.Body.Read(buf)
-		body = append(body, buf[:n]...)
-		if err != nil {
-			break
-		}
-	}
+	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, body
 }
 
@@ -113,8 +106,26 @@ func TestScalePoolChangesOnlyItsReplicas(t *testing.T) {
 	provisionAndFinish(t, s, "prod", seedSpecWithoutAddons(t))
 	before := resourceVersions(t, s, "prod")
 
+	// An immutable field is refused, naming it, and changes nothing.
+	if status, body := s.patch("prod", `{"spec":{"hcloud":{"region":"nbg1"}}}`); status != http.StatusUnprocessableEntity ||
+		!strings.Contains(string(body), "spec.hcloud.region") {
+		t.Fatalf("region change: %d %s", status, body)
+	}
 	if status, body := s.patch("prod", `{"spec":{"hcloud":{"workers":{"general":{"replicas":5}}}}}`); status != http.StatusAccepted {
 		t.Fatalf("scale: %d %s", status, body)
+	}
+	// A writer still holding the first ETag is refused.
+	req, _ := http.NewRequest(http.MethodPatch, s.url+"/v1/clusters/prod", strings.NewReader(`{"spec":{"hcloud":{"workers":{"gpu":{"replicas":2}}}}}`))
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	req.Header.Set("Content-Type", "application/merge-patch+json")
+	req.Header.Set("If-Match", `"1"`)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPreconditionFailed {
+		t.Fatalf("stale If-Match: %d", resp.StatusCode)
 	}
 	waiting := s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "rollout") == "running" })
 	if waiting["phase"] != "Updating" || !strings.Contains(stepOf(waiting, "rollout")["message"].(string), "prod-md-general") {
