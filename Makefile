@@ -3,9 +3,12 @@ SHELL := /bin/bash
 FUZZTIME ?= 10s
 BENCH_CLUSTERS ?= 200
 
-.PHONY: run test build migrate vet fuzz bench clean-test-dbs
+.PHONY: run run-service test build migrate vet fuzz bench clean-test-dbs
 
-run: ## run the service on local defaults (Postgres started if none answers)
+run: ## run the service with a local management cluster (Postgres started if none answers)
+	hack/dev.sh
+
+run-service: ## run the service alone, against LOK8S_MGMT_KUBECONFIG if set
 	hack/run.sh
 
 test: ## run every test (Postgres started if none answers)

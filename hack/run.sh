@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the service on local defaults: Postgres at 127.0.0.1:5432 (started if
+# Runs the service alone on local defaults (hack/dev.sh, which make run uses,
+# adds a local management cluster): Postgres at 127.0.0.1:5432 (started if
 # none answers), database "lok8s", and a dev admin token and encryption key
 # made on first run and kept in ${XDG_CONFIG_HOME:-~/.config}/lok8s/dev.env
 # (mode 600), so credentials stored by one run still open in the next.
@@ -34,4 +35,4 @@ cat >&2 <<MSG
     export TOKEN=$LOK8S_ADMIN_TOKEN
 
 MSG
-exec go run ./cmd/server serve
+go run ./cmd/server serve

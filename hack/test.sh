@@ -9,7 +9,10 @@ hack/postgres.sh
 # kube-apiserver and etcd for envtest: built once from the Go module proxy
 # (several minutes), then cached under ${XDG_CACHE_HOME:-~/.cache}/lok8s.
 KUBEBUILDER_ASSETS=$(hack/test-assets.sh)
-export KUBEBUILDER_ASSETS
+# Cluster API's own controllers, for internal/localmgmt's end-to-end test:
+# built once (about 4 minutes), then cached there too.
+LOK8S_CAPI_CONTROLLERS=$(hack/capi-controllers.sh)
+export KUBEBUILDER_ASSETS LOK8S_CAPI_CONTROLLERS
 
 echo "== go vet and gofmt" >&2
 go vet ./...

@@ -8,8 +8,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -26,11 +24,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"lok8s.dev/provisioner/internal/app"
 	"lok8s.dev/provisioner/internal/dbtest"
@@ -60,12 +53,6 @@ type benchService struct {
 	client *http.Client
 }
 
-func benchRandom(prefix string) string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return prefix + hex.EncodeToString(b)
-}
-
 // startBenchService starts the whole app as startService does; stop ends it
 // (and must be called before the benchmark returns).
 func startBenchService(tb testing.TB, c benchConfig) (s *benchService, stop func()) {
@@ -80,7 +67,7 @@ func startBenchService(tb testing.TB, c benchConfig) (s *benchService, stop func
 	if c.dbParams != "" {
 		serviceURL += "&" + c.dbParams
 	}
-	admin := "admin-token-" + benchRandom("") + "-padding-padding"
+	admin := "admin-token-" + randomName("") + "-padding-padding"
 	key, _ := seal.ParseKey(seal.NewKey())
 	cfg := app.Config{
 		Addr: "127.0.0.1:0", DatabaseURL: serviceURL, AdminToken: admin,
@@ -124,7 +111,7 @@ func startBenchService(tb testing.TB, c benchConfig) (s *benchService, stop func
 	s = &benchService{tb: tb, url: "http://" + addr, db: pool, env: env,
 		// No OpenAPI validation here: it would cost the client CPU the service competes for.
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}, Timeout: 5 * time.Minute}}
-	s.tenant = benchRandom("bench-")
+	s.tenant = randomName("bench-")
 	if _, err := s.do(http.MethodPost, "/v1/tenants", admin, "application/json", []byte(`{"name":"`+s.tenant+`"}`), http.StatusCreated); err != nil {
 		stop()
 		tb.Fatal(err)
@@ -179,42 +166,10 @@ func (s *benchService) do(method, path, token, contentType string, body []byte, 
 	return out, nil
 }
 
-var benchClusterGVK = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "Cluster"}
-
-// playInfrastructureProvider is the harness's playInfrastructureProvider
-// returning its error instead of failing the test (it runs in goroutines).
+// playInfrastructureProvider is the harness's, returning its error instead
+// of failing the benchmark (it runs in goroutines).
 func (s *benchService) playInfrastructureProvider(ctx context.Context, name string) error {
-	obj := &unstructured.Unstructured{}
-	obj.SetGroupVersionKind(benchClusterGVK)
-	if err := s.env.Client.Get(ctx, client.ObjectKey{Namespace: s.namespace(), Name: name}, obj); err != nil {
-		return fmt.Errorf("get cluster %s: %w", name, err)
-	}
-	now := metav1.Now().UTC().Format(time.RFC3339)
-	cond := func(t string) map[string]any {
-		return map[string]any{"type": t, "status": "True", "reason": "Available", "message": "", "lastTransitionTime": now}
-	}
-	status := map[string]any{
-		"phase":          "Provisioned",
-		"conditions":     []any{cond("Available"), cond("ControlPlaneAvailable"), cond("InfrastructureReady")},
-		"controlPlane":   map[string]any{"desiredReplicas": int64(3), "replicas": int64(3), "readyReplicas": int64(3), "availableReplicas": int64(3), "upToDateReplicas": int64(3)},
-		"initialization": map[string]any{"infrastructureProvisioned": true, "controlPlaneInitialized": true},
-	}
-	if err := unstructured.SetNestedField(obj.Object, status, "status"); err != nil {
-		return err
-	}
-	if err := s.env.Client.Status().Update(ctx, obj); err != nil {
-		return fmt.Errorf("update cluster %s status: %w", name, err)
-	}
-	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name + "-kubeconfig", Namespace: s.namespace(),
-			Labels: map[string]string{"cluster.x-k8s.io/cluster-name": name}},
-		Type: "cluster.x-k8s.io/secret",
-		Data: map[string][]byte{"value": s.env.Kubeconfig()},
-	}
-	if err := s.env.Client.Create(ctx, secret); err != nil {
-		return fmt.Errorf("create kubeconfig secret of %s: %w", name, err)
-	}
-	return nil
+	return markProvisioned(ctx, s.env, s.namespace(), name, s.env.Kubeconfig())
 }
 
 // benchLogCounter is the service's slog handler: it counts records by
@@ -281,7 +236,7 @@ func newBenchRequests(phases int) *benchRequests {
 }
 
 func (r *benchRequests) wrap(next http.RoundTripper) http.RoundTripper {
-	return benchRoundTrip(func(req *http.Request) (*http.Response, error) {
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
 		kind := benchRequestKind(req)
 		sec := int64(time.Since(r.start) / time.Second)
 		r.mu.Lock()
@@ -373,10 +328,6 @@ func benchRequestKind(r *http.Request) string {
 	}
 	return verb + " " + resource
 }
-
-type benchRoundTrip func(*http.Request) (*http.Response, error)
-
-func (f benchRoundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // benchSample is one reading of the service's database.
 type benchSample struct {
@@ -546,17 +497,4 @@ func benchKinds(r *benchRequests, counts map[string]int, clusters int, withPeak 
 // benchWithName returns the seed spec renamed to name.
 func benchWithName(seed, name string) string {
 	return strings.Replace(seed, "\n  name: prod\n", "\n  name: "+name+"\n", 1)
-}
-
-// benchStepState is the state of step name in a status response.
-func benchStepState(status map[string]any, name string) string {
-	op, _ := status["operation"].(map[string]any)
-	steps, _ := op["steps"].([]any)
-	for _, st := range steps {
-		if m, _ := st.(map[string]any); m["name"] == name {
-			s, _ := m["state"].(string)
-			return s
-		}
-	}
-	return ""
 }

@@ -300,8 +300,8 @@ func benchScenario(b *testing.B, p benchParams) []benchMetric {
 			defer wg.Done()
 			for name := range names2 {
 				st, err := s.do(http.MethodGet, "/v1/clusters/"+name+"/status", "", "", nil, http.StatusOK)
-				if err == nil && (st["phase"] != "Provisioned" || benchStepState(st, "kubeconfig") != "succeeded") {
-					err = fmt.Errorf("%s: phase %v, kubeconfig step %q", name, st["phase"], benchStepState(st, "kubeconfig"))
+				if err == nil && (st["phase"] != "Provisioned" || stepState(st, "kubeconfig") != "succeeded") {
+					err = fmt.Errorf("%s: phase %v, kubeconfig step %q", name, st["phase"], stepState(st, "kubeconfig"))
 				}
 				if err != nil {
 					badMu.Lock()

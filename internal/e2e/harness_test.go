@@ -285,8 +285,19 @@ func (s *service) get(gvk schema.GroupVersionKind, namespace, name string) *unst
 // workload envtest (the management one unless the test made its own).
 func (s *service) playInfrastructureProvider(name string) {
 	s.t.Helper()
-	ctx := context.Background()
-	obj := s.get(clusterGVK, s.namespace(), name)
+	if err := markProvisioned(context.Background(), s.env, s.namespace(), name, s.workloadKubeconfig()); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// markProvisioned sets the CAPI Cluster namespace/name's status as CAPI
+// reports a provisioned cluster and writes its kubeconfig Secret.
+func markProvisioned(ctx context.Context, env *testenv.Env, namespace, name string, kubeconfig []byte) error {
+	obj := &unstructured.Unstructured{}
+	obj.SetGroupVersionKind(clusterGVK)
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj); err != nil {
+		return fmt.Errorf("get cluster %s: %w", name, err)
+	}
 	now := metav1.Now().UTC().Format(time.RFC3339)
 	cond := func(t string) map[string]any {
 		return map[string]any{"type": t, "status": "True", "reason": "Available", "message": "", "lastTransitionTime": now}
@@ -298,20 +309,21 @@ func (s *service) playInfrastructureProvider(name string) {
 		"initialization": map[string]any{"infrastructureProvisioned": true, "controlPlaneInitialized": true},
 	}
 	if err := unstructured.SetNestedField(obj.Object, status, "status"); err != nil {
-		s.t.Fatal(err)
+		return err
 	}
-	if err := s.env.Client.Status().Update(ctx, obj); err != nil {
-		s.t.Fatalf("update cluster status: %v", err)
+	if err := env.Client.Status().Update(ctx, obj); err != nil {
+		return fmt.Errorf("update cluster %s status: %w", name, err)
 	}
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name + "-kubeconfig", Namespace: s.namespace(),
+		ObjectMeta: metav1.ObjectMeta{Name: name + "-kubeconfig", Namespace: namespace,
 			Labels: map[string]string{"cluster.x-k8s.io/cluster-name": name}},
 		Type: "cluster.x-k8s.io/secret",
-		Data: map[string][]byte{"value": s.workloadKubeconfig()},
+		Data: map[string][]byte{"value": kubeconfig},
 	}
-	if err := s.env.Client.Create(ctx, secret); err != nil {
-		s.t.Fatalf("create kubeconfig secret: %v", err)
+	if err := env.Client.Create(ctx, secret); err != nil {
+		return fmt.Errorf("create kubeconfig secret of %s: %w", name, err)
 	}
+	return nil
 }
 
 func (s *service) workloadKubeconfig() []byte {

@@ -1,0 +1,193 @@
+package localmgmt
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// CAPIVersion is the Cluster API release whose controllers, CRDs and webhook
+// manifests are used; keep it equal to CAPI_VERSION in
+// hack/capi-controllers.sh and the replace lines of hack/tools/capi/go.mod.
+const CAPIVersion = "v1.14.2"
+
+// Provider is one Cluster API controller manager: its binary (built by
+// hack/capi-controllers.sh) and where its CRDs and webhook manifests are in
+// its module.
+type Provider struct {
+	// Name identifies it in log file names and webhook configuration names.
+	Name string
+	// Binary is the file name in the controllers directory.
+	Binary string
+	// Module (at CAPIVersion) holds Dir.
+	Module string
+	// Dir, relative to the module root, holds config/crd/bases and
+	// config/webhook/manifests.yaml.
+	Dir string
+	// FeatureGates is the manager's --feature-gates value.
+	FeatureGates string
+}
+
+// Providers are the four managers Start runs, in start order: core, kubeadm
+// bootstrap, kubeadm control plane, and the Docker infrastructure provider
+// (CAPD) whose Dev* kinds have the in-memory backend. Feature gates are the
+// release manifests' defaults (config/manager/manager.yaml), with
+// ClusterTopology on so that ClusterClass-based clusters work too.
+var Providers = []Provider{
+	{
+		Name: "core", Binary: "capi-core",
+		Module: "sigs.k8s.io/cluster-api", Dir: "core",
+		FeatureGates: "MachinePool=true,ClusterTopology=true,RuntimeSDK=false,MachineSetPreflightChecks=true,PriorityQueue=true,ReconcilerRateLimiting=true",
+	},
+	{
+		Name: "kubeadm-bootstrap", Binary: "capi-kubeadm-bootstrap",
+		Module: "sigs.k8s.io/cluster-api", Dir: "bootstrap/kubeadm",
+		FeatureGates: "MachinePool=true,PriorityQueue=true,ReconcilerRateLimiting=true",
+	},
+	{
+		Name: "kubeadm-control-plane", Binary: "capi-kubeadm-control-plane",
+		Module: "sigs.k8s.io/cluster-api", Dir: "controlplane/kubeadm",
+		FeatureGates: "MachinePool=true,ClusterTopology=true,PriorityQueue=true,ReconcilerRateLimiting=true",
+	},
+	{
+		Name: "docker", Binary: "capd",
+		Module: "sigs.k8s.io/cluster-api/test", Dir: "infrastructure/docker",
+		FeatureGates: "MachinePool=true,ClusterTopology=true,PriorityQueue=true,ReconcilerRateLimiting=true",
+	},
+}
+
+// CRDDir is the provider's config/crd/bases in moduleDir.
+func (p Provider) CRDDir(moduleDir string) string {
+	return filepath.Join(moduleDir, filepath.FromSlash(p.Dir), "config", "crd", "bases")
+}
+
+// WebhookManifest is the provider's config/webhook/manifests.yaml in moduleDir.
+func (p Provider) WebhookManifest(moduleDir string) string {
+	return filepath.Join(moduleDir, filepath.FromSlash(p.Dir), "config", "webhook", "manifests.yaml")
+}
+
+// ControllersEnv names a directory holding the built managers; when unset,
+// ControllersDir runs hack/capi-controllers.sh.
+const ControllersEnv = "LOK8S_CAPI_CONTROLLERS"
+
+const controllersHint = "build them with `hack/capi-controllers.sh` (prints the directory; the first build takes about 4 minutes)"
+
+// ControllersDir returns the directory holding the managers' binaries:
+// $LOK8S_CAPI_CONTROLLERS when set, otherwise the last line printed by
+// hack/capi-controllers.sh under the repository root, which builds them on a
+// cache miss (progress goes to progress, which may be nil).
+func ControllersDir(ctx context.Context, root string, progress io.Writer) (string, error) {
+	if dir := os.Getenv(ControllersEnv); dir != "" {
+		if err := checkControllers(dir); err != nil {
+			return "", fmt.Errorf("localmgmt: %s=%s: %w; unset it to use hack/capi-controllers.sh, or %s", ControllersEnv, dir, err, controllersHint)
+		}
+		return dir, nil
+	}
+	script := filepath.Join(root, "hack", "capi-controllers.sh")
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "bash", script)
+	cmd.Dir = root
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if progress != nil {
+		cmd.Stderr = io.MultiWriter(progress, &stderr)
+	}
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("localmgmt: %s failed (%w):\n%s\nset %s to a directory with the managers, or %s",
+			script, err, tail(stderr.String(), 4000), ControllersEnv, controllersHint)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	dir := strings.TrimSpace(lines[len(lines)-1])
+	if err := checkControllers(dir); err != nil {
+		return "", fmt.Errorf("localmgmt: %s printed %q: %w; %s", script, dir, err, controllersHint)
+	}
+	return dir, nil
+}
+
+func checkControllers(dir string) error {
+	var errs []error
+	for _, p := range Providers {
+		fi, err := os.Stat(filepath.Join(dir, p.Binary))
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case fi.IsDir() || fi.Mode().Perm()&0o111 == 0:
+			errs = append(errs, fmt.Errorf("%s is not an executable file", filepath.Join(dir, p.Binary)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ModuleDirs returns the module-cache directory of each module Providers
+// use, at CAPIVersion, downloading them if needed (hack/capi-controllers.sh
+// already did). It runs `go mod download -json` outside any module.
+func ModuleDirs(ctx context.Context) (map[string]string, error) {
+	var queries []string
+	seen := map[string]bool{}
+	for _, p := range Providers {
+		if !seen[p.Module] {
+			seen[p.Module] = true
+			queries = append(queries, p.Module+"@"+CAPIVersion)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, goBin(), append([]string{"mod", "download", "-json"}, queries...)...)
+	cmd.Dir = os.TempDir()
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
+	runErr := cmd.Run()
+	dirs := map[string]string{}
+	var errs []error
+	dec := json.NewDecoder(&stdout)
+	for {
+		var m struct{ Path, Version, Dir, Error string }
+		if err := dec.Decode(&m); err == io.EOF {
+			break
+		} else if err != nil {
+			errs = append(errs, fmt.Errorf("decoding go mod download output: %w", err))
+			break
+		}
+		if m.Error != "" {
+			errs = append(errs, errors.New(m.Error))
+			continue
+		}
+		dirs[m.Path] = m.Dir
+	}
+	for mod := range seen {
+		if dirs[mod] == "" && len(errs) == 0 {
+			errs = append(errs, fmt.Errorf("go mod download did not report %s", mod))
+		}
+	}
+	if runErr != nil {
+		errs = append(errs, fmt.Errorf("%w: %s", runErr, strings.TrimSpace(stderr.String())))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("localmgmt: locating modules %v: %w", queries, errors.Join(errs...))
+	}
+	return dirs, nil
+}
+
+// goBin is $GOROOT/bin/go when GOROOT is set, else the go on PATH.
+func goBin() string {
+	if r := os.Getenv("GOROOT"); r != "" {
+		p := filepath.Join(r, "bin", "go")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return "go"
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
+}
