@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -22,6 +23,7 @@ import (
 	"lok8s.dev/provisioner/internal/apitest"
 	"lok8s.dev/provisioner/internal/app"
 	"lok8s.dev/provisioner/internal/dbtest"
+	"lok8s.dev/provisioner/internal/events"
 	"lok8s.dev/provisioner/internal/jobs"
 	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/seal"
@@ -89,7 +91,22 @@ type bundle struct {
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
-	dbURL := dbtest.New(t)
+	return setupWith(t, setupOptions{})
+}
+
+// setupOptions vary setup: events runs an event hub; dbURL shares a
+// database with another server (a second replica).
+type setupOptions struct {
+	events bool
+	dbURL  string
+}
+
+func setupWith(t *testing.T, opts setupOptions) *bundle {
+	t.Helper()
+	dbURL := opts.dbURL
+	if dbURL == "" {
+		dbURL = dbtest.New(t)
+	}
 	pool, err := pgxpool.New(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -119,12 +136,21 @@ func setup(t *testing.T) *bundle {
 	if _, err := st.EnsureAdminToken(context.Background(), "acme", api.HashToken(adminToken)); err != nil {
 		t.Fatal(err)
 	}
+	var hub api.EventsHub
+	if opts.events {
+		h := events.NewHub(pool, logger)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = h.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+		hub = h
+	}
 	mgmtDir := t.TempDir()
 	if err := os.WriteFile(mgmtDir+"/mgmt.example.com.yaml", []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	handler, err := api.New(app.WithCatalog(api.Config{
-		Store: st, Keyring: keyring, Logger: logger,
+		Store: st, Keyring: keyring, Logger: logger, Events: hub, Heartbeat: 200 * time.Millisecond,
 		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
 		ManagementClusterKnown: (&mgmt.Registry{KubeconfigDir: mgmtDir}).Known,
 		OpenAPI:                provisioner.OpenAPI,

@@ -45,6 +45,10 @@ type Config struct {
 	CredentialFields    func(provider string) ([]CredentialField, bool)
 	// DetectProvider names the provider a valid spec selects, or says why none.
 	DetectProvider func(*spec.Capi) (string, error)
+	// Events wakes the event streams (nil: streams answer 503).
+	Events EventsHub
+	// Heartbeat is how often an idle stream sends a comment (default 15s).
+	Heartbeat time.Duration
 	// OpenAPI is the API description served at /openapi.yaml.
 	OpenAPI      []byte
 	MaxBodyBytes int64
@@ -86,6 +90,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -126,6 +133,7 @@ func (s *Server) routes() chi.Router {
 			r.Get("/{name}/status", s.clusterStatus)
 			r.Get("/{name}/kubeconfig", s.clusterKubeconfig)
 			r.Get("/{name}/manifests", s.clusterManifests)
+			r.Get("/{name}/events", s.streamClusterEvents)
 			r.Delete("/{name}", s.deleteCluster)
 			r.Put("/{name}", s.replaceCluster)
 			r.Patch("/{name}", s.patchCluster)
@@ -133,6 +141,7 @@ func (s *Server) routes() chi.Router {
 			r.Get("/{name}/operations", s.listOperations)
 			r.Post("/{name}/operations/{id}/cancel", s.cancelOperation)
 		})
+		r.Get("/events", s.streamAllEvents)
 		r.Route("/credentials", func(r chi.Router) {
 			r.Get("/", s.listCredentials)
 			r.Put("/{name}", s.putCredential)

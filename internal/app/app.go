@@ -19,6 +19,7 @@ import (
 	"lok8s.dev/provisioner/internal/addons"
 	"lok8s.dev/provisioner/internal/api"
 	"lok8s.dev/provisioner/internal/capi"
+	"lok8s.dev/provisioner/internal/events"
 	"lok8s.dev/provisioner/internal/gitops"
 	"lok8s.dev/provisioner/internal/jobs"
 	"lok8s.dev/provisioner/internal/mgmt"
@@ -219,8 +220,9 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	if err != nil {
 		return err
 	}
+	hub := events.NewHub(pool, log)
 	handler, err := api.New(WithCatalog(api.Config{
-		Store: st, Keyring: keyring, Logger: log,
+		Store: st, Keyring: keyring, Logger: log, Events: hub,
 		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
 		ManagementClusterKnown: registry.Known, OpenAPI: provisioner.OpenAPI,
 	}, catalog, addonCatalog))
@@ -237,6 +239,11 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
 	startWatchers(watchCtx, registry, st, log)
+	go func() {
+		if err := hub.Run(watchCtx); err != nil {
+			log.Error("event hub stopped", "error", err)
+		}
+	}()
 	if err := queue.Start(ctx); err != nil {
 		return err
 	}

@@ -1,0 +1,145 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+
+	"lok8s.dev/provisioner/internal/store"
+)
+
+// EventsHub wakes event streams when their tenant has new events.
+type EventsHub interface {
+	Subscribe(tenantID uuid.UUID) (wake <-chan struct{}, cancel func())
+}
+
+// Defaults of the event streams.
+const (
+	DefaultHeartbeat = 15 * time.Second
+	// streamBatch is how many events a stream reads from Postgres at once.
+	streamBatch = 500
+	// streamWriteTimeout ends a stream whose client does not take its data:
+	// it resumes by Last-Event-ID, and meanwhile holds nothing up.
+	streamWriteTimeout = 10 * time.Second
+)
+
+// streamAllEvents is GET /v1/events: every event of the caller's tenant.
+func (s *Server) streamAllEvents(w http.ResponseWriter, r *http.Request) {
+	s.streamEvents(w, r, "")
+}
+
+// streamClusterEvents is GET /v1/clusters/{name}/events.
+func (s *Server) streamClusterEvents(w http.ResponseWriter, r *http.Request) {
+	if _, _, err := s.clusterWithOperation(r); err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	s.streamEvents(w, r, chi.URLParam(r, "name"))
+}
+
+// streamEvents writes the tenant's events (of one cluster when cluster is
+// set) as Server-Sent Events: those after Last-Event-ID first, then each new
+// one as it commits, with comment heartbeats in between.
+func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster string) {
+	if s.Events == nil {
+		s.writeProblem(w, r, &apiError{status: http.StatusServiceUnavailable, slug: "not-ready", title: "Not ready",
+			detail: "event streams are not enabled on this server"})
+		return
+	}
+	tenant := principal(r.Context()).TenantID
+	// Subscribe before reading, so nothing committed in between is missed.
+	wake, cancel := s.Events.Subscribe(tenant)
+	defer cancel()
+
+	var last int64
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		id, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || id < 0 {
+			s.writeProblem(w, r, errInvalid(FieldError{Field: "Last-Event-ID", Message: "must be an event id this stream sent"}))
+			return
+		}
+		last = id
+	} else {
+		id, err := s.store.LatestEventID(r.Context(), tenant)
+		if err != nil {
+			s.writeProblem(w, r, err)
+			return
+		}
+		last = id
+	}
+
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no") // proxies: do not buffer the stream
+	w.WriteHeader(http.StatusOK)
+	write := func(chunk string) error {
+		if err := rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+		if _, err := fmt.Fprint(w, chunk); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	if err := write(": stream of lok8s events\n\n"); err != nil {
+		return
+	}
+	heartbeat := time.NewTicker(s.Heartbeat)
+	defer heartbeat.Stop()
+	for {
+		events, err := s.store.EventsAfter(r.Context(), tenant, cluster, last, streamBatch)
+		if err != nil {
+			if r.Context().Err() == nil {
+				s.logger.ErrorContext(r.Context(), "event stream: read events", "error", err, "request_id", requestID(r.Context()))
+			}
+			return
+		}
+		for _, e := range events {
+			frame, err := eventFrame(e)
+			if err != nil {
+				s.logger.ErrorContext(r.Context(), "event stream: encode event", "error", err, "event", e.ID)
+				return
+			}
+			if err := write(frame); err != nil {
+				return // the client left or is too slow: it resumes by Last-Event-ID
+			}
+			last = e.ID
+		}
+		if len(events) == streamBatch {
+			continue
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-wake:
+		case <-heartbeat.C:
+			if err := write(": heartbeat\n\n"); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// eventFrame is one SSE event: its id, its type, and a JSON object with
+// the type, the time and the event's own fields.
+func eventFrame(e store.Event) (string, error) {
+	var data map[string]any
+	if err := json.Unmarshal(e.Data, &data); err != nil {
+		return "", err
+	}
+	data["type"], data["at"], data["id"] = e.Type, e.At, e.ID
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("id: %d\nevent: %s\ndata: %s\n\n", e.ID, e.Type, raw), nil
+}

@@ -1,0 +1,244 @@
+package api_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sseEvent is one event read from a stream.
+type sseEvent struct {
+	ID   int64
+	Type string
+	Data map[string]any
+}
+
+// stream is an open event stream.
+type stream struct {
+	events     chan sseEvent
+	heartbeats chan struct{}
+	cancel     func()
+	status     int
+}
+
+// openStream GETs path with token and Last-Event-ID (when not empty) and
+// reads its events in the background.
+func (b *bundle) openStream(path, token, lastEventID string) *stream {
+	b.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.url+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "text/event-stream")
+	if lastEventID != "" {
+		req.Header.Set("Last-Event-ID", lastEventID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		b.t.Fatal(err)
+	}
+	s := &stream{events: make(chan sseEvent, 1000), heartbeats: make(chan struct{}, 100), cancel: cancel, status: resp.StatusCode}
+	b.t.Cleanup(cancel)
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return s
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		b.t.Errorf("Content-Type %q", ct)
+	}
+	go func() {
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		var ev sseEvent
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case line == ": heartbeat":
+				select {
+				case s.heartbeats <- struct{}{}:
+				default:
+				}
+			case strings.HasPrefix(line, "id: "):
+				ev.ID, _ = strconv.ParseInt(strings.TrimPrefix(line, "id: "), 10, 64)
+			case strings.HasPrefix(line, "event: "):
+				ev.Type = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "data: "):
+				_ = json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &ev.Data)
+			case line == "" && ev.ID != 0:
+				s.events <- ev
+				ev = sseEvent{}
+			}
+		}
+	}()
+	return s
+}
+
+// next returns the next event, failing after timeout.
+func (s *stream) next(t *testing.T, timeout time.Duration) sseEvent {
+	t.Helper()
+	select {
+	case ev := <-s.events:
+		return ev
+	case <-time.After(timeout):
+		t.Fatalf("no event in %s", timeout)
+		return sseEvent{}
+	}
+}
+
+// collect reads events until want of them arrived or timeout passed.
+func (s *stream) collect(t *testing.T, want int, timeout time.Duration) []sseEvent {
+	t.Helper()
+	var out []sseEvent
+	deadline := time.After(timeout)
+	for len(out) < want {
+		select {
+		case ev := <-s.events:
+			out = append(out, ev)
+		case <-deadline:
+			t.Fatalf("got %d events of %d in %s: %v", len(out), want, timeout, out)
+		}
+	}
+	return out
+}
+
+func (s *stream) quiet(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case ev := <-s.events:
+		t.Fatalf("unexpected event %d %s: %v", ev.ID, ev.Type, ev.Data)
+	case <-time.After(d):
+	}
+}
+
+func (b *bundle) createNamed(token, name string) {
+	b.t.Helper()
+	b.putHetznerCredential(token, name+"-credentials")
+	spec := strings.NewReplacer("name: prod", "name: "+name, "secretName: prod-credentials", "secretName: "+name+"-credentials").Replace(string(seedSpec(b.t)))
+	b.expect(b.do(http.MethodPost, "/v1/clusters", token, "application/yaml", []byte(spec)), http.StatusAccepted)
+}
+
+func TestEventStreamInOrderAndResumed(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, setupOptions{events: true})
+	s := b.openStream("/v1/events", b.adminToken, "")
+	if s.status != http.StatusOK {
+		t.Fatalf("stream: %d", s.status)
+	}
+	b.createNamed(b.adminToken, "alpha")
+	got := s.collect(t, 2, 5*time.Second)
+	if got[0].Type != "cluster.phase" || got[0].Data["phase"] != "Pending" || got[0].Data["cluster"] != "alpha" ||
+		got[1].Type != "operation" || got[1].Data["state"] != "queued" || got[1].Data["kind"] != "provision" || got[1].ID <= got[0].ID {
+		t.Fatalf("events: %+v", got)
+	}
+	if got[0].Data["type"] != "cluster.phase" || got[0].Data["at"] == nil {
+		t.Fatalf("data is not typed: %v", got[0].Data)
+	}
+	// A heartbeat comes while nothing happens.
+	select {
+	case <-s.heartbeats:
+	case <-time.After(2 * time.Second):
+		t.Fatal("no heartbeat")
+	}
+	last := got[1].ID
+	s.cancel() // the connection drops
+
+	b.expect(b.do(http.MethodDelete, "/v1/clusters/alpha", b.adminToken, "", nil), http.StatusAccepted)
+	b.createNamed(b.adminToken, "beta")
+	resumed := b.openStream("/v1/events", b.adminToken, strconv.FormatInt(last, 10))
+	missed := resumed.collect(t, 5, 5*time.Second)
+	var kinds []string
+	prev := last
+	for _, ev := range missed {
+		if ev.ID <= prev {
+			t.Fatalf("event %d repeated or out of order after %d", ev.ID, prev)
+		}
+		prev = ev.ID
+		kinds = append(kinds, ev.Data["cluster"].(string)+":"+ev.Type)
+	}
+	// alpha: its provisioning cancelled, Deleting, the deprovision queued; beta: Pending, queued.
+	want := "alpha:operation alpha:cluster.phase alpha:operation beta:cluster.phase beta:operation"
+	if got := strings.Join(kinds, " "); got != want {
+		t.Fatalf("after resuming: %s, want %s", got, want)
+	}
+	resumed.quiet(t, 300*time.Millisecond)
+
+	// One cluster's stream carries only its events; an unknown one is a 404.
+	alpha := b.openStream("/v1/clusters/alpha/events", b.adminToken, "0")
+	for _, ev := range alpha.collect(t, 4, 5*time.Second) {
+		if ev.Data["cluster"] != "alpha" {
+			t.Fatalf("cluster stream carried %v", ev.Data)
+		}
+	}
+	if nope := b.openStream("/v1/clusters/nope/events", b.adminToken, ""); nope.status != http.StatusNotFound {
+		t.Fatalf("unknown cluster stream: %d", nope.status)
+	}
+	if bad := b.openStream("/v1/events", b.adminToken, "yesterday"); bad.status != http.StatusUnprocessableEntity {
+		t.Fatalf("bad Last-Event-ID: %d", bad.status)
+	}
+	if anon := b.openStream("/v1/events", "", ""); anon.status != http.StatusUnauthorized {
+		t.Fatalf("stream without a token: %d", anon.status)
+	}
+}
+
+// TestEventStreamAcrossReplicas: a change made through one server reaches
+// a stream served by another on the same database (NOTIFY).
+func TestEventStreamAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	a := setupWith(t, setupOptions{events: true})
+	b := setupWith(t, setupOptions{events: true, dbURL: a.dbURL})
+	s := b.openStream("/v1/events", b.adminToken, "")
+	// The second server's start replaced the admin token; both take it.
+	a.createNamed(b.adminToken, "gamma")
+	ev := s.next(t, 5*time.Second)
+	if ev.Data["cluster"] != "gamma" || ev.Type != "cluster.phase" {
+		t.Fatalf("event from the other replica: %+v", ev)
+	}
+}
+
+func TestEventStreamTenantIsolation(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, setupOptions{events: true})
+	other := b.newTenant("globex")
+	theirs := b.openStream("/v1/events", other, "0")
+	b.createNamed(b.adminToken, "secret-project")
+	theirs.quiet(t, 500*time.Millisecond)
+	b.createNamed(other, "their-own")
+	for _, ev := range theirs.collect(t, 2, 5*time.Second) {
+		if ev.Data["cluster"] != "their-own" {
+			t.Fatalf("tenant globex saw %v", ev.Data)
+		}
+	}
+}
+
+// TestStalledClientDoesNotSlowOthers keeps one stream open without reading
+// it while many events are written: the writers and another stream go on.
+func TestStalledClientDoesNotSlowOthers(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, setupOptions{events: true})
+	// A client that never reads its response body.
+	req, _ := http.NewRequest(http.MethodGet, b.url+"/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+b.adminToken)
+	req.Header.Set("Last-Event-ID", "0")
+	stalled, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Body.Close()
+
+	live := b.openStream("/v1/events", b.adminToken, "")
+	start := time.Now()
+	const clusters = 40
+	for i := 0; i < clusters; i++ {
+		b.createNamed(b.adminToken, "c"+strconv.Itoa(i))
+	}
+	writing := time.Since(start)
+	live.collect(t, 2*clusters, 10*time.Second)
+	if writing > 20*time.Second {
+		t.Fatalf("writers took %s beside a stalled stream", writing)
+	}
+}
