@@ -40,13 +40,25 @@ type OperationView struct {
 
 // StepView is one step of an operation as the API shows it.
 type StepView struct {
-	Name       string          `json:"name"`
-	State      store.StepState `json:"state"`
-	Attempts   int             `json:"attempts"`
-	Error      string          `json:"error,omitempty"`
-	Message    string          `json:"message,omitempty"`
-	StartedAt  *time.Time      `json:"startedAt,omitempty"`
-	FinishedAt *time.Time      `json:"finishedAt,omitempty"`
+	Name     string          `json:"name"`
+	State    store.StepState `json:"state"`
+	Attempts int             `json:"attempts"`
+	Error    string          `json:"error,omitempty"`
+	Message  string          `json:"message,omitempty"`
+	// Failure is set on a failed step.
+	Failure    *FailureView `json:"failure,omitempty"`
+	StartedAt  *time.Time   `json:"startedAt,omitempty"`
+	FinishedAt *time.Time   `json:"finishedAt,omitempty"`
+}
+
+// FailureView is a failed step's error in a form people can act on.
+type FailureView struct {
+	Step        string `json:"step"`
+	Code        string `json:"code"`
+	Retryable   bool   `json:"retryable"`
+	Remediation string `json:"remediation"`
+	Reason      string `json:"reason,omitempty"`
+	Message     string `json:"message"`
 }
 
 // StatusView is GET /v1/clusters/{name}/status.
@@ -63,6 +75,8 @@ type StatusView struct {
 	Pools        map[string]ReplicasView `json:"pools,omitempty"`
 	// Addons are spec.bootstrap's addons on the workload cluster, in install order.
 	Addons []AddonView `json:"addons"`
+	// Error is the failure of the latest operation's failed step, if any.
+	Error *FailureView `json:"error,omitempty"`
 	// GitOps is the GitOps source's readiness, as its controllers report it.
 	GitOps    *GitOpsView `json:"gitops,omitempty"`
 	Message   string      `json:"message,omitempty"`
@@ -148,10 +162,15 @@ func operationView(op store.Operation) OperationView {
 		Steps: make([]StepView, 0, len(op.Steps)), CreatedAt: op.CreatedAt, StartedAt: op.StartedAt, FinishedAt: op.FinishedAt,
 	}
 	for _, s := range op.Steps {
-		v.Steps = append(v.Steps, StepView{
+		sv := StepView{
 			Name: s.Name, State: s.State, Attempts: s.Attempts, Error: s.Error, Message: s.Message,
 			StartedAt: s.StartedAt, FinishedAt: s.FinishedAt,
-		})
+		}
+		if s.State == store.StepFailed && s.Failure.Code != "" {
+			sv.Failure = &FailureView{Step: s.Name, Code: s.Failure.Code, Retryable: s.Failure.Retryable,
+				Remediation: s.Failure.Remediation, Reason: s.Failure.Reason, Message: s.Error}
+		}
+		v.Steps = append(v.Steps, sv)
 	}
 	return v
 }
@@ -172,6 +191,11 @@ func statusView(c store.Cluster, op *store.Operation, addons []store.Addon) Stat
 	if op != nil {
 		ov := operationView(*op)
 		v.Operation = &ov
+		for _, s := range ov.Steps {
+			if s.Failure != nil {
+				v.Error = s.Failure
+			}
+		}
 	}
 	return v
 }

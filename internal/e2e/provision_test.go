@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"net"
 	"net/http"
@@ -379,6 +380,89 @@ func TestCAPIFailureFailsTheCluster(t *testing.T) {
 	}
 	if stepState(failed, "wait") != "failed" || stepState(failed, "kubeconfig") != "pending" {
 		t.Fatalf("steps after failure: %v", failed["operation"])
+	}
+	if e, _ := failed["error"].(map[string]any); e["code"] != "ProviderFailed" || e["retryable"] != false || e["step"] != "wait" ||
+		e["reason"] != "InvalidConfiguration: hcloud: server type cax21 is not available in fsn1" {
+		t.Fatalf("failure record: %v", failed["error"])
+	}
+}
+
+// findEvent replays a stream from its start and returns the first data
+// line containing want, failing after 10 s.
+func (s *service) findEvent(path, want string) string {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.url+path, nil)
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	req.Header.Set("Last-Event-ID", "0")
+	resp, err := http.DefaultClient.Do(req) // not the validating client: a stream never ends
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "data: ") && strings.Contains(line, want) {
+			return line
+		}
+	}
+	s.t.Fatalf("no event with %s on %s", want, path)
+	return ""
+}
+
+// TestRejectedCredentialThenRetry: the provider rejects the credential;
+// the status says so with a code, a remediation and the raw reason; after
+// the credential is replaced and the infrastructure recovers, a retry
+// finishes the cluster.
+func TestRejectedCredentialThenRetry(t *testing.T) {
+	t.Parallel()
+	s := startService(t, options{})
+	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	s.submit(seedSpecWithoutAddons(t))
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
+
+	obj := s.get(clusterGVK, s.namespace(), "prod")
+	_ = unstructured.SetNestedField(obj.Object, map[string]any{
+		"phase": "Failed",
+		"deprecated": map[string]any{"v1beta1": map[string]any{
+			"failureReason": "CreateError", "failureMessage": "hcloud: Unauthorized: invalid token (unauthorized)",
+		}},
+	}, "status")
+	if err := s.env.Client.Status().Update(context.Background(), obj); err != nil {
+		t.Fatal(err)
+	}
+	failed := s.waitStatus("prod", 30*time.Second, func(st map[string]any) bool { return st["phase"] == "Failed" })
+	e, _ := failed["error"].(map[string]any)
+	if e["code"] != "CredentialsRejected" || e["retryable"] != false || !strings.Contains(e["remediation"].(string), "PUT /v1/credentials") ||
+		!strings.Contains(e["reason"].(string), "invalid token") {
+		t.Fatalf("failure record: %v", failed["error"])
+	}
+
+	// The event stream carries the same record.
+	if ev := s.findEvent("/v1/clusters/prod/events", `"code":"CredentialsRejected"`); !strings.Contains(ev, `"retryable":false`) ||
+		!strings.Contains(ev, `"remediation":"the provider rejected the credential`) {
+		t.Fatalf("step event: %s", ev)
+	}
+
+	// The fix: a new token; the infrastructure provider then recovers.
+	s.mustDo(http.MethodPut, "/v1/credentials/prod-credentials", "", "application/json", []byte(`{"provider":"hetzner","hcloudToken":"a-good-token"}`), http.StatusOK)
+	obj = s.get(clusterGVK, s.namespace(), "prod")
+	_ = unstructured.SetNestedField(obj.Object, map[string]any{"phase": "Provisioning"}, "status")
+	if err := s.env.Client.Status().Update(context.Background(), obj); err != nil {
+		t.Fatal(err)
+	}
+	s.mustDo(http.MethodPost, "/v1/clusters/prod/retry", "", "", nil, http.StatusAccepted)
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
+	secret := s.get(secretGVK, s.namespace(), "prod-credentials")
+	if hc, _ := nested(t, secret, "data").(map[string]any)["hcloud"].(string); hc != "YS1nb29kLXRva2Vu" { // base64 of a-good-token
+		t.Fatalf("the retry did not write the replaced credential: %q", hc)
+	}
+	s.playInfrastructureProvider("prod")
+	done := s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return st["phase"] == "Provisioned" || st["phase"] == "Failed" })
+	if done["phase"] != "Provisioned" || done["error"] != nil {
+		t.Fatalf("after the retry: %v %v", done["phase"], done["error"])
 	}
 }
 

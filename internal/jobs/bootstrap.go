@@ -107,7 +107,8 @@ func (s *steps) installAddon(ctx context.Context, r *Run, w workload, addon addo
 		if errors.Is(err, addons.ErrReleaseBusy) {
 			return addons.Result{}, err // another install is finishing: retry
 		}
-		return addons.Result{}, Permanent(err)
+		return addons.Result{}, Permanent(coded(err, CodeAddonFailed, false,
+			fmt.Sprintf("fix addon %s's values or version in spec.bootstrap (PATCH the cluster), which installs it again", addon.Name), ""))
 	}
 	if err := s.Store.SetAddon(ctx, r.Cluster.ID, store.Addon{Name: addon.Name, State: store.AddonInstalling, Chart: addon.Chart.Name}); err != nil {
 		return addons.Result{}, err

@@ -139,7 +139,8 @@ func TestProvisionFailsClearlyWithoutManagementCluster(t *testing.T) {
 		t.Fatalf("detect: %+v", op.Steps[0])
 	}
 	cred := op.Steps[1]
-	if cred.State != store.StepFailed || cred.Attempts != 1 || !strings.Contains(cred.Error, "LOK8S_MGMT_KUBECONFIG is not set") {
+	if cred.State != store.StepFailed || cred.Attempts != 1 || !strings.Contains(cred.Error, "LOK8S_MGMT_KUBECONFIG is not set") ||
+		cred.Failure.Code != CodeManagementNotConfigured || cred.Failure.Retryable {
 		t.Fatalf("credentials step: %+v (a permanent error must not be retried)", cred)
 	}
 	for _, s := range op.Steps[2:] {
@@ -162,7 +163,8 @@ func TestCredentialsStepNeedsTheCredential(t *testing.T) {
 	p := b.pipeline()
 	q := b.startQueue(t, p)
 	op := b.waitFor(t, b.submit(t, q, p, "prod", seedJSON).ID)
-	if op.State != store.OpFailed || !strings.Contains(op.Steps[1].Error, `credential "prod-credentials" no longer exists`) {
+	if op.State != store.OpFailed || !strings.Contains(op.Steps[1].Error, `credential "prod-credentials" no longer exists`) ||
+		op.Steps[1].Failure.Code != CodeCredentialMissing || !strings.Contains(op.Steps[1].Failure.Remediation, "PUT /v1/credentials/prod-credentials") {
 		t.Fatalf("credentials step: %+v", op.Steps[1])
 	}
 }

@@ -143,7 +143,7 @@ func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID 
 // River not to retry, any other is returned for River to retry with backoff.
 func (r *operationRunner) fail(ctx context.Context, logger *slog.Logger, op store.Operation, step string, err error, final bool) error {
 	logger.WarnContext(ctx, "step failed", "step", step, "final", final, "error", err)
-	if serr := r.store.FailStep(context.WithoutCancel(ctx), op.ID, step, err.Error(), final); serr != nil {
+	if serr := r.store.FailStep(context.WithoutCancel(ctx), op.ID, step, describe(step, err, final), final); serr != nil {
 		if errors.Is(serr, store.ErrOperationNotActive) {
 			return stopIfEnded(ctx, logger, serr)
 		}

@@ -183,7 +183,8 @@ func (s *steps) credentials(ctx context.Context, r *Run) (Outcome, error) {
 func (s *steps) openCredential(ctx context.Context, r *Run, name string) (map[string]string, store.Credential, error) {
 	cred, sealed, err := s.Store.SealedCredential(ctx, r.Cluster.TenantID, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, cred, Permanent(fmt.Errorf("credential %q no longer exists: create it again with PUT /v1/credentials/%s, then retry", name, name))
+		return nil, cred, Permanent(coded(fmt.Errorf("credential %q no longer exists", name), CodeCredentialMissing, false,
+			fmt.Sprintf("create the credential with PUT /v1/credentials/%s, then retry", name), ""))
 	}
 	if err != nil {
 		return nil, cred, err
@@ -207,7 +208,8 @@ func (s *steps) render(ctx context.Context, r *Run) (Outcome, error) {
 		CredentialSecretName: r.Spec.Spec.Credentials.SecretName, Labels: labels(r),
 	})
 	if err != nil {
-		return Outcome{}, Permanent(fmt.Errorf("render templates: %w", err))
+		return Outcome{}, Permanent(coded(fmt.Errorf("render templates: %w", err), CodeTemplateInvalid, false,
+			"fix the provider's templates or the spec fields the error names, then retry", ""))
 	}
 	manifests, err := rendered.YAML()
 	if err != nil {
@@ -283,7 +285,8 @@ func (s *steps) wait(ctx context.Context, r *Run) (Outcome, error) {
 		return Outcome{}, err
 	}
 	if reason, failed := st.Failure(); failed {
-		return Outcome{}, Permanent(fmt.Errorf("CAPI reports the cluster failed: %s", reason))
+		return Outcome{}, Permanent(coded(fmt.Errorf("CAPI reports the cluster failed: %s", reason), CodeProviderFailed, false,
+			"read CAPI's reason, fix the cause (spec, credential or provider account), then delete and recreate the cluster", reason))
 	}
 	if st.Provisioned() {
 		return Outcome{Message: "CAPI reports the cluster Provisioned and its control plane available"}, nil
@@ -294,7 +297,8 @@ func (s *steps) wait(ctx context.Context, r *Run) (Outcome, error) {
 // recheck snoozes the step, or fails it once the deadline has passed.
 func (s *steps) recheck(r *Run, state string) (Outcome, error) {
 	if waited := time.Since(r.StepStarted); waited > s.WaitTimeout {
-		return Outcome{}, Permanent(fmt.Errorf("timed out after %s: %s", s.WaitTimeout, state))
+		return Outcome{}, Permanent(coded(fmt.Errorf("timed out after %s: %s", s.WaitTimeout, state), CodeTimeout, true,
+			"CAPI did not finish in time: check the provider's conditions in the status, then retry", state))
 	}
 	r.Logger.Info("not ready yet", "state", state)
 	return Outcome{RecheckIn: s.CheckInterval}, nil

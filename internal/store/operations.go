@@ -33,14 +33,15 @@ func scanOperation(row pgx.Row) (Operation, error) {
 // withSteps loads op's steps, in order.
 func withSteps(ctx context.Context, q querier, op Operation) (Operation, error) {
 	rows, err := q.Query(ctx, `
-		SELECT name, state, attempts, error, message, started_at, finished_at
+		SELECT name, state, attempts, error, message, code, retryable, remediation, reason, started_at, finished_at
 		FROM operation_steps WHERE operation_id = $1 ORDER BY ordinal`, op.ID)
 	if err != nil {
 		return Operation{}, fmt.Errorf("load steps of operation %s: %w", op.ID, err)
 	}
 	op.Steps, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Step, error) {
 		var st Step
-		err := r.Scan(&st.Name, &st.State, &st.Attempts, &st.Error, &st.Message, &st.StartedAt, &st.FinishedAt)
+		err := r.Scan(&st.Name, &st.State, &st.Attempts, &st.Error, &st.Message, &st.Failure.Code, &st.Failure.Retryable,
+			&st.Failure.Remediation, &st.Failure.Reason, &st.StartedAt, &st.FinishedAt)
 		return st, err
 	})
 	if err != nil {
@@ -187,17 +188,20 @@ func (s *Store) StartStep(ctx context.Context, id uuid.UUID, name string) (time.
 func (s *Store) FinishStep(ctx context.Context, id uuid.UUID, name string, state StepState, message string) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		return s.stepUpdate(ctx, tx, id, name,
-			`state = $3, message = $4, error = '', finished_at = now(), started_at = coalesce(started_at, now())`, state, message)
+			`state = $3, message = $4, error = '', code = '', retryable = false, remediation = '', reason = '',
+			 finished_at = now(), started_at = coalesce(started_at, now())`, state, message)
 	})
 }
 
 // FailStep records step name's error. When final, the operation fails and
 // its cluster goes to Failed with the error as its message; otherwise the
 // step will be tried again and the cluster's message shows the error.
-func (s *Store) FailStep(ctx context.Context, id uuid.UUID, name, errMsg string, final bool) error {
+func (s *Store) FailStep(ctx context.Context, id uuid.UUID, name string, f Failure, final bool) error {
+	errMsg := f.Message
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		if err := s.stepUpdate(ctx, tx, id, name,
-			`state = 'failed', error = $3, finished_at = now()`, errMsg); err != nil {
+			`state = 'failed', error = $3, code = $4, retryable = $5, remediation = $6, reason = $7, finished_at = now()`,
+			errMsg, f.Code, f.Retryable, f.Remediation, f.Reason); err != nil {
 			return err
 		}
 		message := fmt.Sprintf("step %s: %s", name, errMsg)

@@ -230,7 +230,7 @@ func TestStepProgressAndResume(t *testing.T) {
 	if _, err := b.store.StartStep(ctx, op.ID, "credentials"); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.store.FailStep(ctx, op.ID, "credentials", "unreachable", false); err != nil {
+	if err := b.store.FailStep(ctx, op.ID, "credentials", store.Failure{Message: "unreachable"}, false); err != nil {
 		t.Fatal(err)
 	}
 	got, err := b.store.Cluster(ctx, b.actor.TenantID, "prod")
@@ -244,7 +244,7 @@ func TestStepProgressAndResume(t *testing.T) {
 	if _, err := b.store.StartStep(ctx, op.ID, "credentials"); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.store.FailStep(ctx, op.ID, "credentials", "rejected", true); err != nil {
+	if err := b.store.FailStep(ctx, op.ID, "credentials", store.Failure{Message: "rejected", Code: "CredentialsRejected"}, true); err != nil {
 		t.Fatal(err)
 	}
 	op, err = b.store.Operation(ctx, b.actor.TenantID, op.ID)
@@ -252,7 +252,7 @@ func TestStepProgressAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	if op.State != store.OpFailed || op.Steps[0].State != store.StepSucceeded || op.Steps[0].Message != "provider hetzner" ||
-		op.Steps[1].State != store.StepFailed || op.Steps[1].Attempts != 2 || op.Steps[1].Error != "rejected" ||
+		op.Steps[1].State != store.StepFailed || op.Steps[1].Attempts != 2 || op.Steps[1].Error != "rejected" || op.Steps[1].Failure.Code != "CredentialsRejected" ||
 		op.Steps[2].State != store.StepPending {
 		t.Fatalf("operation after failure: %+v", op)
 	}

@@ -120,11 +120,13 @@ func (o Operation) Active() bool { return o.State == OpQueued || o.State == OpRu
 
 // Step is one named step of an operation.
 type Step struct {
-	Name       string
-	State      StepState
-	Attempts   int
-	Error      string
-	Message    string
+	Name     string
+	State    StepState
+	Attempts int
+	Error    string
+	Message  string
+	// Failure describes the error of a failed step (zero otherwise).
+	Failure    Failure
 	StartedAt  *time.Time
 	FinishedAt *time.Time
 }
@@ -152,4 +154,18 @@ type AuditEntry struct {
 	RequestID string
 	Details   json.RawMessage
 	At        time.Time
+}
+
+// Failure is a step's error in a form people can act on.
+type Failure struct {
+	// Message is the error's text.
+	Message string
+	// Code is stable and documented (CredentialsRejected, Timeout, ...).
+	Code string
+	// Retryable says whether retrying as is may succeed.
+	Retryable bool
+	// Remediation is one line a person can follow.
+	Remediation string
+	// Reason is the raw reason from CAPI or the provider, for experts.
+	Reason string
 }
