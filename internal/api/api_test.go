@@ -80,7 +80,7 @@ func (b *syncBuffer) String() string {
 }
 
 type bundle struct {
-	t          *testing.T
+	t          testing.TB
 	url        string
 	dbURL      string
 	pool       *pgxpool.Pool
@@ -89,7 +89,7 @@ type bundle struct {
 	mgmtDir    string
 }
 
-func setup(t *testing.T) *bundle {
+func setup(t testing.TB) *bundle {
 	t.Helper()
 	return setupWith(t, setupOptions{})
 }
@@ -101,7 +101,7 @@ type setupOptions struct {
 	dbURL  string
 }
 
-func setupWith(t *testing.T, opts setupOptions) *bundle {
+func setupWith(t testing.TB, opts setupOptions) *bundle {
 	t.Helper()
 	dbURL := opts.dbURL
 	if dbURL == "" {
@@ -169,7 +169,7 @@ type response struct {
 	body   []byte
 }
 
-func (r response) json(t *testing.T) map[string]any {
+func (r response) json(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.body, &m); err != nil {
@@ -232,7 +232,7 @@ func (b *bundle) newTenant(name string) string {
 	return r.json(b.t)["token"].(string)
 }
 
-func seedSpec(t *testing.T) []byte {
+func seedSpec(t testing.TB) []byte {
 	t.Helper()
 	data, err := os.ReadFile("../../examples/prod.yaml") // the README walk-through's spec
 	if err != nil {
