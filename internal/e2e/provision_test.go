@@ -356,6 +356,20 @@ func kinds(objs []*unstructured.Unstructured) []string {
 	return out
 }
 
+// failCAPICluster reports the CAPI Cluster failed, as CAPI does, with its
+// v1beta1 failure reason and message.
+func (s *service) failCAPICluster(name, reason, message string) {
+	s.t.Helper()
+	obj := s.get(clusterGVK, s.namespace(), name)
+	_ = unstructured.SetNestedField(obj.Object, map[string]any{
+		"phase":      "Failed",
+		"deprecated": map[string]any{"v1beta1": map[string]any{"failureReason": reason, "failureMessage": message}},
+	}, "status")
+	if err := s.env.Client.Status().Update(context.Background(), obj); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
 func TestCAPIFailureFailsTheCluster(t *testing.T) {
 	t.Parallel()
 	s := startService(t, options{})
@@ -363,16 +377,7 @@ func TestCAPIFailureFailsTheCluster(t *testing.T) {
 	s.submit(seedSpecWithoutAddons(t))
 	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
 
-	obj := s.get(clusterGVK, s.namespace(), "prod")
-	_ = unstructured.SetNestedField(obj.Object, map[string]any{
-		"phase": "Failed",
-		"deprecated": map[string]any{"v1beta1": map[string]any{
-			"failureReason": "InvalidConfiguration", "failureMessage": "hcloud: server type cax21 is not available in fsn1",
-		}},
-	}, "status")
-	if err := s.env.Client.Status().Update(context.Background(), obj); err != nil {
-		t.Fatal(err)
-	}
+	s.failCAPICluster("prod", "InvalidConfiguration", "hcloud: server type cax21 is not available in fsn1")
 	failed := s.waitStatus("prod", 30*time.Second, func(st map[string]any) bool { return st["phase"] == "Failed" })
 	msg := failed["message"].(string)
 	if !strings.Contains(msg, "InvalidConfiguration") || !strings.Contains(msg, "server type cax21 is not available") {
@@ -423,16 +428,7 @@ func TestRejectedCredentialThenRetry(t *testing.T) {
 	s.submit(seedSpecWithoutAddons(t))
 	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
 
-	obj := s.get(clusterGVK, s.namespace(), "prod")
-	_ = unstructured.SetNestedField(obj.Object, map[string]any{
-		"phase": "Failed",
-		"deprecated": map[string]any{"v1beta1": map[string]any{
-			"failureReason": "CreateError", "failureMessage": "hcloud: Unauthorized: invalid token (unauthorized)",
-		}},
-	}, "status")
-	if err := s.env.Client.Status().Update(context.Background(), obj); err != nil {
-		t.Fatal(err)
-	}
+	s.failCAPICluster("prod", "CreateError", "hcloud: Unauthorized: invalid token (unauthorized)")
 	failed := s.waitStatus("prod", 30*time.Second, func(st map[string]any) bool { return st["phase"] == "Failed" })
 	e, _ := failed["error"].(map[string]any)
 	if e["code"] != "CredentialsRejected" || e["retryable"] != false || !strings.Contains(e["remediation"].(string), "PUT /v1/credentials") ||
@@ -448,7 +444,7 @@ func TestRejectedCredentialThenRetry(t *testing.T) {
 
 	// The fix: a new token; the infrastructure provider then recovers.
 	s.mustDo(http.MethodPut, "/v1/credentials/prod-credentials", "", "application/json", []byte(`{"provider":"hetzner","hcloudToken":"a-good-token"}`), http.StatusOK)
-	obj = s.get(clusterGVK, s.namespace(), "prod")
+	obj := s.get(clusterGVK, s.namespace(), "prod")
 	_ = unstructured.SetNestedField(obj.Object, map[string]any{"phase": "Provisioning"}, "status")
 	if err := s.env.Client.Status().Update(context.Background(), obj); err != nil {
 		t.Fatal(err)
