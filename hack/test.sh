@@ -6,6 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 hack/postgres.sh
+# Debian's Chromium, for the dashboard's browser test.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "== installing Debian's chromium for the browser test" >&2
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo=sudo; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
 # kube-apiserver and etcd for envtest: built once from the Go module proxy
 # (several minutes), then cached under ${XDG_CACHE_HOME:-~/.cache}/lok8s.
 KUBEBUILDER_ASSETS=$(hack/test-assets.sh)

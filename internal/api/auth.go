@@ -31,6 +31,19 @@ func HashToken(token string) []byte {
 
 type principalKey struct{}
 
+// WithPrincipal marks an in-process request as made by p: the dashboard
+// forwards its signed-in user's requests to the API this way, and
+// authenticate lets them through as p. A client cannot set it.
+func WithPrincipal(ctx context.Context, p store.Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// SessionCookie names the dashboard's session cookie. The API accepts it
+// instead of a bearer token on GET requests only (a browser's EventSource
+// and download links cannot send headers); everything that changes state
+// needs the header, or goes through the dashboard's CSRF-checked forms.
+const SessionCookie = "lok8s_session"
+
 func principal(ctx context.Context) store.Principal {
 	p, _ := ctx.Value(principalKey{}).(store.Principal)
 	return p
@@ -47,6 +60,18 @@ var errUnauthorized = &apiError{status: http.StatusUnauthorized, slug: "unauthor
 // authenticate resolves the bearer token to a principal or answers 401.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p, ok := r.Context().Value(principalKey{}).(store.Principal); ok {
+			if rec, ok := w.(*statusRecorder); ok {
+				rec.tenant = p.TenantName
+			}
+			next.ServeHTTP(w, r)
+			return
+		}
+		if c, err := r.Cookie(SessionCookie); err == nil && r.Header.Get("Authorization") == "" &&
+			(r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			s.authenticateSession(w, r, next, c.Value)
+			return
+		}
 		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="lok8s"`)
@@ -68,6 +93,23 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
+}
+
+// authenticateSession resolves a dashboard session cookie to a principal or answers 401.
+func (s *Server) authenticateSession(w http.ResponseWriter, r *http.Request, next http.Handler, id string) {
+	ses, err := s.store.SessionByHash(r.Context(), HashToken(id))
+	if errors.Is(err, store.ErrNotFound) {
+		s.writeProblem(w, r, errUnauthorized)
+		return
+	}
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	if rec, ok := w.(*statusRecorder); ok {
+		rec.tenant = ses.Principal.TenantName
+	}
+	next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, ses.Principal)))
 }
 
 // requireAdmin lets only admin tokens through.

@@ -27,6 +27,7 @@ import (
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
 	"lok8s.dev/provisioner/internal/watch"
+	"lok8s.dev/provisioner/internal/web"
 )
 
 // Config is the service's configuration.
@@ -230,11 +231,18 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 		return err
 	}
 
+	// The dashboard at /, beside the API (which keeps /v1, /healthz, /readyz
+	// and /openapi.yaml).
+	root, err := web.New(web.Config{Store: st, API: handler, Logger: log})
+	if err != nil {
+		return err
+	}
+
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv := &http.Server{Handler: root, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()

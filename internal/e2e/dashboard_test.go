@@ -1,0 +1,310 @@
+package e2e
+
+import (
+	"context"
+	"flag"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+)
+
+const chromiumPath = "/usr/bin/chromium"
+
+// browser starts Debian's Chromium headless with a fresh profile.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("the dashboard test needs Debian's Chromium at %s: apt-get install -y chromium (%v)", chromiumPath, err)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.WindowSize(1366, 900),
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// run runs browser actions, failing the test (with a screenshot and the
+// page of where it stopped) on error or after timeout.
+func run(t *testing.T, ctx context.Context, timeout time.Duration, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if _, err := value(ctx, timeout, chromedp.Steps(actions...)); err != nil {
+		failAt(t, ctx, what, err)
+	}
+}
+
+// eval evaluates a JavaScript expression (awaiting it when it is a promise).
+func eval[T any](t *testing.T, ctx context.Context, what, expr string) T {
+	t.Helper()
+	v, err := value(ctx, 30*time.Second, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		failAt(t, ctx, what, err)
+	}
+	return v
+}
+
+func value[T any](ctx context.Context, timeout time.Duration, a chromedp.Action[T]) (T, error) {
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return chromedp.Run(tctx, a)
+}
+
+func failAt(t *testing.T, ctx context.Context, what string, err error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "failure.png")
+	if shot, serr := value(ctx, 5*time.Second, chromedp.FullScreenshot(80)); serr == nil {
+		_ = os.WriteFile(path, shot, 0o644)
+	}
+	html, _ := value(ctx, 5*time.Second, chromedp.OuterHTML(chromedp.CSS("main")))
+	t.Fatalf("%s: %v\nscreenshot: %s\npage:\n%s", what, err, path, html)
+}
+
+// TestDashboard drives the dashboard in a real browser: sign in, store a
+// credential, a bad spec refused with its field error, a good one created,
+// its phase changing live (no reload) while the test plays CAPI, the
+// cluster's page, its kubeconfig through the session, and deletion
+// confirmed by typing the name.
+func TestDashboard(t *testing.T) {
+	t.Parallel()
+	s := startService(t, options{})
+	ctx := browser(t)
+	start := time.Now()
+
+	// Signing in: / sends a stranger to /signin.
+	run(t, ctx, 30*time.Second, "sign in",
+		chromedp.Navigate(s.url+"/"),
+		chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), s.token),
+		chromedp.Submit(chromedp.CSS("#token")),
+		chromedp.WaitVisible(chromedp.CSS(`table#clusters`)),
+		chromedp.WaitVisible(chromedp.Search(`//p[@id="empty"][contains(., "No clusters yet")]`)),
+	)
+	res, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{s.url}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookies := res.Cookies
+	var sessionID string
+	for _, c := range cookies {
+		if c.Name == "lok8s_session" {
+			sessionID = c.Value
+			if !c.HTTPOnly || c.SameSite != network.CookieSameSiteStrict || c.Secure {
+				t.Fatalf("session cookie: httpOnly %v sameSite %v secure %v (plain HTTP)", c.HTTPOnly, c.SameSite, c.Secure)
+			}
+		}
+	}
+	if sessionID == "" {
+		t.Fatalf("no session cookie: %v", cookies)
+	}
+	checkSessionLimits(t, s, sessionID)
+
+	// Credentials: the empty state, then the one the spec names.
+	run(t, ctx, 30*time.Second, "add a credential",
+		chromedp.Navigate(s.url+"/credentials"),
+		chromedp.WaitVisible(chromedp.Search(`//p[contains(., "No credentials yet — add them first")]`)),
+		chromedp.SendKeys(chromedp.CSS("#cred-name"), "prod-credentials"),
+		chromedp.SendKeys(chromedp.CSS("#cred-provider"), "hetzner"),
+		chromedp.SetValue(chromedp.CSS("#cred-fields"), "hcloudToken="+hcloudToken),
+		chromedp.Click(chromedp.Search(`//button[contains(., "Save credential")]`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-credential="prod-credentials"]`)),
+	)
+	credRow := eval[string](t, ctx, "credential row", `document.querySelector('tr[data-credential="prod-credentials"]').textContent`)
+	if !strings.Contains(credRow, "hetzner") || !strings.Contains(credRow, "hcloudToken") || strings.Contains(credRow, hcloudToken) {
+		t.Fatalf("credential row: %q", credRow)
+	}
+
+	// A bad spec: the dry run's field error is listed with its path.
+	good := seedSpecWithoutAddons(t)
+	bad := strings.Replace(good, "replicas: 3", "replicas: 2", 1)
+	run(t, ctx, 30*time.Second, "bad spec",
+		chromedp.Navigate(s.url+"/clusters/new"),
+		chromedp.WaitVisible(chromedp.CSS("#spec")),
+		chromedp.SetValue(chromedp.CSS("#spec"), bad),
+		chromedp.Click(chromedp.CSS(`button[value="create"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`ul.field-errors li[data-field="spec.hcloud.controlPlane.replicas"]`)),
+	)
+	kept := eval[string](t, ctx, "spec kept", `document.getElementById("spec").value`)
+	if !strings.Contains(kept, "replicas: 2") {
+		t.Fatalf("the form lost the submitted spec: %q", kept)
+	}
+	if status, _ := s.do(http.MethodGet, "/v1/clusters/prod", "", "", nil); status != http.StatusNotFound {
+		t.Fatalf("the bad spec created a cluster: %d", status)
+	}
+
+	// The good one appears in the list.
+	run(t, ctx, 30*time.Second, "good spec",
+		chromedp.SetValue(chromedp.CSS("#spec"), good),
+		chromedp.Click(chromedp.CSS(`button[value="create"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-cluster="prod"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//span[@id="live"][.="live"]`)),
+		// Reloading would lose this marker: the page must update in place.
+	)
+	eval[int](t, ctx, "marker", `window.lok8sMarker = 42`)
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool {
+		return stepState(st, "wait") == "running" || st["phase"] == "Failed"
+	})
+	run(t, ctx, 20*time.Second, "provisioning shown live",
+		chromedp.WaitVisible(chromedp.Search(`//tr[@data-cluster="prod"]//span[@data-field="phase"][.="Provisioning"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//tr[@data-cluster="prod"]/td[@data-field="operation"][contains(., "wait")]`)),
+	)
+	s.playInfrastructureProvider("prod")
+	liveStart := time.Now()
+	run(t, ctx, 60*time.Second, "Provisioned shown live",
+		chromedp.WaitVisible(chromedp.Search(`//tr[@data-cluster="prod"]//span[@data-field="phase"][.="Provisioned"]`)),
+	)
+	marker := eval[int](t, ctx, "marker", `window.lok8sMarker || 0`)
+	if marker != 42 {
+		t.Fatal("the list reloaded instead of updating in place")
+	}
+	t.Logf("phase Provisioned reached the list %s after the test played CAPI", time.Since(liveStart).Round(time.Millisecond))
+	screenshot(t, ctx, "list.png")
+
+	// The cluster's page.
+	run(t, ctx, 30*time.Second, "cluster page",
+		chromedp.Click(chromedp.CSS(`tr[data-cluster="prod"] a`)),
+		chromedp.WaitVisible(chromedp.Search(`//span[@id="phase"][.="Provisioned"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-replicas="controlPlane"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="kubeconfig"].state-succeeded`)),
+		chromedp.WaitVisible(chromedp.Search(`//span[@id="live"][.="live"]`)),
+	)
+	screenshot(t, ctx, "cluster.png")
+
+	// The kubeconfig link works with the session cookie alone.
+	href := eval[string](t, ctx, "kubeconfig link", `document.getElementById("kubeconfig").getAttribute("href")`)
+	kubeconfig := eval[string](t, ctx, "download kubeconfig", `fetch(`+jsString(href)+`).then(async r => r.status + "\n" + await r.text())`)
+	if !strings.HasPrefix(kubeconfig, "200\n") || !strings.Contains(kubeconfig, "clusters:") {
+		t.Fatalf("kubeconfig via the session: %.200q", kubeconfig)
+	}
+	// The cookie does not authorise changes through the API.
+	post := eval[string](t, ctx, "POST with the cookie", `fetch("/v1/clusters/prod/retry", {method: "POST"}).then(r => String(r.status))`)
+	if post != "401" {
+		t.Fatalf("POST /v1/clusters/prod/retry with only the session cookie: %s, want 401", post)
+	}
+
+	// Delete, confirmed by typing the name: the button waits for it.
+	disabled := eval[bool](t, ctx, "delete button", `document.getElementById("delete").disabled`)
+	if !disabled {
+		t.Fatal("the delete button works before the name is typed")
+	}
+	run(t, ctx, 30*time.Second, "delete",
+		chromedp.SendKeys(chromedp.CSS("#confirm"), "prod"),
+		chromedp.Click(chromedp.CSS("#delete")),
+		chromedp.WaitVisible(chromedp.Search(`//p[@class="notice"][contains(., "deletion started")]`)),
+		chromedp.WaitVisible(chromedp.Search(`//tr[@data-cluster="prod"]//span[@data-field="phase"][.="Deleted"]`)),
+	)
+	s.waitStatus("prod", 10*time.Second, func(st map[string]any) bool { return st["phase"] == "Deleted" })
+
+	// Signing out ends the session on the server.
+	run(t, ctx, 30*time.Second, "sign out",
+		chromedp.Click(chromedp.Search(`//button[.="Sign out"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#token")),
+	)
+	if status := getWithCookie(t, s, "/v1/clusters", sessionID); status != http.StatusUnauthorized {
+		t.Fatalf("the session still works after signing out: %d", status)
+	}
+	t.Logf("dashboard walk-through took %s", time.Since(start).Round(time.Millisecond))
+}
+
+func jsString(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+var updateScreenshots = flag.Bool("update-screenshots", false, "write the dashboard screenshots to docs/screenshots")
+
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := value(ctx, 20*time.Second, chromedp.FullScreenshot(100))
+	if err != nil {
+		failAt(t, ctx, "screenshot "+name, err)
+	}
+	// The docs' copies are refreshed with -update-screenshots; otherwise
+	// the test leaves the work tree alone.
+	dir := t.TempDir()
+	if *updateScreenshots {
+		dir = filepath.Join("..", "..", "docs", "screenshots")
+	}
+	if len(png) < 1000 {
+		t.Fatalf("screenshot %s is empty", name)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func getWithCookie(t *testing.T, s *service, path, sessionID string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, s.url+path, nil)
+	req.AddCookie(&http.Cookie{Name: "lok8s_session", Value: sessionID})
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// checkSessionLimits checks, without the browser, what the session may and
+// may not do: GETs to the API work with it; a form without its CSRF token
+// is refused; a token in the URL is never accepted; pages carry the CSP.
+func checkSessionLimits(t *testing.T, s *service, sessionID string) {
+	t.Helper()
+	if status := getWithCookie(t, s, "/v1/clusters", sessionID); status != http.StatusOK {
+		t.Fatalf("GET /v1/clusters with the session cookie: %d", status)
+	}
+	if status := getWithCookie(t, s, "/v1/clusters", "not-a-session"); status != http.StatusUnauthorized {
+		t.Fatalf("GET /v1/clusters with a made-up session: %d", status)
+	}
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, q := range []string{"access_token", "token"} {
+		resp, err := noRedirect.Get(s.url + "/v1/clusters?" + q + "=" + url.QueryEscape(s.token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("token in the URL (%s) accepted: %d", q, resp.StatusCode)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPost, s.url+"/credentials", strings.NewReader("name=x&provider=hetzner&fields=hcloudToken%3Dx"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(&http.Cookie{Name: "lok8s_session", Value: sessionID})
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("form without its CSRF token: %d, want 403", resp.StatusCode)
+	}
+	resp, err = noRedirect.Get(s.url + "/signin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") {
+		t.Fatalf("Content-Security-Policy: %q", csp)
+	}
+}

@@ -1,0 +1,299 @@
+package web
+
+import (
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"sigs.k8s.io/yaml"
+
+	"lok8s.dev/provisioner/internal/api"
+	"lok8s.dev/provisioner/internal/store"
+)
+
+var funcs = template.FuncMap{
+	"age":      age,
+	"exact":    func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"duration": stepDuration,
+	"path":     pathEscape,
+}
+
+// age is how long ago t was, shortly ("3m", "2h", "5d").
+func age(t time.Time) string {
+	d := time.Since(t)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	default:
+		return fmt.Sprintf("%dd", int(d.Hours()/24))
+	}
+}
+
+func stepDuration(start, end *time.Time) string {
+	if start == nil {
+		return ""
+	}
+	e := time.Now()
+	if end != nil {
+		e = *end
+	}
+	return e.Sub(*start).Round(100 * time.Millisecond).String()
+}
+
+// clusterRow is a line of the clusters list.
+type clusterRow struct {
+	api.ClusterView
+	Version, Region string
+}
+
+func rowOf(c api.ClusterView) clusterRow {
+	row := clusterRow{ClusterView: c}
+	var s struct {
+		Spec map[string]json.RawMessage `json:"spec"`
+	}
+	if json.Unmarshal(c.Spec, &s) == nil {
+		var k struct {
+			Version string `json:"version"`
+		}
+		_ = json.Unmarshal(s.Spec["kubernetes"], &k)
+		// The provider's section (named after the provider or an alias of
+		// it, e.g. hcloud for hetzner) is the one with a region.
+		for _, raw := range s.Spec {
+			var p struct {
+				Region string `json:"region"`
+			}
+			if json.Unmarshal(raw, &p) == nil && p.Region != "" {
+				row.Region = p.Region
+			}
+		}
+		row.Version = k.Version
+	}
+	return row
+}
+
+type clustersData struct {
+	Rows   []clusterRow
+	Phases []store.Phase
+	Phase  string
+	Query  string
+}
+
+func (h *Handler) clustersPage(w http.ResponseWriter, r *http.Request) {
+	d := clustersData{Phases: store.Phases, Phase: r.URL.Query().Get("phase"), Query: strings.TrimSpace(r.URL.Query().Get("q"))}
+	q := url.Values{"limit": {"200"}}
+	if d.Phase != "" {
+		q.Set("phase", d.Phase)
+	}
+	var list api.ClusterList
+	page := pageData{Title: "Clusters", Nav: "clusters", Notice: notice(r), Stream: "/v1/events", Data: &d}
+	if p := h.get(r, "/v1/clusters?"+q.Encode(), &list); p != nil {
+		page.Problem = p
+		h.render(w, r, http.StatusOK, "clusters", page)
+		return
+	}
+	for _, c := range list.Items {
+		if d.Query != "" && !strings.Contains(c.Name, d.Query) {
+			continue
+		}
+		// The list leaves out operations: each row's comes from its cluster.
+		var full api.ClusterView
+		if p := h.get(r, "/v1/clusters/"+pathEscape(c.Name), &full); p == nil {
+			c = full
+		}
+		d.Rows = append(d.Rows, rowOf(c))
+	}
+	h.render(w, r, http.StatusOK, "clusters", page)
+}
+
+type clusterData struct {
+	Cluster    clusterRow
+	Status     api.StatusView
+	Operations []api.OperationView
+	Pools      []poolRow
+	SpecYAML   string
+	DeleteErr  string
+}
+
+type poolRow struct {
+	Name string
+	api.ReplicasView
+}
+
+// maxShownOperations bounds the timelines on a cluster's page.
+const maxShownOperations = 5
+
+func (h *Handler) clusterPage(w http.ResponseWriter, r *http.Request) {
+	h.renderCluster(w, r, http.StatusOK, pageData{Notice: notice(r)}, "")
+}
+
+func (h *Handler) renderCluster(w http.ResponseWriter, r *http.Request, status int, page pageData, deleteErr string) {
+	name := chi.URLParam(r, "name")
+	base := "/v1/clusters/" + pathEscape(name)
+	var c api.ClusterView
+	if p := h.get(r, base, &c); p != nil {
+		h.render(w, r, p.Status, "error", pageData{Title: "Cluster " + name, Nav: "clusters", Problem: p})
+		return
+	}
+	d := clusterData{Cluster: rowOf(c), DeleteErr: deleteErr}
+	if p := h.get(r, base+"/status", &d.Status); p != nil {
+		page.Problem = p
+	}
+	var ops api.OperationList
+	if p := h.get(r, base+"/operations", &ops); p != nil {
+		page.Problem = p
+	}
+	d.Operations = ops.Items
+	if len(d.Operations) > maxShownOperations {
+		d.Operations = d.Operations[:maxShownOperations]
+	}
+	for n, p := range d.Status.Pools {
+		d.Pools = append(d.Pools, poolRow{Name: n, ReplicasView: p})
+	}
+	sort.Slice(d.Pools, func(i, j int) bool { return d.Pools[i].Name < d.Pools[j].Name })
+	if y, err := yaml.JSONToYAML(c.Spec); err == nil {
+		d.SpecYAML = string(y)
+	}
+	page.Title, page.Nav, page.Data = "Cluster "+c.Name, "clusters", &d
+	page.Stream, page.Cluster = base+"/events", c.Name
+	h.render(w, r, status, "cluster", page)
+}
+
+func (h *Handler) retryCluster(w http.ResponseWriter, r *http.Request) {
+	name := chi.URLParam(r, "name")
+	res := h.call(r, http.MethodPost, "/v1/clusters/"+pathEscape(name)+"/retry", "", nil)
+	if res.Problem != nil {
+		h.renderCluster(w, r, res.Status, pageData{Problem: res.Problem}, "")
+		return
+	}
+	http.Redirect(w, r, "/clusters/"+pathEscape(name)+"?done=retried", http.StatusSeeOther)
+}
+
+func (h *Handler) deleteCluster(w http.ResponseWriter, r *http.Request) {
+	name := chi.URLParam(r, "name")
+	if r.PostFormValue("confirm") != name {
+		h.renderCluster(w, r, http.StatusUnprocessableEntity, pageData{}, fmt.Sprintf("Type %q exactly to delete it.", name))
+		return
+	}
+	res := h.call(r, http.MethodDelete, "/v1/clusters/"+pathEscape(name), "", nil)
+	if res.Problem != nil {
+		h.renderCluster(w, r, res.Status, pageData{Problem: res.Problem}, "")
+		return
+	}
+	http.Redirect(w, r, "/?done=deleting", http.StatusSeeOther)
+}
+
+type newClusterData struct {
+	Spec  string
+	Valid bool
+}
+
+func (h *Handler) newClusterPage(w http.ResponseWriter, r *http.Request) {
+	h.render(w, r, http.StatusOK, "new", pageData{Title: "New cluster", Nav: "new", Data: &newClusterData{}})
+}
+
+// createCluster checks the pasted spec with ?dryRun=true and, when it is
+// valid and the person asked to create it, submits it.
+func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
+	d := &newClusterData{Spec: r.PostFormValue("spec")}
+	page := pageData{Title: "New cluster", Nav: "new", Data: d}
+	contentType := "application/yaml"
+	if strings.HasPrefix(strings.TrimSpace(d.Spec), "{") {
+		contentType = "application/json"
+	}
+	res := h.call(r, http.MethodPost, "/v1/clusters?dryRun=true", contentType, []byte(d.Spec))
+	if res.Problem != nil {
+		page.Problem = res.Problem
+		h.render(w, r, http.StatusUnprocessableEntity, "new", page)
+		return
+	}
+	if r.PostFormValue("action") != "create" {
+		d.Valid = true
+		page.Notice = "The spec is valid. Create it when ready."
+		h.render(w, r, http.StatusOK, "new", page)
+		return
+	}
+	res = h.call(r, http.MethodPost, "/v1/clusters", contentType, []byte(d.Spec))
+	if res.Problem != nil {
+		page.Problem = res.Problem
+		h.render(w, r, res.Status, "new", page)
+		return
+	}
+	http.Redirect(w, r, "/?done=created", http.StatusSeeOther)
+}
+
+type credentialsData struct {
+	Items []api.CredentialView
+	// Name and Provider refill the form after an error (secrets never do).
+	Name, Provider string
+}
+
+func (h *Handler) credentialsPage(w http.ResponseWriter, r *http.Request) {
+	h.renderCredentials(w, r, http.StatusOK, pageData{Notice: notice(r)}, &credentialsData{})
+}
+
+func (h *Handler) renderCredentials(w http.ResponseWriter, r *http.Request, status int, page pageData, d *credentialsData) {
+	var list struct {
+		Items []api.CredentialView `json:"items"`
+	}
+	if p := h.get(r, "/v1/credentials", &list); p != nil && page.Problem == nil {
+		page.Problem = p
+	}
+	d.Items = list.Items
+	page.Title, page.Nav, page.Data = "Credentials", "credentials", d
+	h.render(w, r, status, "credentials", page)
+}
+
+// putCredential adds or replaces a credential: the provider and its secret
+// fields, one KEY=VALUE a line.
+func (h *Handler) putCredential(w http.ResponseWriter, r *http.Request) {
+	d := &credentialsData{Name: strings.TrimSpace(r.PostFormValue("name")), Provider: strings.TrimSpace(r.PostFormValue("provider"))}
+	body := map[string]string{"provider": d.Provider}
+	var bad []api.FieldError
+	for i, line := range strings.Split(r.PostFormValue("fields"), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			bad = append(bad, api.FieldError{Field: fmt.Sprintf("fields line %d", i+1), Message: "write KEY=VALUE"})
+			continue
+		}
+		body[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	if len(bad) > 0 {
+		h.renderCredentials(w, r, http.StatusUnprocessableEntity, pageData{Problem: &api.Problem{Title: "Invalid request", Errors: bad}}, d)
+		return
+	}
+	if d.Name == "" {
+		h.renderCredentials(w, r, http.StatusUnprocessableEntity, pageData{Problem: &api.Problem{Title: "Invalid request",
+			Errors: []api.FieldError{{Field: "name", Message: "is required"}}}}, d)
+		return
+	}
+	raw, _ := json.Marshal(body)
+	res := h.call(r, http.MethodPut, "/v1/credentials/"+pathEscape(d.Name), "application/json", raw)
+	if res.Problem != nil {
+		h.renderCredentials(w, r, res.Status, pageData{Problem: res.Problem}, d)
+		return
+	}
+	http.Redirect(w, r, "/credentials?done=cred-saved", http.StatusSeeOther)
+}
+
+func (h *Handler) deleteCredential(w http.ResponseWriter, r *http.Request) {
+	res := h.call(r, http.MethodDelete, "/v1/credentials/"+pathEscape(chi.URLParam(r, "name")), "", nil)
+	if res.Problem != nil {
+		h.renderCredentials(w, r, res.Status, pageData{Problem: res.Problem}, &credentialsData{})
+		return
+	}
+	http.Redirect(w, r, "/credentials?done=cred-delete", http.StatusSeeOther)
+}

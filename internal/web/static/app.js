@@ -1,0 +1,187 @@
+// lok8s dashboard: live updates from the event stream (EventSource, with the
+// session cookie), and small conveniences. No inline script anywhere: the
+// Content-Security-Policy forbids it.
+'use strict';
+
+(function () {
+  var body = document.body;
+
+  function text(el, value) { if (el) { el.textContent = value; } }
+
+  function setPhase(el, phase) {
+    if (!el) { return; }
+    el.textContent = phase;
+    el.className = el.className.replace(/\bphase-\S+/g, '') .trim() + ' phase-' + phase;
+  }
+
+  // Clusters list: update a row's phase and operation, add rows for new clusters.
+  function onListEvent(type, ev) {
+    var table = document.getElementById('clusters');
+    if (!table || !ev.cluster) { return; }
+    var row = null;
+    var rows = table.querySelectorAll('tr[data-cluster]');
+    for (var i = 0; i < rows.length; i++) {
+      if (rows[i].getAttribute('data-cluster') === ev.cluster) { row = rows[i]; }
+    }
+    if (!row) {
+      if (type !== 'cluster.phase') { return; }
+      var q = table.getAttribute('data-query');
+      if (q && ev.cluster.indexOf(q) < 0) { return; }
+      row = document.createElement('tr');
+      row.setAttribute('data-cluster', ev.cluster);
+      var cells = ['name', 'provider', 'region', 'version', 'phase', 'operation', 'age'];
+      cells.forEach(function (c) {
+        var td = document.createElement('td');
+        if (c === 'name') {
+          var a = document.createElement('a');
+          a.href = '/clusters/' + encodeURIComponent(ev.cluster);
+          a.textContent = ev.cluster;
+          td.appendChild(a);
+        } else if (c === 'phase') {
+          var span = document.createElement('span');
+          span.className = 'phase';
+          span.setAttribute('data-field', 'phase');
+          td.appendChild(span);
+        } else if (c === 'operation') {
+          td.setAttribute('data-field', 'operation');
+        } else if (c === 'age') {
+          var t = document.createElement('time');
+          t.textContent = 'just now';
+          t.title = ev.at || '';
+          td.appendChild(t);
+        }
+        row.appendChild(td);
+      });
+      table.querySelector('tbody').insertBefore(row, table.querySelector('tbody').firstChild);
+      var empty = document.getElementById('empty');
+      if (empty) { empty.hidden = true; }
+    }
+    if (type === 'cluster.phase') {
+      setPhase(row.querySelector('[data-field=phase]'), ev.phase);
+      var filter = table.getAttribute('data-phase-filter');
+      row.hidden = !!filter && filter !== ev.phase;
+    } else if (type === 'step') {
+      text(row.querySelector('[data-field=operation]'), ev.kind + ': ' + ev.step + ' (' + ev.state + ')');
+    } else if (type === 'operation') {
+      var cell = row.querySelector('[data-field=operation]');
+      if (ev.state !== 'running' || !cell.textContent) { text(cell, ev.kind + ' (' + ev.state + ')'); }
+    }
+  }
+
+  // Cluster page: phase, steps, addons, replicas live; a reload link for the rest.
+  function onClusterEvent(type, ev) {
+    if (type === 'cluster.phase') {
+      setPhase(document.getElementById('phase'), ev.phase);
+    } else if (type === 'step') {
+      var op = document.querySelector('[data-operation="' + ev.operation + '"]');
+      var step = op && op.querySelector('[data-step="' + ev.step + '"]');
+      if (step) {
+        text(step.querySelector('[data-field=state]'), ev.state);
+        step.className = step.className.replace(/\bstate-\S+/g, '').trim() + ' state-' + ev.state;
+      } else {
+        offerReload();
+      }
+    } else if (type === 'operation') {
+      var o = document.querySelector('[data-operation="' + ev.operation + '"]');
+      if (o) { text(o.querySelector('h3 [data-field=state]'), ev.state); } else { offerReload(); }
+      if (ev.state === 'failed' || ev.state === 'succeeded') { offerReload(); }
+    } else if (type === 'addon') {
+      var a = document.querySelector('[data-addon="' + ev.addon + '"]');
+      if (a) { text(a.querySelector('[data-field=state]'), ev.state); } else { offerReload(); }
+    } else if (type === 'cluster.observed') {
+      offerReload();
+    }
+  }
+
+  function offerReload() {
+    if (document.getElementById('reload')) { return; }
+    var live = document.getElementById('live');
+    if (!live) { return; }
+    var a = document.createElement('a');
+    a.id = 'reload';
+    a.href = location.pathname;
+    a.textContent = 'details changed — refresh';
+    live.parentNode.insertBefore(a, live.nextSibling);
+    live.parentNode.insertBefore(document.createTextNode(' '), a);
+  }
+
+  // seen counts the events applied per cluster and kind ('phase' or 'op'),
+  // so a resync never overwrites what a newer event said.
+  var seen = {};
+  function seenKey(cluster, type) { return cluster + '\u0000' + (type === 'cluster.phase' ? 'phase' : 'op'); }
+
+  function opText(op) {
+    return op ? op.kind + (op.step ? ': ' + op.step : '') + ' (' + op.state + ')' : '';
+  }
+
+  // resync reads the current state once the stream is open: events between
+  // the page's rendering and the stream's start are not replayed.
+  function resync() {
+    var started = {};
+    Object.keys(seen).forEach(function (k) { started[k] = seen[k]; });
+    function fresh(cluster, type) { var k = seenKey(cluster, type); return (seen[k] || 0) === (started[k] || 0); }
+    var table = document.getElementById('clusters');
+    if (table) {
+      table.querySelectorAll('tr[data-cluster]').forEach(function (row) {
+        var name = row.getAttribute('data-cluster');
+        fetch('/v1/clusters/' + encodeURIComponent(name), {credentials: 'same-origin'})
+          .then(function (r) { return r.ok ? r.json() : null; })
+          .then(function (c) {
+            if (!c) { return; }
+            if (fresh(name, 'cluster.phase')) { setPhase(row.querySelector('[data-field=phase]'), c.phase); }
+            if (fresh(name, 'step')) { text(row.querySelector('[data-field=operation]'), opText(c.operation)); }
+          }).catch(function () {});
+      });
+      return;
+    }
+    var cluster = body.getAttribute('data-cluster');
+    if (!cluster) { return; }
+    fetch('/v1/clusters/' + encodeURIComponent(cluster) + '/status', {credentials: 'same-origin'})
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (st) {
+        if (!st) { return; }
+        var phase = document.getElementById('phase');
+        if (phase && fresh(cluster, 'cluster.phase') && phase.textContent !== st.phase) { setPhase(phase, st.phase); offerReload(); }
+        var op = st.operation && document.querySelector('[data-operation="' + st.operation.id + '"]');
+        if (st.operation && !op) { offerReload(); return; }
+        if (!fresh(cluster, 'step')) { return; }
+        (st.operation ? st.operation.steps : []).forEach(function (s) {
+          onClusterEvent('step', {operation: st.operation.id, step: s.name, state: s.state});
+        });
+      }).catch(function () {});
+  }
+
+  var stream = body.getAttribute('data-stream');
+  if (stream && window.EventSource) {
+    var onEvent = document.getElementById('clusters') ? onListEvent : onClusterEvent;
+    var live = document.getElementById('live');
+    var es = new EventSource(stream);
+    es.onopen = function () { text(live, 'live'); if (live) { live.className = 'live on'; } resync(); };
+    es.onerror = function () { text(live, 'reconnecting…'); if (live) { live.className = 'live'; } };
+    ['cluster.phase', 'cluster.observed', 'operation', 'step', 'addon'].forEach(function (type) {
+      es.addEventListener(type, function (msg) {
+        var ev;
+        try { ev = JSON.parse(msg.data); } catch (e) { return; }
+        if (ev.cluster) { var k = seenKey(ev.cluster, type); seen[k] = (seen[k] || 0) + 1; }
+        onEvent(type, ev);
+      });
+    });
+  }
+
+  // Delete confirmations: the button works once the name is typed exactly.
+  document.querySelectorAll('input[data-must-equal]').forEach(function (input) {
+    var button = input.form.querySelector('button[type=submit]');
+    function check() { button.disabled = input.value !== input.getAttribute('data-must-equal'); }
+    input.addEventListener('input', check);
+    check();
+  });
+
+  // "Load a file" fills the spec textarea.
+  document.querySelectorAll('input[type=file][data-fills]').forEach(function (input) {
+    input.addEventListener('change', function () {
+      var target = document.getElementById(input.getAttribute('data-fills'));
+      if (!input.files.length || !target) { return; }
+      input.files[0].text().then(function (t) { target.value = t; });
+    });
+  });
+})();

@@ -1,0 +1,358 @@
+// Package web is the dashboard: server-rendered pages at / with a little
+// JavaScript (embedded, nothing from a CDN). A person signs in with an API
+// token and gets a server-side session (cookie lok8s_session); every page
+// and form then works through the API in-process, as that token's
+// principal, so the dashboard repeats none of the API's validation.
+package web
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"lok8s.dev/provisioner/internal/api"
+	"lok8s.dev/provisioner/internal/store"
+)
+
+//go:embed static templates
+var assets embed.FS
+
+// SessionTTL is how long a sign-in lasts.
+const SessionTTL = 12 * time.Hour
+
+// signinCookie carries the sign-in form's CSRF token (double submit: there
+// is no session yet to keep it in).
+const signinCookie = "lok8s_signin"
+
+// csrfField names the hidden field every form carries.
+const csrfField = "csrf"
+
+// contentSecurityPolicy allows no inline script or style: all of it is in
+// the embedded files under /static/.
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+
+// Config is what the dashboard needs.
+type Config struct {
+	Store *store.Store
+	// API is the API handler (api.Server); the dashboard forwards to it,
+	// and serves /v1, /healthz, /readyz and /openapi.yaml with it.
+	API    http.Handler
+	Logger *slog.Logger
+}
+
+// Handler serves the dashboard and, beside it, the API.
+type Handler struct {
+	cfg    Config
+	pages  map[string]*template.Template
+	router chi.Router
+}
+
+// New builds the handler of the whole service: the API's paths go to
+// cfg.API, everything else to the dashboard.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Store == nil || cfg.API == nil {
+		return nil, errors.New("web: Config.Store and Config.API are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{cfg: cfg, pages: map[string]*template.Template{}}
+	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html")
+	if err != nil {
+		return nil, err
+	}
+	pages, err := fs.Glob(assets, "templates/page_*.html")
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pages {
+		t, err := template.Must(layout.Clone()).ParseFS(assets, p)
+		if err != nil {
+			return nil, err
+		}
+		h.pages[p[len("templates/page_"):len(p)-len(".html")]] = t
+	}
+	h.router = h.routes()
+	return h, nil
+}
+
+// ServeHTTP implements http.Handler: the API's paths go to the API as they
+// came, the rest to the dashboard.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch p := r.URL.Path; {
+	case p == "/v1" || strings.HasPrefix(p, "/v1/") || p == "/healthz" || p == "/readyz" || p == "/openapi.yaml":
+		h.cfg.API.ServeHTTP(w, r)
+	default:
+		h.router.ServeHTTP(w, r)
+	}
+}
+
+func (h *Handler) routes() chi.Router {
+	r := chi.NewRouter()
+	static, _ := fs.Sub(assets, "static")
+	r.Group(func(r chi.Router) {
+		r.Use(securityHeaders)
+		r.Handle("/static/*", http.StripPrefix("/static/", http.FileServerFS(static)))
+		r.Get("/signin", h.signinPage)
+		r.Post("/signin", h.signin)
+		r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+			h.render(w, r, http.StatusNotFound, "error", pageData{Title: "Not found", Error: "There is no page at " + r.URL.Path + "."})
+		})
+		r.Group(func(r chi.Router) {
+			r.Use(h.requireSession)
+			r.Post("/signout", h.signout)
+			r.Get("/", h.clustersPage)
+			r.Get("/clusters/new", h.newClusterPage)
+			r.Post("/clusters/new", h.createCluster)
+			r.Get("/clusters/{name}", h.clusterPage)
+			r.Post("/clusters/{name}/retry", h.retryCluster)
+			r.Post("/clusters/{name}/delete", h.deleteCluster)
+			r.Get("/credentials", h.credentialsPage)
+			r.Post("/credentials", h.putCredential)
+			r.Post("/credentials/{name}/delete", h.deleteCredential)
+		})
+	})
+	return r
+}
+
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", contentSecurityPolicy)
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("Referrer-Policy", "same-origin")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// secure reports whether the request came over TLS (directly or through a
+// proxy that says so), so cookies get the Secure attribute.
+func secure(r *http.Request) bool {
+	return r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https"
+}
+
+func randomToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func sameToken(a, b string) bool {
+	return a != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+type sessionKey struct{}
+
+func session(ctx context.Context) store.Session {
+	s, _ := ctx.Value(sessionKey{}).(store.Session)
+	return s
+}
+
+// requireSession resolves the session cookie, sending those without one to
+// the sign-in page, and checks the CSRF token of every POST.
+func (h *Handler) requireSession(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ses store.Session
+		c, err := r.Cookie(api.SessionCookie)
+		if err == nil {
+			ses, err = h.cfg.Store.SessionByHash(r.Context(), api.HashToken(c.Value))
+		}
+		if err != nil {
+			if c != nil && !errors.Is(err, store.ErrNotFound) {
+				h.cfg.Logger.ErrorContext(r.Context(), "dashboard: load session", "error", err)
+				h.render(w, r, http.StatusInternalServerError, "error", pageData{Title: "Error", Error: "The server could not load your session; try again."})
+				return
+			}
+			http.Redirect(w, r, "/signin", http.StatusSeeOther)
+			return
+		}
+		if r.Method == http.MethodPost && !sameToken(r.PostFormValue(csrfField), ses.CSRFToken) {
+			h.render(w, r, http.StatusForbidden, "error", pageData{Title: "Forbidden",
+				Error: "The form was missing its security token (it may be from an old page). Go back, reload and try again."})
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, ses)))
+	})
+}
+
+func (h *Handler) signinPage(w http.ResponseWriter, r *http.Request) {
+	h.renderSignin(w, r, http.StatusOK, "")
+}
+
+func (h *Handler) renderSignin(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	tok := randomToken()
+	http.SetCookie(w, &http.Cookie{Name: signinCookie, Value: tok, Path: "/signin", HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: secure(r), MaxAge: 3600})
+	h.render(w, r, status, "signin", pageData{Title: "Sign in", CSRF: tok, Error: msg})
+}
+
+func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
+	c, err := r.Cookie(signinCookie)
+	if err != nil || !sameToken(r.PostFormValue(csrfField), c.Value) {
+		h.renderSignin(w, r, http.StatusForbidden, "The sign-in form expired; try again.")
+		return
+	}
+	token := r.PostFormValue("token")
+	p, err := h.cfg.Store.Authenticate(r.Context(), api.HashToken(token))
+	if errors.Is(err, store.ErrNotFound) || token == "" {
+		h.renderSignin(w, r, http.StatusUnauthorized, "That API token is not valid (or was revoked).")
+		return
+	}
+	if err != nil {
+		h.cfg.Logger.ErrorContext(r.Context(), "dashboard: sign in", "error", err)
+		h.renderSignin(w, r, http.StatusInternalServerError, "The server could not check the token; try again.")
+		return
+	}
+	id := randomToken()
+	expires := time.Now().Add(SessionTTL)
+	if err := h.cfg.Store.CreateSession(r.Context(), api.HashToken(id), p, randomToken(), expires); err != nil {
+		h.cfg.Logger.ErrorContext(r.Context(), "dashboard: create session", "error", err)
+		h.renderSignin(w, r, http.StatusInternalServerError, "The server could not start a session; try again.")
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: signinCookie, Value: "", Path: "/signin", MaxAge: -1})
+	http.SetCookie(w, &http.Cookie{Name: api.SessionCookie, Value: id, Path: "/", HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: secure(r), Expires: expires})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+func (h *Handler) signout(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(api.SessionCookie); err == nil {
+		if err := h.cfg.Store.DeleteSession(r.Context(), api.HashToken(c.Value)); err != nil {
+			h.cfg.Logger.ErrorContext(r.Context(), "dashboard: sign out", "error", err)
+		}
+	}
+	http.SetCookie(w, &http.Cookie{Name: api.SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: secure(r)})
+	http.Redirect(w, r, "/signin", http.StatusSeeOther)
+}
+
+// apiResult is the API's answer to a forwarded request.
+type apiResult struct {
+	Status int
+	Body   []byte
+	// Problem is set when the API answered with an error.
+	Problem *api.Problem
+}
+
+// call forwards a request to the API in-process, as the session's principal.
+func (h *Handler) call(r *http.Request, method, path, contentType string, body []byte) apiResult {
+	// The API's router starts afresh (not as a sub-router of the dashboard's).
+	ctx := context.WithValue(r.Context(), chi.RouteCtxKey, nil)
+	ctx = api.WithPrincipal(ctx, session(r.Context()).Principal)
+	req, err := http.NewRequestWithContext(ctx, method, path, bytes.NewReader(body))
+	if err != nil {
+		return apiResult{Status: http.StatusInternalServerError, Problem: &api.Problem{Title: "Bad request", Detail: err.Error()}}
+	}
+	req.RemoteAddr = r.RemoteAddr
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	rec := &recorder{header: http.Header{}}
+	h.cfg.API.ServeHTTP(rec, req)
+	res := apiResult{Status: rec.status, Body: rec.body.Bytes()}
+	if res.Status == 0 {
+		res.Status = http.StatusOK
+	}
+	if res.Status >= 400 {
+		p := &api.Problem{}
+		if err := json.Unmarshal(res.Body, p); err != nil || p.Title == "" {
+			p = &api.Problem{Title: http.StatusText(res.Status), Status: res.Status}
+		}
+		res.Problem = p
+	}
+	return res
+}
+
+// get forwards a GET and decodes its JSON answer into v.
+func (h *Handler) get(r *http.Request, path string, v any) *api.Problem {
+	res := h.call(r, http.MethodGet, path, "", nil)
+	if res.Problem != nil {
+		return res.Problem
+	}
+	if err := json.Unmarshal(res.Body, v); err != nil {
+		return &api.Problem{Title: "Unreadable answer", Detail: err.Error()}
+	}
+	return nil
+}
+
+// recorder collects a forwarded request's response.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.body.Write(b)
+}
+func (r *recorder) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+}
+
+// pageData is what every page template gets.
+type pageData struct {
+	Title   string
+	Nav     string
+	CSRF    string
+	Tenant  string
+	Notice  string
+	Error   string
+	Problem *api.Problem
+	// Stream is the event stream the page's script listens to, and Cluster
+	// the cluster the page shows.
+	Stream, Cluster string
+	Data            any
+}
+
+func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, page string, d pageData) {
+	if ses := session(r.Context()); ses.CSRFToken != "" {
+		d.CSRF, d.Tenant = ses.CSRFToken, ses.Principal.TenantName
+	}
+	var buf bytes.Buffer
+	if err := h.pages[page].ExecuteTemplate(&buf, "layout.html", d); err != nil {
+		h.cfg.Logger.ErrorContext(r.Context(), "dashboard: render", "page", page, "error", err)
+		http.Error(w, "the page could not be rendered", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = io.Copy(w, &buf)
+}
+
+// notices are the messages a redirect may ask a page to show (by key, so a
+// link cannot put words on the page).
+var notices = map[string]string{
+	"created":     "Cluster submitted: it is being provisioned.",
+	"deleting":    "Cluster deletion started.",
+	"retried":     "Retry started.",
+	"cred-saved":  "Credential saved.",
+	"cred-delete": "Credential deleted.",
+}
+
+func notice(r *http.Request) string { return notices[r.URL.Query().Get("done")] }
+
+func pathEscape(s string) string { return url.PathEscape(s) }
