@@ -15,6 +15,8 @@ import (
 	"os"
 	"time"
 
+	"riverqueue.com/riverui"
+
 	provisioner "lok8s.dev/provisioner"
 	"lok8s.dev/provisioner/internal/addons"
 	"lok8s.dev/provisioner/internal/api"
@@ -233,7 +235,16 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 
 	// The dashboard at /, beside the API (which keeps /v1, /healthz, /readyz
 	// and /openapi.yaml).
-	root, err := web.New(web.Config{Store: st, API: handler, Logger: log})
+	riverUI, err := riverui.NewHandler(&riverui.HandlerOpts{
+		Endpoints: riverui.NewEndpoints(queue.Client(), nil), Logger: log, Prefix: web.RiverUIPath,
+	})
+	if err != nil {
+		return fmt.Errorf("river UI: %w", err)
+	}
+	if err := riverUI.Start(ctx); err != nil {
+		return fmt.Errorf("river UI: %w", err)
+	}
+	root, err := web.New(web.Config{Store: st, API: handler, Logger: log, RiverUI: riverUI})
 	if err != nil {
 		return err
 	}

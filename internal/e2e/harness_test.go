@@ -53,6 +53,7 @@ type service struct {
 	workload *testenv.Env
 	token    string // a fresh tenant's token
 	tenant   string
+	admin    string // the admin token
 	client   *http.Client
 }
 
@@ -160,6 +161,7 @@ func startService(t *testing.T, opts options) *service {
 	}
 	s := &service{t: t, url: "http://" + addr, dbURL: opts.dbURL, db: pool, env: env, workload: opts.workload,
 		client: &http.Client{Transport: validator.RoundTripper(t, nil), Timeout: 30 * time.Second}}
+	s.admin = cfg.AdminToken
 	if opts.tenant != "" {
 		s.tenant, s.token = opts.tenant, opts.token
 		return s

@@ -133,6 +133,9 @@ func NewQueue(pool *pgxpool.Pool, cfg Config) (*Queue, error) {
 	return &Queue{client: client, logger: cfg.Logger}, nil
 }
 
+// Client is the River client, for River's own UI.
+func (q *Queue) Client() *river.Client[pgx.Tx] { return q.client }
+
 // Start starts working jobs (no-op for an insert-only queue).
 func (q *Queue) Start(ctx context.Context) error {
 	if err := q.client.Start(ctx); err != nil {

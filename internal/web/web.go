@@ -53,7 +53,13 @@ type Config struct {
 	// and serves /v1, /healthz, /readyz and /openapi.yaml with it.
 	API    http.Handler
 	Logger *slog.Logger
+	// RiverUI, when set, is River's own UI, served under RiverUIPath to
+	// sessions of admin tokens only.
+	RiverUI http.Handler
 }
+
+// RiverUIPath is where River's UI is mounted (its handler's prefix).
+const RiverUIPath = "/admin/river"
 
 // Handler serves the dashboard and, beside it, the API.
 type Handler struct {
@@ -113,6 +119,14 @@ func (h *Handler) routes() chi.Router {
 		r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 			h.render(w, r, http.StatusNotFound, "error", pageData{Title: "Not found", Error: "There is no page at " + r.URL.Path + "."})
 		})
+		if h.cfg.RiverUI != nil {
+			// River's UI has its own pages and a JSON API (no form
+			// fields for CSRF tokens): the session cookie is
+			// SameSite=Strict and its API takes JSON only.
+			admin := h.requireAdminSession(h.cfg.RiverUI)
+			r.Handle(RiverUIPath, admin)
+			r.Handle(RiverUIPath+"/*", admin)
+		}
 		r.Group(func(r chi.Router) {
 			r.Use(h.requireSession)
 			r.Post("/signout", h.signout)
@@ -188,6 +202,29 @@ func (h *Handler) requireSession(next http.Handler) http.Handler {
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, ses)))
+	})
+}
+
+// requireAdminSession lets through sessions of admin tokens only.
+func (h *Handler) requireAdminSession(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := r.Cookie(api.SessionCookie)
+		if err != nil {
+			http.Redirect(w, r, "/signin", http.StatusSeeOther)
+			return
+		}
+		ses, err := h.cfg.Store.SessionByHash(r.Context(), api.HashToken(c.Value))
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			http.Redirect(w, r, "/signin", http.StatusSeeOther)
+		case err != nil:
+			h.cfg.Logger.ErrorContext(r.Context(), "dashboard: load session", "error", err)
+			h.render(w, r, http.StatusInternalServerError, "error", pageData{Title: "Error", Error: "The server could not load your session; try again."})
+		case !ses.Principal.Admin:
+			h.render(w, r, http.StatusForbidden, "error", pageData{Title: "Forbidden", Error: "The job queue is for operators: sign in with an admin token."})
+		default:
+			next.ServeHTTP(w, r)
+		}
 	})
 }
 

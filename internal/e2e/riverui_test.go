@@ -1,0 +1,64 @@
+package e2e
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"lok8s.dev/provisioner/internal/api"
+	"lok8s.dev/provisioner/internal/store"
+)
+
+// sessionFor signs token in directly in the store, as the sign-in form
+// does, and returns the session cookie's value.
+func (s *service) sessionFor(token string) string {
+	s.t.Helper()
+	ctx := context.Background()
+	st := store.New(s.db, nil)
+	p, err := st.Authenticate(ctx, api.HashToken(token))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	id := "session-" + randomName("")
+	if err := st.CreateSession(ctx, api.HashToken(id), p, "csrf-"+randomName(""), time.Now().Add(time.Hour)); err != nil {
+		s.t.Fatal(err)
+	}
+	return id
+}
+
+// TestRiverUIForAdminsOnly: River's own UI is mounted for admin sessions;
+// a tenant's session is refused and no session is sent to sign in.
+func TestRiverUIForAdminsOnly(t *testing.T) {
+	t.Parallel()
+	s := startService(t, options{})
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(path, session string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, s.url+path, nil)
+		if session != "" {
+			req.AddCookie(&http.Cookie{Name: api.SessionCookie, Value: session})
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	admin := s.sessionFor(s.admin)
+	if code, body := get("/admin/river/", admin); code != http.StatusOK || !strings.Contains(body, "<html") {
+		t.Fatalf("River UI for an admin: %d %.200s", code, body)
+	}
+	if code, body := get("/admin/river/api/jobs?state=completed&limit=5", admin); code != http.StatusOK || !strings.Contains(body, "data") {
+		t.Fatalf("River UI's API for an admin: %d %.300s", code, body)
+	}
+	if code, _ := get("/admin/river/", s.sessionFor(s.token)); code != http.StatusForbidden {
+		t.Fatalf("River UI for a tenant's session: %d", code)
+	}
+	if code, _ := get("/admin/river/", ""); code != http.StatusSeeOther {
+		t.Fatalf("River UI without a session: %d", code)
+	}
+}
