@@ -62,3 +62,62 @@ func TestRiverUIForAdminsOnly(t *testing.T) {
 		t.Fatalf("River UI without a session: %d", code)
 	}
 }
+
+// TestDashboardScalesAPool posts the cluster page's scale form with the
+// session's CSRF token: the API's update starts and the pool's
+// MachineDeployment gets the new replicas.
+func TestDashboardScalesAPool(t *testing.T) {
+	t.Parallel()
+	s := startService(t, options{})
+	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	provisionAndFinish(t, s, "prod", seedSpecWithoutAddons(t))
+
+	ctx := context.Background()
+	st := store.New(s.db, nil)
+	p, err := st.Authenticate(ctx, api.HashToken(s.token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, csrf := "session-"+randomName(""), "csrf-"+randomName("")
+	if err := st.CreateSession(ctx, api.HashToken(id), p, csrf, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	post := func(form string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, s.url+"/clusters/prod/scale", strings.NewReader(form))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.AddCookie(&http.Cookie{Name: api.SessionCookie, Value: id})
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Location") + string(body)
+	}
+	// The page offers the spec's pools.
+	req, _ := http.NewRequest(http.MethodGet, s.url+"/clusters/prod", nil)
+	req.AddCookie(&http.Cookie{Name: api.SessionCookie, Value: id})
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), `value="hcloud/general"`) || !strings.Contains(string(page), `value="hcloud/gpu"`) {
+		t.Fatalf("the scale form does not offer the spec's pools")
+	}
+	if code, _ := post("pool=hcloud/general&replicas=4"); code != http.StatusForbidden {
+		t.Fatalf("scale without the CSRF token: %d", code)
+	}
+	if code, body := post("csrf=" + csrf + "&pool=hcloud/general&replicas=2x"); code != http.StatusUnprocessableEntity {
+		t.Fatalf("scale to a non-number: %d %.200s", code, body)
+	}
+	if code, where := post("csrf=" + csrf + "&pool=hcloud/general&replicas=4"); code != http.StatusSeeOther || !strings.Contains(where, "/clusters/prod") {
+		t.Fatalf("scale: %d %.200s", code, where)
+	}
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "rollout") == "running" })
+	md := s.get(machineDeploymentGVK, s.namespace(), "prod-md-general")
+	if nested(t, md, "spec", "replicas") != int64(4) {
+		t.Fatalf("general replicas %v", nested(t, md, "spec", "replicas"))
+	}
+}

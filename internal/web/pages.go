@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -120,8 +121,48 @@ type clusterData struct {
 	Status     api.StatusView
 	Operations []api.OperationView
 	Pools      []poolRow
-	SpecYAML   string
-	DeleteErr  string
+	// SpecPools are the worker pools the spec declares, for the scale form.
+	SpecPools []specPool
+	SpecYAML  string
+	DeleteErr string
+}
+
+// specPool is a worker pool of a provider section of the spec.
+type specPool struct {
+	Section, Name string
+	Replicas      int64
+}
+
+// specPools lists the worker pools of every provider section of a stored
+// spec (any spec.<section>.workers map), by section and name.
+func specPools(spec []byte) []specPool {
+	var doc struct {
+		Spec map[string]json.RawMessage `json:"spec"`
+	}
+	if json.Unmarshal(spec, &doc) != nil {
+		return nil
+	}
+	var out []specPool
+	for section, raw := range doc.Spec {
+		var s struct {
+			Workers map[string]struct {
+				Replicas int64 `json:"replicas"`
+			} `json:"workers"`
+		}
+		if json.Unmarshal(raw, &s) != nil {
+			continue
+		}
+		for name, p := range s.Workers {
+			out = append(out, specPool{Section: section, Name: name, Replicas: p.Replicas})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Section != out[j].Section {
+			return out[i].Section < out[j].Section
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
 }
 
 type poolRow struct {
@@ -163,6 +204,7 @@ func (h *Handler) renderCluster(w http.ResponseWriter, r *http.Request, status i
 	if y, err := yaml.JSONToYAML(c.Spec); err == nil {
 		d.SpecYAML = string(y)
 	}
+	d.SpecPools = specPools(c.Spec)
 	page.Title, page.Nav, page.Data = "Cluster "+c.Name, "clusters", &d
 	page.Stream, page.Cluster = base+"/events", c.Name
 	h.render(w, r, status, "cluster", page)
@@ -176,6 +218,26 @@ func (h *Handler) retryCluster(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, "/clusters/"+pathEscape(name)+"?done=retried", http.StatusSeeOther)
+}
+
+// scalePool sets one pool's replicas: a JSON merge patch of the spec
+// through the API, which validates it and starts the update.
+func (h *Handler) scalePool(w http.ResponseWriter, r *http.Request) {
+	name := chi.URLParam(r, "name")
+	section, pool, _ := strings.Cut(r.PostFormValue("pool"), "/") // <section>/<pool>
+	replicas, err := strconv.ParseInt(r.PostFormValue("replicas"), 10, 32)
+	if err != nil || section == "" || pool == "" {
+		h.renderCluster(w, r, http.StatusUnprocessableEntity, pageData{Problem: &api.Problem{Title: "Invalid request",
+			Detail: "choose a pool and a whole number of replicas"}}, "")
+		return
+	}
+	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{section: map[string]any{"workers": map[string]any{pool: map[string]any{"replicas": replicas}}}}})
+	res := h.call(r, http.MethodPatch, "/v1/clusters/"+pathEscape(name), "application/merge-patch+json", patch)
+	if res.Problem != nil {
+		h.renderCluster(w, r, res.Status, pageData{Problem: res.Problem}, "")
+		return
+	}
+	http.Redirect(w, r, "/clusters/"+pathEscape(name)+"?done=scaling", http.StatusSeeOther)
 }
 
 func (h *Handler) deleteCluster(w http.ResponseWriter, r *http.Request) {

@@ -136,6 +136,7 @@ func (h *Handler) routes() chi.Router {
 			r.Get("/clusters/{name}", h.clusterPage)
 			r.Post("/clusters/{name}/retry", h.retryCluster)
 			r.Post("/clusters/{name}/delete", h.deleteCluster)
+			r.Post("/clusters/{name}/scale", h.scalePool)
 			r.Get("/credentials", h.credentialsPage)
 			r.Post("/credentials", h.putCredential)
 			r.Post("/credentials/{name}/delete", h.deleteCredential)
