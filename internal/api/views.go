@@ -17,9 +17,12 @@ type ClusterView struct {
 	Generation        int64           `json:"generation"`
 	Spec              json.RawMessage `json:"spec"`
 	Operation         *OperationView  `json:"operation,omitempty"`
-	CreatedAt         time.Time       `json:"createdAt"`
-	UpdatedAt         time.Time       `json:"updatedAt"`
-	DeletedAt         *time.Time      `json:"deletedAt,omitempty"`
+	// Nodes are the machines ready and desired (control plane and
+	// workers), as the management cluster last reported them.
+	Nodes     *NodesView `json:"nodes,omitempty"`
+	CreatedAt time.Time  `json:"createdAt"`
+	UpdatedAt time.Time  `json:"updatedAt"`
+	DeletedAt *time.Time `json:"deletedAt,omitempty"`
 }
 
 // OperationView is an operation as the API shows it.
@@ -142,6 +145,12 @@ type CredentialView struct {
 	UpdatedAt   time.Time `json:"updatedAt"`
 }
 
+// NodesView counts a cluster's machines.
+type NodesView struct {
+	Ready   int64 `json:"ready"`
+	Desired int64 `json:"desired"`
+}
+
 func clusterView(c store.Cluster, op *store.Operation) ClusterView {
 	v := ClusterView{
 		Name: c.Name, Provider: c.Provider, ManagementCluster: c.ManagementDomain, Phase: c.Phase,
@@ -151,6 +160,16 @@ func clusterView(c store.Cluster, op *store.Operation) ClusterView {
 	if op != nil {
 		ov := operationView(*op)
 		v.Operation = &ov
+	}
+	var obs observedStatus
+	if err := json.Unmarshal(c.Observed, &obs); err == nil && (obs.ControlPlane != nil || obs.Workers != nil) {
+		v.Nodes = &NodesView{}
+		for _, r := range []*ReplicasView{obs.ControlPlane, obs.Workers} {
+			if r != nil {
+				v.Nodes.Ready += r.Ready
+				v.Nodes.Desired += r.Desired
+			}
+		}
 	}
 	return v
 }

@@ -186,6 +186,16 @@ func provisionAndFinish(t *testing.T, s *service, name, specYAML string) []*unst
 	if done["capiPhase"] != "Provisioned" || len(done["conditions"].([]any)) == 0 {
 		t.Fatalf("observed CAPI status not shown: %v", done)
 	}
+	// The list shows the machines ready / desired the management cluster reported.
+	var nodes map[string]any
+	for _, it := range s.mustDo(http.MethodGet, "/v1/clusters", "", "", nil, http.StatusOK)["items"].([]any) {
+		if c := it.(map[string]any); c["name"] == name {
+			nodes, _ = c["nodes"].(map[string]any)
+		}
+	}
+	if nodes["ready"] != float64(3) || nodes["desired"] != float64(3) {
+		t.Fatalf("nodes in the list: %v", nodes)
+	}
 
 	// The kubeconfig works with client-go.
 	status, kc := s.do(http.MethodGet, "/v1/clusters/"+name+"/kubeconfig", "", "", nil)

@@ -29,7 +29,7 @@
       if (q && ev.cluster.indexOf(q) < 0) { return; }
       row = document.createElement('tr');
       row.setAttribute('data-cluster', ev.cluster);
-      var cells = ['name', 'provider', 'region', 'version', 'phase', 'operation', 'age'];
+      var cells = ['name', 'provider', 'region', 'version', 'phase', 'nodes', 'operation', 'age'];
       cells.forEach(function (c) {
         var td = document.createElement('td');
         if (c === 'name') {
@@ -42,8 +42,8 @@
           span.className = 'phase';
           span.setAttribute('data-field', 'phase');
           td.appendChild(span);
-        } else if (c === 'operation') {
-          td.setAttribute('data-field', 'operation');
+        } else if (c === 'operation' || c === 'nodes') {
+          td.setAttribute('data-field', c);
         } else if (c === 'age') {
           var t = document.createElement('time');
           t.textContent = 'just now';
@@ -65,6 +65,13 @@
     } else if (type === 'operation') {
       var cell = row.querySelector('[data-field=operation]');
       if (ev.state !== 'running' || !cell.textContent) { text(cell, ev.kind + ' (' + ev.state + ')'); }
+    } else if (type === 'cluster.observed') {
+      var ready = 0, desired = 0;
+      [ev.controlPlane, ev.workers].forEach(function (r) {
+        if (r) { ready += r.ready || 0; desired += r.desired || 0; }
+      });
+      var nodes = row.querySelector('[data-field=nodes]');
+      if (nodes && (ev.controlPlane || ev.workers)) { text(nodes, ready + ' / ' + desired); }
     }
   }
 
