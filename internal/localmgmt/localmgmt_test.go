@@ -23,7 +23,6 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"lok8s.dev/provisioner/internal/localmgmt"
 	"lok8s.dev/provisioner/internal/testenv"
@@ -169,10 +168,11 @@ const (
 	namespace         = "default"
 )
 
-func TestInMemoryClusterProvisioned(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-
+// startLocal starts a local management cluster (kube-apiserver, etcd and
+// CAPI's controllers) in workDir for the test, and returns it with the
+// repository's root. When the test fails, the managers' logs are printed.
+func startLocal(ctx context.Context, t *testing.T, workDir string) (*localmgmt.Cluster, string) {
+	t.Helper()
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -185,51 +185,43 @@ func TestInMemoryClusterProvisioned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	// A bare envtest: localmgmt installs the CRDs it needs.
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	te := &envtest.Environment{
-		BinaryAssetsDirectory:    assets,
-		Scheme:                   scheme,
-		ControlPlaneStartTimeout: time.Minute,
-		ControlPlaneStopTimeout:  time.Minute,
-	}
-	te.ControlPlane.GetAPIServer().Path = filepath.Join(assets, "kube-apiserver")
-	te.ControlPlane.Etcd = &envtest.Etcd{Path: filepath.Join(assets, "etcd")}
-	cfg, err := te.Start()
+	mc, err := localmgmt.StartCluster(ctx, localmgmt.ClusterOptions{AssetsDir: assets, ControllersDir: bins, WorkDir: workDir})
 	if err != nil {
-		_ = te.Stop()
-		t.Fatalf("starting envtest: %v", err)
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := te.Stop(); err != nil {
-			t.Errorf("stopping envtest: %v", err)
+		if t.Failed() {
+			for _, m := range mc.Controllers.Managers {
+				t.Logf("--- %s log (tail):\n%s", m.Provider.Name, tailOf(m.LogFile, 4000))
+			}
 		}
+		began := time.Now()
+		if err := mc.Stop(); err != nil {
+			t.Errorf("stopping the local management cluster: %v", err)
+		}
+		t.Logf("local management cluster stopped in %s", time.Since(began).Round(time.Millisecond))
 	})
+	return mc, root
+}
+
+func TestInMemoryClusterProvisioned(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
 
 	// LOK8S_LOCALMGMT_WORKDIR keeps the managers' logs after the test.
 	workDir := os.Getenv("LOK8S_LOCALMGMT_WORKDIR")
 	if workDir == "" {
 		workDir = t.TempDir()
 	}
-	cs, err := localmgmt.Start(ctx, localmgmt.Options{Config: cfg, ControllersDir: bins, WorkDir: workDir})
+	mc, _ := startLocal(ctx, t, workDir)
+	cs := mc.Controllers
+	t.Logf("controllers ready in %s (logs in %s)", cs.StartDuration.Round(time.Millisecond), filepath.Join(workDir, "logs"))
+	cfg, err := clientcmd.BuildConfigFromFlags("", mc.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("controllers ready in %s (logs in %s)", cs.StartDuration.Round(time.Millisecond), filepath.Join(workDir, "logs"))
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, m := range cs.Managers {
-				t.Logf("--- %s log (tail):\n%s", m.Provider.Name, tailOf(m.LogFile, 4000))
-			}
-		}
-		began := time.Now()
-		if err := cs.Stop(); err != nil {
-			t.Errorf("stopping controllers: %v", err)
-		}
-		t.Logf("controllers stopped in %s", time.Since(began).Round(time.Millisecond))
-	})
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {

@@ -22,10 +22,8 @@ import (
 
 	"lok8s.dev/provisioner/internal/app"
 	"lok8s.dev/provisioner/internal/dbtest"
-	"lok8s.dev/provisioner/internal/localmgmt"
 	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/seal"
-	"lok8s.dev/provisioner/internal/testenv"
 )
 
 // copyTree copies the directory src into dst.
@@ -63,35 +61,7 @@ func copyTree(t *testing.T, src, dst string) {
 func TestProvisionThroughTheAPIWithCAPIControllers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	assets, err := testenv.AssetsDir(ctx, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bins, err := localmgmt.ControllersDir(ctx, root, os.Stderr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	workDir := t.TempDir()
-	mc, err := localmgmt.StartCluster(ctx, localmgmt.ClusterOptions{AssetsDir: assets, ControllersDir: bins, WorkDir: workDir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := mc.Stop(); err != nil {
-			t.Errorf("stop: %v", err)
-		}
-		if t.Failed() {
-			for _, m := range mc.Controllers.Managers {
-				if b, err := os.ReadFile(m.LogFile); err == nil {
-					t.Logf("%s log (last 3000 bytes):\n%s", m.Provider.Name, tailString(string(b), 3000))
-				}
-			}
-		}
-	}()
+	mc, root := startLocal(ctx, t, t.TempDir())
 
 	// The templates plus the development-only provider, as hack/dev.sh does.
 	templates := t.TempDir()
@@ -233,11 +203,4 @@ func TestProvisionThroughTheAPIWithCAPIControllers(t *testing.T) {
 		t.Fatal("the CAPI Cluster still exists after Deleted")
 	}
 	t.Logf("provisioned and deleted in %s", time.Since(start).Round(time.Second))
-}
-
-func tailString(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[len(s)-n:]
 }
