@@ -3,7 +3,6 @@ package localmgmt
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"lok8s.dev/provisioner/internal/gomod"
 )
 
 // CAPIVersion is the Cluster API release whose controllers, CRDs and webhook
@@ -137,52 +138,15 @@ func ModuleDirs(ctx context.Context) (map[string]string, error) {
 			queries = append(queries, p.Module+"@"+CAPIVersion)
 		}
 	}
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, goBin(), append([]string{"mod", "download", "-json"}, queries...)...)
-	cmd.Dir = os.TempDir()
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
-	runErr := cmd.Run()
-	dirs := map[string]string{}
-	var errs []error
-	dec := json.NewDecoder(&stdout)
-	for {
-		var m struct{ Path, Version, Dir, Error string }
-		if err := dec.Decode(&m); err == io.EOF {
-			break
-		} else if err != nil {
-			errs = append(errs, fmt.Errorf("decoding go mod download output: %w", err))
-			break
-		}
-		if m.Error != "" {
-			errs = append(errs, errors.New(m.Error))
-			continue
-		}
-		dirs[m.Path] = m.Dir
+	byQuery, err := gomod.Dirs(ctx, queries...)
+	if err != nil {
+		return nil, fmt.Errorf("localmgmt: %w", err)
 	}
+	dirs := make(map[string]string, len(seen))
 	for mod := range seen {
-		if dirs[mod] == "" && len(errs) == 0 {
-			errs = append(errs, fmt.Errorf("go mod download did not report %s", mod))
-		}
-	}
-	if runErr != nil {
-		errs = append(errs, fmt.Errorf("%w: %s", runErr, strings.TrimSpace(stderr.String())))
-	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("localmgmt: locating modules %v: %w", queries, errors.Join(errs...))
+		dirs[mod] = byQuery[mod+"@"+CAPIVersion]
 	}
 	return dirs, nil
-}
-
-// goBin is $GOROOT/bin/go when GOROOT is set, else the go on PATH.
-func goBin() string {
-	if r := os.Getenv("GOROOT"); r != "" {
-		p := filepath.Join(r, "bin", "go")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return "go"
 }
 
 func tail(s string, n int) string {

@@ -1,19 +1,15 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"lok8s.dev/provisioner/internal/gomod"
 )
 
 // Where the CRDs come from.
@@ -37,11 +33,12 @@ const (
 // downloaded to) the Go module cache with `go mod download -json`, so tests
 // need neither hack/test-assets.sh nor network once the cache is warm.
 func CRDPaths(ctx context.Context, root string) ([]string, error) {
-	dirs, err := moduleDirs(ctx, CAPIModule+"@"+CAPIVersion, CAPAModule+"@"+CAPAVersion)
+	capiQuery, capaQuery := CAPIModule+"@"+CAPIVersion, CAPAModule+"@"+CAPAVersion
+	dirs, err := gomod.Dirs(ctx, capiQuery, capaQuery)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("testenv: CRD modules: %w", err)
 	}
-	capi, capa := dirs[0], dirs[1]
+	capi, capa := dirs[capiQuery], dirs[capaQuery]
 	return []string{
 		filepath.Join(capi, "core", "config", "crd", "bases"),
 		filepath.Join(capi, "bootstrap", "kubeadm", "config", "crd", "bases"),
@@ -100,69 +97,4 @@ func countCRDFiles(dir string) int {
 		}
 	}
 	return n
-}
-
-// moduleDirs returns the module-cache directories of module@version
-// queries, downloading them if needed. It runs outside any module so that
-// the main module's go.mod and go.sum stay untouched.
-func moduleDirs(ctx context.Context, queries ...string) ([]string, error) {
-	out, err := goCmd(ctx, os.TempDir(), append([]string{"mod", "download", "-json"}, queries...)...)
-	// On failure go still prints each module's JSON with its Error.
-	dirs := map[string]string{}
-	var errs []error
-	dec := json.NewDecoder(strings.NewReader(out))
-	for {
-		var m struct{ Path, Version, Dir, Error string }
-		if derr := dec.Decode(&m); derr == io.EOF {
-			break
-		} else if derr != nil {
-			errs = append(errs, fmt.Errorf("decoding go mod download output: %w", derr))
-			break
-		}
-		if m.Error != "" {
-			errs = append(errs, errors.New(m.Error))
-			continue
-		}
-		dirs[m.Path+"@"+m.Version] = m.Dir
-	}
-	res := make([]string, len(queries))
-	for i, q := range queries {
-		res[i] = dirs[q]
-		if res[i] == "" && len(errs) == 0 {
-			errs = append(errs, fmt.Errorf("go mod download did not report %s", q))
-		}
-	}
-	if len(errs) > 0 || err != nil {
-		return nil, fmt.Errorf("testenv: locating CRD modules %v: %w", queries, errors.Join(append(errs, err)...))
-	}
-	return res, nil
-}
-
-// goCmd runs the go command in dir and returns its stdout.
-func goCmd(ctx context.Context, dir string, args ...string) (string, error) {
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, goBin(), args...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	// -mod=readonly: never edit go.mod/go.sum; GOWORK=off: the main module alone.
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("go %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return stdout.String(), nil
-}
-
-// goBin is $GOROOT/bin/go when GOROOT is set, else the go on PATH.
-func goBin() string {
-	if r := os.Getenv("GOROOT"); r != "" {
-		if p := filepath.Join(r, "bin", "go"); fileExists(p) {
-			return p
-		}
-	}
-	return "go"
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }
