@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -551,6 +552,13 @@ func TestListClusters(t *testing.T) {
 	if len(p["items"].([]any)) != 2 || p["nextCursor"] == nil {
 		t.Fatalf("first page: %s", page.body)
 	}
+	// Each item carries its latest operation, steps included.
+	for _, it := range p["items"].([]any) {
+		op, _ := it.(map[string]any)["operation"].(map[string]any)
+		if steps, _ := op["steps"].([]any); op["kind"] != "provision" || op["state"] != "queued" || len(steps) == 0 {
+			t.Fatalf("list item without its operation: %v", it)
+		}
+	}
 	rest := b.do(http.MethodGet, "/v1/clusters?limit=2&cursor="+p["nextCursor"].(string), b.adminToken, "", nil)
 	b.expect(rest, http.StatusOK)
 	r := rest.json(t)
@@ -828,4 +836,55 @@ func TestLifecycleEndpoints(t *testing.T) {
 		t.Fatalf("history: %s", got)
 	}
 	problem(t, b.do(http.MethodGet, "/v1/clusters/nope/operations", b.adminToken, "", nil), http.StatusNotFound)
+}
+
+// TestCatalog lists the providers of the template catalog, the fields each
+// credential takes and the addons, from the same catalogs the service
+// validates with.
+func TestCatalog(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	problem(t, b.do(http.MethodGet, "/v1/catalog", "", "", nil), http.StatusUnauthorized)
+	r := b.do(http.MethodGet, "/v1/catalog", b.adminToken, "", nil)
+	b.expect(r, http.StatusOK)
+	var cat struct {
+		Providers []struct {
+			Name     string   `json:"name"`
+			Sections []string `json:"sections"`
+			Flavors  []string `json:"flavors"`
+		} `json:"providers"`
+		Credentials []struct {
+			Provider string `json:"provider"`
+			Fields   []struct {
+				Name     string `json:"name"`
+				Required bool   `json:"required"`
+			} `json:"fields"`
+		} `json:"credentials"`
+		Addons []string `json:"addons"`
+	}
+	if err := json.Unmarshal(r.body, &cat); err != nil {
+		t.Fatal(err)
+	}
+	providers := map[string]string{}
+	for _, p := range cat.Providers {
+		providers[p.Name] = strings.Join(p.Sections, ",") + "/" + strings.Join(p.Flavors, ",")
+	}
+	if providers["hetzner"] != "hcloud,hrobot/hrobot" || providers["aws"] != "aws/eks" {
+		t.Fatalf("providers: %v", providers)
+	}
+	required := map[string]bool{}
+	for _, c := range cat.Credentials {
+		for _, f := range c.Fields {
+			required[c.Provider+"."+f.Name] = f.Required
+		}
+	}
+	if !required["hetzner.hcloudToken"] || required["hetzner.robotUser"] || !required["aws.secretAccessKey"] {
+		t.Fatalf("credential fields: %v", required)
+	}
+	if _, ok := required["git.token"]; !ok {
+		t.Fatalf("no git credential fields: %v", required)
+	}
+	if !slices.Contains(cat.Addons, "cilium") || !slices.Contains(cat.Addons, "flux") {
+		t.Fatalf("addons: %v", cat.Addons)
+	}
 }

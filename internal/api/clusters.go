@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
 
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
@@ -233,9 +234,22 @@ func (s *Server) listClusters(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
+	ids := make([]uuid.UUID, len(clusters))
+	for i, c := range clusters {
+		ids[i] = c.ID
+	}
+	ops, err := s.store.LatestOperations(r.Context(), ids)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
 	out := ClusterList{Items: make([]ClusterView, 0, len(clusters)), NextCursor: next}
 	for _, c := range clusters {
-		out.Items = append(out.Items, clusterView(c, nil))
+		var op *store.Operation
+		if o, ok := ops[c.ID]; ok {
+			op = &o
+		}
+		out.Items = append(out.Items, clusterView(c, op))
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -39,6 +39,9 @@ type Config struct {
 	// SpecOptions validate submitted specs: known addons, and the provider
 	// sections the catalog installs (zero: the spec package's defaults).
 	SpecOptions spec.ValidateOptions
+	// Providers are the installed infrastructure providers, listed by
+	// GET /v1/catalog.
+	Providers []ProviderInfo
 	// CredentialProviders lists the providers credentials can be stored for,
 	// and CredentialFields the fields each takes (from the provider catalog).
 	CredentialProviders []string
@@ -126,6 +129,7 @@ func (s *Server) routes() chi.Router {
 
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(s.authenticate)
+		r.Get("/catalog", s.catalog)
 		r.Route("/clusters", func(r chi.Router) {
 			r.Post("/", s.createCluster)
 			r.Get("/", s.listClusters)

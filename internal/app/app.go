@@ -129,8 +129,9 @@ func LoadAddons(dir string) (*addons.Catalog, error) {
 }
 
 // WithCatalog sets what the API asks of providers and addons from the
-// catalogs: the spec sections that select a provider, detection, each
-// provider's credential fields, and the addon names spec.bootstrap may use.
+// catalogs: the installed providers, the spec sections that select each,
+// detection, each provider's credential fields, and the addon names
+// spec.bootstrap may use.
 func WithCatalog(cfg api.Config, catalog *capi.Catalog, addonCatalog *addons.Catalog) api.Config {
 	cfg.SpecOptions = catalog.ValidateOptions(cfg.SpecOptions)
 	cfg.SpecOptions.KnownAddons = addonCatalog.Names()
@@ -141,9 +142,10 @@ func WithCatalog(cfg api.Config, catalog *capi.Catalog, addonCatalog *addons.Cat
 		}
 		return p.Name, nil
 	}
-	cfg.CredentialProviders = nil
+	cfg.CredentialProviders, cfg.Providers = nil, nil
 	for _, p := range catalog.Providers() {
 		cfg.CredentialProviders = append(cfg.CredentialProviders, p.Name)
+		cfg.Providers = append(cfg.Providers, api.ProviderInfo{Name: p.Name, Sections: p.Sections(), Flavors: p.Flavors()})
 	}
 	// Git credentials, for private GitOps repositories (spec.gitops.secretName).
 	cfg.CredentialProviders = append(cfg.CredentialProviders, GitCredentialProvider)

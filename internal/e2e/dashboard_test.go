@@ -91,12 +91,8 @@ func TestDashboard(t *testing.T) {
 	start := time.Now()
 
 	// Signing in: / sends a stranger to /signin.
-	run(t, ctx, 30*time.Second, "sign in",
-		chromedp.Navigate(s.url+"/"),
-		chromedp.WaitVisible(chromedp.CSS("#token")),
-		chromedp.SendKeys(chromedp.CSS("#token"), s.token),
-		chromedp.Submit(chromedp.CSS("#token")),
-		chromedp.WaitVisible(chromedp.CSS(`table#clusters`)),
+	signIn(t, ctx, s)
+	run(t, ctx, 30*time.Second, "empty list",
 		chromedp.WaitVisible(chromedp.Search(`//p[@id="empty"][contains(., "No clusters yet")]`)),
 	)
 	res, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{s.url}})
@@ -133,16 +129,77 @@ func TestDashboard(t *testing.T) {
 		t.Fatalf("credential row: %q", credRow)
 	}
 
-	// A bad spec: the dry run's field error is listed with its path.
+	// The guided form: bad values are refused beside their inputs, what was
+	// typed is kept, and nothing is created.
+	run(t, ctx, 30*time.Second, "guided form, bad values",
+		chromedp.Navigate(s.url+"/clusters/new"),
+		chromedp.WaitVisible(chromedp.CSS("#f-name")),
+		chromedp.SendKeys(chromedp.CSS("#f-name"), "Form_Check"),
+		chromedp.SendKeys(chromedp.CSS("#f-domain"), "form.example.com"),
+		chromedp.SetValue(chromedp.CSS("#f-provider"), "hetzner"),
+		chromedp.SetValue(chromedp.CSS("#f-credential"), "prod-credentials"),
+		chromedp.SendKeys(chromedp.CSS("#f-region"), "mars"),
+		chromedp.SendKeys(chromedp.CSS("#f-ssh"), "ops"),
+		chromedp.SendKeys(chromedp.CSS("#f-cp-type"), "cax21"),
+		chromedp.SendKeys(chromedp.CSS("#f-pool-type"), "cax21"),
+		chromedp.Click(chromedp.CSS(`button[value="create"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#f-name-err .field-error`)),
+		chromedp.WaitVisible(chromedp.CSS(`#f-region-err .field-error`)),
+	)
+	type input struct{ Value, Invalid, Error string }
+	inputs := eval[map[string]input](t, ctx, "form inputs", `Object.fromEntries(["f-name", "f-region", "f-version", "f-cp-replicas"].map(id => {
+		const el = document.getElementById(id);
+		return [id, {Value: el.value, Invalid: el.getAttribute("aria-invalid") || "", Error: document.getElementById(id + "-err").textContent.trim()}];
+	}))`)
+	for id, want := range map[string]input{
+		"f-name":        {Value: "Form_Check", Invalid: "true"},
+		"f-region":      {Value: "mars", Invalid: "true"},
+		"f-version":     {Value: "v1.34.2"},
+		"f-cp-replicas": {Value: "3"},
+	} {
+		got := inputs[id]
+		if got.Value != want.Value || got.Invalid != want.Invalid || (want.Invalid == "true") != (got.Error != "") {
+			t.Fatalf("%s: %+v, want value %q, invalid %q and an error beside it only when invalid", id, got, want.Value, want.Invalid)
+		}
+	}
+	if !strings.Contains(inputs["f-region"].Error, "fsn1") {
+		t.Fatalf("the region's error does not say what is allowed: %q", inputs["f-region"].Error)
+	}
+	screenshot(t, ctx, "new-form-errors.png")
+	if status, _ := s.do(http.MethodGet, "/v1/clusters/Form_Check", s.token, "", nil); status != http.StatusNotFound {
+		t.Fatalf("the bad form created a cluster: %d", status)
+	}
+	// Fixed, it checks as valid, and shows the spec it made; still nothing is created.
+	run(t, ctx, 30*time.Second, "guided form, fixed",
+		chromedp.SetValue(chromedp.CSS("#f-name"), "form-check"),
+		chromedp.SetValue(chromedp.CSS("#f-region"), "fsn1"),
+		chromedp.Click(chromedp.CSS(`button[value="check"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//p[@class="notice"][contains(., "The spec is valid")]`)),
+		chromedp.WaitVisible(chromedp.Search(`//details[@class="preview"]/pre[contains(., "region: fsn1")]`)),
+	)
+	if status, _ := s.do(http.MethodGet, "/v1/clusters/form-check", s.token, "", nil); status != http.StatusNotFound {
+		t.Fatalf("checking the form created a cluster: %d", status)
+	}
+
+	// A bad spec in the editor: the dry run's error is shown beside the
+	// line of the field it names, and clicking it selects that line.
 	good := seedSpecWithoutAddons(t)
 	bad := strings.Replace(good, "replicas: 3", "replicas: 2", 1)
+	const replicasError = `a.field-error[data-field="spec.hcloud.controlPlane.replicas"]`
 	run(t, ctx, 30*time.Second, "bad spec",
-		chromedp.Navigate(s.url+"/clusters/new"),
+		chromedp.Navigate(s.url+"/clusters/new?mode=yaml"),
 		chromedp.WaitVisible(chromedp.CSS("#spec")),
 		chromedp.SetValue(chromedp.CSS("#spec"), bad),
 		chromedp.Click(chromedp.CSS(`button[value="create"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`ul.field-errors li[data-field="spec.hcloud.controlPlane.replicas"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`.spec-lines li.has-error `+replicasError)),
+		chromedp.Click(chromedp.CSS(replicasError)),
 	)
+	beside := eval[string](t, ctx, "error's line", `document.querySelector('`+replicasError+`').closest("li").querySelector("code").textContent`)
+	selected := eval[string](t, ctx, "selected line", `(e => e.value.substring(e.selectionStart, e.selectionEnd))(document.getElementById("spec"))`)
+	if strings.TrimSpace(beside) != "replicas: 2" || strings.TrimSpace(selected) != "replicas: 2" {
+		t.Fatalf("the error is beside %q and selects %q, want the control plane's replicas: 2", beside, selected)
+	}
+	screenshot(t, ctx, "new-spec-errors.png")
 	kept := eval[string](t, ctx, "spec kept", `document.getElementById("spec").value`)
 	if !strings.Contains(kept, "replicas: 2") {
 		t.Fatalf("the form lost the submitted spec: %q", kept)
@@ -223,6 +280,95 @@ func TestDashboard(t *testing.T) {
 		t.Fatalf("the session still works after signing out: %d", status)
 	}
 	t.Logf("dashboard walk-through took %s", time.Since(start).Round(time.Millisecond))
+}
+
+// signIn signs the browser in through the sign-in form, from /.
+func signIn(t *testing.T, ctx context.Context, s *service) {
+	t.Helper()
+	run(t, ctx, 30*time.Second, "sign in",
+		chromedp.Navigate(s.url+"/"),
+		chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), s.token),
+		chromedp.Submit(chromedp.CSS("#token")),
+		chromedp.WaitVisible(chromedp.CSS(`table#clusters`)),
+	)
+}
+
+// TestDashboardFailureAndRetry: a provision the provider fails shows, live
+// on the cluster's page, its code, the remediation and the Retry button;
+// the credential replaced on the credentials page and Retry pressed, the
+// page follows the cluster to Provisioned.
+func TestDashboardFailureAndRetry(t *testing.T) {
+	t.Parallel()
+	s := startService(t, options{})
+	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	s.submit(seedSpecWithoutAddons(t))
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
+	ctx := browser(t)
+	signIn(t, ctx, s)
+	run(t, ctx, 30*time.Second, "cluster page, provisioning",
+		chromedp.Navigate(s.url+"/clusters/prod"),
+		chromedp.WaitVisible(chromedp.Search(`//span[@id="live"][.="live"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//span[@id="phase"][.="Provisioning"]`)),
+	)
+	if !eval[bool](t, ctx, "failure hidden", `document.getElementById("failure").hidden`) {
+		t.Fatal("the failure panel shows before anything failed")
+	}
+	eval[int](t, ctx, "marker", `window.lok8sMarker = 7`)
+
+	s.failCAPICluster("prod", "CreateError", "hcloud: Unauthorized: invalid token (unauthorized)")
+	run(t, ctx, 30*time.Second, "failure shown live",
+		chromedp.WaitVisible(chromedp.CSS("#failure")),
+		chromedp.WaitVisible(chromedp.Search(`//section[@id="failure"]//code[@data-field="code"][.="CredentialsRejected"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//span[@id="phase"][.="Failed"]`)),
+	)
+	type failure struct{ Step, Remediation, Reason, Button string }
+	f := eval[failure](t, ctx, "failure panel", `(b => ({
+		Step: b.querySelector("[data-field=step]").textContent,
+		Remediation: b.querySelector("[data-field=remediation]").textContent,
+		Reason: b.querySelector("[data-field=reason]").textContent,
+		Button: document.getElementById("retry").textContent}))(document.getElementById("failure"))`)
+	if f.Step != "wait" || !strings.Contains(f.Remediation, "credential") || !strings.Contains(f.Reason, "invalid token") || f.Button != "Retry after fixing" {
+		t.Fatalf("failure panel: %+v", f)
+	}
+	if eval[int](t, ctx, "marker", `window.lok8sMarker || 0`) != 7 {
+		t.Fatal("the page reloaded instead of showing the failure in place")
+	}
+	screenshot(t, ctx, "failure.png")
+	// After a reload the server renders the same record.
+	run(t, ctx, 30*time.Second, "failure after reload",
+		chromedp.Reload(),
+		chromedp.WaitVisible(chromedp.Search(`//section[@id="failure"]//code[@data-field="code"][.="CredentialsRejected"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//p[@data-field="not-retryable"]`)),
+	)
+
+	// The fix: a new token, on the credentials page; the infrastructure
+	// provider then recovers.
+	run(t, ctx, 30*time.Second, "replace the credential",
+		chromedp.Navigate(s.url+"/credentials"),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-credential="prod-credentials"]`)),
+		chromedp.SendKeys(chromedp.CSS("#cred-name"), "prod-credentials"),
+		chromedp.SendKeys(chromedp.CSS("#cred-provider"), "hetzner"),
+		chromedp.SetValue(chromedp.CSS("#cred-fields"), "hcloudToken=a-good-token"),
+		chromedp.Click(chromedp.Search(`//button[contains(., "Save credential")]`)),
+		chromedp.WaitVisible(chromedp.Search(`//p[@class="notice"][contains(., "Credential saved")]`)),
+	)
+	s.recoverCAPICluster("prod")
+	run(t, ctx, 30*time.Second, "retry",
+		chromedp.Navigate(s.url+"/clusters/prod"),
+		chromedp.WaitVisible(chromedp.CSS("#retry")),
+		chromedp.Click(chromedp.CSS("#retry")),
+		chromedp.WaitVisible(chromedp.Search(`//p[@class="notice"][contains(., "Retry started")]`)),
+		chromedp.WaitVisible(chromedp.Search(`//span[@id="live"][.="live"]`)),
+	)
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
+	s.playInfrastructureProvider("prod")
+	run(t, ctx, 60*time.Second, "Provisioned after the retry",
+		chromedp.WaitVisible(chromedp.Search(`//span[@id="phase"][.="Provisioned"]`)),
+	)
+	if !eval[bool](t, ctx, "failure hidden", `document.getElementById("failure").hidden`) {
+		t.Fatal("the failure panel still shows once the cluster is Provisioned")
+	}
 }
 
 func jsString(s string) string {

@@ -380,6 +380,18 @@ func (s *service) failCAPICluster(name, reason, message string) {
 	}
 }
 
+// recoverCAPICluster plays the infrastructure provider getting over a
+// failure: the Cluster's phase goes back to Provisioning, its failure
+// cleared.
+func (s *service) recoverCAPICluster(name string) {
+	s.t.Helper()
+	obj := s.get(clusterGVK, s.namespace(), name)
+	_ = unstructured.SetNestedField(obj.Object, map[string]any{"phase": "Provisioning"}, "status")
+	if err := s.env.Client.Status().Update(context.Background(), obj); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
 func TestCAPIFailureFailsTheCluster(t *testing.T) {
 	t.Parallel()
 	s := startService(t, options{})
@@ -454,11 +466,7 @@ func TestRejectedCredentialThenRetry(t *testing.T) {
 
 	// The fix: a new token; the infrastructure provider then recovers.
 	s.mustDo(http.MethodPut, "/v1/credentials/prod-credentials", "", "application/json", []byte(`{"provider":"hetzner","hcloudToken":"a-good-token"}`), http.StatusOK)
-	obj := s.get(clusterGVK, s.namespace(), "prod")
-	_ = unstructured.SetNestedField(obj.Object, map[string]any{"phase": "Provisioning"}, "status")
-	if err := s.env.Client.Status().Update(context.Background(), obj); err != nil {
-		t.Fatal(err)
-	}
+	s.recoverCAPICluster("prod")
 	s.mustDo(http.MethodPost, "/v1/clusters/prod/retry", "", "", nil, http.StatusAccepted)
 	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
 	secret := s.get(secretGVK, s.namespace(), "prod-credentials")

@@ -13,8 +13,8 @@ import (
 )
 
 // sessionFor signs token in directly in the store, as the sign-in form
-// does, and returns the session cookie's value.
-func (s *service) sessionFor(token string) string {
+// does, and returns the session cookie's value and the session's CSRF token.
+func (s *service) sessionFor(token string) (id, csrf string) {
 	s.t.Helper()
 	ctx := context.Background()
 	st := store.New(s.db, nil)
@@ -22,11 +22,11 @@ func (s *service) sessionFor(token string) string {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	id := "session-" + randomName("")
-	if err := st.CreateSession(ctx, api.HashToken(id), p, "csrf-"+randomName(""), time.Now().Add(time.Hour)); err != nil {
+	id, csrf = "session-"+randomName(""), "csrf-"+randomName("")
+	if err := st.CreateSession(ctx, api.HashToken(id), p, csrf, time.Now().Add(time.Hour)); err != nil {
 		s.t.Fatal(err)
 	}
-	return id
+	return id, csrf
 }
 
 // TestRiverUIForAdminsOnly: River's own UI is mounted for admin sessions;
@@ -48,14 +48,15 @@ func TestRiverUIForAdminsOnly(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(body)
 	}
-	admin := s.sessionFor(s.admin)
+	admin, _ := s.sessionFor(s.admin)
+	tenant, _ := s.sessionFor(s.token)
 	if code, body := get("/admin/river/", admin); code != http.StatusOK || !strings.Contains(body, "<html") {
 		t.Fatalf("River UI for an admin: %d %.200s", code, body)
 	}
 	if code, body := get("/admin/river/api/jobs?state=completed&limit=5", admin); code != http.StatusOK || !strings.Contains(body, "data") {
 		t.Fatalf("River UI's API for an admin: %d %.300s", code, body)
 	}
-	if code, _ := get("/admin/river/", s.sessionFor(s.token)); code != http.StatusForbidden {
+	if code, _ := get("/admin/river/", tenant); code != http.StatusForbidden {
 		t.Fatalf("River UI for a tenant's session: %d", code)
 	}
 	if code, _ := get("/admin/river/", ""); code != http.StatusSeeOther {
@@ -72,16 +73,7 @@ func TestDashboardScalesAPool(t *testing.T) {
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
 	provisionAndFinish(t, s, "prod", seedSpecWithoutAddons(t))
 
-	ctx := context.Background()
-	st := store.New(s.db, nil)
-	p, err := st.Authenticate(ctx, api.HashToken(s.token))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, csrf := "session-"+randomName(""), "csrf-"+randomName("")
-	if err := st.CreateSession(ctx, api.HashToken(id), p, csrf, time.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	id, csrf := s.sessionFor(s.token)
 	post := func(form string) (int, string) {
 		req, _ := http.NewRequest(http.MethodPost, s.url+"/clusters/prod/scale", strings.NewReader(form))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")

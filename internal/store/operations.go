@@ -30,20 +30,25 @@ func scanOperation(row pgx.Row) (Operation, error) {
 	return o, err
 }
 
+// stepColumns are a step's columns, in scanStep's order.
+const stepColumns = `name, state, attempts, error, message, code, retryable, remediation, reason, started_at, finished_at`
+
+// scanStep reads a step; lead receives any columns selected before
+// stepColumns.
+func scanStep(row pgx.Row, lead ...any) (Step, error) {
+	var st Step
+	err := row.Scan(append(lead, &st.Name, &st.State, &st.Attempts, &st.Error, &st.Message, &st.Failure.Code, &st.Failure.Retryable,
+		&st.Failure.Remediation, &st.Failure.Reason, &st.StartedAt, &st.FinishedAt)...)
+	return st, err
+}
+
 // withSteps loads op's steps, in order.
 func withSteps(ctx context.Context, q querier, op Operation) (Operation, error) {
-	rows, err := q.Query(ctx, `
-		SELECT name, state, attempts, error, message, code, retryable, remediation, reason, started_at, finished_at
-		FROM operation_steps WHERE operation_id = $1 ORDER BY ordinal`, op.ID)
+	rows, err := q.Query(ctx, `SELECT `+stepColumns+` FROM operation_steps WHERE operation_id = $1 ORDER BY ordinal`, op.ID)
 	if err != nil {
 		return Operation{}, fmt.Errorf("load steps of operation %s: %w", op.ID, err)
 	}
-	op.Steps, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Step, error) {
-		var st Step
-		err := r.Scan(&st.Name, &st.State, &st.Attempts, &st.Error, &st.Message, &st.Failure.Code, &st.Failure.Retryable,
-			&st.Failure.Remediation, &st.Failure.Reason, &st.StartedAt, &st.FinishedAt)
-		return st, err
-	})
+	op.Steps, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Step, error) { return scanStep(r) })
 	if err != nil {
 		return Operation{}, fmt.Errorf("load steps of operation %s: %w", op.ID, err)
 	}
@@ -71,6 +76,52 @@ func (s *Store) OperationByID(ctx context.Context, id uuid.UUID) (Operation, err
 // LatestOperation returns the cluster's most recent operation.
 func (s *Store) LatestOperation(ctx context.Context, clusterID uuid.UUID) (Operation, error) {
 	return loadOperation(ctx, s.pool, `cluster_id = $1 ORDER BY created_at DESC LIMIT 1`, clusterID)
+}
+
+// LatestOperations returns the most recent operation of each of the
+// clusters, with its steps, keyed by cluster: two queries whatever the
+// number of clusters (a list page would otherwise make one per row).
+func (s *Store) LatestOperations(ctx context.Context, clusterIDs []uuid.UUID) (map[uuid.UUID]Operation, error) {
+	out := make(map[uuid.UUID]Operation, len(clusterIDs))
+	if len(clusterIDs) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT ON (cluster_id) `+operationColumns+` FROM operations
+		WHERE cluster_id = ANY($1) ORDER BY cluster_id, created_at DESC, id`, clusterIDs)
+	if err != nil {
+		return nil, fmt.Errorf("latest operations: %w", err)
+	}
+	ops, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Operation, error) { return scanOperation(r) })
+	if err != nil {
+		return nil, fmt.Errorf("latest operations: %w", err)
+	}
+	ids := make([]uuid.UUID, len(ops))
+	byID := make(map[uuid.UUID]*Operation, len(ops))
+	for i := range ops {
+		ids[i] = ops[i].ID
+		byID[ops[i].ID] = &ops[i]
+	}
+	rows, err = s.pool.Query(ctx, `
+		SELECT operation_id, `+stepColumns+`
+		FROM operation_steps WHERE operation_id = ANY($1) ORDER BY operation_id, ordinal`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("latest operations' steps: %w", err)
+	}
+	_, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
+		var opID uuid.UUID
+		st, err := scanStep(r, &opID)
+		if err == nil {
+			byID[opID].Steps = append(byID[opID].Steps, st)
+		}
+		return struct{}{}, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("latest operations' steps: %w", err)
+	}
+	for _, op := range ops {
+		out[op.ClusterID] = op
+	}
+	return out, nil
 }
 
 func activeOperation(ctx context.Context, q querier, clusterID uuid.UUID) (Operation, error) {

@@ -379,3 +379,55 @@ func TestAuthenticate(t *testing.T) {
 		t.Fatalf("ci token: %+v %v", ci, err)
 	}
 }
+
+// TestLatestOperations: each cluster gets its own newest operation, with
+// its steps in order and a failed step's record; clusters without one are
+// left out.
+func TestLatestOperations(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	a, aProv, _, err := b.store.CreateCluster(ctx, b.actor, newCluster("a"), b.enqueue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, bProv, _, err := b.store.CreateCluster(ctx, b.actor, newCluster("b"), b.enqueue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.store.BeginOperation(ctx, bProv.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.store.StartStep(ctx, bProv.ID, "detect"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store.FailStep(ctx, bProv.ID, "detect", store.Failure{Message: "no", Code: "TemplateInvalid"}, true); err != nil {
+		t.Fatal(err)
+	}
+	// a's newest operation is its deprovision, not the provision it cancelled.
+	cancel := func(context.Context, pgx.Tx, int64) error { return nil }
+	_, aDel, err := b.store.StartDeprovision(ctx, b.actor, "a", []string{"delete"}, b.enqueue, cancel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.store.LatestOperations(ctx, []uuid.UUID{a.ID, bc.ID, uuid.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("got %d operations, want 2", len(got))
+	}
+	if op := got[a.ID]; op.ID != aDel.ID || op.ID == aProv.ID || len(op.Steps) != 1 || op.Steps[0].Name != "delete" {
+		t.Fatalf("a's latest: %+v", op)
+	}
+	op := got[bc.ID]
+	if op.ID != bProv.ID || len(op.Steps) != 3 || op.Steps[0].Name != "detect" || op.Steps[2].Name != "apply" {
+		t.Fatalf("b's latest: %+v", op)
+	}
+	if st := op.Steps[0]; st.State != store.StepFailed || st.Failure.Code != "TemplateInvalid" {
+		t.Fatalf("b's failed step: %+v", st)
+	}
+	if none, err := b.store.LatestOperations(ctx, nil); err != nil || len(none) != 0 {
+		t.Fatalf("no clusters: %v %v", none, err)
+	}
+}

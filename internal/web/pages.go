@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -106,11 +107,6 @@ func (h *Handler) clustersPage(w http.ResponseWriter, r *http.Request) {
 		if d.Query != "" && !strings.Contains(c.Name, d.Query) {
 			continue
 		}
-		// The list leaves out operations: each row's comes from its cluster.
-		var full api.ClusterView
-		if p := h.get(r, "/v1/clusters/"+pathEscape(c.Name), &full); p == nil {
-			c = full
-		}
 		d.Rows = append(d.Rows, rowOf(c))
 	}
 	h.render(w, r, http.StatusOK, "clusters", page)
@@ -123,6 +119,7 @@ type clusterData struct {
 	Pools      []poolRow
 	// SpecPools are the worker pools the spec declares, for the scale form.
 	SpecPools []specPool
+	// SpecYAML is the spec with secret-looking values redacted.
 	SpecYAML  string
 	DeleteErr string
 }
@@ -201,7 +198,7 @@ func (h *Handler) renderCluster(w http.ResponseWriter, r *http.Request, status i
 		d.Pools = append(d.Pools, poolRow{Name: n, ReplicasView: p})
 	}
 	sort.Slice(d.Pools, func(i, j int) bool { return d.Pools[i].Name < d.Pools[j].Name })
-	if y, err := yaml.JSONToYAML(c.Spec); err == nil {
+	if y, err := yaml.JSONToYAML(redactSpec(c.Spec)); err == nil {
 		d.SpecYAML = string(y)
 	}
 	d.SpecPools = specPools(c.Spec)
@@ -255,46 +252,141 @@ func (h *Handler) deleteCluster(w http.ResponseWriter, r *http.Request) {
 }
 
 type newClusterData struct {
-	Spec  string
-	Valid bool
+	Mode string
+	// Spec is the YAML editor's text; in form mode, the spec the form made.
+	Spec string
+	Form clusterForm
+	// Catalog offers the providers and addons; Credentials the tenant's.
+	Catalog     api.CatalogView
+	Credentials []api.CredentialView
+	// FieldErrors are the API's errors by form input id; Lines the YAML
+	// editor's text with its errors beside their lines.
+	FieldErrors map[string][]string
+	Lines       []specLine
+	Valid       bool
 }
+
+// Selected reports whether the form chose addon.
+func (d *newClusterData) Selected(addon string) bool { return slices.Contains(d.Form.Addons, addon) }
 
 func (h *Handler) newClusterPage(w http.ResponseWriter, r *http.Request) {
-	h.render(w, r, http.StatusOK, "new", pageData{Title: "New cluster", Nav: "new", Data: &newClusterData{}})
+	d := &newClusterData{Mode: modeForm}
+	if r.URL.Query().Get("mode") == modeYAML {
+		d.Mode = modeYAML
+	}
+	page := pageData{Title: "New cluster", Nav: "new", Data: d}
+	page.Problem = h.loadChoices(r, d)
+	d.Form = defaultClusterForm(d.Catalog)
+	h.render(w, r, http.StatusOK, "new", page)
 }
 
-// createCluster checks the pasted spec with ?dryRun=true and, when it is
-// valid and the person asked to create it, submits it.
+// loadChoices fills in what the form offers: providers, addons and the
+// tenant's credentials.
+func (h *Handler) loadChoices(r *http.Request, d *newClusterData) *api.Problem {
+	if p := h.get(r, "/v1/catalog", &d.Catalog); p != nil {
+		return p
+	}
+	var creds api.CredentialList
+	if p := h.get(r, "/v1/credentials", &creds); p != nil {
+		return p
+	}
+	d.Credentials = creds.Items
+	return nil
+}
+
+// createCluster checks the spec (typed in the YAML editor, or made from
+// the guided form) with ?dryRun=true, putting each error beside its field
+// or line, and, when it is valid and the person asked to create it,
+// submits it.
 func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
-	d := &newClusterData{Spec: r.PostFormValue("spec")}
+	d := &newClusterData{Mode: modeYAML, Spec: r.PostFormValue("spec")}
 	page := pageData{Title: "New cluster", Nav: "new", Data: d}
+	if p := h.loadChoices(r, d); p != nil {
+		page.Problem = p
+		h.render(w, r, p.Status, "new", page)
+		return
+	}
+	action := r.PostFormValue("action")
+	var inputs map[string]string
+	if r.PostFormValue("mode") == modeForm {
+		d.Mode, d.Form = modeForm, clusterFormOf(r)
+		section := d.Form.section(d.Catalog)
+		inputs = d.Form.formFields(section)
+		doc, err := d.Form.spec(section)
+		if err != nil {
+			page.Problem = &api.Problem{Title: "The form could not be written as a spec", Detail: err.Error()}
+			h.render(w, r, http.StatusUnprocessableEntity, "new", page)
+			return
+		}
+		d.Spec = string(doc)
+		if action == "edit" { // carry the form's spec over to the YAML editor
+			d.Mode = modeYAML
+			h.render(w, r, http.StatusOK, "new", page)
+			return
+		}
+	}
 	contentType := "application/yaml"
 	if strings.HasPrefix(strings.TrimSpace(d.Spec), "{") {
 		contentType = "application/json"
 	}
 	res := h.call(r, http.MethodPost, "/v1/clusters?dryRun=true", contentType, []byte(d.Spec))
-	if res.Problem != nil {
-		page.Problem = res.Problem
-		h.render(w, r, http.StatusUnprocessableEntity, "new", page)
-		return
+	if res.Problem == nil && action == "create" {
+		res = h.call(r, http.MethodPost, "/v1/clusters", contentType, []byte(d.Spec))
+		if res.Problem == nil {
+			http.Redirect(w, r, "/?done=created", http.StatusSeeOther)
+			return
+		}
 	}
-	if r.PostFormValue("action") != "create" {
-		d.Valid = true
-		page.Notice = "The spec is valid. Create it when ready."
-		h.render(w, r, http.StatusOK, "new", page)
-		return
-	}
-	res = h.call(r, http.MethodPost, "/v1/clusters", contentType, []byte(d.Spec))
 	if res.Problem != nil {
-		page.Problem = res.Problem
+		page.Problem = h.placeProblem(d, res.Problem, inputs)
 		h.render(w, r, res.Status, "new", page)
 		return
 	}
-	http.Redirect(w, r, "/?done=created", http.StatusSeeOther)
+	d.Valid = true
+	page.Notice = "The spec is valid. Create it when ready."
+	h.render(w, r, http.StatusOK, "new", page)
+}
+
+// placeProblem puts the API's field errors beside the form's inputs or the
+// YAML editor's lines, and returns the problem with only those it could
+// not place, to be shown above the form.
+func (h *Handler) placeProblem(d *newClusterData, p *api.Problem, inputs map[string]string) *api.Problem {
+	shown := *p
+	if d.Mode == modeForm {
+		d.FieldErrors, shown.Errors = placeErrors(p.Errors, inputs)
+	} else {
+		d.Lines, shown.Errors = annotateSpec(d.Spec, p)
+		if p.Line > 0 && len(p.Errors) == 0 {
+			shown.Line, shown.Column = 0, 0
+		}
+	}
+	switch placed := len(p.Errors) - len(shown.Errors); {
+	case placed > 0 && len(shown.Errors) == 0:
+		shown.Detail = "Fix what is marked beside the " + noun(d.Mode) + " (" + plural(placed, "error", "errors") + "), then check again."
+	case placed > 0:
+		shown.Detail = plural(placed, "error is", "errors are") + " marked beside the " + noun(d.Mode) + "; these are not:"
+	}
+	return &shown
+}
+
+func noun(mode string) string {
+	if mode == modeForm {
+		return "fields"
+	}
+	return "spec's lines"
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
 }
 
 type credentialsData struct {
 	Items []api.CredentialView
+	// Providers are the credential providers and the fields each takes.
+	Providers []api.CredentialProviderView
 	// Name and Provider refill the form after an error (secrets never do).
 	Name, Provider string
 }
@@ -311,6 +403,11 @@ func (h *Handler) renderCredentials(w http.ResponseWriter, r *http.Request, stat
 		page.Problem = p
 	}
 	d.Items = list.Items
+	var cat api.CatalogView
+	if p := h.get(r, "/v1/catalog", &cat); p != nil && page.Problem == nil {
+		page.Problem = p
+	}
+	d.Providers = cat.Credentials
 	page.Title, page.Nav, page.Data = "Credentials", "credentials", d
 	h.render(w, r, status, "credentials", page)
 }

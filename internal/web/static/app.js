@@ -75,11 +75,29 @@
     }
   }
 
-  // Cluster page: phase, steps, addons, replicas live; a reload link for the rest.
+  // The failure record of each operation's last failed step, from the
+  // stream, shown when the operation fails.
+  var failures = {};
+
+  function showFailure(f) {
+    var box = document.getElementById('failure');
+    if (!box) { return; }
+    if (!f) { box.hidden = true; return; }
+    ['step', 'code', 'remediation', 'reason'].forEach(function (k) { text(box.querySelector('[data-field=' + k + ']'), f[k] || ''); });
+    text(box.querySelector('[data-field=message]'), f.error || '');
+    box.querySelector('[data-field=reason-box]').hidden = !f.reason;
+    box.querySelector('[data-field=not-retryable]').hidden = !!f.retryable;
+    text(document.getElementById('retry'), f.retryable ? 'Retry' : 'Retry after fixing');
+    box.hidden = false;
+  }
+
+  // Cluster page: phase, steps, failures, addons, replicas live; a reload link for the rest.
   function onClusterEvent(type, ev) {
     if (type === 'cluster.phase') {
       setPhase(document.getElementById('phase'), ev.phase);
+      if (ev.phase !== 'Failed') { showFailure(null); }
     } else if (type === 'step') {
+      if (ev.state === 'failed' && ev.code) { failures[ev.operation] = ev; }
       var op = document.querySelector('[data-operation="' + ev.operation + '"]');
       var step = op && op.querySelector('[data-step="' + ev.step + '"]');
       if (step) {
@@ -91,6 +109,7 @@
     } else if (type === 'operation') {
       var o = document.querySelector('[data-operation="' + ev.operation + '"]');
       if (o) { text(o.querySelector('h3 [data-field=state]'), ev.state); } else { offerReload(); }
+      if (ev.state === 'failed') { showFailure(failures[ev.operation]); }
       if (ev.state === 'failed' || ev.state === 'succeeded') { offerReload(); }
     } else if (type === 'addon') {
       var a = document.querySelector('[data-addon="' + ev.addon + '"]');
@@ -129,16 +148,21 @@
     function fresh(cluster, type) { var k = seenKey(cluster, type); return (seen[k] || 0) === (started[k] || 0); }
     var table = document.getElementById('clusters');
     if (table) {
-      table.querySelectorAll('tr[data-cluster]').forEach(function (row) {
-        var name = row.getAttribute('data-cluster');
-        fetch('/v1/clusters/' + encodeURIComponent(name), {credentials: 'same-origin'})
-          .then(function (r) { return r.ok ? r.json() : null; })
-          .then(function (c) {
+      // One request for the whole list (each item carries its operation).
+      var q = table.getAttribute('data-phase-filter');
+      fetch('/v1/clusters?limit=200' + (q ? '&phase=' + encodeURIComponent(q) : ''), {credentials: 'same-origin'})
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (list) {
+          if (!list) { return; }
+          var byName = {};
+          list.items.forEach(function (c) { byName[c.name] = c; });
+          table.querySelectorAll('tr[data-cluster]').forEach(function (row) {
+            var name = row.getAttribute('data-cluster'), c = byName[name];
             if (!c) { return; }
             if (fresh(name, 'cluster.phase')) { setPhase(row.querySelector('[data-field=phase]'), c.phase); }
             if (fresh(name, 'step')) { text(row.querySelector('[data-field=operation]'), opText(c.operation)); }
-          }).catch(function () {});
-      });
+          });
+        }).catch(function () {});
       return;
     }
     var cluster = body.getAttribute('data-cluster');
@@ -149,6 +173,10 @@
         if (!st) { return; }
         var phase = document.getElementById('phase');
         if (phase && fresh(cluster, 'cluster.phase') && phase.textContent !== st.phase) { setPhase(phase, st.phase); offerReload(); }
+        if (fresh(cluster, 'cluster.phase') && fresh(cluster, 'step')) {
+          var e = st.error;
+          showFailure(e ? {step: e.step, code: e.code, retryable: e.retryable, remediation: e.remediation, reason: e.reason, error: e.message} : null);
+        }
         var op = st.operation && document.querySelector('[data-operation="' + st.operation.id + '"]');
         if (st.operation && !op) { offerReload(); return; }
         if (!fresh(cluster, 'step')) { return; }
@@ -181,6 +209,24 @@
     function check() { button.disabled = input.value !== input.getAttribute('data-must-equal'); }
     input.addEventListener('input', check);
     check();
+  });
+
+  // The errors beside the spec's lines open at the first one.
+  var firstError = document.querySelector('.spec-lines li.has-error');
+  if (firstError) { firstError.parentNode.scrollTop = Math.max(0, firstError.offsetTop - 60); }
+
+  // An error beside a line of the spec moves the editor's cursor to it.
+  document.querySelectorAll('a.field-error[data-line]').forEach(function (a) {
+    a.addEventListener('click', function (e) {
+      var editor = document.getElementById('spec');
+      if (!editor) { return; }
+      e.preventDefault();
+      var line = parseInt(a.getAttribute('data-line'), 10), at = 0;
+      var lines = editor.value.split('\n');
+      for (var i = 0; i < line - 1 && i < lines.length; i++) { at += lines[i].length + 1; }
+      editor.focus();
+      editor.setSelectionRange(at, at + (lines[line - 1] || '').length);
+    });
   });
 
   // "Load a file" fills the spec textarea.

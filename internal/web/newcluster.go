@@ -1,0 +1,217 @@
+package web
+
+import (
+	"bytes"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"lok8s.dev/provisioner/internal/api"
+	"lok8s.dev/provisioner/internal/spec"
+)
+
+// The create page's two ways in: a guided form, or a spec pasted or loaded.
+const (
+	modeForm = "form"
+	modeYAML = "yaml"
+)
+
+// clusterForm is the guided form: the fields most clusters set. Anything
+// else (more pools, bare metal, GitOps) is written in the YAML editor, which
+// the form's spec can be carried over to.
+type clusterForm struct {
+	Name, Provider, Version, Domain, Credential string
+	Region, SSHKey                              string
+	CPReplicas, CPType                          string
+	PoolName, PoolReplicas, PoolType            string
+	Addons                                      []string
+}
+
+func clusterFormOf(r *http.Request) clusterForm {
+	v := func(k string) string { return strings.TrimSpace(r.PostFormValue(k)) }
+	_ = r.ParseForm()
+	return clusterForm{
+		Name: v("name"), Provider: v("provider"), Version: v("version"), Domain: v("domain"), Credential: v("credential"),
+		Region: v("region"), SSHKey: v("sshKeyName"),
+		CPReplicas: v("cpReplicas"), CPType: v("cpType"),
+		PoolName: v("poolName"), PoolReplicas: v("poolReplicas"), PoolType: v("poolType"),
+		Addons: r.PostForm["addons"],
+	}
+}
+
+// defaultClusterForm is what the form starts with.
+func defaultClusterForm(cat api.CatalogView) clusterForm {
+	f := clusterForm{Version: "v1.34.2", CPReplicas: "3", PoolName: "workers", PoolReplicas: "3"}
+	if len(cat.Providers) > 0 {
+		f.Provider = cat.Providers[0].Name
+	}
+	return f
+}
+
+// section is the spec section the form writes the provider's settings to:
+// the provider's main one.
+func (f clusterForm) section(cat api.CatalogView) string {
+	for _, p := range cat.Providers {
+		if p.Name == f.Provider && len(p.Sections) > 0 {
+			return p.Sections[0]
+		}
+	}
+	return f.Provider
+}
+
+// spec writes the form as a Capi document, leaving out what is empty (the
+// API's defaults apply) and passing on what it cannot read as given, so the
+// API's validation names the field.
+func (f clusterForm) spec(section string) ([]byte, error) {
+	provider := mapping()
+	add(provider, "region", str(f.Region))
+	add(provider, "sshKeyName", str(f.SSHKey))
+	cp := mapping()
+	add(cp, "replicas", number(f.CPReplicas))
+	add(cp, "type", str(f.CPType))
+	add(provider, "controlPlane", cp)
+	if f.PoolName != "" || f.PoolReplicas != "" || f.PoolType != "" {
+		pool := mapping()
+		add(pool, "replicas", number(f.PoolReplicas))
+		add(pool, "type", str(f.PoolType))
+		workers := mapping()
+		add(workers, f.PoolName, pool)
+		add(provider, "workers", workers)
+	}
+	s := mapping()
+	add(s, "kubernetes", pairs("version", str(f.Version)))
+	add(s, "cluster", pairs("domain", str(f.Domain)))
+	add(s, "credentials", pairs("secretName", str(f.Credential)))
+	if section != "" {
+		add(s, section, provider)
+	}
+	if len(f.Addons) > 0 {
+		seq := &yaml.Node{Kind: yaml.SequenceNode}
+		for _, a := range f.Addons {
+			seq.Content = append(seq.Content, str(a))
+		}
+		add(s, "bootstrap", seq)
+	}
+	doc := pairs("apiVersion", str(spec.APIVersion), "kind", str(spec.Kind))
+	add(doc, "metadata", pairs("name", str(f.Name)))
+	if len(s.Content) == 0 {
+		s = &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
+	}
+	doc.Content = append(doc.Content, str("spec"), s)
+	var out bytes.Buffer
+	enc := yaml.NewEncoder(&out)
+	enc.SetIndent(2)
+	if err := enc.Encode(doc); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), enc.Close()
+}
+
+// formFields maps the spec paths the API names in its errors to the form's
+// inputs (by id); a path belongs to the input of its longest listed prefix.
+func (f clusterForm) formFields(section string) map[string]string {
+	sec := "spec." + section
+	m := map[string]string{
+		"metadata": "f-name", "metadata.name": "f-name",
+		"spec": "f-provider", sec: "f-provider",
+		"spec.kubernetes": "f-version", "spec.kubernetes.version": "f-version",
+		"spec.cluster": "f-domain", "spec.cluster.domain": "f-domain",
+		"spec.credentials": "f-credential", "spec.credentials.secretName": "f-credential",
+		sec + ".region": "f-region", sec + ".sshKeyName": "f-ssh",
+		sec + ".controlPlane": "f-cp-replicas", sec + ".controlPlane.replicas": "f-cp-replicas", sec + ".controlPlane.type": "f-cp-type",
+		sec + ".workers": "f-pool-name",
+		"spec.bootstrap": "f-addons",
+	}
+	if f.PoolName != "" {
+		pool := sec + ".workers." + f.PoolName
+		m[pool], m[pool+".replicas"], m[pool+".type"] = "f-pool-name", "f-pool-replicas", "f-pool-type"
+	}
+	return m
+}
+
+// placeErrors sorts field errors by the input they belong to (the one of
+// the longest path prefix in inputs, not counting the roots spec and
+// metadata); the rest belong to no input.
+func placeErrors(errs []api.FieldError, inputs map[string]string) (map[string][]string, []api.FieldError) {
+	placed := map[string][]string{}
+	var rest []api.FieldError
+	for _, e := range errs {
+		id := ""
+		for p := e.Field; p != ""; p = parentPath(p) {
+			if p != e.Field && !strings.ContainsAny(p, ".[") {
+				break // a root (spec, metadata) takes only its own errors
+			}
+			if id = inputs[p]; id != "" {
+				break
+			}
+		}
+		if id == "" {
+			rest = append(rest, e)
+			continue
+		}
+		msg := e.Message
+		if !isFormPath(e.Field, inputs) {
+			msg = e.Field + ": " + e.Message
+		}
+		placed[id] = append(placed[id], msg)
+	}
+	return placed, rest
+}
+
+func isFormPath(p string, inputs map[string]string) bool { _, ok := inputs[p]; return ok }
+
+// parentPath drops a path's last element: spec.bootstrap[1].name →
+// spec.bootstrap[1] → spec.bootstrap → spec.
+func parentPath(p string) string {
+	if strings.HasSuffix(p, "]") {
+		if i := strings.LastIndex(p, "["); i > 0 {
+			return p[:i]
+		}
+	}
+	if i := strings.LastIndex(p, "."); i > 0 {
+		return p[:i]
+	}
+	return ""
+}
+
+func mapping() *yaml.Node { return &yaml.Node{Kind: yaml.MappingNode} }
+
+// pairs is a mapping of key, value, ... (values left out when nil).
+func pairs(kv ...any) *yaml.Node {
+	m := mapping()
+	for i := 0; i+1 < len(kv); i += 2 {
+		v, _ := kv[i+1].(*yaml.Node)
+		add(m, kv[i].(string), v)
+	}
+	return m
+}
+
+// add sets key to value in mapping m, unless value is nil or an empty mapping.
+func add(m *yaml.Node, key string, value *yaml.Node) {
+	if value == nil || (value.Kind == yaml.MappingNode && len(value.Content) == 0) {
+		return
+	}
+	m.Content = append(m.Content, str(key), value)
+}
+
+// str is a string scalar, or nil for "".
+func str(s string) *yaml.Node {
+	if s == "" {
+		return nil
+	}
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s}
+}
+
+// number is an integer scalar, or the text as a string when it is not one
+// (the API then reports the field's type), or nil for "".
+func number(s string) *yaml.Node {
+	if s == "" {
+		return nil
+	}
+	if _, err := strconv.ParseInt(s, 10, 64); err != nil {
+		return str(s)
+	}
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: s}
+}

@@ -1,0 +1,171 @@
+package web
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"lok8s.dev/provisioner/internal/api"
+	"lok8s.dev/provisioner/internal/spec"
+)
+
+var testCatalog = api.CatalogView{Providers: []api.ProviderView{
+	{Name: "aws", Sections: []string{"aws"}}, {Name: "hetzner", Sections: []string{"hcloud", "hrobot"}},
+}}
+
+func TestClusterFormSpec(t *testing.T) {
+	t.Parallel()
+	f := clusterForm{Name: "prod", Provider: "hetzner", Version: "v1.34.2", Domain: "prod.example.com", Credential: "prod-creds",
+		Region: "fsn1", SSHKey: "ops", CPReplicas: "3", CPType: "cax21", PoolName: "general", PoolReplicas: "2", PoolType: "cax31",
+		Addons: []string{"cilium", "ccm"}}
+	section := f.section(testCatalog)
+	if section != "hcloud" {
+		t.Fatalf("section %q, want the provider's main one, hcloud", section)
+	}
+	doc, err := f.spec(section)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `apiVersion: cluster.lok8s.dev/v1beta1
+kind: Capi
+metadata:
+  name: prod
+spec:
+  kubernetes:
+    version: v1.34.2
+  cluster:
+    domain: prod.example.com
+  credentials:
+    secretName: prod-creds
+  hcloud:
+    region: fsn1
+    sshKeyName: ops
+    controlPlane:
+      replicas: 3
+      type: cax21
+    workers:
+      general:
+        replicas: 2
+        type: cax31
+  bootstrap:
+    - cilium
+    - ccm
+`
+	if string(doc) != want {
+		t.Fatalf("spec:\n%s\nwant:\n%s", doc, want)
+	}
+	// What the form makes is a valid spec.
+	if _, err := spec.Load(doc, spec.ValidateOptions{}); err != nil {
+		t.Fatalf("the form's spec does not load: %v", err)
+	}
+}
+
+// An empty form leaves fields out (so the API names what is missing) and
+// passes on what is not a number as text (so the API names its type).
+func TestClusterFormSpecLeavesErrorsToTheAPI(t *testing.T) {
+	t.Parallel()
+	f := clusterForm{Provider: "hetzner", CPReplicas: "three"}
+	doc, err := f.spec(f.section(testCatalog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = spec.Load(doc, spec.ValidateOptions{})
+	var fe spec.FieldErrors
+	if !errors.As(err, &fe) {
+		t.Fatalf("Load: %v\n%s", err, doc)
+	}
+	got := map[string]bool{}
+	for _, e := range fe {
+		got[e.Field] = true
+	}
+	for _, field := range []string{"metadata.name", "spec.kubernetes.version", "spec.hcloud.controlPlane.replicas"} {
+		if !got[field] {
+			t.Errorf("no error for %s: %v\n%s", field, fe, doc)
+		}
+	}
+}
+
+func TestPlaceErrors(t *testing.T) {
+	t.Parallel()
+	f := clusterForm{Provider: "hetzner", PoolName: "general"}
+	inputs := f.formFields("hcloud")
+	errs := []api.FieldError{
+		{Field: "metadata.name", Message: "is required"},
+		{Field: "spec.hcloud.controlPlane.replicas", Message: "must be odd"},
+		{Field: "spec.hcloud.workers.general.replicas", Message: "must be at least 0"},
+		{Field: "spec.hcloud", Message: "is required"},
+		{Field: "spec.bootstrap[1].name", Message: `unknown addon "nope"`},
+		{Field: "spec.hcloud.region", Message: "must be one of fsn1, nbg1"},
+		{Field: "spec.gitops.repo", Message: "is required"},
+	}
+	placed, rest := placeErrors(errs, inputs)
+	want := map[string][]string{
+		"f-name":          {"is required"},
+		"f-cp-replicas":   {"must be odd"},
+		"f-pool-replicas": {"must be at least 0"},
+		"f-provider":      {"is required"},
+		"f-addons":        {`spec.bootstrap[1].name: unknown addon "nope"`},
+		"f-region":        {"must be one of fsn1, nbg1"},
+	}
+	if !reflect.DeepEqual(placed, want) {
+		t.Errorf("placed:\n%v\nwant:\n%v", placed, want)
+	}
+	// spec.gitops is not on the form: it is shown above it.
+	if len(rest) != 1 || rest[0].Field != "spec.gitops.repo" {
+		t.Errorf("unplaced: %v", rest)
+	}
+}
+
+func TestAnnotateSpec(t *testing.T) {
+	t.Parallel()
+	doc := `apiVersion: cluster.lok8s.dev/v1beta1
+kind: Capi
+metadata:
+  name: prod
+spec:
+  hcloud:
+    controlPlane:
+      replicas: 2
+    workers:
+      gpu:
+        replicas: -1
+  bootstrap:
+    - cilium
+    - nope
+`
+	lines, rest := annotateSpec(doc, &api.Problem{Errors: []api.FieldError{
+		{Field: "spec.hcloud.controlPlane.replicas", Message: "must be odd"},
+		{Field: "spec.hcloud.workers.gpu.replicas", Message: "must be at least 0"},
+		{Field: "spec.hcloud.region", Message: "is required"},
+		{Field: "spec.bootstrap[1]", Message: "unknown addon"},
+		{Field: "status", Message: "unknown field"},
+	}})
+	got := map[int]string{}
+	for _, l := range lines {
+		for _, e := range l.Errors {
+			got[l.Number] += e.Field + ";"
+		}
+	}
+	want := map[int]string{
+		8:  "spec.hcloud.controlPlane.replicas;",
+		11: "spec.hcloud.workers.gpu.replicas;",
+		6:  "spec.hcloud.region;", // missing: on its parent's line
+		14: "spec.bootstrap[1];",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("lines: %v, want %v", got, want)
+	}
+	if len(rest) != 1 || rest[0].Field != "status" {
+		t.Errorf("unplaced: %v", rest)
+	}
+	if len(lines) != 14 || lines[3].Text != "  name: prod" {
+		t.Errorf("lines kept: %d, %q", len(lines), lines[3].Text)
+	}
+
+	// A syntax error goes on its line.
+	lines, rest = annotateSpec("a: 1\nb: [\n", &api.Problem{Detail: "did not find expected node content", Line: 2})
+	if len(rest) != 0 || len(lines[1].Errors) != 1 || !strings.Contains(lines[1].Errors[0].Message, "expected node") {
+		t.Errorf("syntax error: %+v %v", lines, rest)
+	}
+}
