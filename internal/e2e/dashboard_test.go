@@ -180,6 +180,15 @@ func TestDashboard(t *testing.T) {
 	if status, _ := s.do(http.MethodGet, "/v1/clusters/form-check", s.token, "", nil); status != http.StatusNotFound {
 		t.Fatalf("checking the form created a cluster: %d", status)
 	}
+	// "Edit as YAML" carries the form's spec over to the editor.
+	run(t, ctx, 30*time.Second, "edit as YAML",
+		chromedp.Click(chromedp.CSS(`button[value="edit"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#spec")),
+	)
+	if carried := eval[string](t, ctx, "carried spec", `document.getElementById("spec").value`); !strings.Contains(carried, "name: form-check") ||
+		!strings.Contains(carried, "secretName: prod-credentials") {
+		t.Fatalf("the editor got %q", carried)
+	}
 
 	// A bad spec in the editor: the dry run's error is shown beside the
 	// line of the field it names, and clicking it selects that line.

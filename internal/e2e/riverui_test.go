@@ -86,16 +86,24 @@ func TestDashboardScalesAPool(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, resp.Header.Get("Location") + string(body)
 	}
-	// The page offers the spec's pools.
-	req, _ := http.NewRequest(http.MethodGet, s.url+"/clusters/prod", nil)
-	req.AddCookie(&http.Cookie{Name: api.SessionCookie, Value: id})
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	page := func(path string) string {
+		req, _ := http.NewRequest(http.MethodGet, s.url+path, nil)
+		req.AddCookie(&http.Cookie{Name: api.SessionCookie, Value: id})
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
 	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(page), `value="hcloud/general"`) || !strings.Contains(string(page), `value="hcloud/gpu"`) {
+	// The list, rendered by the server, shows each cluster's operation
+	// (from the list's own answer).
+	if list := page("/"); !strings.Contains(list, `<td data-field="operation">provision`) {
+		t.Fatalf("the list does not show the cluster's operation:\n%s", list)
+	}
+	// The cluster's page offers the spec's pools.
+	if p := page("/clusters/prod"); !strings.Contains(p, `value="hcloud/general"`) || !strings.Contains(p, `value="hcloud/gpu"`) {
 		t.Fatalf("the scale form does not offer the spec's pools")
 	}
 	if code, _ := post("pool=hcloud/general&replicas=4"); code != http.StatusForbidden {
