@@ -23,22 +23,12 @@ set -euo pipefail
 
 CAPI_VERSION=v1.14.2
 
-log() { printf 'capi-controllers: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-rebuild=false
-for arg in "$@"; do
-	case "$arg" in
-	--rebuild) rebuild=true ;;
-	-h | --help)
-		sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2
-		exit 0
-		;;
-	*) die "unknown argument: $arg (usage: $0 [--rebuild])" ;;
-	esac
-done
-
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOG_PREFIX=capi-controllers
+# shellcheck source=hack/lib.sh
+source "$root/hack/lib.sh"
+parse_args 21 "$@"
+
 tools=$root/hack/tools/capi
 
 command -v go >/dev/null || die "go not found in PATH"
@@ -52,28 +42,11 @@ done
 
 cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/lok8s
 dir=$cache_root/capi-$CAPI_VERSION
-mkdir -p "$dir"
-
-# One build at a time; the others wait and then find the cache filled.
-exec 9>"$dir/.lock"
-if ! flock -n 9; then
-	log "waiting for another capi-controllers.sh building into $dir"
-	flock 9
-fi
-
-rm -f "$dir"/.*.tmp.*
+open_cache "$dir"
 names=(capi-core capi-kubeadm-bootstrap capi-kubeadm-control-plane capd)
 if $rebuild; then
 	for n in "${names[@]}"; do rm -f "$dir/$n"; done
 fi
-
-export GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0
-
-tmp_files=()
-cleanup() { if ((${#tmp_files[@]})); then rm -f "${tmp_files[@]}"; fi; }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # The managers log their version at start (and nothing checks it against the
 # management cluster), but stamp it like a release build does.
@@ -81,19 +54,6 @@ ldflags="-s -w -X sigs.k8s.io/cluster-api/version.gitVersion=$CAPI_VERSION"
 ldflags+=" -X sigs.k8s.io/cluster-api/version.gitMajor=1"
 ldflags+=" -X sigs.k8s.io/cluster-api/version.gitMinor=$(cut -d. -f2 <<<"$CAPI_VERSION")"
 ldflags+=" -X sigs.k8s.io/cluster-api/version.gitTreeState=clean"
-
-# build NAME PACKAGE: into a temporary name, renamed into place only once
-# complete, so an interrupted build never leaves a binary that looks cached.
-build() {
-	local name=$1 pkg=$2
-	local tmp=$dir/.$name.tmp.$$
-	tmp_files+=("$tmp")
-	log "building $name from $pkg"
-	local start=$SECONDS
-	(cd "$tools" && go build -trimpath -ldflags "$ldflags" -o "$tmp" "$pkg") >&2
-	mv -f "$tmp" "$dir/$name"
-	log "built $name in $((SECONDS - start))s"
-}
 
 # A binary counts as cached when its embedded build info names the main
 # package and the pinned cluster-api release (go version -m reads it without
@@ -112,7 +72,7 @@ build_one() {
 	if have "$name" "$pkg"; then
 		log "$name $CAPI_VERSION: cached"
 	else
-		build "$name" "$pkg"
+		build "$name" "$tools" "$pkg" -ldflags "$ldflags"
 		have "$name" "$pkg" || die "built $name does not carry cluster-api $CAPI_VERSION in its build info"
 	fi
 }

@@ -22,22 +22,12 @@ ETCD_VERSION=v3.6.16
 CAPI_MODULE=sigs.k8s.io/cluster-api@v1.14.2
 CAPA_MODULE=sigs.k8s.io/cluster-api-provider-aws/v2@v2.13.0
 
-log() { printf 'test-assets: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-rebuild=false
-for arg in "$@"; do
-	case "$arg" in
-	--rebuild) rebuild=true ;;
-	-h | --help)
-		sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
-		exit 0
-		;;
-	*) die "unknown argument: $arg (usage: $0 [--rebuild])" ;;
-	esac
-done
-
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOG_PREFIX=test-assets
+# shellcheck source=hack/lib.sh
+source "$root/hack/lib.sh"
+parse_args 16 "$@"
+
 k8s_tools=$root/hack/tools/k8s
 etcd_tools=$root/hack/tools/etcd
 
@@ -51,47 +41,10 @@ grep -Eq "^require go\.etcd\.io/etcd/server/v3 ${ETCD_VERSION//./\\.}\$" "$etcd_
 
 cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/lok8s
 dir=$cache_root/k8s-$K8S_VERSION-etcd-$ETCD_VERSION
-mkdir -p "$dir"
-
-# Test packages run in parallel and each may call this script: one build at a
-# time, the others wait and then find the cache filled.
-exec 9>"$dir/.lock"
-if ! flock -n 9; then
-	log "waiting for another test-assets.sh building into $dir"
-	flock 9
-fi
-
-# Temporary binaries of an earlier, interrupted build (under the lock, none is
-# being written).
-rm -f "$dir"/.*.tmp.*
+open_cache "$dir"
 if $rebuild; then
 	rm -f "$dir/kube-apiserver" "$dir/etcd"
 fi
-
-# The go commands below must use exactly the tools modules' go.mod/go.sum.
-export GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0
-
-# Removes temporary binaries of an interrupted build.
-tmp_files=()
-cleanup() { if ((${#tmp_files[@]})); then rm -f "${tmp_files[@]}"; fi; }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# build NAME MODULE_DIR PACKAGE [go build flags...]: builds into a temporary
-# name in $dir and renames it into place only once complete, so an interrupted
-# build never leaves a binary that looks cached.
-build() {
-	local name=$1 moddir=$2 pkg=$3
-	shift 3
-	local tmp=$dir/.$name.tmp.$$
-	tmp_files+=("$tmp")
-	log "building $name from $pkg (in ${moddir#"$root"/})"
-	local start=$SECONDS
-	(cd "$moddir" && go build -trimpath "$@" -o "$tmp" "$pkg") >&2
-	mv -f "$tmp" "$dir/$name"
-	log "built $name in $((SECONDS - start))s"
-}
 
 # The version strings the binaries must report; a mismatch (or a binary that
 # does not run) counts as a miss.

@@ -77,36 +77,15 @@ func startBenchService(tb testing.TB, c benchConfig) (s *benchService, stop func
 		WrapManagementTransport: c.wrapTransport,
 		Logger:                  slog.New(c.logs),
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- app.Serve(ctx, cfg, ready) }()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		cancel()
-		tb.Fatalf("service did not start: %v", err)
-	case <-time.After(60 * time.Second):
-		cancel()
-		tb.Fatal("service did not start in 60s")
-	}
+	addr, stopService := serve(tb, cfg, 45*time.Second)
 	pool, err := pgxpool.New(context.Background(), dbURL)
 	if err != nil {
-		cancel()
+		stopService()
 		tb.Fatal(err)
 	}
 	stop = func() {
 		pool.Close()
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				tb.Errorf("service stopped with: %v", err)
-			}
-		case <-time.After(45 * time.Second):
-			tb.Error("service did not stop in 45s")
-		}
+		stopService()
 	}
 	s = &benchService{tb: tb, url: "http://" + addr, db: pool, env: env,
 		// No OpenAPI validation here: it would cost the client CPU the service competes for.

@@ -126,31 +126,8 @@ func startService(t *testing.T, opts options) *service {
 		WrapManagementTransport: opts.wrapTransport,
 		Logger:                  slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- app.Serve(ctx, cfg, ready) }()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		cancel()
-		t.Fatalf("service did not start: %v", err)
-	case <-time.After(60 * time.Second):
-		cancel()
-		t.Fatal("service did not start in 60s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("service stopped with: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("service did not stop in 30s")
-		}
-	})
+	addr, stop := serve(t, cfg, 30*time.Second)
+	t.Cleanup(stop)
 	pool, err := pgxpool.New(context.Background(), opts.dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -173,6 +150,37 @@ func startService(t *testing.T, opts options) *service {
 	tok := s.mustDo(http.MethodPost, "/v1/tenants/"+s.tenant+"/tokens", cfg.AdminToken, "application/json", []byte(`{"name":"e2e"}`), http.StatusCreated)
 	s.token = tok["token"].(string)
 	return s
+}
+
+// serve runs the whole service with cfg and returns the address it
+// listens on, and stop, which ends it and waits up to stopWithin for it to
+// finish. It does not return before the service is ready.
+func serve(tb testing.TB, cfg app.Config, stopWithin time.Duration) (addr string, stop func()) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- app.Serve(ctx, cfg, ready) }()
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		cancel()
+		tb.Fatalf("service did not start: %v", err)
+	case <-time.After(60 * time.Second):
+		cancel()
+		tb.Fatal("service did not start in 60s")
+	}
+	return addr, func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				tb.Errorf("service stopped with: %v", err)
+			}
+		case <-time.After(stopWithin):
+			tb.Errorf("service did not stop in %s", stopWithin)
+		}
+	}
 }
 
 type testLog struct{ t *testing.T }
