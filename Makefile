@@ -3,7 +3,7 @@ SHELL := /bin/bash
 FUZZTIME ?= 10s
 BENCH_CLUSTERS ?= 200
 
-.PHONY: run run-service test build migrate vet fuzz bench bench-events clean-test-dbs
+.PHONY: run run-service test build migrate vet lint fuzz bench bench-events clean-test-dbs
 
 run: ## run the service with a local management cluster (Postgres started if none answers)
 	hack/dev.sh
@@ -22,6 +22,9 @@ migrate: ## migrate the database at DATABASE_URL and exit
 
 vet:
 	go vet ./...
+
+lint: ## golangci-lint with .golangci.yml (the pinned linter is built once and cached)
+	hack/lint.sh
 	@files=$$(find . -name '*.go' -not -path './hack/tools/*' -print0 | xargs -0 gofmt -l); \
 	test -z "$$files" || { echo "gofmt would change: $$files"; exit 1; }
 

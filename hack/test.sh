@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test: vet and format checks, the whole Go test suite against a
+# Runs every test: vet, format and lint checks, the whole Go test suite against a
 # real Postgres (started if none answers), and a short fuzz of the spec
 # parser. FUZZTIME (default 10s) sets the fuzzing time.
 set -euo pipefail
@@ -27,6 +27,9 @@ unformatted=$(find . -name '*.go' -not -path './hack/tools/*' -print0 | xargs -0
 if [ -n "$unformatted" ]; then
   echo "gofmt would change:" >&2; echo "$unformatted" >&2; exit 1
 fi
+
+echo "== golangci-lint (.golangci.yml)" >&2
+hack/lint.sh
 
 echo "== go test" >&2
 go test -count=1 ./...

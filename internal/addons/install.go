@@ -78,10 +78,10 @@ func (c Config) validate() error {
 		errs = append(errs, errors.New("CacheDir: required"))
 	}
 	if c.Timeout < 0 {
-		errs = append(errs, errors.New("Timeout: must be positive"))
+		errs = append(errs, errors.New("addons: Config.Timeout must be positive"))
 	}
 	if c.DownloadTimeout < 0 {
-		errs = append(errs, errors.New("DownloadTimeout: must be positive"))
+		errs = append(errs, errors.New("addons: Config.DownloadTimeout must be positive"))
 	}
 	if c.MaxHistory < 0 {
 		errs = append(errs, errors.New("MaxHistory: must be positive"))

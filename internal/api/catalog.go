@@ -58,7 +58,7 @@ func (s *Server) catalog(w http.ResponseWriter, _ *http.Request) {
 		fields, _ := s.CredentialFields(name)
 		cp := CredentialProviderView{Provider: name, Fields: make([]CredentialFieldView, 0, len(fields))}
 		for _, f := range fields {
-			cp.Fields = append(cp.Fields, CredentialFieldView{Name: f.Name, Required: f.Required})
+			cp.Fields = append(cp.Fields, CredentialFieldView(f))
 		}
 		out.Credentials = append(out.Credentials, cp)
 	}

@@ -37,7 +37,7 @@ func (b *bundle) openStream(path, token, lastEventID string) *stream {
 	if lastEventID != "" {
 		req.Header.Set("Last-Event-ID", lastEventID)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req) //nolint:bodyclose // the reader goroutine closes it when the stream ends
 	if err != nil {
 		cancel()
 		b.t.Fatal(err)

@@ -239,7 +239,7 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
+				if v == http.ErrAbortHandler { //nolint:errorlint // a panic value, not a returned error: net/http's own check
 					panic(v)
 				}
 				s.writeProblem(w, r, fmt.Errorf("panic: %v", v))

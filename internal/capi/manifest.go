@@ -187,7 +187,7 @@ func (m *Manifest) validate() error {
 	if len(m.Templates) == 0 {
 		fail("templates: required")
 	}
-	m.Rendering.check("", fail)
+	m.check("", fail)
 	seen := map[string]bool{}
 	for i, f := range m.Flavors {
 		at := fmt.Sprintf("flavors[%d]", i)
@@ -200,7 +200,7 @@ func (m *Manifest) validate() error {
 		if !specPath.MatchString(f.When.Path) {
 			fail("%s.when.path: %q is not a path such as spec.aws.flavor", at, f.When.Path)
 		}
-		f.Rendering.check(at+".", fail)
+		f.check(at+".", fail)
 	}
 	keys := map[string]bool{}
 	fields := map[string]bool{}

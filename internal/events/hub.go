@@ -87,7 +87,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	for {
 		err := h.listen(ctx)
 		if ctx.Err() != nil {
-			return nil
+			return nil //nolint:nilerr // ctx ended: stopping is how Run ends, not a failure
 		}
 		h.logger.WarnContext(ctx, "event listener lost its connection; reconnecting", "error", err)
 		select {

@@ -133,7 +133,7 @@ func webhookConfigs(p Provider, moduleDir string, port int, caPEM []byte) ([]cli
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	for {
 		var raw runtime.RawExtension
-		if err := dec.Decode(&raw); err == io.EOF {
+		if err := dec.Decode(&raw); errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)

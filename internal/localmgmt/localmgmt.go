@@ -254,7 +254,7 @@ func (m *Manager) waitReady(ctx context.Context) error {
 	hc := &http.Client{Timeout: 2 * time.Second}
 	for {
 		if exited, err := m.Exited(); exited {
-			return fmt.Errorf("exited: %v", err)
+			return fmt.Errorf("exited: %w", err)
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if resp, err := hc.Do(req); err == nil {
@@ -285,7 +285,7 @@ func (cs *Controllers) Stop() error {
 				continue
 			}
 			if exited, err := m.Exited(); exited {
-				errs = append(errs, fmt.Errorf("%s had exited by itself: %v (log %s)", m.Provider.Name, err, m.LogFile))
+				errs = append(errs, fmt.Errorf("%s had exited by itself: %w (log %s)", m.Provider.Name, err, m.LogFile))
 				continue
 			}
 			_ = m.cmd.Process.Signal(syscall.SIGTERM)
@@ -316,7 +316,7 @@ func (cs *Controllers) Check() error {
 	var errs []error
 	for _, m := range cs.Managers {
 		if exited, err := m.Exited(); exited {
-			errs = append(errs, fmt.Errorf("%s exited: %v; log %s:\n%s", m.Provider.Name, err, m.LogFile, tailFile(m.LogFile, 2000)))
+			errs = append(errs, fmt.Errorf("%s exited: %w; log %s:\n%s", m.Provider.Name, err, m.LogFile, tailFile(m.LogFile, 2000)))
 		}
 	}
 	return errors.Join(errs...)

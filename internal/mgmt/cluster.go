@@ -235,7 +235,7 @@ func StatusOf(obj *unstructured.Unstructured) (Status, error) {
 	}
 	st.Phase = wire.Phase
 	for _, c := range wire.Conditions {
-		t := c.LastTransitionTime.Time.UTC()
+		t := c.LastTransitionTime.UTC()
 		st.Conditions = append(st.Conditions, Condition{Type: c.Type, Status: string(c.Status), Reason: c.Reason, Message: c.Message, LastTransitionTime: &t})
 	}
 	if cp := wire.ControlPlane; cp != nil {

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -111,8 +112,8 @@ func TestValidateGenericSection(t *testing.T) {
 				t.Fatal("replacement not found")
 			}
 			_, err := Load([]byte(doc), fakeOpts)
-			fes, ok := err.(FieldErrors)
-			if !ok {
+			var fes FieldErrors
+			if !errors.As(err, &fes) {
 				t.Fatalf("err = %v, want FieldErrors", err)
 			}
 			for _, fe := range fes {
