@@ -169,3 +169,41 @@ spec:
 		t.Errorf("syntax error: %+v %v", lines, rest)
 	}
 }
+
+func TestPlaceProblem(t *testing.T) {
+	t.Parallel()
+	var h Handler
+	doc := "metadata:\n  name: prod\nspec:\n  hcloud: {}\n"
+	for _, tc := range []struct {
+		name      string
+		mode      string
+		problem   api.Problem
+		wantLines bool
+		wantRest  int
+		detail    string
+	}{
+		{"yaml, field errors", modeYAML, api.Problem{Detail: "2 field(s) are invalid", Errors: []api.FieldError{
+			{Field: "spec.hcloud.region", Message: "is required"}, {Field: "status", Message: "unknown field"}}},
+			true, 1, "1 error is marked beside the spec's lines; these are not:"},
+		{"yaml, syntax error", modeYAML, api.Problem{Detail: "mapping values are not allowed here", Line: 2},
+			true, 0, "mapping values are not allowed here"},
+		{"yaml, no field named", modeYAML, api.Problem{Detail: `a cluster named "prod" exists`},
+			false, 0, `a cluster named "prod" exists`},
+		{"form", modeForm, api.Problem{Detail: "1 field(s) are invalid", Errors: []api.FieldError{{Field: "metadata.name", Message: "is required"}}},
+			false, 0, "Fix what is marked beside the fields (1 error), then check again."},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &newClusterData{Mode: tc.mode, Spec: doc}
+			shown := h.placeProblem(d, &tc.problem, clusterForm{}.formFields("hcloud"))
+			if (d.Lines != nil) != tc.wantLines || len(shown.Errors) != tc.wantRest || shown.Detail != tc.detail {
+				t.Fatalf("lines %v, rest %v, detail %q", d.Lines != nil, shown.Errors, shown.Detail)
+			}
+			if tc.wantLines && shown.Line != 0 {
+				t.Fatal("the line is still shown above the form")
+			}
+			if tc.mode == modeForm && len(d.FieldErrors["f-name"]) != 1 {
+				t.Fatalf("field errors: %v", d.FieldErrors)
+			}
+		})
+	}
+}

@@ -355,9 +355,10 @@ func (h *Handler) placeProblem(d *newClusterData, p *api.Problem, inputs map[str
 	if d.Mode == modeForm {
 		d.FieldErrors, shown.Errors = placeErrors(p.Errors, inputs)
 	} else {
-		d.Lines, shown.Errors = annotateSpec(d.Spec, p)
-		if p.Line > 0 && len(p.Errors) == 0 {
-			shown.Line, shown.Column = 0, 0
+		lines, rest := annotateSpec(d.Spec, p)
+		if slices.ContainsFunc(lines, func(l specLine) bool { return len(l.Errors) > 0 }) {
+			d.Lines, shown.Errors = lines, rest
+			shown.Line, shown.Column = 0, 0 // a syntax error is shown on its line
 		}
 	}
 	switch placed := len(p.Errors) - len(shown.Errors); {
