@@ -38,4 +38,12 @@ done
 export LOK8S_MGMT_KUBECONFIG=${LOK8S_MGMT_KUBECONFIG:-$dev/mgmt/kubeconfig.yaml}
 export LOK8S_TEMPLATES_DIR=${LOK8S_TEMPLATES_DIR:-$dev/templates}
 export LOK8S_CHECK_INTERVAL=${LOK8S_CHECK_INTERVAL:-2s}
-hack/run.sh
+# The service in the background, so that a signal interrupts the wait below
+# at once; on the way out the service stops first (closing its watches),
+# then the management cluster.
+hack/run.sh &
+server=$!
+trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null; kill -TERM $mgmt 2>/dev/null; wait $mgmt 2>/dev/null' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+wait $server

@@ -35,4 +35,9 @@ cat >&2 <<MSG
     export TOKEN=$LOK8S_ADMIN_TOKEN
 
 MSG
-go run ./cmd/server serve
+# Built, then exec'd: the server itself gets the signals (go run would sit
+# between them and could leave it running).
+bin=${XDG_CACHE_HOME:-$HOME/.cache}/lok8s/dev/lok8s-server
+mkdir -p "$(dirname "$bin")"
+go build -o "$bin" ./cmd/server
+exec "$bin" serve

@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -41,11 +42,23 @@ func clusterFormOf(r *http.Request) clusterForm {
 	}
 }
 
-// defaultClusterForm is what the form starts with.
-func defaultClusterForm(cat api.CatalogView) clusterForm {
+// defaultClusterForm is what the form starts with: the provider and
+// credential of the tenant's most recently saved infrastructure credential
+// (or the first provider when there is none).
+func defaultClusterForm(cat api.CatalogView, creds []api.CredentialView) clusterForm {
 	f := clusterForm{Version: "v1.34.2", CPReplicas: "3", PoolName: "workers", PoolReplicas: "3"}
 	if len(cat.Providers) > 0 {
 		f.Provider = cat.Providers[0].Name
+	}
+	var latest *api.CredentialView
+	for i, c := range creds {
+		infra := slices.ContainsFunc(cat.Providers, func(p api.ProviderView) bool { return p.Name == c.Provider })
+		if infra && (latest == nil || c.UpdatedAt.After(latest.UpdatedAt)) {
+			latest = &creds[i]
+		}
+	}
+	if latest != nil {
+		f.Provider, f.Credential = latest.Provider, latest.Name
 	}
 	return f
 }

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"lok8s.dev/provisioner/internal/api"
 	"lok8s.dev/provisioner/internal/spec"
@@ -203,6 +204,30 @@ func TestPlaceProblem(t *testing.T) {
 			}
 			if tc.mode == modeForm && len(d.FieldErrors["f-name"]) != 1 {
 				t.Fatalf("field errors: %v", d.FieldErrors)
+			}
+		})
+	}
+}
+
+func TestDefaultClusterForm(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	for _, tc := range []struct {
+		name                 string
+		creds                []api.CredentialView
+		provider, credential string
+	}{
+		{"no credentials: the first provider", nil, "aws", ""},
+		{"the newest infrastructure credential", []api.CredentialView{
+			{Name: "old", Provider: "aws", UpdatedAt: now.Add(-time.Hour)},
+			{Name: "hz", Provider: "hetzner", UpdatedAt: now.Add(-time.Minute)},
+			{Name: "repo", Provider: "git", UpdatedAt: now}, // not an infrastructure provider
+		}, "hetzner", "hz"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := defaultClusterForm(testCatalog, tc.creds)
+			if f.Provider != tc.provider || f.Credential != tc.credential || f.Version == "" || f.CPReplicas != "3" {
+				t.Fatalf("form %+v, want provider %q and credential %q", f, tc.provider, tc.credential)
 			}
 		})
 	}

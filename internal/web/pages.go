@@ -276,7 +276,7 @@ func (h *Handler) newClusterPage(w http.ResponseWriter, r *http.Request) {
 	}
 	page := pageData{Title: "New cluster", Nav: "new", Data: d}
 	page.Problem = h.loadChoices(r, d)
-	d.Form = defaultClusterForm(d.Catalog)
+	d.Form = defaultClusterForm(d.Catalog, d.Credentials)
 	h.render(w, r, http.StatusOK, "new", page)
 }
 
