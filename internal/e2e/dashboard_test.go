@@ -245,6 +245,16 @@ func TestDashboard(t *testing.T) {
 	t.Logf("phase Provisioned reached the list %s after the test played CAPI", time.Since(liveStart).Round(time.Millisecond))
 	screenshot(t, ctx, "list.png")
 
+	// A cluster another client creates appears in the open list, complete.
+	s.submit(strings.Replace(good, "name: prod\n", "name: prod2\n", 1))
+	run(t, ctx, 30*time.Second, "a cluster made elsewhere appears",
+		chromedp.WaitVisible(chromedp.Search(`//tr[@data-cluster="prod2"]/td[@data-field="version"][.="v1.31.10"]`)),
+	)
+	if row := eval[string](t, ctx, "new row", `[...document.querySelectorAll('tr[data-cluster="prod2"] td')].map(td => td.textContent.trim()).join("|")`); !strings.HasPrefix(row, "prod2|hetzner|fsn1|v1.31.10|") {
+		t.Fatalf("the new row: %q", row)
+	}
+	s.mustDo(http.MethodDelete, "/v1/clusters/prod2", "", "", nil, http.StatusAccepted)
+
 	// The cluster's page.
 	run(t, ctx, 30*time.Second, "cluster page",
 		chromedp.Click(chromedp.CSS(`tr[data-cluster="prod"] a`)),

@@ -42,7 +42,7 @@
           span.className = 'phase';
           span.setAttribute('data-field', 'phase');
           td.appendChild(span);
-        } else if (c === 'operation' || c === 'nodes') {
+        } else if (c !== 'age') {
           td.setAttribute('data-field', c);
         } else if (c === 'age') {
           var t = document.createElement('time');
@@ -55,6 +55,7 @@
       table.querySelector('tbody').insertBefore(row, table.querySelector('tbody').firstChild);
       var empty = document.getElementById('empty');
       if (empty) { empty.hidden = true; }
+      fillRow(row, ev.cluster);
     }
     if (type === 'cluster.phase') {
       setPhase(row.querySelector('[data-field=phase]'), ev.phase);
@@ -73,6 +74,25 @@
       var nodes = row.querySelector('[data-field=nodes]');
       if (nodes && (ev.controlPlane || ev.workers)) { text(nodes, ready + ' / ' + desired); }
     }
+  }
+
+  // fillRow reads a cluster that appeared on the stream once, for what its
+  // events do not carry: provider, region and Kubernetes version.
+  function fillRow(row, name) {
+    fetch('/v1/clusters/' + encodeURIComponent(name), {credentials: 'same-origin'})
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (c) {
+        if (!c) { return; }
+        var spec = (c.spec && c.spec.spec) || {}, region = '';
+        Object.keys(spec).forEach(function (k) {
+          if (spec[k] && typeof spec[k].region === 'string') { region = spec[k].region; }
+        });
+        text(row.querySelector('[data-field=provider]'), c.provider);
+        text(row.querySelector('[data-field=region]'), region);
+        text(row.querySelector('[data-field=version]'), (spec.kubernetes && spec.kubernetes.version) || '');
+        var t = row.querySelector('time');
+        if (t) { t.title = c.createdAt; t.setAttribute('datetime', c.createdAt); }
+      }).catch(function () {});
   }
 
   // The failure record of each operation's last failed step, from the
