@@ -33,6 +33,8 @@ type config struct {
 	// CheckInterval paces the wait steps; ProvisionTimeout bounds them.
 	CheckInterval    time.Duration
 	ProvisionTimeout time.Duration
+	// EventRetention is how long the event streams' history is kept.
+	EventRetention time.Duration
 }
 
 // minAdminTokenLen keeps the admin token out of guessing range.
@@ -110,6 +112,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		{"LOK8S_CHECK_INTERVAL", "15s", &c.CheckInterval},
 		{"LOK8S_PROVISION_TIMEOUT", "45m", &c.ProvisionTimeout},
 		{"LOK8S_ADDON_TIMEOUT", "5m", &c.AddonTimeout},
+		{"LOK8S_EVENT_RETENTION", "168h", &c.EventRetention},
 	}
 	for _, d := range durations {
 		v, err := time.ParseDuration(or(getenv(d.name), d.def))
@@ -141,6 +144,7 @@ func (c config) LogValue() slog.Value {
 		slog.Int("workers", c.Workers),
 		slog.Duration("check_interval", c.CheckInterval),
 		slog.Duration("provision_timeout", c.ProvisionTimeout),
+		slog.Duration("event_retention", c.EventRetention),
 	)
 }
 

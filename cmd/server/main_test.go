@@ -27,12 +27,13 @@ func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
 		"LOK8S_LOG_FORMAT":          "xml",
 		"LOK8S_LOG_LEVEL":           "loud",
 		"LOK8S_WORKERS":             "-2",
+		"LOK8S_EVENT_RETENTION":     "a week",
 	}))
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
 	for _, name := range []string{"LOK8S_ADMIN_TOKEN", "LOK8S_ENCRYPTION_KEY", "LOK8S_ENCRYPTION_OLD_KEYS", "LOK8S_MGMT_KUBECONFIG",
-		"LOK8S_TEMPLATES_DIR", "LOK8S_LOG_FORMAT", "LOK8S_LOG_LEVEL", "LOK8S_WORKERS"} {
+		"LOK8S_TEMPLATES_DIR", "LOK8S_LOG_FORMAT", "LOK8S_LOG_LEVEL", "LOK8S_WORKERS", "LOK8S_EVENT_RETENTION"} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error does not name %s: %v", name, err)
 		}

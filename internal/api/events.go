@@ -44,6 +44,10 @@ func (s *Server) streamClusterEvents(w http.ResponseWriter, r *http.Request) {
 	s.streamEvents(w, r, chi.URLParam(r, "name"))
 }
 
+// GapEvent is the event a stream sends first when the client resumes from
+// an id whose successors were pruned.
+const GapEvent = "stream.gap"
+
 // streamEvents writes the tenant's events (of one cluster when cluster is
 // set) as Server-Sent Events: those after Last-Event-ID first, then each new
 // one as it commits, with comment heartbeats in between.
@@ -58,7 +62,7 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 	wake, cancel := s.Events.Subscribe(tenant)
 	defer cancel()
 
-	var last int64
+	var last, pruned int64
 	if v := r.Header.Get("Last-Event-ID"); v != "" {
 		id, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 		if err != nil || id < 0 {
@@ -66,6 +70,10 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 			return
 		}
 		last = id
+		if pruned, err = s.store.PrunedThrough(r.Context()); err != nil {
+			s.writeProblem(w, r, err)
+			return
+		}
 	} else {
 		id, err := s.store.LatestEventID(r.Context(), tenant)
 		if err != nil {
@@ -92,6 +100,16 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 	}
 	if err := write(": stream of lok8s events\n\n"); err != nil {
 		return
+	}
+	if last < pruned {
+		// Events after last are gone (older than the retention): say so,
+		// so the client reads the current state instead of trusting it has
+		// seen every change. No id: the client's Last-Event-ID stays.
+		gap, _ := json.Marshal(map[string]any{"type": GapEvent, "prunedThrough": pruned,
+			"message": "events up to this id were pruned (older than the retention): read the current state"})
+		if err := write("event: " + GapEvent + "\ndata: " + string(gap) + "\n\n"); err != nil {
+			return
+		}
 	}
 	heartbeat := time.NewTicker(s.Heartbeat)
 	defer heartbeat.Stop()

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"lok8s.dev/provisioner/internal/store"
 )
 
 // sseEvent is one event read from a stream.
@@ -69,7 +71,7 @@ func (b *bundle) openStream(path, token, lastEventID string) *stream {
 				ev.Type = strings.TrimPrefix(line, "event: ")
 			case strings.HasPrefix(line, "data: "):
 				_ = json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &ev.Data)
-			case line == "" && ev.ID != 0:
+			case line == "" && (ev.ID != 0 || ev.Type != ""):
 				s.events <- ev
 				ev = sseEvent{}
 			}
@@ -240,5 +242,43 @@ func TestStalledClientDoesNotSlowOthers(t *testing.T) {
 	live.collect(t, 2*clusters, 10*time.Second)
 	if writing > 20*time.Second {
 		t.Fatalf("writers took %s beside a stalled stream", writing)
+	}
+}
+
+// TestEventStreamAfterPruning: events older than the retention are pruned;
+// a stream resumed from before the pruned ones starts with a stream.gap
+// event naming the last id pruned, then carries on with what remains; one
+// resumed from after them gets no gap.
+func TestEventStreamAfterPruning(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, setupOptions{events: true})
+	live := b.openStream("/v1/events", b.adminToken, "")
+	b.createNamed(b.adminToken, "alpha")
+	old := live.collect(t, 2, 5*time.Second)
+	st := store.New(b.pool, nil)
+	// Everything so far is "older than the retention".
+	n, err := st.PruneEvents(context.Background(), time.Now().Add(time.Hour))
+	if err != nil || n < 2 {
+		t.Fatalf("pruned %d events: %v", n, err)
+	}
+	pruned, err := st.PrunedThrough(context.Background())
+	if err != nil || pruned < old[1].ID {
+		t.Fatalf("pruned through %d (want ≥ %d): %v", pruned, old[1].ID, err)
+	}
+	b.createNamed(b.adminToken, "beta")
+	fresh := live.collect(t, 2, 5*time.Second)
+
+	resumed := b.openStream("/v1/events", b.adminToken, strconv.FormatInt(old[0].ID, 10))
+	gap := resumed.next(t, 5*time.Second)
+	if gap.Type != "stream.gap" || gap.ID != 0 || gap.Data["prunedThrough"] != float64(pruned) {
+		t.Fatalf("first event after resuming from a pruned id: %+v", gap)
+	}
+	if got := resumed.collect(t, 2, 5*time.Second); got[0].ID != fresh[0].ID || got[1].ID != fresh[1].ID {
+		t.Fatalf("after the gap: %+v, want %+v", got, fresh)
+	}
+
+	current := b.openStream("/v1/events", b.adminToken, strconv.FormatInt(fresh[0].ID, 10))
+	if ev := current.next(t, 5*time.Second); ev.Type == "stream.gap" || ev.ID != fresh[1].ID {
+		t.Fatalf("resuming after the pruned events: %+v", ev)
 	}
 }

@@ -57,6 +57,8 @@ type Config struct {
 	// CheckInterval and ProvisionTimeout pace and bound the wait steps.
 	CheckInterval    time.Duration
 	ProvisionTimeout time.Duration
+	// EventRetention is how long events are kept (0: for ever).
+	EventRetention time.Duration
 	// JobMaxAttempts, JobTimeout and JobRescueAfter tune River (0: defaults).
 	JobMaxAttempts int
 	JobTimeout     time.Duration
@@ -221,6 +223,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	queue, err := jobs.NewQueue(pool, jobs.Config{
 		Store: st, Logger: log, Pipeline: pipeline, Workers: cfg.Workers,
 		MaxAttempts: cfg.JobMaxAttempts, StepTimeout: cfg.JobTimeout, RescueAfter: cfg.JobRescueAfter,
+		EventRetention: cfg.EventRetention,
 	})
 	if err != nil {
 		return err

@@ -65,11 +65,23 @@ func (b bundle) pipeline() *Pipeline {
 // startQueue runs a queue with workers on p until the test ends.
 func (b bundle) startQueue(t *testing.T, p *Pipeline) *Queue {
 	t.Helper()
-	q, err := NewQueue(b.pool, Config{Store: b.store, Pipeline: p, Workers: 2, MaxAttempts: 3,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	return startQueue(t, b.newQueue(t, Config{Pipeline: p, Workers: 2, MaxAttempts: 3}))
+}
+
+// newQueue makes a queue on the bundle's store, with the test's logger.
+func (b bundle) newQueue(t *testing.T, cfg Config) *Queue {
+	t.Helper()
+	cfg.Store, cfg.Logger = b.store, slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	q, err := NewQueue(b.pool, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return q
+}
+
+// startQueue starts q's workers until the test ends.
+func startQueue(t *testing.T, q *Queue) *Queue {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := q.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -336,5 +348,52 @@ func TestDeleteWithoutManagementCluster(t *testing.T) {
 	c, _ := b.store.ClusterByID(context.Background(), done.ClusterID)
 	if c.Phase != store.PhaseDeleted {
 		t.Fatalf("phase %s", c.Phase)
+	}
+}
+
+// TestPruneEventsJob: with a retention set, the periodic job (run at start)
+// deletes the events older than it and keeps the rest.
+func TestPruneEventsJob(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := b.pipeline()
+	q := b.newQueue(t, Config{Pipeline: p, Workers: 1, MaxAttempts: 1, EventRetention: time.Hour})
+	b.submit(t, q, p, "old", `{"metadata":{"name":"old"}}`)
+	ctx := context.Background()
+	if _, err := b.pool.Exec(ctx, `UPDATE events SET at = now() - interval '2 hours'`); err != nil {
+		t.Fatal(err)
+	}
+	b.submit(t, q, p, "new", `{"metadata":{"name":"new"}}`)
+	count := func(where string) int {
+		var n int
+		if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE `+where).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	const stale = `at < now() - interval '1 hour'`
+	if count(stale) == 0 || count(`cluster = 'new'`) == 0 {
+		t.Fatal("no events to prune")
+	}
+	startQueue(t, q)
+	completed := func() int {
+		var n int
+		if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'prune_events' AND state = 'completed'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for completed() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no prune_events job completed")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := count(stale); n > 0 {
+		t.Fatalf("%d events older than the retention are still there", n)
+	}
+	if count(`cluster = 'new'`) == 0 {
+		t.Fatal("the prune job deleted events inside the retention")
 	}
 }

@@ -60,6 +60,9 @@ type Config struct {
 	// RescueAfter is how long a job may stay running before River assumes
 	// its worker died and hands it to another (which resumes at the saved step).
 	RescueAfter time.Duration
+	// EventRetention is how long events are kept; an hourly job deletes
+	// older ones. 0 keeps them for ever.
+	EventRetention time.Duration
 }
 
 // WithDefaults returns c with unset fields defaulted.
@@ -87,6 +90,8 @@ func (c Config) validate() error {
 		return errors.New("jobs: Config.Pipeline is required when Workers > 0")
 	case c.Workers < 0:
 		return errors.New("jobs: Config.Workers must not be negative")
+	case c.EventRetention < 0:
+		return errors.New("jobs: Config.EventRetention must not be negative")
 	case c.RescueAfter <= c.StepTimeout:
 		return errors.New("jobs: Config.RescueAfter must be longer than Config.StepTimeout")
 	}
@@ -122,6 +127,11 @@ func NewQueue(pool *pgxpool.Pool, cfg Config) (*Queue, error) {
 		}
 		if err := river.AddWorkerSafely(workers, &updateWorker{runner: runner}); err != nil {
 			return nil, fmt.Errorf("jobs: add update worker: %w", err)
+		}
+		if cfg.EventRetention > 0 {
+			if err := addEventPruning(rc, workers, cfg); err != nil {
+				return nil, err
+			}
 		}
 		rc.Workers = workers
 		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}

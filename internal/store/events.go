@@ -55,3 +55,47 @@ func (s *Store) LatestEventID(ctx context.Context, tenantID uuid.UUID) (int64, e
 	}
 	return id, nil
 }
+
+// pruneBatch bounds the rows one statement of PruneEvents deletes, so a
+// large backlog is pruned without one long lock-holding statement.
+const pruneBatch = 10000
+
+// PruneEvents deletes the events older than before (all tenants) and
+// records the highest id it deleted (see PrunedThrough). It returns how
+// many it deleted.
+func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int64, error) {
+	var through *int64
+	if err := s.pool.QueryRow(ctx, `SELECT max(id) FROM events WHERE at < $1`, before).Scan(&through); err != nil {
+		return 0, fmt.Errorf("prune events: %w", err)
+	}
+	if through == nil {
+		return 0, nil
+	}
+	// Recorded first: a stream resuming meanwhile is told of the gap even
+	// if the deletes below are interrupted.
+	if _, err := s.pool.Exec(ctx, `UPDATE event_retention SET pruned_through = greatest(pruned_through, $1)`, *through); err != nil {
+		return 0, fmt.Errorf("prune events: %w", err)
+	}
+	var total int64
+	for {
+		tag, err := s.pool.Exec(ctx, `DELETE FROM events WHERE id IN (
+			SELECT id FROM events WHERE id <= $1 ORDER BY id LIMIT $2)`, *through, pruneBatch)
+		if err != nil {
+			return total, fmt.Errorf("prune events: %w", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < pruneBatch {
+			return total, nil
+		}
+	}
+}
+
+// PrunedThrough is the highest event id pruned so far (0 when none): a
+// stream resuming from a lower id has missed events that are gone.
+func (s *Store) PrunedThrough(ctx context.Context) (int64, error) {
+	var id int64
+	if err := s.pool.QueryRow(ctx, `SELECT pruned_through FROM event_retention`).Scan(&id); err != nil {
+		return 0, fmt.Errorf("pruned events: %w", err)
+	}
+	return id, nil
+}

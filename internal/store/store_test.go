@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -429,5 +430,43 @@ func TestLatestOperations(t *testing.T) {
 	}
 	if none, err := b.store.LatestOperations(ctx, nil); err != nil || len(none) != 0 {
 		t.Fatalf("no clusters: %v %v", none, err)
+	}
+}
+
+// TestPruneEvents deletes, in batches, exactly the events older than the
+// cut-off, and records the highest id deleted.
+func TestPruneEvents(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	const stale = 10500 // more than one batch
+	if _, err := b.pool.Exec(ctx, `INSERT INTO events (tenant_id, cluster, type, data, at)
+		SELECT $1, 'old', 'step', '{}', now() - interval '2 days' FROM generate_series(1, $2)`, b.actor.TenantID, stale); err != nil {
+		t.Fatal(err)
+	}
+	var lastStale int64
+	if err := b.pool.QueryRow(ctx, `SELECT max(id) FROM events`).Scan(&lastStale); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := b.store.CreateCluster(ctx, b.actor, newCluster("fresh"), b.enqueue); err != nil {
+		t.Fatal(err)
+	}
+	fresh := b.count(t, `SELECT count(*) FROM events WHERE cluster = 'fresh'`)
+	n, err := b.store.PruneEvents(ctx, time.Now().Add(-24*time.Hour))
+	if err != nil || n != stale {
+		t.Fatalf("pruned %d, want %d: %v", n, stale, err)
+	}
+	if left := b.count(t, `SELECT count(*) FROM events`); left != fresh || fresh == 0 {
+		t.Fatalf("%d events left, want the %d fresh ones", left, fresh)
+	}
+	if through, err := b.store.PrunedThrough(ctx); err != nil || through != lastStale {
+		t.Fatalf("pruned through %d, want %d: %v", through, lastStale, err)
+	}
+	// Nothing more to prune: nothing changes.
+	if n, err := b.store.PruneEvents(ctx, time.Now().Add(-24*time.Hour)); err != nil || n != 0 {
+		t.Fatalf("second prune: %d %v", n, err)
+	}
+	if through, _ := b.store.PrunedThrough(ctx); through != lastStale {
+		t.Fatalf("pruned through moved to %d", through)
 	}
 }

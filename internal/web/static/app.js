@@ -213,6 +213,8 @@
     var es = new EventSource(stream);
     es.onopen = function () { text(live, 'live'); if (live) { live.className = 'live on'; } resync(); };
     es.onerror = function () { text(live, 'reconnecting…'); if (live) { live.className = 'live'; } };
+    // Resumed after events were pruned: what the page shows may be stale.
+    es.addEventListener('stream.gap', function () { offerReload(); resync(); });
     ['cluster.phase', 'cluster.observed', 'operation', 'step', 'addon'].forEach(function (type) {
       es.addEventListener(type, function (msg) {
         var ev;
