@@ -228,3 +228,21 @@ func number(s string) *yaml.Node {
 	}
 	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: s}
 }
+
+// inputField is one text input of the guided form, with the errors the API
+// gave for it (template "input").
+type inputField struct {
+	ID, Name, Label, Value, Placeholder string
+	Numeric                             bool
+	Errors                              []string
+}
+
+func textField(id, name, label, value, placeholder string, errs map[string][]string) inputField {
+	return inputField{ID: id, Name: name, Label: label, Value: value, Placeholder: placeholder, Errors: errs[id]}
+}
+
+func numberField(id, name, label, value, placeholder string, errs map[string][]string) inputField {
+	f := textField(id, name, label, value, placeholder, errs)
+	f.Numeric = true
+	return f
+}

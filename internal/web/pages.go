@@ -24,6 +24,9 @@ var funcs = template.FuncMap{
 	"exact":    func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"duration": stepDuration,
 	"path":     pathEscape,
+	// The guided form's inputs (newcluster.go).
+	"textField":   textField,
+	"numberField": numberField,
 }
 
 // age is how long ago t was, shortly ("3m", "2h", "5d").
