@@ -15,6 +15,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/google/uuid"
 	"riverqueue.com/riverui"
 
 	provisioner "lok8s.dev/provisioner"
@@ -262,7 +263,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
-	startWatchers(watchCtx, registry, st, log)
+	startWatchers(watchCtx, registry, st, queue, log)
 	go func() {
 		if err := hub.Run(watchCtx); err != nil {
 			log.Error("event hub stopped", "error", err)
@@ -302,7 +303,18 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 // startWatchers runs one watcher per configured management cluster: the
 // SaaS default (when a kubeconfig is set or the service runs in a pod) and
 // every named one.
-func startWatchers(ctx context.Context, registry *mgmt.Registry, st *store.Store, log *slog.Logger) {
+func startWatchers(ctx context.Context, registry *mgmt.Registry, st *store.Store, queue *jobs.Queue, log *slog.Logger) {
+	// A change the watcher records may be what a waiting step waits for:
+	// run it now rather than at its next check.
+	wake := func(ctx context.Context, tenant uuid.UUID, name string) {
+		id, err := st.ActiveJobID(ctx, tenant, name)
+		if err == nil && id != 0 {
+			err = queue.Wake(ctx, id)
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Warn("could not wake the cluster's job", "cluster", name, "tenant", tenant, "error", err)
+		}
+	}
 	domains, err := registry.Domains()
 	if err != nil {
 		log.Warn("no watchers for named management clusters", "error", err)
@@ -317,7 +329,9 @@ func startWatchers(ctx context.Context, registry *mgmt.Registry, st *store.Store
 			continue
 		}
 		go func() {
-			if err := watch.New(mc, st, log).Run(ctx); err != nil {
+			w := watch.New(mc, st, log)
+			w.OnChange(wake)
+			if err := w.Run(ctx); err != nil {
 				log.Error("watcher stopped", "domain", domain, "error", err)
 			}
 		}()

@@ -79,6 +79,8 @@ type options struct {
 	// workload, when set, is the workload cluster the kubeconfig Secret
 	// points at (default: the management cluster itself).
 	workload *testenv.Env
+	// checkInterval paces the wait steps (default 200ms).
+	checkInterval time.Duration
 }
 
 func randomName(prefix string) string {
@@ -109,6 +111,9 @@ func startService(t *testing.T, opts options) *service {
 	if opts.adminToken == "" {
 		opts.adminToken = "admin-token-" + randomName("") + "-padding-padding"
 	}
+	if opts.checkInterval == 0 {
+		opts.checkInterval = 200 * time.Millisecond
+	}
 	if opts.encryptionKey == "" {
 		opts.encryptionKey = seal.NewKey()
 	}
@@ -121,7 +126,7 @@ func startService(t *testing.T, opts options) *service {
 		EncryptionKey: key, MgmtKubeconfig: kubeconfig, KubeconfigDir: kubeconfigDir, TemplatesDir: opts.templatesDir,
 		JobRescueAfter: opts.rescueAfter, JobTimeout: opts.jobTimeout,
 		AddonsDir: opts.addonsDir, AddonValuesDir: opts.addonValuesDir, ChartCacheDir: t.TempDir(), AddonTimeout: 30 * time.Second,
-		Workers: 4, CheckInterval: 200 * time.Millisecond, ProvisionTimeout: 2 * time.Minute,
+		Workers: 4, CheckInterval: opts.checkInterval, ProvisionTimeout: 2 * time.Minute,
 		JobMaxAttempts: 6, ShutdownTimeout: 10 * time.Second,
 		WrapManagementTransport: opts.wrapTransport,
 		Logger:                  slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
@@ -300,13 +305,25 @@ func (s *service) playInfrastructureProvider(name string) {
 	}
 }
 
-// markProvisioned sets the CAPI Cluster namespace/name's status as CAPI
-// reports a provisioned cluster and writes its kubeconfig Secret.
+// markProvisioned writes the kubeconfig Secret of the CAPI Cluster
+// namespace/name and then sets its status as CAPI reports a provisioned
+// cluster.
 func markProvisioned(ctx context.Context, env *testenv.Env, namespace, name string, kubeconfig []byte) error {
 	obj := &unstructured.Unstructured{}
 	obj.SetGroupVersionKind(clusterGVK)
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj); err != nil {
 		return fmt.Errorf("get cluster %s: %w", name, err)
+	}
+	// CAPI writes the kubeconfig Secret when the control plane initialises,
+	// before it reports the Cluster Provisioned.
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name + "-kubeconfig", Namespace: namespace,
+			Labels: map[string]string{"cluster.x-k8s.io/cluster-name": name}},
+		Type: "cluster.x-k8s.io/secret",
+		Data: map[string][]byte{"value": kubeconfig},
+	}
+	if err := env.Client.Create(ctx, secret); err != nil {
+		return fmt.Errorf("create kubeconfig secret of %s: %w", name, err)
 	}
 	now := metav1.Now().UTC().Format(time.RFC3339)
 	cond := func(t string) map[string]any {
@@ -323,15 +340,6 @@ func markProvisioned(ctx context.Context, env *testenv.Env, namespace, name stri
 	}
 	if err := env.Client.Status().Update(ctx, obj); err != nil {
 		return fmt.Errorf("update cluster %s status: %w", name, err)
-	}
-	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name + "-kubeconfig", Namespace: namespace,
-			Labels: map[string]string{"cluster.x-k8s.io/cluster-name": name}},
-		Type: "cluster.x-k8s.io/secret",
-		Data: map[string][]byte{"value": kubeconfig},
-	}
-	if err := env.Client.Create(ctx, secret); err != nil {
-		return fmt.Errorf("create kubeconfig secret of %s: %w", name, err)
 	}
 	return nil
 }

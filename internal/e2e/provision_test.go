@@ -287,6 +287,25 @@ func TestProvisionHetznerSeedSpec(t *testing.T) {
 	}
 }
 
+// TestWatcherWakesTheWaitStep: with the wait step's next check ten minutes
+// away, CAPI reporting the cluster Provisioned finishes it at once: the
+// watcher sees the change and wakes the snoozed job.
+func TestWatcherWakesTheWaitStep(t *testing.T) {
+	t.Parallel()
+	s := startService(t, options{checkInterval: 10 * time.Minute})
+	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	s.submit(seedSpecWithoutAddons(t))
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
+	// The wait step has checked once and its job is snoozed until the next check.
+	s.waitJobState("provision", "scheduled")
+	s.playInfrastructureProvider("prod")
+	// Far less than the ten-minute check interval.
+	done := s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return st["phase"] == "Provisioned" || st["phase"] == "Failed" })
+	if done["phase"] != "Provisioned" {
+		t.Fatalf("phase %v: %v", done["phase"], done["error"])
+	}
+}
+
 // TestWatcherKeepsStatusCurrent changes what CAPI reports after the
 // pipeline has finished: only the watcher can carry that into the status.
 func TestWatcherKeepsStatusCurrent(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
 
 	"lok8s.dev/provisioner/internal/store"
 )
@@ -145,6 +146,24 @@ func NewQueue(pool *pgxpool.Pool, cfg Config) (*Queue, error) {
 
 // Client is the River client, for River's own UI.
 func (q *Queue) Client() *river.Client[pgx.Tx] { return q.client }
+
+// Wake runs job id now if it is waiting for its next check (snoozed):
+// a job that is running, queued or done is left alone.
+func (q *Queue) Wake(ctx context.Context, id int64) error {
+	job, err := q.client.JobGet(ctx, id)
+	if err != nil {
+		return fmt.Errorf("wake job %d: %w", id, err)
+	}
+	if job.State != rivertype.JobStateScheduled {
+		return nil
+	}
+	// Should the job have run and finished since JobGet, running it again
+	// is harmless: its operation has ended, so the worker returns at once.
+	if _, err := q.client.JobRetry(ctx, id); err != nil {
+		return fmt.Errorf("wake job %d: %w", id, err)
+	}
+	return nil
+}
 
 // Start starts working jobs (no-op for an insert-only queue).
 func (q *Queue) Start(ctx context.Context) error {

@@ -470,3 +470,28 @@ func TestPruneEvents(t *testing.T) {
 		t.Fatalf("pruned through moved to %d", through)
 	}
 }
+
+// TestActiveJobID names the River job of a running operation only.
+func TestActiveJobID(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	_, op, _, err := b.store.CreateCluster(ctx, b.actor, newCluster("prod"), b.enqueue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := b.store.ActiveJobID(ctx, b.actor.TenantID, "prod"); err != nil || id != 0 {
+		t.Fatalf("queued operation: job %d, %v; want none", id, err)
+	}
+	if _, err := b.store.BeginOperation(ctx, op.ID); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := b.store.ActiveJobID(ctx, b.actor.TenantID, "prod"); err != nil || id != *op.RiverJobID {
+		t.Fatalf("running operation: job %d, %v; want %d", id, err, *op.RiverJobID)
+	}
+	for tenant, name := range map[uuid.UUID]string{uuid.New(): "prod", b.actor.TenantID: "nope"} {
+		if id, err := b.store.ActiveJobID(ctx, tenant, name); err != nil || id != 0 {
+			t.Fatalf("%s/%s: job %d, %v; want none", tenant, name, id, err)
+		}
+	}
+}

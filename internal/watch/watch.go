@@ -43,9 +43,17 @@ type Store interface {
 
 // Watcher watches one management cluster.
 type Watcher struct {
-	cluster *mgmt.Cluster
-	store   Store
-	logger  *slog.Logger
+	cluster  *mgmt.Cluster
+	store    Store
+	logger   *slog.Logger
+	onChange func(ctx context.Context, tenantID uuid.UUID, name string)
+}
+
+// OnChange sets f to be called, before Run, after each change of a
+// cluster's observed status is recorded: the service uses it to wake the
+// job waiting on that cluster rather than leave it to its next check.
+func (w *Watcher) OnChange(f func(ctx context.Context, tenantID uuid.UUID, name string)) {
+	w.onChange = f
 }
 
 // New returns a watcher of cluster that writes to store.
@@ -160,7 +168,13 @@ func (w *Watcher) sync(ctx context.Context, k key, clusters, deployments cache.G
 	if err != nil {
 		return err
 	}
-	return w.store.SetObservedByName(ctx, tenant, k.name, raw)
+	if err := w.store.SetObservedByName(ctx, tenant, k.name, raw); err != nil {
+		return err
+	}
+	if w.onChange != nil {
+		w.onChange(ctx, tenant, k.name)
+	}
+	return nil
 }
 
 // poolName is the worker pool a MachineDeployment runs: its lok8s.dev/pool
