@@ -127,7 +127,10 @@ func TestScalePoolChangesOnlyItsReplicas(t *testing.T) {
 	if resp.StatusCode != http.StatusPreconditionFailed {
 		t.Fatalf("stale If-Match: %d", resp.StatusCode)
 	}
-	waiting := s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "rollout") == "running" })
+	// Running, and its first check has said what it waits for.
+	waiting := s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool {
+		return stepState(st, "rollout") == "running" && stepOf(st, "rollout")["message"] != nil
+	})
 	if waiting["phase"] != "Updating" || !strings.Contains(stepOf(waiting, "rollout")["message"].(string), "prod-md-general") {
 		t.Fatalf("while rolling out: %v, rollout step %v", waiting["phase"], stepOf(waiting, "rollout"))
 	}
