@@ -7,16 +7,6 @@ import (
 	"lok8s.dev/provisioner/internal/spec"
 )
 
-// ProviderInfo describes an installed infrastructure provider.
-type ProviderInfo struct {
-	Name string
-	// Sections are the spec sections that select it, the main one (with
-	// the region, control plane and workers) first.
-	Sections []string
-	// Flavors are the variants its manifest defines.
-	Flavors []string
-}
-
 // CatalogView is what the service can provision: its providers, the
 // credential providers (infrastructure providers and git) with their
 // fields, and the addons spec.bootstrap may name.
@@ -26,23 +16,20 @@ type CatalogView struct {
 	Addons      []string                 `json:"addons"`
 }
 
-// ProviderView is an infrastructure provider as the API shows it.
+// ProviderView is an installed infrastructure provider.
 type ProviderView struct {
-	Name     string   `json:"name"`
+	Name string `json:"name"`
+	// Sections are the spec sections that select it, the main one (with
+	// the region, control plane and workers) first.
 	Sections []string `json:"sections"`
-	Flavors  []string `json:"flavors"`
+	// Flavors are the variants its manifest defines.
+	Flavors []string `json:"flavors"`
 }
 
 // CredentialProviderView is what a credential of a provider holds.
 type CredentialProviderView struct {
-	Provider string                `json:"provider"`
-	Fields   []CredentialFieldView `json:"fields"`
-}
-
-// CredentialFieldView is one field of a credential.
-type CredentialFieldView struct {
-	Name     string `json:"name"`
-	Required bool   `json:"required"`
+	Provider string            `json:"provider"`
+	Fields   []CredentialField `json:"fields"`
 }
 
 func (s *Server) catalog(w http.ResponseWriter, _ *http.Request) {
@@ -56,11 +43,7 @@ func (s *Server) catalog(w http.ResponseWriter, _ *http.Request) {
 	}
 	for _, name := range s.CredentialProviders {
 		fields, _ := s.CredentialFields(name)
-		cp := CredentialProviderView{Provider: name, Fields: make([]CredentialFieldView, 0, len(fields))}
-		for _, f := range fields {
-			cp.Fields = append(cp.Fields, CredentialFieldView(f))
-		}
-		out.Credentials = append(out.Credentials, cp)
+		out.Credentials = append(out.Credentials, CredentialProviderView{Provider: name, Fields: append([]CredentialField{}, fields...)})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

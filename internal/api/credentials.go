@@ -19,8 +19,8 @@ import (
 
 // CredentialField is one field a provider's credential takes.
 type CredentialField struct {
-	Name     string
-	Required bool
+	Name     string `json:"name"`
+	Required bool   `json:"required"`
 }
 
 // stringFields checks that every field of a JSON object is a string.

@@ -41,7 +41,7 @@ type Config struct {
 	SpecOptions spec.ValidateOptions
 	// Providers are the installed infrastructure providers, listed by
 	// GET /v1/catalog.
-	Providers []ProviderInfo
+	Providers []ProviderView
 	// CredentialProviders lists the providers credentials can be stored for,
 	// and CredentialFields the fields each takes (from the provider catalog).
 	CredentialProviders []string

@@ -148,7 +148,7 @@ func WithCatalog(cfg api.Config, catalog *capi.Catalog, addonCatalog *addons.Cat
 	cfg.CredentialProviders, cfg.Providers = nil, nil
 	for _, p := range catalog.Providers() {
 		cfg.CredentialProviders = append(cfg.CredentialProviders, p.Name)
-		cfg.Providers = append(cfg.Providers, api.ProviderInfo{Name: p.Name, Sections: p.Sections(), Flavors: p.Flavors()})
+		cfg.Providers = append(cfg.Providers, api.ProviderView{Name: p.Name, Sections: p.Sections(), Flavors: p.Flavors()})
 	}
 	// Git credentials, for private GitOps repositories (spec.gitops.secretName).
 	cfg.CredentialProviders = append(cfg.CredentialProviders, GitCredentialProvider)

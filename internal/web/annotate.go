@@ -92,9 +92,6 @@ func pathElements(path string) []string {
 // child finds a path element in n: a key of a mapping ("name") or an index
 // of a sequence ("[1]"), with the line it is written on.
 func child(n *yaml.Node, el string) (*yaml.Node, int) {
-	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		n = n.Content[0]
-	}
 	switch {
 	case n.Kind == yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {

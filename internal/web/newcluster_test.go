@@ -173,7 +173,6 @@ spec:
 
 func TestPlaceProblem(t *testing.T) {
 	t.Parallel()
-	var h Handler
 	doc := "metadata:\n  name: prod\nspec:\n  hcloud: {}\n"
 	for _, tc := range []struct {
 		name      string
@@ -195,7 +194,7 @@ func TestPlaceProblem(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := &newClusterData{Mode: tc.mode, Spec: doc}
-			shown := h.placeProblem(d, &tc.problem, clusterForm{}.formFields("hcloud"))
+			shown := placeProblem(d, &tc.problem, clusterForm{}.formFields("hcloud"))
 			if (d.Lines != nil) != tc.wantLines || len(shown.Errors) != tc.wantRest || shown.Detail != tc.detail {
 				t.Fatalf("lines %v, rest %v, detail %q", d.Lines != nil, shown.Errors, shown.Detail)
 			}

@@ -341,7 +341,7 @@ func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if res.Problem != nil {
-		page.Problem = h.placeProblem(d, res.Problem, inputs)
+		page.Problem = placeProblem(d, res.Problem, inputs)
 		h.render(w, r, res.Status, "new", page)
 		return
 	}
@@ -353,7 +353,7 @@ func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
 // placeProblem puts the API's field errors beside the form's inputs or the
 // YAML editor's lines, and returns the problem with only those it could
 // not place, to be shown above the form.
-func (h *Handler) placeProblem(d *newClusterData, p *api.Problem, inputs map[string]string) *api.Problem {
+func placeProblem(d *newClusterData, p *api.Problem, inputs map[string]string) *api.Problem {
 	shown := *p
 	if d.Mode == modeForm {
 		d.FieldErrors, shown.Errors = placeErrors(p.Errors, inputs)
