@@ -168,7 +168,14 @@
     function fresh(cluster, type) { var k = seenKey(cluster, type); return (seen[k] || 0) === (started[k] || 0); }
     var table = document.getElementById('clusters');
     if (table) {
-      // One request for the whole list (each item carries its operation).
+      var apply = function (row, c) {
+        var name = row.getAttribute('data-cluster');
+        if (fresh(name, 'cluster.phase')) { setPhase(row.querySelector('[data-field=phase]'), c.phase); }
+        if (fresh(name, 'step')) { text(row.querySelector('[data-field=operation]'), opText(c.operation)); }
+      };
+      // One request for the whole list (each item carries its operation);
+      // a row the list no longer holds (its cluster has since left the
+      // filter, e.g. become Deleted) is read on its own.
       var q = table.getAttribute('data-phase-filter');
       fetch('/v1/clusters?limit=200' + (q ? '&phase=' + encodeURIComponent(q) : ''), {credentials: 'same-origin'})
         .then(function (r) { return r.ok ? r.json() : null; })
@@ -177,10 +184,11 @@
           var byName = {};
           list.items.forEach(function (c) { byName[c.name] = c; });
           table.querySelectorAll('tr[data-cluster]').forEach(function (row) {
-            var name = row.getAttribute('data-cluster'), c = byName[name];
-            if (!c) { return; }
-            if (fresh(name, 'cluster.phase')) { setPhase(row.querySelector('[data-field=phase]'), c.phase); }
-            if (fresh(name, 'step')) { text(row.querySelector('[data-field=operation]'), opText(c.operation)); }
+            var name = row.getAttribute('data-cluster');
+            if (byName[name]) { apply(row, byName[name]); return; }
+            fetch('/v1/clusters/' + encodeURIComponent(name), {credentials: 'same-origin'})
+              .then(function (r) { return r.ok ? r.json() : null; })
+              .then(function (c) { if (c) { apply(row, c); } }).catch(function () {});
           });
         }).catch(function () {});
       return;
