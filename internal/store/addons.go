@@ -51,7 +51,7 @@ func (s *Store) PlanAddons(ctx context.Context, c Cluster, names []string) error
 
 // SetAddon records an addon's state.
 func (s *Store) SetAddon(ctx context.Context, clusterID uuid.UUID, a Addon) error {
-	_, err := s.pool.Exec(ctx, `
+	err := s.exec(ctx, `
 		UPDATE cluster_addons SET state = $3, chart = $4, version = $5, message = $6, updated_at = now()
 		WHERE cluster_id = $1 AND name = $2`, clusterID, a.Name, a.State, a.Chart, a.Version, a.Message)
 	if err != nil {

@@ -313,7 +313,7 @@ func (s *Store) CompleteOperation(ctx context.Context, id uuid.UUID, phase Phase
 
 // SetStepMessage shows progress on a running step.
 func (s *Store) SetStepMessage(ctx context.Context, id uuid.UUID, name, message string) error {
-	if _, err := s.pool.Exec(ctx, `UPDATE operation_steps SET message = $3 WHERE operation_id = $1 AND name = $2`, id, name, message); err != nil {
+	if err := s.exec(ctx, `UPDATE operation_steps SET message = $3 WHERE operation_id = $1 AND name = $2`, id, name, message); err != nil {
 		return fmt.Errorf("set message of step %q: %w", name, err)
 	}
 	return nil

@@ -58,7 +58,7 @@ func (s *Store) SealedKubeconfig(ctx context.Context, tenantID, clusterID uuid.U
 // report without per-pool counts (the wait step reads only the Cluster)
 // keeps the pools the watcher recorded.
 func (s *Store) SetObserved(ctx context.Context, clusterID uuid.UUID, observed json.RawMessage) error {
-	_, err := s.pool.Exec(ctx, `
+	err := s.exec(ctx, `
 		WITH next AS (
 			SELECT CASE WHEN $2::jsonb ? 'pools' OR c.observed->'pools' IS NULL THEN $2::jsonb
 			            ELSE $2::jsonb || jsonb_build_object('pools', c.observed->'pools') END AS observed
@@ -93,7 +93,7 @@ func (s *Store) ClustersUsingSecret(ctx context.Context, c Cluster, name string)
 // SetObservedByName records what the management cluster reports about the
 // tenant's live cluster name.
 func (s *Store) SetObservedByName(ctx context.Context, tenantID uuid.UUID, name string, observed json.RawMessage) error {
-	_, err := s.pool.Exec(ctx, `
+	err := s.exec(ctx, `
 		UPDATE clusters SET observed = $3, updated_at = now()
 		WHERE tenant_id = $1 AND name = $2 AND deleted_at IS NULL AND observed IS DISTINCT FROM $3::jsonb`,
 		tenantID, name, observed)

@@ -39,6 +39,9 @@ type Store struct {
 
 // New returns a Store over pool.
 func New(pool *pgxpool.Pool, logger *slog.Logger) *Store {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	return &Store{pool: pool, logger: logger}
 }
 
@@ -121,8 +124,40 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) error
 }
 
 // inTx runs fn in a transaction, committing if fn returns nil.
+//
+// A transaction Postgres aborts to break a deadlock (or for a serialization
+// conflict) is run again, up to txAttempts times in all. Deadlocks are
+// possible by design: event writers take one advisory lock when their
+// first event is written, mid-transaction, so a transaction holding it may
+// wait for a row that another, waiting for the lock, has updated. fn must
+// therefore do nothing outside tx that a rerun would repeat.
 func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, s.pool, fn)
+	for attempt := 1; ; attempt++ {
+		err := pgx.BeginFunc(ctx, s.pool, fn)
+		if err == nil || attempt == txAttempts || !abortedByPostgres(err) || ctx.Err() != nil {
+			return err
+		}
+		s.logger.WarnContext(ctx, "transaction aborted by Postgres; running it again", "attempt", attempt, "error", err)
+	}
+}
+
+// txAttempts bounds the runs of one inTx transaction.
+const txAttempts = 3
+
+// abortedByPostgres reports whether err is Postgres breaking a deadlock or
+// a serialization conflict: the transaction may simply be run again.
+func abortedByPostgres(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
+// exec runs one statement in a transaction of its own through inTx: for
+// statements that fire the event triggers, so they are retried the same way.
+func (s *Store) exec(ctx context.Context, sql string, args ...any) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, sql, args...)
+		return err
+	})
 }
 
 // isUniqueViolation reports whether err is a unique violation of constraint

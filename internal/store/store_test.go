@@ -495,3 +495,44 @@ func TestActiveJobID(t *testing.T) {
 		}
 	}
 }
+
+// TestDeadlockedWriteIsRunAgain: a step message's event waits for the
+// events lock held by another transaction, which then waits for that step's
+// row; Postgres aborts one of them to break the deadlock, and the store
+// runs its statement again instead of failing.
+func TestDeadlockedWriteIsRunAgain(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	_, op, _, err := b.store.CreateCluster(ctx, b.actor, newCluster("prod"), b.enqueue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = other.Rollback(ctx) }()
+	if _, err := other.Exec(ctx, `SELECT pg_advisory_xact_lock(7465)`); err != nil { // as writing an event does
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.store.SetStepMessage(ctx, op.ID, "detect", "checking") }()
+	// Once the message's event waits for the lock, want the row it holds.
+	for b.count(t, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`) == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, otherErr := other.Exec(ctx, `UPDATE operation_steps SET attempts = attempts WHERE operation_id = $1 AND name = 'detect'`, op.ID)
+	if otherErr == nil {
+		otherErr = other.Commit(ctx)
+	} else {
+		_ = other.Rollback(ctx)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the step message was lost to the deadlock: %v (the other transaction: %v)", err, otherErr)
+	}
+	var msg string
+	if err := b.pool.QueryRow(ctx, `SELECT message FROM operation_steps WHERE operation_id = $1 AND name = 'detect'`, op.ID).Scan(&msg); err != nil || msg != "checking" {
+		t.Fatalf("message %q: %v", msg, err)
+	}
+}
