@@ -37,6 +37,11 @@ type Addon struct {
 	Name string `json:"name"`
 	// Order sorts installs, lowest first (CNI first); ties go by name.
 	Order int `json:"order"`
+	// Role is what the add-on is to a cluster, when a provider may require
+	// it (its manifest's requirements.addons): "cni" or "ccm". The nodes
+	// of a cluster become Ready only with these, so they are installed as
+	// soon as the control plane is initialized, before the rest.
+	Role string `json:"role,omitempty"`
 	// Namespace is the release's namespace (created if missing).
 	Namespace string `json:"namespace"`
 	// Release is the Helm release name; default: Name.
@@ -100,6 +105,7 @@ type Resolved struct {
 	Name      string
 	Provider  string
 	Order     int
+	Role      string
 	Namespace string
 	Release   string
 	Chart     Chart
@@ -195,6 +201,9 @@ func (a *Addon) validate(base string) error {
 	}
 	if a.Order < 0 {
 		add("order", "must be zero or more")
+	}
+	if a.Role != "" && !dnsLabel.MatchString(a.Role) {
+		add("role", "%q must be a DNS label such as cni or ccm", a.Role)
 	}
 	if a.Namespace == "" {
 		add("namespace", "required")
@@ -296,6 +305,17 @@ func (c *Catalog) Names() []string {
 	return names
 }
 
+// Roles maps each add-on that has a role to it (cilium: cni, ccm: ccm).
+func (c *Catalog) Roles() map[string]string {
+	roles := map[string]string{}
+	for _, a := range c.addons {
+		if a.Role != "" {
+			roles[a.Name] = a.Role
+		}
+	}
+	return roles
+}
+
 // Addon returns the entry of that name, or nil.
 func (c *Catalog) Addon(name string) *Addon { return c.byName[name] }
 
@@ -323,6 +343,7 @@ func (a *Addon) Resolve(provider string) (Resolved, error) {
 		Name:        a.Name,
 		Provider:    provider,
 		Order:       a.Order,
+		Role:        a.Role,
 		Namespace:   a.Namespace,
 		Release:     a.Release,
 		Chart:       *chart,

@@ -299,7 +299,7 @@ func TestCreateClusterFromSeedSpec(t *testing.T) {
 	for _, s := range op["steps"].([]any) {
 		names = append(names, s.(map[string]any)["name"].(string))
 	}
-	if got := strings.Join(names, ","); got != "detect,credentials,render,apply,wait,kubeconfig,bootstrap,gitops" {
+	if got := strings.Join(names, ","); got != "detect,render,preflight,credentials,apply,control-plane-initialized,kubeconfig,cni-and-ccm,nodes-ready,addons,gitops" {
 		t.Fatalf("steps %s", got)
 	}
 
@@ -335,7 +335,8 @@ func TestCreateClusterJSONAndDryRun(t *testing.T) {
 	b.putHetznerCredential(b.adminToken, "small-credentials")
 	body := `{"apiVersion":"cluster.lok8s.dev/v1beta1","kind":"Capi","metadata":{"name":"small"},
 	  "spec":{"kubernetes":{"version":"v1.32.4"},"cluster":{"domain":"small.example.com"},
-	  "hcloud":{"region":"nbg1","sshKeyName":"k","controlPlane":{"type":"cax11"},"workers":{"w":{"type":"cax11"}}}}}`
+	  "hcloud":{"region":"nbg1","sshKeyName":"k","controlPlane":{"type":"cax11"},"workers":{"w":{"type":"cax11"}}},
+	  "bootstrap":["cilium","ccm"]}}`
 
 	dry := b.do(http.MethodPost, "/v1/clusters?dryRun=true", b.adminToken, "application/json", []byte(body))
 	b.expect(dry, http.StatusOK)
@@ -403,7 +404,7 @@ func TestSpecValidationProblems(t *testing.T) {
 	}{
 		{
 			name:   "many errors at once",
-			body:   strings.NewReplacer("replicas: 3\n      type: cax21", "replicas: 2\n      type: cax21", `"v1.31.10"`, `"1.31"`, "provider: flux", "provider: jenkins").Replace(seed),
+			body:   strings.NewReplacer("replicas: 3\n      type: cax21", "replicas: 2\n      type: cax21", `"v1.34.2"`, `"1.34"`, "provider: flux", "provider: jenkins").Replace(seed),
 			status: http.StatusUnprocessableEntity,
 			fields: map[string]string{
 				"spec.hcloud.controlPlane.replicas": "odd",
@@ -428,6 +429,35 @@ func TestSpecValidationProblems(t *testing.T) {
 			body:   strings.Replace(seed, "  credentials:", "  managementCluster:\n    domain: nowhere.example.com\n  credentials:", 1),
 			status: http.StatusUnprocessableEntity,
 			fields: map[string]string{"spec.managementCluster.domain": "no management cluster"},
+		},
+		{
+			// CAPH v1.1.x supports Kubernetes 1.32 to 1.36
+			// (docs/caph/01-getting-started/01-introduction.md).
+			name:   "Kubernetes version the provider does not support",
+			body:   strings.Replace(seed, `"v1.34.2"`, `"v1.31.10"`, 1),
+			status: http.StatusUnprocessableEntity,
+			fields: map[string]string{"spec.kubernetes.version": "provider hetzner supports Kubernetes v1.32 to v1.36; v1.31.10 is outside that range"},
+		},
+		{
+			name:   "Kubernetes version above the provider's range",
+			body:   strings.Replace(seed, `"v1.34.2"`, `"v1.37.1"`, 1),
+			status: http.StatusUnprocessableEntity,
+			fields: map[string]string{"spec.kubernetes.version": "v1.32 to v1.36"},
+		},
+		{
+			// With cloud-provider: external no Node gets a providerID
+			// without the CCM, and none is Ready without a CNI: such a
+			// cluster would never become Ready, so it is refused.
+			name:   "no CNI or CCM",
+			body:   strings.Replace(seed, "    - cilium\n    - ccm\n", "", 1),
+			status: http.StatusUnprocessableEntity,
+			fields: map[string]string{"spec.bootstrap": "provider hetzner needs a CNI (cilium) and a cloud-controller-manager (ccm) in spec.bootstrap"},
+		},
+		{
+			name:   "no CCM",
+			body:   strings.Replace(seed, "    - ccm\n", "", 1),
+			status: http.StatusUnprocessableEntity,
+			fields: map[string]string{"spec.bootstrap": "needs a cloud-controller-manager (ccm)"},
 		},
 		{
 			name:   "unknown addon",
@@ -849,9 +879,11 @@ func TestCatalog(t *testing.T) {
 	b.expect(r, http.StatusOK)
 	var cat struct {
 		Providers []struct {
-			Name     string   `json:"name"`
-			Sections []string `json:"sections"`
-			Flavors  []string `json:"flavors"`
+			Name       string            `json:"name"`
+			Sections   []string          `json:"sections"`
+			Flavors    []string          `json:"flavors"`
+			Kubernetes map[string]string `json:"kubernetes"`
+			Required   []string          `json:"requiredAddons"`
 		} `json:"providers"`
 		Credentials []struct {
 			Provider string `json:"provider"`
@@ -871,6 +903,12 @@ func TestCatalog(t *testing.T) {
 	}
 	if providers["hetzner"] != "hcloud,hrobot/hrobot" || providers["aws"] != "aws/eks" {
 		t.Fatalf("providers: %v", providers)
+	}
+	// What the provider manifests state (templates/providers/*/provider.yaml).
+	for _, p := range cat.Providers {
+		if p.Name == "hetzner" && (p.Kubernetes["min"] != "v1.32" || p.Kubernetes["max"] != "v1.36" || strings.Join(p.Required, ",") != "cni,ccm") {
+			t.Fatalf("hetzner requirements: %+v", p)
+		}
 	}
 	required := map[string]bool{}
 	for _, c := range cat.Credentials {

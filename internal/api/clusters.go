@@ -85,9 +85,19 @@ func (s *Server) loadSpec(r *http.Request, body []byte) (*spec.Capi, string, err
 			fields = append(fields, FieldError{Field: "spec", Message: err.Error()})
 		}
 	}
-	if mc := capi.Spec.ManagementCluster; mc != nil && !reported("spec.managementCluster") && !s.ManagementClusterKnown(mc.Domain) {
-		fields = append(fields, FieldError{Field: "spec.managementCluster.domain",
-			Message: fmt.Sprintf("no management cluster %q is configured on this service", mc.Domain)})
+	if provider != "" && s.CheckRequirements != nil {
+		fields = append(fields, fieldErrors(s.CheckRequirements(capi))...)
+	}
+	if mc := capi.Spec.ManagementCluster; mc != nil && !reported("spec.managementCluster") {
+		switch {
+		case !s.ManagementClusterKnown(mc.Domain):
+			fields = append(fields, FieldError{Field: "spec.managementCluster.domain",
+				Message: fmt.Sprintf("no management cluster %q is configured on this service", mc.Domain)})
+		case provider != "" && s.ProviderMissing != nil:
+			if why := s.ProviderMissing(r.Context(), mc.Domain, capi); why != "" {
+				fields = append(fields, FieldError{Field: "spec.managementCluster.domain", Message: why})
+			}
+		}
 	}
 	if secretName := capi.Spec.Credentials.SecretName; secretName != "" && !reported("spec.credentials") {
 		cred, err := s.store.Credential(r.Context(), principal(r.Context()).TenantID, secretName)

@@ -48,6 +48,17 @@ type Config struct {
 	CredentialFields    func(provider string) ([]CredentialField, bool)
 	// DetectProvider names the provider a valid spec selects, or says why none.
 	DetectProvider func(*spec.Capi) (string, error)
+	// CheckRequirements checks a valid spec against its provider's
+	// requirements (Kubernetes versions, the CNI and CCM it needs); nil:
+	// none.
+	CheckRequirements func(*spec.Capi) spec.FieldErrors
+	// ProviderMissing, for a named management cluster, says why it cannot
+	// take the spec's provider ("" when it can, or when it could not be
+	// asked: the pipeline's preflight step then decides); nil: not checked.
+	ProviderMissing func(ctx context.Context, domain string, c *spec.Capi) string
+	// ManagementClusters reports, for GET /v1/catalog, which providers
+	// each configured management cluster really has; nil: none listed.
+	ManagementClusters func(ctx context.Context) []ManagementClusterView
 	// Events wakes the event streams (nil: streams answer 503).
 	Events EventsHub
 	// Heartbeat is how often an idle stream sends a comment (default 15s).

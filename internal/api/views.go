@@ -71,11 +71,15 @@ type StatusView struct {
 	Operation *OperationView `json:"operation,omitempty"`
 	// Conditions, CAPIPhase and the replica counts are what the management
 	// cluster last reported for the CAPI Cluster.
-	Conditions   []ConditionView         `json:"conditions"`
-	CAPIPhase    string                  `json:"capiPhase,omitempty"`
-	ControlPlane *ReplicasView           `json:"controlPlane,omitempty"`
-	Workers      *ReplicasView           `json:"workers,omitempty"`
-	Pools        map[string]ReplicasView `json:"pools,omitempty"`
+	Conditions []ConditionView `json:"conditions"`
+	CAPIPhase  string          `json:"capiPhase,omitempty"`
+	// Initialization is how far CAPI has brought the cluster: its
+	// infrastructure provisioned, its control plane initialized (the
+	// workload API server answers; the CNI and CCM are installed then).
+	Initialization *InitializationView     `json:"initialization,omitempty"`
+	ControlPlane   *ReplicasView           `json:"controlPlane,omitempty"`
+	Workers        *ReplicasView           `json:"workers,omitempty"`
+	Pools          map[string]ReplicasView `json:"pools,omitempty"`
 	// Addons are spec.bootstrap's addons on the workload cluster, in install order.
 	Addons []AddonView `json:"addons"`
 	// Error is the failure of the latest operation's failed step, if any.
@@ -125,14 +129,21 @@ type ConditionView struct {
 	LastTransitionTime *time.Time `json:"lastTransitionTime,omitempty"`
 }
 
+// InitializationView is CAPI's status.initialization of the cluster.
+type InitializationView struct {
+	InfrastructureProvisioned bool `json:"infrastructureProvisioned"`
+	ControlPlaneInitialized   bool `json:"controlPlaneInitialized"`
+}
+
 // observedStatus is the part of a cluster's observed CAPI status (as
 // recorded by the pipeline and the watcher) the API shows.
 type observedStatus struct {
-	Phase        string                  `json:"phase"`
-	Conditions   []ConditionView         `json:"conditions"`
-	ControlPlane *ReplicasView           `json:"controlPlane"`
-	Workers      *ReplicasView           `json:"workers"`
-	Pools        map[string]ReplicasView `json:"pools"`
+	Phase          string                  `json:"phase"`
+	Conditions     []ConditionView         `json:"conditions"`
+	Initialization *InitializationView     `json:"initialization"`
+	ControlPlane   *ReplicasView           `json:"controlPlane"`
+	Workers        *ReplicasView           `json:"workers"`
+	Pools          map[string]ReplicasView `json:"pools"`
 }
 
 // CredentialView is a credential's metadata; the secret is never shown.
@@ -206,6 +217,7 @@ func statusView(c store.Cluster, op *store.Operation, addons []store.Addon) Stat
 			v.Conditions = obs.Conditions
 		}
 		v.CAPIPhase, v.ControlPlane, v.Workers, v.Pools = obs.Phase, obs.ControlPlane, obs.Workers, obs.Pools
+		v.Initialization = obs.Initialization
 	}
 	if op != nil {
 		ov := operationView(*op)

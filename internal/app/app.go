@@ -145,10 +145,17 @@ func WithCatalog(cfg api.Config, catalog *capi.Catalog, addonCatalog *addons.Cat
 		}
 		return p.Name, nil
 	}
+	roles := addonCatalog.Roles()
+	cfg.CheckRequirements = func(c *spec.Capi) spec.FieldErrors { return catalog.CheckRequirements(c, roles) }
 	cfg.CredentialProviders, cfg.Providers = nil, nil
 	for _, p := range catalog.Providers() {
 		cfg.CredentialProviders = append(cfg.CredentialProviders, p.Name)
-		cfg.Providers = append(cfg.Providers, api.ProviderView{Name: p.Name, Sections: p.Sections(), Flavors: p.Flavors()})
+		view := api.ProviderView{Name: p.Name, Sections: p.Sections(), Flavors: p.Flavors()}
+		if req := p.Manifest.Requirements; req != nil {
+			view.Kubernetes = api.VersionRangeView{Min: req.Kubernetes.Min, Max: req.Kubernetes.Max}
+			view.RequiredAddons = req.Addons
+		}
+		cfg.Providers = append(cfg.Providers, view)
 	}
 	// Git credentials, for private GitOps repositories (spec.gitops.secretName).
 	cfg.CredentialProviders = append(cfg.CredentialProviders, GitCredentialProvider)
@@ -230,10 +237,12 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 		return err
 	}
 	hub := events.NewHub(pool, log)
+	avail := &availability{catalog: catalog, registry: registry, watchDefault: cfg.MgmtKubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != ""}
 	handler, err := api.New(WithCatalog(api.Config{
 		Store: st, Keyring: keyring, Logger: log, Events: hub,
 		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
 		ManagementClusterKnown: registry.Known, OpenAPI: provisioner.OpenAPI,
+		ProviderMissing: avail.providerMissing, ManagementClusters: avail.managementClusters,
 	}, catalog, addonCatalog))
 	if err != nil {
 		return err

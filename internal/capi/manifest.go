@@ -54,6 +54,10 @@ type Rendering struct {
 	// Pools are the sources of worker pools, each rendered with its
 	// templates once per pool.
 	Pools []PoolSource `json:"pools,omitempty"`
+	// Requirements are what the provider release needs (Kubernetes
+	// versions, addon roles, the management cluster's provider release);
+	// a flavor's replace the provider's whole.
+	Requirements *Requirements `json:"requirements,omitempty"`
 }
 
 // Infrastructure names the provider's infrastructure kinds.
@@ -249,6 +253,9 @@ func (r *Rendering) check(at string, fail func(string, ...any)) {
 	if cp := r.ControlPlane; cp != nil && *cp != "" && !specPath.MatchString(*cp) {
 		fail("%scontrolPlane: %q is not a path", at, *cp)
 	}
+	if r.Requirements != nil {
+		r.Requirements.check(at, fail)
+	}
 	for i, p := range r.Pools {
 		if !specPath.MatchString(p.Workers) {
 			fail("%spools[%d].workers: %q is not a path such as spec.hcloud.workers", at, i, p.Workers)
@@ -291,6 +298,9 @@ func (m *Manifest) resolve(doc map[string]any) resolved {
 		}
 		if f.Pools != nil {
 			r.Pools = f.Pools
+		}
+		if f.Requirements != nil {
+			r.Requirements = f.Requirements
 		}
 		break
 	}

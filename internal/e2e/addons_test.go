@@ -21,27 +21,59 @@ import (
 )
 
 // addonWorld is what an addon test needs: a chart repository on loopback
-// serving the test charts, a catalogue of cilium, ccm and cert-manager
-// pointing at it, the operator's overrides, and a workload cluster of its
-// own (a second envtest) so releases of parallel tests never meet.
+// serving the test charts, a catalogue of cilium, ccm, cert-manager and
+// flux pointing at it, the operator's overrides, and a workload cluster.
+// cilium's chart runs a DaemonSet and the ccm's a Deployment, which the
+// cloud stand-in waits for before it makes Nodes Ready and gives them
+// providerIDs.
 type addonWorld struct {
 	catalogDir, valuesDir string
-	workload              *testenv.Env
+	// namespace is where cilium and the ccm run on the workload cluster.
+	namespace string
+	workload  *testenv.Env
 }
 
+// newAddonWorld gives the test a workload cluster of its own (a second
+// envtest), so releases and Helm's stored values of parallel tests never
+// meet; the addons run where the catalogue says in production (kube-system).
 func newAddonWorld(t *testing.T) addonWorld {
+	t.Helper()
+	env, err := testenv.Start(context.Background())
+	if err != nil {
+		t.Fatalf("workload cluster: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	return buildAddonWorld(t, env, "kube-system")
+}
+
+// newSharedAddonWorld runs the workload cluster's addons on the shared
+// envtest (the management cluster), each test in namespaces of its own:
+// what every provisioning test needs, since no cluster becomes Ready
+// without its CNI and CCM.
+func newSharedAddonWorld(t *testing.T) addonWorld {
+	t.Helper()
+	return buildAddonWorld(t, testenv.Shared(t), randomName("addons-"))
+}
+
+func buildAddonWorld(t *testing.T, workload *testenv.Env, namespace string) addonWorld {
 	t.Helper()
 	charts := "../addons/testdata/charts/"
 	repo, err := addonstest.Serve(t.TempDir(),
 		addonstest.Chart{Dir: charts + "probe", Version: "0.1.0"},
-		addonstest.Chart{Dir: charts + "probe-alt", Version: "1.0.0"},
+		addonstest.Chart{Dir: charts + "cni-probe", Version: "0.1.0"},
+		addonstest.Chart{Dir: charts + "ccm-probe", Version: "1.0.0"},
 		addonstest.Chart{Dir: charts + "gitops-probe", Version: "0.1.0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(repo.Close)
-	w := addonWorld{catalogDir: t.TempDir(), valuesDir: t.TempDir()}
+	w := addonWorld{catalogDir: t.TempDir(), valuesDir: t.TempDir(), namespace: namespace, workload: workload}
 	write := func(dir, name, body string) {
+		certManagerNS := "cert-manager"
+		if namespace != "kube-system" {
+			certManagerNS = namespace + "-cm"
+		}
+		body = strings.ReplaceAll(strings.ReplaceAll(body, "CERT_MANAGER_NS", certManagerNS), "NAMESPACE", namespace)
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(fmt.Sprintf(body, repo.URL)), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -49,9 +81,10 @@ func newAddonWorld(t *testing.T) addonWorld {
 	// Each layer of the values chain sets the keys it should win.
 	write(w.catalogDir, "cilium.yaml", `
 name: cilium
+role: cni
 order: 10
-namespace: kube-system
-chart: {repository: %s, name: probe, version: 0.1.0}
+namespace: NAMESPACE
+chart: {repository: %s, name: cni-probe, version: 0.1.0}
 values: {layer: addon, operatorWins: addon, providerWins: addon, addonOnly: addon}
 providers:
   hetzner:
@@ -59,14 +92,15 @@ providers:
 `)
 	write(w.catalogDir, "ccm.yaml", `
 name: ccm
+role: ccm
 order: 20
-namespace: kube-system
+namespace: NAMESPACE
+chart: {repository: %s, name: ccm-probe, version: 1.0.0}
 providers:
   hetzner:
-    chart: {repository: %s, name: probe-alt, version: 1.0.0}
     secrets:
       - name: hcloud
-        namespace: kube-system
+        namespace: NAMESPACE
         data:
           token: {credential: hcloudToken}
           network: {variable: HCLOUD_NETWORK}
@@ -74,7 +108,7 @@ providers:
 	write(w.catalogDir, "cert-manager.yaml", `
 name: cert-manager
 order: 30
-namespace: cert-manager
+namespace: CERT_MANAGER_NS
 chart: {repository: %s, name: probe, version: 0.1.0}
 `)
 	write(w.catalogDir, "flux.yaml", `
@@ -84,18 +118,11 @@ namespace: flux-system
 chart: {repository: %s, name: gitops-probe, version: 0.1.0}
 `)
 	write(w.valuesDir, "cilium.yaml", "# %s\nlayer: operator\noperatorWins: operator\n")
-
-	env, err := testenv.Start(context.Background())
-	if err != nil {
-		t.Fatalf("workload cluster: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	w.workload = env
 	return w
 }
 
 func (w addonWorld) options() options {
-	return options{addonsDir: w.catalogDir, addonValuesDir: w.valuesDir, workload: w.workload}
+	return options{addonsDir: w.catalogDir, addonValuesDir: w.valuesDir, workload: w.workload, addonNamespace: w.namespace}
 }
 
 func addonSpec(t *testing.T, certManager string) string {
@@ -147,8 +174,8 @@ func TestAddonsInstalledWithValuesChain(t *testing.T) {
 	if strings.Join(got, " ") != "cilium:installed:0.1.0 ccm:installed:1.0.0 cert-manager:installed:0.1.0 flux:installed:0.1.0" {
 		t.Fatalf("addons in status: %v", got)
 	}
-	if stepState(st, "bootstrap") != "succeeded" {
-		t.Fatalf("bootstrap step: %v", stepOf(st, "bootstrap"))
+	if stepState(st, "addons") != "succeeded" {
+		t.Fatalf("bootstrap step: %v", stepOf(st, "addons"))
 	}
 
 	kc := w.workload.Kubeconfig()
@@ -183,8 +210,8 @@ func TestFailingAddonThenFixed(t *testing.T) {
 	s := startService(t, w.options())
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
 	s.submit(addonSpec(t, "{name: cert-manager, values: {fail: true}}"))
-	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
-	s.playInfrastructureProvider("prod")
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "control-plane-initialized") == "running" })
+	s.playCloud("prod")
 	failed := s.waitStatus("prod", 90*time.Second, func(st map[string]any) bool { return st["phase"] == "Failed" || st["phase"] == "Provisioned" })
 	if failed["phase"] != "Failed" || !strings.Contains(failed["message"].(string), "addon cert-manager") ||
 		!strings.Contains(failed["message"].(string), "boom: the probe chart was told to fail") {
@@ -251,10 +278,10 @@ func TestGitOpsFluxPrivateRepository(t *testing.T) {
 	s := startService(t, w.options())
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
 	s.putCredential("infra-git", `{"provider":"git","token":"git-e2e-token-9d2f"}`)
-	spec := strings.Replace(seedSpecWithout(t, seedBootstrap), "    path: clusters/prod.example.com\n", "    path: clusters/prod.example.com\n    secretName: infra-git\n", 1)
+	spec := strings.Replace(seedSpecWithout(t, seedBootstrap)+seedCNIAndCCM, "    path: clusters/prod.example.com\n", "    path: clusters/prod.example.com\n    secretName: infra-git\n", 1)
 	s.submit(spec)
-	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
-	s.playInfrastructureProvider("prod")
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "control-plane-initialized") == "running" })
+	s.playCloud("prod")
 	waiting := s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool {
 		g, _ := st["gitops"].(map[string]any)
 		return g != nil || st["phase"] == "Failed"

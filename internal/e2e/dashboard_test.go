@@ -227,13 +227,13 @@ func TestDashboard(t *testing.T) {
 	)
 	eval[int](t, ctx, "marker", `window.lok8sMarker = 42`)
 	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool {
-		return stepState(st, "wait") == "running" || st["phase"] == "Failed"
+		return stepState(st, "control-plane-initialized") == "running" || st["phase"] == "Failed"
 	})
 	run(t, ctx, 20*time.Second, "provisioning shown live",
 		chromedp.WaitVisible(chromedp.Search(`//tr[@data-cluster="prod"]//span[@data-field="phase"][.="Provisioning"]`)),
-		chromedp.WaitVisible(chromedp.Search(`//tr[@data-cluster="prod"]/td[@data-field="operation"][contains(., "wait")]`)),
+		chromedp.WaitVisible(chromedp.Search(`//tr[@data-cluster="prod"]/td[@data-field="operation"][contains(., "control-plane-initialized")]`)),
 	)
-	s.playInfrastructureProvider("prod")
+	s.playCloud("prod")
 	liveStart := time.Now()
 	run(t, ctx, 60*time.Second, "Provisioned shown live",
 		chromedp.WaitVisible(chromedp.Search(`//tr[@data-cluster="prod"]//span[@data-field="phase"][.="Provisioned"]`)),
@@ -322,7 +322,7 @@ func TestDashboardFailureAndRetry(t *testing.T) {
 	s := startService(t, options{})
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
 	s.submit(seedSpecWithoutAddons(t))
-	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "control-plane-initialized") == "running" })
 	ctx := browser(t)
 	signIn(t, ctx, s)
 	run(t, ctx, 30*time.Second, "cluster page, provisioning",
@@ -347,7 +347,7 @@ func TestDashboardFailureAndRetry(t *testing.T) {
 		Remediation: b.querySelector("[data-field=remediation]").textContent,
 		Reason: b.querySelector("[data-field=reason]").textContent,
 		Button: document.getElementById("retry").textContent}))(document.getElementById("failure"))`)
-	if f.Step != "wait" || !strings.Contains(f.Remediation, "credential") || !strings.Contains(f.Reason, "invalid token") || f.Button != "Retry after fixing" {
+	if f.Step != "control-plane-initialized" || !strings.Contains(f.Remediation, "credential") || !strings.Contains(f.Reason, "invalid token") || f.Button != "Retry after fixing" {
 		t.Fatalf("failure panel: %+v", f)
 	}
 	if eval[int](t, ctx, "marker", `window.lok8sMarker || 0`) != 7 {
@@ -380,8 +380,8 @@ func TestDashboardFailureAndRetry(t *testing.T) {
 		chromedp.WaitVisible(chromedp.Search(`//p[@class="notice"][contains(., "Retry started")]`)),
 		chromedp.WaitVisible(chromedp.Search(`//span[@id="live"][.="live"]`)),
 	)
-	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
-	s.playInfrastructureProvider("prod")
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "control-plane-initialized") == "running" })
+	s.playCloud("prod")
 	run(t, ctx, 60*time.Second, "Provisioned after the retry",
 		chromedp.WaitVisible(chromedp.Search(`//span[@id="phase"][.="Provisioned"]`)),
 	)

@@ -17,8 +17,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -51,10 +49,14 @@ type service struct {
 	env   *testenv.Env
 	// workload is the workload cluster's apiserver (by default env itself).
 	workload *testenv.Env
-	token    string // a fresh tenant's token
-	tenant   string
-	admin    string // the admin token
-	client   *http.Client
+	// addonNamespace is where the CNI and CCM run on the workload cluster.
+	addonNamespace string
+	token          string // a fresh tenant's token
+	tenant         string
+	admin          string // the admin token
+	client         *http.Client
+	// clouds are the cloud stand-ins playing the tenant's clusters.
+	clouds map[string]*cloud
 }
 
 // options tune a service for a test.
@@ -79,6 +81,8 @@ type options struct {
 	// workload, when set, is the workload cluster the kubeconfig Secret
 	// points at (default: the management cluster itself).
 	workload *testenv.Env
+	// addonNamespace is where the catalogue runs cilium and the ccm.
+	addonNamespace string
 	// checkInterval paces the wait steps (default 200ms).
 	checkInterval time.Duration
 }
@@ -107,6 +111,12 @@ func startService(t *testing.T, opts options) *service {
 				t.Fatal(err)
 			}
 		}
+	}
+	if opts.addonsDir == "" {
+		// Every provisioning test installs a CNI and a CCM: without them no
+		// node becomes Ready (the cloud stand-in plays that faithfully).
+		w := newSharedAddonWorld(t)
+		opts.addonsDir, opts.addonNamespace = w.catalogDir, w.namespace
 	}
 	if opts.adminToken == "" {
 		opts.adminToken = "admin-token-" + randomName("") + "-padding-padding"
@@ -141,7 +151,7 @@ func startService(t *testing.T, opts options) *service {
 	if opts.workload == nil {
 		opts.workload = env
 	}
-	s := &service{t: t, url: "http://" + addr, dbURL: opts.dbURL, db: pool, env: env, workload: opts.workload,
+	s := &service{t: t, url: "http://" + addr, dbURL: opts.dbURL, db: pool, env: env, workload: opts.workload, addonNamespace: opts.addonNamespace,
 		client: &http.Client{Transport: validator.RoundTripper(t, nil), Timeout: 30 * time.Second}}
 	s.admin = cfg.AdminToken
 	if opts.tenant != "" {
@@ -291,57 +301,6 @@ func (s *service) get(gvk schema.GroupVersionKind, namespace, name string) *unst
 		s.t.Fatalf("get %s %s/%s: %v", gvk.Kind, namespace, name, err)
 	}
 	return obj
-}
-
-// playInfrastructureProvider does, for the CAPI Cluster name, the one thing
-// the test stands in for: what CAPI and the infrastructure provider would
-// report once machines run. It marks the Cluster Provisioned with its
-// control plane available and writes the kubeconfig Secret, pointing at the
-// workload envtest (the management one unless the test made its own).
-func (s *service) playInfrastructureProvider(name string) {
-	s.t.Helper()
-	if err := markProvisioned(context.Background(), s.env, s.namespace(), name, s.workloadKubeconfig()); err != nil {
-		s.t.Fatal(err)
-	}
-}
-
-// markProvisioned writes the kubeconfig Secret of the CAPI Cluster
-// namespace/name and then sets its status as CAPI reports a provisioned
-// cluster.
-func markProvisioned(ctx context.Context, env *testenv.Env, namespace, name string, kubeconfig []byte) error {
-	obj := &unstructured.Unstructured{}
-	obj.SetGroupVersionKind(clusterGVK)
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj); err != nil {
-		return fmt.Errorf("get cluster %s: %w", name, err)
-	}
-	// CAPI writes the kubeconfig Secret when the control plane initialises,
-	// before it reports the Cluster Provisioned.
-	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name + "-kubeconfig", Namespace: namespace,
-			Labels: map[string]string{"cluster.x-k8s.io/cluster-name": name}},
-		Type: "cluster.x-k8s.io/secret",
-		Data: map[string][]byte{"value": kubeconfig},
-	}
-	if err := env.Client.Create(ctx, secret); err != nil {
-		return fmt.Errorf("create kubeconfig secret of %s: %w", name, err)
-	}
-	now := metav1.Now().UTC().Format(time.RFC3339)
-	cond := func(t string) map[string]any {
-		return map[string]any{"type": t, "status": "True", "reason": "Available", "message": "", "lastTransitionTime": now}
-	}
-	status := map[string]any{
-		"phase":          "Provisioned",
-		"conditions":     []any{cond("Available"), cond("ControlPlaneAvailable"), cond("InfrastructureReady")},
-		"controlPlane":   map[string]any{"desiredReplicas": int64(3), "replicas": int64(3), "readyReplicas": int64(3), "availableReplicas": int64(3), "upToDateReplicas": int64(3)},
-		"initialization": map[string]any{"infrastructureProvisioned": true, "controlPlaneInitialized": true},
-	}
-	if err := unstructured.SetNestedField(obj.Object, status, "status"); err != nil {
-		return err
-	}
-	if err := env.Client.Status().Update(ctx, obj); err != nil {
-		return fmt.Errorf("update cluster %s status: %w", name, err)
-	}
-	return nil
 }
 
 func (s *service) workloadKubeconfig() []byte {

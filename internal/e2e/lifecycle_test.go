@@ -20,6 +20,7 @@ var kcpGVK = schema.GroupVersionKind{Group: "controlplane.cluster.x-k8s.io", Ver
 // and all its replicas up to date and available.
 func (s *service) playRollout(name string) {
 	s.t.Helper()
+	s.pauseCloud(name)
 	ctx := context.Background()
 	for _, gvk := range []schema.GroupVersionKind{kcpGVK, machineDeploymentGVK} {
 		list := &unstructured.UnstructuredList{}
@@ -44,9 +45,12 @@ func (s *service) playRollout(name string) {
 	}
 }
 
-// patch sends a JSON merge patch with the cluster's current ETag.
+// patch sends a JSON merge patch with the cluster's current ETag. The
+// cloud stand-in stops there: the test plays CAPI's rollout itself
+// (playRollout), so it can see the update while it waits.
 func (s *service) patch(name, patch string) (int, []byte) {
 	s.t.Helper()
+	s.pauseCloud(name)
 	req, _ := http.NewRequest(http.MethodGet, s.url+"/v1/clusters/"+name, nil)
 	req.Header.Set("Authorization", "Bearer "+s.token)
 	resp, err := s.client.Do(req)
@@ -88,8 +92,10 @@ func (s *service) waitJobState(kind, state string) {
 // rollout, and waits for Provisioned.
 func (s *service) finishUpdate(name string) map[string]any {
 	s.t.Helper()
+	// The rollout step waits, or found nothing to wait for (a removed
+	// pool, changed addons: what CAPI reported already holds).
 	s.waitStatus(name, 60*time.Second, func(st map[string]any) bool {
-		return stepState(st, "rollout") == "running" || st["phase"] == "Failed"
+		return stepState(st, "rollout") == "running" || stepState(st, "rollout") == "succeeded" || st["phase"] == "Failed"
 	})
 	s.playRollout(name)
 	done := s.waitProvisioned(name)
@@ -156,26 +162,26 @@ func TestUpgradeOneMinorAtATime(t *testing.T) {
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
 	provisionAndFinish(t, s, "prod", seedSpecWithoutAddons(t))
 
-	status, body := s.patch("prod", `{"spec":{"kubernetes":{"version":"v1.33.1"}}}`)
+	status, body := s.patch("prod", `{"spec":{"kubernetes":{"version":"v1.36.1"}}}`)
 	if status != http.StatusUnprocessableEntity || !strings.Contains(string(body), "one minor version at a time") {
 		t.Fatalf("two-minor jump: %d %s", status, body)
 	}
-	if status, body := s.patch("prod", `{"spec":{"kubernetes":{"version":"v1.32.4"}}}`); status != http.StatusAccepted {
+	if status, body := s.patch("prod", `{"spec":{"kubernetes":{"version":"v1.35.4"}}}`); status != http.StatusAccepted {
 		t.Fatalf("upgrade: %d %s", status, body)
 	}
 	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "rollout") == "running" })
 	kcp := s.get(kcpGVK, s.namespace(), "prod-control-plane")
-	if nested(t, kcp, "spec", "version") != "v1.32.4" {
+	if nested(t, kcp, "spec", "version") != "v1.35.4" {
 		t.Fatalf("KubeadmControlPlane version %v", nested(t, kcp, "spec", "version"))
 	}
 	for _, pool := range []string{"general", "gpu"} {
 		md := s.get(machineDeploymentGVK, s.namespace(), "prod-md-"+pool)
-		if v := nested(t, md, "spec", "template", "spec", "version"); v != "v1.32.4" {
+		if v := nested(t, md, "spec", "template", "spec", "version"); v != "v1.35.4" {
 			t.Fatalf("pool %s version %v", pool, v)
 		}
 	}
 	s.finishUpdate("prod")
-	if status, body := s.patch("prod", `{"spec":{"kubernetes":{"version":"v1.31.10"}}}`); status != http.StatusUnprocessableEntity || !strings.Contains(string(body), "downgrades") {
+	if status, body := s.patch("prod", `{"spec":{"kubernetes":{"version":"v1.33.10"}}}`); status != http.StatusUnprocessableEntity || !strings.Contains(string(body), "downgrades") {
 		t.Fatalf("downgrade: %d %s", status, body)
 	}
 }
@@ -209,7 +215,7 @@ func TestDeleteWhileProvisioning(t *testing.T) {
 	s := startService(t, options{})
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
 	s.submit(seedSpecWithoutAddons(t))
-	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "control-plane-initialized") == "running" })
 	objs := s.renderedObjects("prod")
 
 	s.mustDo(http.MethodDelete, "/v1/clusters/prod", "", "", nil, http.StatusAccepted)
@@ -234,7 +240,7 @@ func TestCancelAndRetry(t *testing.T) {
 	s := startService(t, options{})
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
 	op := s.submit(seedSpecWithoutAddons(t))["operation"].(map[string]any)["id"].(string)
-	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "control-plane-initialized") == "running" })
 
 	cancelled := s.mustDo(http.MethodPost, "/v1/clusters/prod/operations/"+op+"/cancel", "", "", nil, http.StatusOK)
 	if cancelled["phase"] != "Failed" {
@@ -242,7 +248,7 @@ func TestCancelAndRetry(t *testing.T) {
 	}
 	s.waitJobState("provision", "cancelled") // the worker stopped
 	st := s.mustDo(http.MethodGet, "/v1/clusters/prod/status", "", "", nil, http.StatusOK)
-	if st["phase"] != "Failed" || stepState(st, "wait") != "failed" || stepState(st, "kubeconfig") != "pending" {
+	if st["phase"] != "Failed" || stepState(st, "control-plane-initialized") != "failed" || stepState(st, "kubeconfig") != "pending" {
 		t.Fatalf("cancelled state: %v", st)
 	}
 
@@ -250,8 +256,8 @@ func TestCancelAndRetry(t *testing.T) {
 	if retry["operation"].(map[string]any)["id"] == op {
 		t.Fatal("retry reused the cancelled operation")
 	}
-	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
-	s.playInfrastructureProvider("prod")
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "control-plane-initialized") == "running" })
+	s.playCloud("prod")
 	done := s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return st["phase"] == "Provisioned" || st["phase"] == "Failed" })
 	if done["phase"] != "Provisioned" {
 		t.Fatalf("after retry: %v %v", done["phase"], done["message"])

@@ -3,9 +3,11 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -54,12 +56,17 @@ func seedSpecWithout(t *testing.T, sections ...string) string {
 	return spec
 }
 
-// seedSpecWithoutAddons is the seed's cluster without spec.bootstrap and
-// spec.gitops, for tests about the pipeline before them (addon tests serve
+// seedCNIAndCCM is what a Hetzner cluster's spec.bootstrap cannot do
+// without: its nodes become Ready only with a CNI and the CCM.
+const seedCNIAndCCM = "  bootstrap:\n    - cilium\n    - ccm\n"
+
+// seedSpecWithoutAddons is the seed's cluster with only the addons it
+// needs to become Ready (cilium and the ccm) and without spec.gitops, for
+// tests about the pipeline rather than the addons (addon tests serve
 // their charts and run a workload cluster of their own).
 func seedSpecWithoutAddons(t *testing.T) string {
 	t.Helper()
-	return seedSpecWithout(t, seedBootstrap, seedGitOps)
+	return seedSpecWithout(t, seedBootstrap, seedGitOps) + seedCNIAndCCM
 }
 
 const awsSpec = `apiVersion: cluster.lok8s.dev/v1beta1
@@ -81,6 +88,7 @@ spec:
       general:
         replicas: 2
         type: m6i.xlarge
+  bootstrap: [cilium, ccm]
 `
 
 const hrobotSpec = `apiVersion: cluster.lok8s.dev/v1beta1
@@ -104,6 +112,7 @@ spec:
       storage:
         replicas: 2
         type: ax41
+  bootstrap: [cilium, ccm]
 `
 
 // renderedObjects reads the cluster's manifests through the API and checks
@@ -157,12 +166,12 @@ func provisionAndFinish(t *testing.T, s *service, name, specYAML string) []*unst
 	t.Helper()
 	s.submit(specYAML)
 	waiting := s.waitStatus(name, 60*time.Second, func(st map[string]any) bool {
-		return stepState(st, "wait") == "running" || st["phase"] == "Failed"
+		return stepState(st, "control-plane-initialized") == "running" || st["phase"] == "Failed"
 	})
 	if waiting["phase"] != "Provisioning" {
 		t.Fatalf("while waiting for CAPI: phase %v (%v)", waiting["phase"], waiting["message"])
 	}
-	for _, step := range []string{"detect", "credentials", "render", "apply"} {
+	for _, step := range []string{"detect", "render", "preflight", "credentials", "apply"} {
 		if st := stepOf(waiting, step); st["state"] != "succeeded" || st["startedAt"] == nil || st["finishedAt"] == nil {
 			t.Fatalf("step %s: %v", step, st)
 		}
@@ -173,12 +182,12 @@ func provisionAndFinish(t *testing.T, s *service, name, specYAML string) []*unst
 	}
 	objs := s.renderedObjects(name)
 
-	s.playInfrastructureProvider(name)
+	s.playCloud(name)
 	done := s.waitProvisioned(name)
 	if done["phase"] != "Provisioned" {
 		t.Fatalf("phase %v: %v", done["phase"], done["message"])
 	}
-	for _, step := range []string{"wait", "kubeconfig"} {
+	for _, step := range []string{"control-plane-initialized", "kubeconfig", "cni-and-ccm", "nodes-ready"} {
 		if stepState(done, step) != "succeeded" {
 			t.Fatalf("step %s: %v", step, stepOf(done, step))
 		}
@@ -193,8 +202,14 @@ func provisionAndFinish(t *testing.T, s *service, name, specYAML string) []*unst
 			nodes, _ = c["nodes"].(map[string]any)
 		}
 	}
-	if nodes["ready"] != float64(3) || nodes["desired"] != float64(3) {
-		t.Fatalf("nodes in the list: %v", nodes)
+	cp, _ := done["controlPlane"].(map[string]any)
+	workers, _ := done["workers"].(map[string]any)
+	desired := cp["desired"].(float64)
+	if workers != nil {
+		desired += workers["desired"].(float64)
+	}
+	if nodes["ready"] != desired || nodes["desired"] != desired || desired < 2 {
+		t.Fatalf("nodes in the list: %v, want %v ready of %v", nodes, desired, desired)
 	}
 
 	// The kubeconfig works with client-go.
@@ -252,7 +267,7 @@ func TestProvisionHetznerSeedSpec(t *testing.T) {
 		t.Fatalf("%d HetznerClusters", len(hc))
 	}
 	kcp := findKind(objs, "KubeadmControlPlane")
-	if len(kcp) != 1 || nested(t, kcp[0], "spec", "replicas") != int64(3) || nested(t, kcp[0], "spec", "version") != "v1.31.10" {
+	if len(kcp) != 1 || nested(t, kcp[0], "spec", "replicas") != int64(3) || nested(t, kcp[0], "spec", "version") != "v1.34.2" {
 		t.Fatalf("KubeadmControlPlane: %v", kcp)
 	}
 	mds := findKind(objs, "MachineDeployment")
@@ -278,12 +293,125 @@ func TestProvisionHetznerSeedSpec(t *testing.T) {
 	if len(data) == 0 {
 		t.Fatal("credentials secret is empty")
 	}
+	s.checkStagesInOrder("prod")
 	st := s.mustDo(http.MethodGet, "/v1/clusters/prod/status", "", "", nil, http.StatusOK)
-	if stepState(st, "bootstrap") != "succeeded" || len(st["addons"].([]any)) != 4 {
-		t.Fatalf("bootstrap: %v, addons %v", stepOf(st, "bootstrap"), st["addons"])
+	if init, _ := st["initialization"].(map[string]any); init["controlPlaneInitialized"] != true {
+		t.Fatalf("initialization: %v", st["initialization"])
+	}
+	if stepState(st, "addons") != "succeeded" || len(st["addons"].([]any)) != 4 {
+		t.Fatalf("bootstrap: %v, addons %v", stepOf(st, "addons"), st["addons"])
 	}
 	if g, _ := st["gitops"].(map[string]any); stepState(st, "gitops") != "succeeded" || g["ready"] != true {
 		t.Fatalf("gitops: step %v, state %v", stepOf(st, "gitops"), st["gitops"])
+	}
+}
+
+// sseEvent is one event of a stream: its type and data.
+type sseEvent struct {
+	typ  string
+	data map[string]any
+}
+
+// clusterEvents replays the cluster's event stream from its start until
+// an event whose data line contains until, failing after 10 s.
+func (s *service) clusterEvents(name, until string) []sseEvent {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/v1/clusters/"+name+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	req.Header.Set("Last-Event-ID", "0")
+	resp, err := http.DefaultClient.Do(req) // not the validating client: a stream never ends
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	var out []sseEvent
+	typ := ""
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			typ = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: "):
+			ev := sseEvent{typ: typ, data: map[string]any{}}
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &ev.data); err != nil {
+				s.t.Fatalf("event data %s: %v", line, err)
+			}
+			out = append(out, ev)
+			if strings.Contains(line, until) {
+				return out
+			}
+		}
+	}
+	s.t.Fatalf("no event with %s in the stream of %s", until, name)
+	return nil
+}
+
+// checkStagesInOrder reads the cluster's history from its event stream and
+// checks the stages came in the order a real cloud needs: the control
+// plane initialized (not Available) → kubeconfig → the CNI and then the
+// CCM installed → only then the control plane Available → nodes Ready →
+// the other addons → Provisioned. Against the old order (wait for an
+// Available control plane, then install the CCM) the cloud stand-in never
+// reports Available and the cluster times out.
+func (s *service) checkStagesInOrder(name string) {
+	s.t.Helper()
+	events := s.clusterEvents(name, `"phase":"Provisioned"`)
+	at := func(what string, match func(sseEvent) bool) int {
+		for i, ev := range events {
+			if match(ev) {
+				return i
+			}
+		}
+		s.t.Fatalf("no event: %s", what)
+		return -1
+	}
+	step := func(name, state string) func(sseEvent) bool {
+		return func(ev sseEvent) bool {
+			return ev.typ == "step" && ev.data["step"] == name && ev.data["state"] == state
+		}
+	}
+	addon := func(name string) func(sseEvent) bool {
+		return func(ev sseEvent) bool {
+			return ev.typ == "addon" && ev.data["addon"] == name && ev.data["state"] == "installed"
+		}
+	}
+	cpAvailable := func(want string) func(sseEvent) bool {
+		return func(ev sseEvent) bool {
+			if ev.typ != "cluster.observed" {
+				return false
+			}
+			init, _ := ev.data["initialization"].(map[string]any)
+			conds, _ := ev.data["conditions"].([]any)
+			for _, c := range conds {
+				if m := c.(map[string]any); m["type"] == "ControlPlaneAvailable" && m["status"] == want {
+					return want == "True" || init["controlPlaneInitialized"] == true
+				}
+			}
+			return false
+		}
+	}
+	order := []struct {
+		what string
+		at   int
+	}{
+		{"observed: control plane initialized, not available", at("initialized", cpAvailable("False"))},
+		{"step control-plane-initialized succeeded", at("initialized step", step("control-plane-initialized", "succeeded"))},
+		{"step kubeconfig succeeded", at("kubeconfig", step("kubeconfig", "succeeded"))},
+		{"addon cilium installed", at("cilium", addon("cilium"))},
+		{"addon ccm installed", at("ccm", addon("ccm"))},
+		{"observed: control plane available", at("available", cpAvailable("True"))},
+		{"step nodes-ready succeeded", at("nodes ready", step("nodes-ready", "succeeded"))},
+		{"addon cert-manager installed", at("cert-manager", addon("cert-manager"))},
+		{"phase Provisioned", len(events) - 1},
+	}
+	for i := 1; i < len(order); i++ {
+		if order[i].at < order[i-1].at {
+			s.t.Errorf("stages out of order: %q (event %d) came before %q (event %d)", order[i].what, order[i].at, order[i-1].what, order[i-1].at)
+		}
 	}
 }
 
@@ -295,10 +423,10 @@ func TestWatcherWakesTheWaitStep(t *testing.T) {
 	s := startService(t, options{checkInterval: 10 * time.Minute})
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
 	s.submit(seedSpecWithoutAddons(t))
-	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "control-plane-initialized") == "running" })
 	// The wait step has checked once and its job is snoozed until the next check.
 	s.waitJobState("provision", "scheduled")
-	s.playInfrastructureProvider("prod")
+	s.playCloud("prod")
 	// Far less than the ten-minute check interval.
 	done := s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return st["phase"] == "Provisioned" || st["phase"] == "Failed" })
 	if done["phase"] != "Provisioned" {
@@ -314,6 +442,7 @@ func TestWatcherKeepsStatusCurrent(t *testing.T) {
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
 	provisionAndFinish(t, s, "prod", seedSpecWithoutAddons(t))
 	ctx := context.Background()
+	s.pauseCloud("prod") // from here on the test plays CAPI
 
 	md := s.get(machineDeploymentGVK, s.namespace(), "prod-md-general")
 	_ = unstructured.SetNestedField(md.Object, map[string]any{
@@ -324,6 +453,7 @@ func TestWatcherKeepsStatusCurrent(t *testing.T) {
 	}
 	cluster := s.get(clusterGVK, s.namespace(), "prod")
 	conds, _, _ := unstructured.NestedSlice(cluster.Object, "status", "conditions")
+	conds = slices.DeleteFunc(conds, func(c any) bool { return c.(map[string]any)["type"] == "WorkersAvailable" })
 	conds = append(conds, map[string]any{"type": "WorkersAvailable", "status": "False", "reason": "NotAvailable",
 		"message": "1 of 3 machines of pool general is not ready", "lastTransitionTime": time.Now().UTC().Format(time.RFC3339)})
 	_ = unstructured.SetNestedSlice(cluster.Object, conds, "status", "conditions")
@@ -416,7 +546,7 @@ func TestCAPIFailureFailsTheCluster(t *testing.T) {
 	s := startService(t, options{})
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
 	s.submit(seedSpecWithoutAddons(t))
-	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "control-plane-initialized") == "running" })
 
 	s.failCAPICluster("prod", "InvalidConfiguration", "hcloud: server type cax21 is not available in fsn1")
 	failed := s.waitStatus("prod", 30*time.Second, func(st map[string]any) bool { return st["phase"] == "Failed" })
@@ -424,10 +554,10 @@ func TestCAPIFailureFailsTheCluster(t *testing.T) {
 	if !strings.Contains(msg, "InvalidConfiguration") || !strings.Contains(msg, "server type cax21 is not available") {
 		t.Fatalf("failure message does not carry CAPI's reason: %q", msg)
 	}
-	if stepState(failed, "wait") != "failed" || stepState(failed, "kubeconfig") != "pending" {
+	if stepState(failed, "control-plane-initialized") != "failed" || stepState(failed, "kubeconfig") != "pending" {
 		t.Fatalf("steps after failure: %v", failed["operation"])
 	}
-	if e, _ := failed["error"].(map[string]any); e["code"] != "ProviderFailed" || e["retryable"] != false || e["step"] != "wait" ||
+	if e, _ := failed["error"].(map[string]any); e["code"] != "ProviderFailed" || e["retryable"] != false || e["step"] != "control-plane-initialized" ||
 		e["reason"] != "InvalidConfiguration: hcloud: server type cax21 is not available in fsn1" {
 		t.Fatalf("failure record: %v", failed["error"])
 	}
@@ -467,7 +597,7 @@ func TestRejectedCredentialThenRetry(t *testing.T) {
 	s := startService(t, options{})
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
 	s.submit(seedSpecWithoutAddons(t))
-	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "control-plane-initialized") == "running" })
 
 	s.failCAPICluster("prod", "CreateError", "hcloud: Unauthorized: invalid token (unauthorized)")
 	failed := s.waitStatus("prod", 30*time.Second, func(st map[string]any) bool { return st["phase"] == "Failed" })
@@ -487,12 +617,12 @@ func TestRejectedCredentialThenRetry(t *testing.T) {
 	s.mustDo(http.MethodPut, "/v1/credentials/prod-credentials", "", "application/json", []byte(`{"provider":"hetzner","hcloudToken":"a-good-token"}`), http.StatusOK)
 	s.recoverCAPICluster("prod")
 	s.mustDo(http.MethodPost, "/v1/clusters/prod/retry", "", "", nil, http.StatusAccepted)
-	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "wait") == "running" })
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "control-plane-initialized") == "running" })
 	secret := s.get(secretGVK, s.namespace(), "prod-credentials")
 	if hc, _ := nested(t, secret, "data").(map[string]any)["hcloud"].(string); hc != "YS1nb29kLXRva2Vu" { // base64 of a-good-token
 		t.Fatalf("the retry did not write the replaced credential: %q", hc)
 	}
-	s.playInfrastructureProvider("prod")
+	s.playCloud("prod")
 	done := s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return st["phase"] == "Provisioned" || st["phase"] == "Failed" })
 	if done["phase"] != "Provisioned" || done["error"] != nil {
 		t.Fatalf("after the retry: %v %v", done["phase"], done["error"])
@@ -597,7 +727,7 @@ func TestNamedManagementCluster(t *testing.T) {
 		t.Fatalf("management cluster not recorded: %v", created)
 	}
 	st := s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool {
-		return stepState(st, "wait") == "running" || st["phase"] == "Failed"
+		return stepState(st, "control-plane-initialized") == "running" || st["phase"] == "Failed"
 	})
 	if st["phase"] != "Provisioning" {
 		t.Fatalf("%v: %v", st["phase"], st["message"])

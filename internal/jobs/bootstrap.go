@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 
@@ -12,12 +13,35 @@ import (
 	"lok8s.dev/provisioner/internal/store"
 )
 
-// bootstrap installs the spec's addons on the workload cluster with Helm,
-// in the catalogue's order (CNI first), each recorded as it goes: pending,
-// installing, installed (chart version) or failed (Helm's message).
+// installCNIAndCCM installs the addons of spec.bootstrap that have a role
+// (the CNI and the cloud-controller-manager) as soon as the control plane
+// is initialized: the nodes become Ready only with them. It also lists
+// every addon in the status, pending, so the whole plan shows from the
+// start.
+func (s *steps) installCNIAndCCM(ctx context.Context, r *Run) (Outcome, error) {
+	return s.installAddons(ctx, r, true, func(a addons.Resolved) bool { return a.Role != "" })
+}
+
+// installOtherAddons installs the rest of spec.bootstrap once the nodes
+// are Ready.
+func (s *steps) installOtherAddons(ctx context.Context, r *Run) (Outcome, error) {
+	return s.installAddons(ctx, r, false, func(a addons.Resolved) bool { return a.Role == "" })
+}
+
+// installAllAddons installs every addon of spec.bootstrap (an update:
+// added addons are installed, changed values applied).
+func (s *steps) installAllAddons(ctx context.Context, r *Run) (Outcome, error) {
+	return s.installAddons(ctx, r, true, func(addons.Resolved) bool { return true })
+}
+
+// installAddons installs the spec's addons that pick selects on the
+// workload cluster with Helm, in the catalogue's order (CNI first), each
+// recorded as it goes: pending, installing, installed (chart version) or
+// failed (Helm's message). With plan, the addon list in the status is set
+// to everything spec.bootstrap (and the gitops step) will install.
 // Installing converges: an addon already deployed with the same chart and
 // values is left as it is.
-func (s *steps) bootstrap(ctx context.Context, r *Run) (Outcome, error) {
+func (s *steps) installAddons(ctx context.Context, r *Run, plan bool, pick func(addons.Resolved) bool) (Outcome, error) {
 	requested := r.Spec.Spec.Bootstrap
 	// The gitops step installs its provider's controllers as an addon:
 	// list it too, so the status shows it from the start.
@@ -26,8 +50,10 @@ func (s *steps) bootstrap(ctx context.Context, r *Run) (Outcome, error) {
 		gitopsAddon = []string{g.Provider}
 	}
 	if len(requested) == 0 {
-		if err := s.Store.PlanAddons(ctx, r.Cluster, gitopsAddon); err != nil {
-			return Outcome{}, err
+		if plan {
+			if err := s.Store.PlanAddons(ctx, r.Cluster, gitopsAddon); err != nil {
+				return Outcome{}, err
+			}
 		}
 		return Outcome{Skipped: true, Message: "no addons requested"}, nil
 	}
@@ -41,16 +67,27 @@ func (s *steps) bootstrap(ctx context.Context, r *Run) (Outcome, error) {
 		names = append(names, a.Name)
 		byName[a.Name], versions[a.Name] = a.Values, a.Version
 	}
-	plan, err := s.Addons.Plan(names, r.Cluster.Provider)
+	all, err := s.Addons.Plan(names, r.Cluster.Provider)
 	if err != nil {
 		return Outcome{}, Permanent(err)
 	}
-	ordered := make([]string, 0, len(plan))
-	for _, p := range plan {
-		ordered = append(ordered, p.Name)
+	if plan {
+		ordered := make([]string, 0, len(all))
+		for _, p := range all {
+			ordered = append(ordered, p.Name)
+		}
+		if err := s.Store.PlanAddons(ctx, r.Cluster, append(ordered, gitopsAddon...)); err != nil {
+			return Outcome{}, err
+		}
 	}
-	if err := s.Store.PlanAddons(ctx, r.Cluster, append(ordered, gitopsAddon...)); err != nil {
-		return Outcome{}, err
+	var picked []addons.Resolved
+	for _, a := range all {
+		if pick(a) {
+			picked = append(picked, a)
+		}
+	}
+	if len(picked) == 0 {
+		return Outcome{Skipped: true, Message: "no addons of this stage requested"}, nil
 	}
 
 	w, err := s.workloadContext(ctx, r)
@@ -58,7 +95,7 @@ func (s *steps) bootstrap(ctx context.Context, r *Run) (Outcome, error) {
 		return Outcome{}, err
 	}
 	var installed []string
-	for _, addon := range plan {
+	for _, addon := range picked {
 		res, err := s.installAddon(ctx, r, w, addon, byName[addon.Name], versions[addon.Name])
 		if err != nil {
 			return Outcome{}, err
@@ -107,6 +144,12 @@ func (s *steps) installAddon(ctx context.Context, r *Run, w workload, addon addo
 		if errors.Is(err, addons.ErrReleaseBusy) {
 			return addons.Result{}, err // another install is finishing: retry
 		}
+		if workloadUnreachable(err) {
+			// Right after the control plane initializes, its load balancer
+			// or API server may not answer yet (CAPH's quickstart: "give it
+			// another minute and retry"): River retries with backoff.
+			return addons.Result{}, err
+		}
 		return addons.Result{}, Permanent(coded(err, CodeAddonFailed, false,
 			fmt.Sprintf("fix addon %s's values or version in spec.bootstrap (PATCH the cluster), which installs it again", addon.Name), ""))
 	}
@@ -134,6 +177,22 @@ func (s *steps) installAddon(ctx context.Context, r *Run, w workload, addon addo
 		return addons.Result{}, err
 	}
 	return res, nil
+}
+
+// workloadUnreachable reports whether err says the workload API server did
+// not answer (as opposed to refusing a chart).
+func workloadUnreachable(err error) bool {
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return true
+	}
+	msg := err.Error()
+	for _, s := range []string{"connection refused", "Kubernetes cluster unreachable", "no such host", "i/o timeout", ": EOF", "connection reset by peer", "TLS handshake timeout"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // addonOverrides reads the operator's values for an addon, if any.

@@ -24,6 +24,8 @@ const (
 	CodeTemplateInvalid         = "TemplateInvalid"
 	CodeProviderFailed          = "ProviderFailed"
 	CodeAddonFailed             = "AddonFailed"
+	CodeProviderNotInstalled    = "ProviderNotInstalled"
+	CodeProviderUnsupported     = "ProviderVersionUnsupported"
 	CodeTimeout                 = "Timeout"
 	CodeInternal                = "Internal"
 )

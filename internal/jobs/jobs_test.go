@@ -150,12 +150,16 @@ func TestProvisionFailsClearlyWithoutManagementCluster(t *testing.T) {
 	if op.Steps[0].Name != StepDetect || op.Steps[0].State != store.StepSucceeded || op.Steps[0].Message != "provider hetzner" {
 		t.Fatalf("detect: %+v", op.Steps[0])
 	}
-	cred := op.Steps[1]
-	if cred.State != store.StepFailed || cred.Attempts != 1 || !strings.Contains(cred.Error, "LOK8S_MGMT_KUBECONFIG is not set") ||
-		cred.Failure.Code != CodeManagementNotConfigured || cred.Failure.Retryable {
-		t.Fatalf("credentials step: %+v (a permanent error must not be retried)", cred)
+	if op.Steps[1].Name != StepRender || op.Steps[1].State != store.StepSucceeded {
+		t.Fatalf("render: %+v", op.Steps[1])
 	}
-	for _, s := range op.Steps[2:] {
+	// The first step that needs the management cluster says it is missing.
+	cred := op.Steps[2]
+	if cred.Name != StepPreflight || cred.State != store.StepFailed || cred.Attempts != 1 || !strings.Contains(cred.Error, "LOK8S_MGMT_KUBECONFIG is not set") ||
+		cred.Failure.Code != CodeManagementNotConfigured || cred.Failure.Retryable {
+		t.Fatalf("preflight step: %+v (a permanent error must not be retried)", cred)
+	}
+	for _, s := range op.Steps[3:] {
 		if s.State != store.StepPending {
 			t.Fatalf("step %s ran after a failure: %s", s.Name, s.State)
 		}
@@ -164,7 +168,7 @@ func TestProvisionFailsClearlyWithoutManagementCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Phase != store.PhaseFailed || c.Message != "step credentials: "+cred.Error {
+	if c.Phase != store.PhaseFailed || c.Message != "step preflight: "+cred.Error {
 		t.Fatalf("cluster: %s %q", c.Phase, c.Message)
 	}
 }
@@ -175,9 +179,10 @@ func TestCredentialsStepNeedsTheCredential(t *testing.T) {
 	p := b.pipeline()
 	q := b.startQueue(t, p)
 	op := b.waitFor(t, b.submit(t, q, p, "prod", seedJSON).ID)
-	if op.State != store.OpFailed || !strings.Contains(op.Steps[1].Error, `credential "prod-credentials" no longer exists`) ||
-		op.Steps[1].Failure.Code != CodeCredentialMissing || !strings.Contains(op.Steps[1].Failure.Remediation, "PUT /v1/credentials/prod-credentials") {
-		t.Fatalf("credentials step: %+v", op.Steps[1])
+	// preflight checks the credential before anything is applied.
+	if pf := op.Steps[2]; op.State != store.OpFailed || pf.Name != StepPreflight || !strings.Contains(pf.Error, `credential "prod-credentials" no longer exists`) ||
+		pf.Failure.Code != CodeCredentialMissing || !strings.Contains(pf.Failure.Remediation, "PUT /v1/credentials/prod-credentials") {
+		t.Fatalf("preflight step: %+v", pf)
 	}
 }
 

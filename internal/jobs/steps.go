@@ -20,16 +20,26 @@ import (
 	"lok8s.dev/provisioner/internal/store"
 )
 
-// The provisioning steps, in the order they run (the seed's driver steps).
+// The provisioning steps, in the order they run. A cluster with an
+// external cloud provider becomes Ready only once its CNI and
+// cloud-controller-manager run (the CCM gives each Node its providerID,
+// CAPI then the Machine its nodeRef, and only then is the control plane
+// Available and are its other machines created), so these are installed as
+// soon as the control plane is initialized, and the wait for Ready nodes
+// comes after them (CAPH's quickstart does the same,
+// docs/caph/01-getting-started/02-quickstart/03-creating-a-workload-cluster.md).
 const (
-	StepDetect      = "detect"
-	StepCredentials = "credentials"
-	StepRender      = "render"
-	StepApply       = "apply"
-	StepWait        = "wait"
-	StepKubeconfig  = "kubeconfig"
-	StepBootstrap   = "bootstrap"
-	StepGitOps      = "gitops"
+	StepDetect                  = "detect"
+	StepRender                  = "render"
+	StepPreflight               = "preflight"
+	StepCredentials             = "credentials"
+	StepApply                   = "apply"
+	StepControlPlaneInitialized = "control-plane-initialized"
+	StepKubeconfig              = "kubeconfig"
+	StepCNIAndCCM               = "cni-and-ccm"
+	StepNodesReady              = "nodes-ready"
+	StepAddons                  = "addons"
+	StepGitOps                  = "gitops"
 )
 
 // The update steps (besides credentials, render and apply).
@@ -87,12 +97,15 @@ func NewPipeline(d Deps) *Pipeline {
 		steps: map[store.OperationKind][]Step{
 			store.OpProvision: {
 				{Name: StepDetect, Run: s.detect},
-				{Name: StepCredentials, Run: s.credentials},
 				{Name: StepRender, Run: s.render},
+				{Name: StepPreflight, Run: s.preflight},
+				{Name: StepCredentials, Run: s.credentials},
 				{Name: StepApply, Run: s.apply},
-				{Name: StepWait, Run: s.wait},
+				{Name: StepControlPlaneInitialized, Run: s.controlPlaneInitialized},
 				{Name: StepKubeconfig, Run: s.kubeconfig},
-				{Name: StepBootstrap, Run: s.bootstrap},
+				{Name: StepCNIAndCCM, Run: s.installCNIAndCCM},
+				{Name: StepNodesReady, Run: s.nodesReady},
+				{Name: StepAddons, Run: s.installOtherAddons},
 				{Name: StepGitOps, Run: s.gitops},
 			},
 			store.OpUpdate: {
@@ -101,7 +114,7 @@ func NewPipeline(d Deps) *Pipeline {
 				{Name: StepApply, Run: s.apply},
 				{Name: StepPrune, Run: s.prune},
 				{Name: StepRollout, Run: s.rollout},
-				{Name: StepBootstrap, Run: s.bootstrap},
+				{Name: StepAddons, Run: s.installAllAddons},
 				{Name: StepGitOps, Run: s.gitops},
 			},
 			store.OpDeprovision: {
@@ -266,32 +279,76 @@ func (s *steps) savedObjects(ctx context.Context, r *Run) ([]*unstructured.Unstr
 	return objs, nil
 }
 
-// wait re-checks the CAPI Cluster until CAPI reports it provisioned with its
-// control plane available, snoozing in between; a CAPI failure or the
-// deadline fails the operation.
-func (s *steps) wait(ctx context.Context, r *Run) (Outcome, error) {
-	mc, err := s.managementCluster(r)
+// controlPlaneInitialized re-checks the CAPI Cluster until CAPI reports its
+// control plane initialized (the first control-plane machine runs the API
+// server and CAPI has written the kubeconfig Secret), snoozing in between;
+// a CAPI failure or the deadline fails the operation. The nodes are not
+// Ready yet: they wait for the CNI and the cloud-controller-manager the
+// next steps install.
+func (s *steps) controlPlaneInitialized(ctx context.Context, r *Run) (Outcome, error) {
+	st, out, err := s.observe(ctx, r)
+	if err != nil || out != nil {
+		return orSkip(out), err
+	}
+	if st.ControlPlaneInitialized() {
+		return Outcome{Message: "control plane initialized: the workload API server answers"}, nil
+	}
+	return s.recheck(r, "waiting for the control plane to initialize (CAPI phase "+orUnknown(st.Phase)+")")
+}
+
+// nodesReady re-checks the CAPI Cluster until it is Ready as users mean
+// it: control plane Available with every machine ready, and every pool's
+// machines ready (their Nodes Ready, with the providerIDs the CCM set).
+// Progress shows on the step while it waits.
+func (s *steps) nodesReady(ctx context.Context, r *Run) (Outcome, error) {
+	st, out, err := s.observe(ctx, r)
+	if err != nil || out != nil {
+		return orSkip(out), err
+	}
+	objs, err := s.savedObjects(ctx, r)
 	if err != nil {
 		return Outcome{}, err
 	}
-	st, err := mc.ClusterStatus(ctx, r.Cluster.Namespace, r.Cluster.Name)
+	var pools []string
+	for _, o := range objs {
+		if name, ok := mgmt.IsPool(r.Cluster.Name, o); ok {
+			pools = append(pools, name)
+		}
+	}
+	rd := st.Readiness(pools)
+	if rd.Ready {
+		return Outcome{Message: "ready: " + rd.Progress}, nil
+	}
+	if err := s.Store.SetStepMessage(ctx, r.Operation.ID, StepNodesReady, rd.Progress); err != nil {
+		return Outcome{}, err
+	}
+	return s.recheck(r, rd.Progress)
+}
+
+// observe reads and records the CAPI Cluster's status with its pools. It
+// returns an Outcome to end the check with when the Cluster is not there
+// yet, and a permanent error when CAPI reports it failed.
+func (s *steps) observe(ctx context.Context, r *Run) (mgmt.Status, *Outcome, error) {
+	mc, err := s.managementCluster(r)
+	if err != nil {
+		return mgmt.Status{}, nil, err
+	}
+	st, err := mc.ObservedStatus(ctx, r.Cluster.Namespace, r.Cluster.Name)
 	switch {
 	case errors.Is(err, mgmt.ErrNotFound):
-		return s.recheck(r, "the CAPI Cluster does not exist yet")
+		out, err := s.recheck(r, "the CAPI Cluster does not exist yet")
+		return mgmt.Status{}, &out, err
 	case err != nil:
-		return Outcome{}, err
+		return mgmt.Status{}, nil, err
 	}
 	if err := s.saveObserved(ctx, r, st); err != nil {
-		return Outcome{}, err
+		return mgmt.Status{}, nil, err
 	}
 	if reason, failed := st.Failure(); failed {
-		return Outcome{}, Permanent(coded(fmt.Errorf("CAPI reports the cluster failed: %s", reason), CodeProviderFailed, false,
+		return mgmt.Status{}, nil, Permanent(coded(fmt.Errorf("CAPI reports the cluster failed: %s", reason), CodeProviderFailed, false,
 			"read CAPI's reason, fix the cause (spec, credential or provider account), then delete and recreate the cluster", reason))
 	}
-	if st.Provisioned() {
-		return Outcome{Message: "CAPI reports the cluster Provisioned and its control plane available"}, nil
-	}
-	return s.recheck(r, "CAPI phase "+orUnknown(st.Phase))
+	return st, nil, nil
 }
 
 // recheck snoozes the step, or fails it once the deadline has passed.

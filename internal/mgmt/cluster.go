@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -132,6 +133,10 @@ func objectKey(obj client.Object) string {
 type Status struct {
 	Phase      string      `json:"phase,omitempty"`
 	Conditions []Condition `json:"conditions"`
+	// Initialization is CAPI's v1beta2 status.initialization: the
+	// infrastructure provisioned, the control plane initialized (its
+	// first machine answers and the kubeconfig Secret exists).
+	Initialization *Initialization `json:"initialization,omitempty"`
 	// ControlPlane and Workers are CAPI's replica counters (v1beta2 status.controlPlane / status.workers).
 	ControlPlane *Replicas `json:"controlPlane,omitempty"`
 	Workers      *Replicas `json:"workers,omitempty"`
@@ -140,6 +145,12 @@ type Status struct {
 	// FailureReason and FailureMessage are set when CAPI reports a terminal failure.
 	FailureReason  string `json:"failureReason,omitempty"`
 	FailureMessage string `json:"failureMessage,omitempty"`
+}
+
+// Initialization is what CAPI says of a cluster's first steps.
+type Initialization struct {
+	InfrastructureProvisioned bool `json:"infrastructureProvisioned"`
+	ControlPlaneInitialized   bool `json:"controlPlaneInitialized"`
 }
 
 // Condition is a v1beta2 (metav1) condition.
@@ -175,14 +186,67 @@ const (
 	CAPIPhaseFailed      = "Failed"
 )
 
-// Provisioned reports whether CAPI says the cluster is provisioned and its
-// control plane available.
-func (s Status) Provisioned() bool {
-	if s.Phase != CAPIPhaseProvisioned {
-		return false
+// ControlPlaneInitialized reports whether CAPI says the control plane is
+// initialized: status.initialization.controlPlaneInitialized, or the
+// ControlPlaneInitialized condition (CAPI v1beta2,
+// internal/controllers/cluster/cluster_controller_status.go). From then
+// on the workload API server answers and the kubeconfig Secret exists,
+// while the nodes wait for a CNI and, with an external cloud provider, the
+// cloud-controller-manager.
+func (s Status) ControlPlaneInitialized() bool {
+	if s.Initialization != nil && s.Initialization.ControlPlaneInitialized {
+		return true
 	}
-	cp, ok := s.Condition("ControlPlaneAvailable")
-	return ok && cp.Status == string(metav1.ConditionTrue)
+	return s.conditionTrue("ControlPlaneInitialized")
+}
+
+func (s Status) conditionTrue(t string) bool {
+	c, ok := s.Condition(t)
+	return ok && c.Status == string(metav1.ConditionTrue)
+}
+
+// Readiness is how far a cluster is from Ready, as CAPI reports it.
+type Readiness struct {
+	// Ready: the control plane is Available with all its machines ready,
+	// and every pool has all its machines ready (their Nodes Ready).
+	Ready bool
+	// Progress says what is ready and what is not, for people.
+	Progress string
+}
+
+// Readiness says whether the cluster is Ready in the sense users mean: CAPI
+// reports it Provisioned with its control plane Available and all its
+// control-plane machines ready, and every pool named in pools (the
+// MachineDeployments and MachinePools applied) has as many ready machines
+// as it wants. A machine is ready when its Node is Ready, which needs the
+// CNI, and it has a nodeRef only once the Node has the providerID the
+// cloud-controller-manager sets (CAPI internal/controllers/machine/
+// machine_controller_noderef.go).
+func (s Status) Readiness(pools []string) Readiness {
+	var parts []string
+	ready := s.Phase == CAPIPhaseProvisioned
+	available := s.conditionTrue("ControlPlaneAvailable")
+	ready = ready && available
+	cp := "control plane not available"
+	if available {
+		cp = "control plane available"
+	}
+	if r := s.ControlPlane; r != nil {
+		cp += fmt.Sprintf(", %d/%d machines ready", r.Ready, r.Desired)
+		ready = ready && r.Ready >= r.Desired
+	}
+	parts = append(parts, cp)
+	for _, name := range pools {
+		r, ok := s.Pools[name]
+		if !ok {
+			parts = append(parts, "pool "+name+" not reported yet")
+			ready = false
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("pool %s %d/%d ready", name, r.Ready, r.Desired))
+		ready = ready && r.Ready >= r.Desired
+	}
+	return Readiness{Ready: ready, Progress: strings.Join(parts, "; ")}
 }
 
 // Failure returns CAPI's reason when it reports the cluster failed.
@@ -211,9 +275,10 @@ func StatusOf(obj *unstructured.Unstructured) (Status, error) {
 		return st, nil
 	}
 	var wire struct {
-		Phase        string `json:"phase"`
-		Conditions   []metav1.Condition
-		ControlPlane *struct {
+		Phase          string          `json:"phase"`
+		Initialization *Initialization `json:"initialization"`
+		Conditions     []metav1.Condition
+		ControlPlane   *struct {
 			DesiredReplicas, ReadyReplicas, AvailableReplicas, UpToDateReplicas int64
 		} `json:"controlPlane"`
 		Workers *struct {
@@ -233,7 +298,7 @@ func StatusOf(obj *unstructured.Unstructured) (Status, error) {
 	if err := json.Unmarshal(b, &wire); err != nil {
 		return Status{}, fmt.Errorf("cluster %s status: %w", objectKey(obj), err)
 	}
-	st.Phase = wire.Phase
+	st.Phase, st.Initialization = wire.Phase, wire.Initialization
 	for _, c := range wire.Conditions {
 		t := c.LastTransitionTime.UTC()
 		st.Conditions = append(st.Conditions, Condition{Type: c.Type, Status: string(c.Status), Reason: c.Reason, Message: c.Message, LastTransitionTime: &t})

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -162,7 +161,7 @@ func (w *Watcher) sync(ctx context.Context, k key, clusters, deployments cache.G
 		if st.Pools == nil {
 			st.Pools = map[string]mgmt.Replicas{}
 		}
-		st.Pools[poolName(k.name, md)] = deploymentReplicas(md)
+		st.Pools[mgmt.PoolName(k.name, md)] = mgmt.PoolReplicas(md)
 	}
 	raw, err := json.Marshal(st)
 	if err != nil {
@@ -175,26 +174,4 @@ func (w *Watcher) sync(ctx context.Context, k key, clusters, deployments cache.G
 		w.onChange(ctx, tenant, k.name)
 	}
 	return nil
-}
-
-// poolName is the worker pool a MachineDeployment runs: its lok8s.dev/pool
-// label, else its name without the cluster's prefix.
-func poolName(cluster string, md *unstructured.Unstructured) string {
-	if p := md.GetLabels()["lok8s.dev/pool"]; p != "" {
-		return p
-	}
-	return strings.TrimPrefix(md.GetName(), cluster+"-")
-}
-
-func deploymentReplicas(md *unstructured.Unstructured) mgmt.Replicas {
-	get := func(path ...string) int64 {
-		v, _, _ := unstructured.NestedInt64(md.Object, path...)
-		return v
-	}
-	return mgmt.Replicas{
-		Desired:   get("spec", "replicas"),
-		Ready:     get("status", "readyReplicas"),
-		Available: get("status", "availableReplicas"),
-		UpToDate:  get("status", "upToDateReplicas"),
-	}
 }
