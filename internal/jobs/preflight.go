@@ -101,4 +101,3 @@ func managementName(domain string) string {
 	}
 	return domain
 }
-
