@@ -67,6 +67,40 @@ type Chart struct {
 	Repository string `json:"repository"`
 	Name       string `json:"name"`
 	Version    string `json:"version"`
+	// Versions replace Version on clusters of those Kubernetes minors
+	// ("v1.32": "1.30.1"), for charts tested with a range of Kubernetes
+	// releases (the hcloud CCM's version policy). Resolved charts have
+	// none: their Version is the one chosen.
+	Versions map[string]string `json:"versions,omitempty"`
+}
+
+// Target is the cluster a plan is for.
+type Target struct {
+	// Provider is the cluster's provider (hetzner, aws).
+	Provider string
+	// KubernetesVersion is the cluster's Kubernetes version, v1.35.4, or
+	// its minor, v1.35 (K8S_VERSION, K8S_VERSION_MINOR): it picks a chart
+	// version from the chart's Versions. Empty: each chart's Version.
+	KubernetesVersion string
+}
+
+// minor is the target's Kubernetes minor, v1.35, or "".
+func (t Target) minor() string {
+	m := kubernetesMinor.FindStringSubmatch(t.KubernetesVersion)
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
+
+// For returns the chart with the version for a cluster of that Kubernetes
+// minor (v1.35): Versions' entry, else Version.
+func (c Chart) For(minor string) Chart {
+	if v, ok := c.Versions[minor]; ok && minor != "" {
+		c.Version = v
+	}
+	c.Versions = nil
+	return c
 }
 
 // String is name-version from repository.
@@ -124,6 +158,8 @@ var (
 	exactSemver  = regexp.MustCompile(`^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
 	varName      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	secretKey    = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
+	// kubernetesMinor: v1.35 or v1.35.4 (the minor is the first group).
+	kubernetesMinor = regexp.MustCompile(`^(v1\.(?:0|[1-9][0-9]*))(?:\.(?:0|[1-9][0-9]*))?$`)
 )
 
 // LoadCatalog reads every *.yaml at the root of fsys (other files, such as
@@ -258,6 +294,14 @@ func (c *Chart) validate(file, field string) error {
 	} else if !exactSemver.MatchString(c.Version) {
 		add("version", "%q must be an exact semantic version such as 1.2.3 (no ranges)", c.Version)
 	}
+	for _, minor := range sortedKeys(c.Versions) {
+		if m := kubernetesMinor.FindStringSubmatch(minor); m == nil || m[1] != minor {
+			add("versions."+minor, "%q must be a Kubernetes minor such as v1.32", minor)
+		}
+		if v := c.Versions[minor]; !exactSemver.MatchString(v) {
+			add("versions."+minor, "%q must be an exact semantic version such as 1.2.3 (no ranges)", v)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -328,8 +372,17 @@ func (a *Addon) SupportedProviders() []string {
 	return sortedKeys(a.Providers)
 }
 
-// Resolve returns the add-on as it applies on provider.
+// Resolve returns the add-on as it applies on provider, with each chart's
+// default Version (ResolveFor picks it by Kubernetes minor).
 func (a *Addon) Resolve(provider string) (Resolved, error) {
+	return a.ResolveFor(Target{Provider: provider})
+}
+
+// ResolveFor returns the add-on as it applies on the target cluster: its
+// provider's chart (or the add-on's) at the version for its Kubernetes
+// minor, its provider's values and Secrets.
+func (a *Addon) ResolveFor(t Target) (Resolved, error) {
+	provider := t.Provider
 	ps, hasProvider := a.Providers[provider]
 	chart := a.Chart
 	if ps.Chart != nil {
@@ -346,7 +399,7 @@ func (a *Addon) Resolve(provider string) (Resolved, error) {
 		Role:        a.Role,
 		Namespace:   a.Namespace,
 		Release:     a.Release,
-		Chart:       *chart,
+		Chart:       chart.For(t.minor()),
 		AddonValues: deepCopyMap(a.Values),
 		SecretSpecs: slices.Clone(a.Secrets),
 	}
@@ -362,11 +415,17 @@ func (a *Addon) Resolve(provider string) (Resolved, error) {
 	return r, nil
 }
 
-// Plan returns the named add-ons resolved for provider, in install order
-// (Order, then name) whatever the order of names. Every unknown name and
-// every add-on the provider lacks is reported; a name given twice is
-// planned once.
+// Plan is PlanFor a target of that provider and no Kubernetes version:
+// each chart at its default Version.
 func (c *Catalog) Plan(names []string, provider string) ([]Resolved, error) {
+	return c.PlanFor(names, Target{Provider: provider})
+}
+
+// PlanFor returns the named add-ons resolved for the target cluster
+// (ResolveFor), in install order (Order, then name) whatever the order of
+// names. Every unknown name and every add-on the provider lacks is
+// reported; a name given twice is planned once.
+func (c *Catalog) PlanFor(names []string, t Target) ([]Resolved, error) {
 	want := map[string]bool{}
 	var errs []error
 	for _, n := range names {
@@ -381,7 +440,7 @@ func (c *Catalog) Plan(names []string, provider string) ([]Resolved, error) {
 		if !want[a.Name] {
 			continue
 		}
-		r, err := a.Resolve(provider)
+		r, err := a.ResolveFor(t)
 		if err != nil {
 			errs = append(errs, err)
 			continue

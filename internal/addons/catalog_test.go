@@ -61,8 +61,9 @@ func TestProductionCatalog(t *testing.T) {
 			if strings.Join(got, " ") != strings.Join(tc.want, " ") {
 				t.Errorf("plan\n got %v\nwant %v", got, tc.want)
 			}
-			// Every catalogue layer renders with the variables the pipeline supplies.
-			vars := map[string]string{"CLUSTER_NAME": "c", "API_SERVER_HOST": "h", "API_SERVER_PORT": "6443", "HCLOUD_NETWORK": "n"}
+			// Every catalogue layer renders with the variables the pipeline
+			// supplies: the workload's and the cluster's (capi.Catalog.Variables).
+			vars := clusterVariables(t, seedSpec(t, tc.provider))
 			for _, r := range plan {
 				if _, err := addons.Values(r.Layers(nil, nil), vars); err != nil {
 					t.Errorf("%s values: %v", r.Name, err)
@@ -80,7 +81,10 @@ func TestProductionCatalog(t *testing.T) {
 		t.Errorf("cert-manager values = %v, %v", vals, err)
 	}
 	// The hcloud Secret the ccm reads.
-	plan, _ = c.Plan([]string{"ccm"}, "hetzner")
+	plan, err = c.Plan([]string{"ccm"}, "hetzner")
+	if err != nil {
+		t.Fatal(err)
+	}
 	secrets, err := plan[0].Secrets(map[string]string{"hcloudToken": "t"}, map[string]string{"HCLOUD_NETWORK": "n"})
 	if err != nil || len(secrets) != 1 || secrets[0].Name != "hcloud" || secrets[0].Namespace != "kube-system" ||
 		string(secrets[0].Data["token"]) != "t" || string(secrets[0].Data["network"]) != "n" {

@@ -29,6 +29,7 @@ type Catalog struct {
 	bySection map[string]*Provider
 	templates map[string][]byte // path -> content, every template named
 	checked   map[string]bool   // templates checked while loading, valid or not
+	files     map[string]string // path -> content, every value file named
 }
 
 // Provider is one infrastructure provider of the catalog.
@@ -55,10 +56,11 @@ func (p *Provider) Flavors() []string {
 
 // LoadCatalog reads every providers/<name>/provider.yaml of fsys and checks
 // it: the manifest's schema, that no two providers claim a spec section,
-// and that every template it names exists, has valid variable syntax, is
-// YAML with apiVersion and kind in every document, and uses only variables
-// the catalog defines (built-in, the manifest's variables and values) or
-// gives a default. Errors name the file.
+// that every template and patch it names exists, has valid variable
+// syntax, is YAML with apiVersion, kind and metadata.name in every
+// document, and uses only variables the catalog defines (built-in, the
+// manifest's variables, values and value files) or gives a default, and
+// that every value file exists. Errors name the file.
 func LoadCatalog(fsys fs.FS) (*Catalog, error) {
 	manifests, err := fs.Glob(fsys, "providers/*/"+ManifestFile)
 	if err != nil {
@@ -68,7 +70,7 @@ func LoadCatalog(fsys fs.FS) (*Catalog, error) {
 		return nil, fmt.Errorf("capi: no providers/*/%s in the template catalog", ManifestFile)
 	}
 	slices.Sort(manifests)
-	c := &Catalog{fsys: fsys, bySection: map[string]*Provider{}, templates: map[string][]byte{}, checked: map[string]bool{}}
+	c := &Catalog{fsys: fsys, bySection: map[string]*Provider{}, templates: map[string][]byte{}, checked: map[string]bool{}, files: map[string]string{}}
 	var errs []error
 	names := map[string]string{}
 	for _, file := range manifests {
@@ -159,6 +161,21 @@ func (c *Catalog) loadTemplates(manifestFile string, m *Manifest) error {
 		}
 		c.templates[file] = data
 	}
+	for _, file := range m.valueFiles() {
+		if !fs.ValidPath(file) {
+			errs = append(errs, fmt.Errorf("%s: value file path %q must be relative to the catalog root", manifestFile, file))
+			continue
+		}
+		if _, ok := c.files[file]; ok {
+			continue
+		}
+		data, err := fs.ReadFile(c.fsys, file)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: value file %w", manifestFile, err))
+			continue
+		}
+		c.files[file] = string(data)
+	}
 	return errors.Join(errs...)
 }
 
@@ -174,6 +191,9 @@ func knownVariables(m *Manifest) map[string]bool {
 			known[k] = true
 		}
 		for k := range r.Values {
+			known[k] = true
+		}
+		for k := range r.ValueFiles {
 			known[k] = true
 		}
 		for _, p := range r.Pools {

@@ -90,11 +90,16 @@ var flavors = []struct {
 	kinds                  []string // kinds the rendering must contain
 }{
 	{"hcloud", "hetzner", "", map[string]string{"hcloudToken": "tok"},
-		[]string{"Cluster", "KubeadmControlPlane", "HetznerCluster", "HCloudMachineTemplate", "MachineDeployment", "KubeadmConfigTemplate"}},
+		[]string{"Cluster", "KubeadmControlPlane", "HetznerCluster", "HCloudMachineTemplate", "MachineDeployment", "KubeadmConfigTemplate",
+			"MachineHealthCheck", "HCloudRemediationTemplate"}},
+	{"hcloud-public", "hetzner", "", map[string]string{"hcloudToken": "tok"},
+		[]string{"Cluster", "KubeadmControlPlane", "HetznerCluster", "HCloudMachineTemplate", "MachineDeployment", "KubeadmConfigTemplate",
+			"MachineHealthCheck", "HCloudRemediationTemplate"}},
 	{"hcloud-hrobot", "hetzner", "hrobot", map[string]string{
 		"hcloudToken": "tok", "robotUser": "u", "robotPassword": "p",
 		"robotSshKeyName": "k", "robotSshPublicKey": "ssh-ed25519 AAAA", "robotSshPrivateKey": "-----BEGIN-----",
-	}, []string{"HetznerBareMetalMachineTemplate", "HCloudMachineTemplate", "MachineDeployment"}},
+	}, []string{"HetznerBareMetalMachineTemplate", "HCloudMachineTemplate", "MachineDeployment",
+		"MachineHealthCheck", "HCloudRemediationTemplate", "HetznerBareMetalRemediationTemplate"}},
 	{"aws-ec2", "aws", "", map[string]string{"accessKeyId": "AKIA", "secretAccessKey": "s3cr3t"},
 		[]string{"Cluster", "AWSClusterStaticIdentity", "AWSCluster", "KubeadmControlPlane", "AWSMachineTemplate", "MachineDeployment"}},
 	{"aws-eks", "aws", "eks", map[string]string{"accessKeyId": "AKIA", "secretAccessKey": "s3cr3t"},

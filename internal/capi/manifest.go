@@ -45,6 +45,11 @@ type Rendering struct {
 	Variables map[string]Variable `json:"variables,omitempty"`
 	// Values are template variables with fixed values.
 	Values map[string]string `json:"values,omitempty"`
+	// ValueFiles are template variables whose value is the content of a
+	// file of the catalog (a path from its root), read as is when the
+	// catalog loads: not a template, so it may contain ${...} (a script a
+	// template writes to the machines). Merged like Values.
+	ValueFiles map[string]string `json:"valueFiles,omitempty"`
 	// ControlPlane is the path of the {replicas, type} object that sets
 	// CP_REPLICAS and CP_TYPE, if the provider has one.
 	ControlPlane *string `json:"controlPlane,omitempty"`
@@ -58,6 +63,21 @@ type Rendering struct {
 	// versions, addon roles, the management cluster's provider release);
 	// a flavor's replace the provider's whole.
 	Requirements *Requirements `json:"requirements,omitempty"`
+	// Patches are rendered once per cluster, after Templates and Pools,
+	// and merged into the rendered objects they name (see Patch).
+	Patches []Patch `json:"patches,omitempty"`
+}
+
+// Patch is a template whose documents change objects the templates
+// rendered: each names its target by apiVersion's group, kind and
+// metadata.name, and is merged into it (mergePatch: maps key by key, lists
+// of objects with a name by name, anything else replaced, null removes).
+// A patch whose target was not rendered is an error.
+type Patch struct {
+	// File is the patch template, a path from the catalog root.
+	File string `json:"file"`
+	// When, if set, applies the patch only when the spec matches it.
+	When *Condition `json:"when,omitempty"`
 }
 
 // Infrastructure names the provider's infrastructure kinds.
@@ -105,14 +125,18 @@ type PoolSource struct {
 	// Values are fixed variables for this source's pools, e.g. another
 	// INFRA_MACHINE_TEMPLATE_KIND.
 	Values map[string]string `json:"values,omitempty"`
+	// Patches are rendered once per pool, with the pool's variables, and
+	// merged into the objects they name, which may be the cluster's (a
+	// pool's entry in a list of the infrastructure cluster).
+	Patches []Patch `json:"patches,omitempty"`
 }
 
 // Flavor is an alternative rendering chosen by the spec.
 type Flavor struct {
 	Name string    `json:"name"`
 	When Condition `json:"when"`
-	// Rendering fields that are set replace the provider's; Variables and
-	// Values are merged over the provider's.
+	// Rendering fields that are set replace the provider's (Patches too);
+	// Variables, Values and ValueFiles are merged over the provider's.
 	Rendering
 }
 
@@ -250,6 +274,15 @@ func (r *Rendering) check(at string, fail func(string, ...any)) {
 			fail("%svalues: %q is not a variable name (A-Z, 0-9, _)", at, name)
 		}
 	}
+	for _, name := range sortedKeys(r.ValueFiles) {
+		if !variableName.MatchString(name) {
+			fail("%svalueFiles: %q is not a variable name (A-Z, 0-9, _)", at, name)
+		}
+		if _, dup := r.Values[name]; dup {
+			fail("%svalueFiles.%s: also set in values", at, name)
+		}
+	}
+	checkPatches(at+"patches", r.Patches, fail)
 	if cp := r.ControlPlane; cp != nil && *cp != "" && !specPath.MatchString(*cp) {
 		fail("%scontrolPlane: %q is not a path", at, *cp)
 	}
@@ -267,6 +300,18 @@ func (r *Rendering) check(at string, fail func(string, ...any)) {
 			if !variableName.MatchString(name) {
 				fail("%spools[%d].values: %q is not a variable name", at, i, name)
 			}
+		}
+		checkPatches(fmt.Sprintf("%spools[%d].patches", at, i), p.Patches, fail)
+	}
+}
+
+func checkPatches(at string, patches []Patch, fail func(string, ...any)) {
+	for i, p := range patches {
+		if p.File == "" {
+			fail("%s[%d].file: required", at, i)
+		}
+		if p.When != nil && !specPath.MatchString(p.When.Path) {
+			fail("%s[%d].when.path: %q is not a path such as spec.hcloud.placementGroups", at, i, p.When.Path)
 		}
 	}
 }
@@ -290,6 +335,7 @@ func (m *Manifest) resolve(doc map[string]any) resolved {
 		}
 		r.Variables = mergeMaps(r.Variables, f.Variables)
 		r.Values = mergeMaps(r.Values, f.Values)
+		r.ValueFiles = mergeMaps(r.ValueFiles, f.ValueFiles)
 		if f.ControlPlane != nil {
 			r.ControlPlane = f.ControlPlane
 		}
@@ -302,10 +348,16 @@ func (m *Manifest) resolve(doc map[string]any) resolved {
 		if f.Requirements != nil {
 			r.Requirements = f.Requirements
 		}
+		if f.Patches != nil {
+			r.Patches = f.Patches
+		}
 		break
 	}
 	return r
 }
+
+// applies reports whether a patch with condition c (nil: always) applies.
+func (c *Condition) applies(doc map[string]any) bool { return c == nil || c.matches(doc) }
 
 func (c Condition) matches(doc map[string]any) bool {
 	v, ok := lookupPath(doc, c.Path)
@@ -319,18 +371,41 @@ func (c Condition) matches(doc map[string]any) bool {
 	return ok && s == *c.Equals
 }
 
-// templateFiles lists every template the manifest names, in a stable order.
+// templateFiles lists every template the manifest names (patches
+// included), in a stable order.
 func (m *Manifest) templateFiles() []string {
 	var files []string
+	addPatches := func(ps []Patch) {
+		for _, p := range ps {
+			files = append(files, p.File)
+		}
+	}
 	add := func(r Rendering) {
 		files = append(files, r.Templates...)
+		addPatches(r.Patches)
 		for _, p := range r.Pools {
 			files = append(files, p.Templates...)
+			addPatches(p.Patches)
 		}
 	}
 	add(m.Rendering)
 	for _, f := range m.Flavors {
 		add(f.Rendering)
+	}
+	slices.Sort(files)
+	return slices.Compact(files)
+}
+
+// valueFiles lists every value file the manifest names, in a stable order.
+func (m *Manifest) valueFiles() []string {
+	var files []string
+	for _, f := range m.ValueFiles {
+		files = append(files, f)
+	}
+	for _, fl := range m.Flavors {
+		for _, f := range fl.ValueFiles {
+			files = append(files, f)
+		}
 	}
 	slices.Sort(files)
 	return slices.Compact(files)

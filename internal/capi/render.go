@@ -109,10 +109,12 @@ type unit struct {
 }
 
 // Render detects the spec's provider, applies the flavor the spec selects
-// and renders its templates: the cluster's once, the pools' once per pool.
-// Every variable used and not set (and without a default) is reported in
-// one *MissingVariablesError. Each object gets the cluster's namespace
-// (unless its kind is cluster-scoped) and in.Labels.
+// and renders its templates: the cluster's once, the pools' once per pool;
+// then it merges the patches whose condition the spec meets into the
+// objects they name (the cluster's patches, then each pool's). Every
+// variable used and not set (and without a default) is reported in one
+// *MissingVariablesError. Each object gets the cluster's namespace (unless
+// its kind is cluster-scoped) and in.Labels.
 //
 // Values substituted into templates are escaped as for a double-quoted YAML
 // string, so a spec value can never add a line, key or document; templates
@@ -134,10 +136,18 @@ func (c *Catalog) Render(in RenderInput) (*Rendered, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, name := range sortedKeys(r.ValueFiles) {
+		vars[name] = c.files[r.ValueFiles[name]]
+	}
 
-	var units []unit
+	var units, patches []unit
 	for _, file := range r.Templates {
 		units = append(units, unit{file: file, vars: vars})
+	}
+	for _, pt := range r.Patches {
+		if pt.When.applies(doc) {
+			patches = append(patches, unit{file: pt.File, vars: vars})
+		}
 	}
 	for _, src := range r.Pools {
 		pools, err := poolsAt(doc, src.Workers)
@@ -154,12 +164,17 @@ func (c *Catalog) Render(in RenderInput) (*Rendered, error) {
 			for _, file := range src.Templates {
 				units = append(units, unit{file: file, vars: pv})
 			}
+			for _, pt := range src.Patches {
+				if pt.When.applies(doc) {
+					patches = append(patches, unit{file: pt.File, vars: pv})
+				}
+			}
 		}
 	}
 
 	proc := yamlprocessor.NewSimpleProcessor()
 	missing := map[string][]string{}
-	for _, u := range units {
+	for _, u := range append(slices.Clone(units), patches...) {
 		used, err := proc.GetVariableMap(c.templates[u.file])
 		if err != nil {
 			return nil, fmt.Errorf("capi: %s: %w", u.file, err)
@@ -177,20 +192,11 @@ func (c *Catalog) Render(in RenderInput) (*Rendered, error) {
 	out := &Rendered{Provider: p, Flavor: r.flavor}
 	ns := vars[VarClusterNamespace]
 	seen := map[string]string{}
+	var from []string // the template of each object
 	for _, u := range units {
-		data, err := proc.Process(c.templates[u.file], func(name string) (string, error) {
-			v, ok := u.vars[name]
-			if !ok {
-				return "", fmt.Errorf("variable %s not set", name)
-			}
-			return escapeValue(v), nil
-		})
+		objs, err := c.renderUnit(proc, u)
 		if err != nil {
-			return nil, fmt.Errorf("capi: %s: %w", u.file, err)
-		}
-		objs, err := decodeObjects(data)
-		if err != nil {
-			return nil, fmt.Errorf("capi: %s rendered: %w", u.file, err)
+			return nil, err
 		}
 		for _, o := range objs {
 			if slices.Contains(p.Manifest.ClusterScopedKinds, o.GetKind()) {
@@ -204,9 +210,6 @@ func (c *Catalog) Render(in RenderInput) (*Rendered, error) {
 			}
 			maps.Copy(labels, in.Labels)
 			o.SetLabels(labels)
-			if err := checkObject(o); err != nil {
-				return nil, fmt.Errorf("capi: %s rendered: %w", u.file, err)
-			}
 			gk := o.GroupVersionKind().GroupKind()
 			key := gk.String() + " " + o.GetNamespace() + "/" + o.GetName()
 			if prev, dup := seen[key]; dup {
@@ -214,9 +217,90 @@ func (c *Catalog) Render(in RenderInput) (*Rendered, error) {
 			}
 			seen[key] = u.file
 			out.Objects = append(out.Objects, o)
+			from = append(from, u.file)
+		}
+	}
+	for _, u := range patches {
+		docs, err := c.renderUnit(proc, u)
+		if err != nil {
+			return nil, err
+		}
+		for _, patch := range docs {
+			if err := applyPatch(out.Objects, patch); err != nil {
+				return nil, fmt.Errorf("capi: patch %s: %w", u.file, err)
+			}
+		}
+	}
+	for i, o := range out.Objects {
+		if err := checkObject(o); err != nil {
+			return nil, fmt.Errorf("capi: %s rendered: %w", from[i], err)
 		}
 	}
 	return out, nil
+}
+
+// renderUnit substitutes a unit's variables into its template and decodes
+// the objects.
+func (c *Catalog) renderUnit(proc *yamlprocessor.SimpleProcessor, u unit) ([]*unstructured.Unstructured, error) {
+	data, err := proc.Process(c.templates[u.file], func(name string) (string, error) {
+		v, ok := u.vars[name]
+		if !ok {
+			return "", fmt.Errorf("variable %s not set", name)
+		}
+		return escapeValue(v), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("capi: %s: %w", u.file, err)
+	}
+	objs, err := decodeObjects(data)
+	if err != nil {
+		return nil, fmt.Errorf("capi: %s rendered: %w", u.file, err)
+	}
+	return objs, nil
+}
+
+// Variables returns the cluster-level template variables of the spec, as
+// Render computes them for the cluster's templates: the built-ins, the
+// manifest's variables and values once the spec's flavor is applied, and
+// the defaults (${VAR:=default}) of the cluster templates' variables that
+// are not otherwise set. Value files are left out. namespace is as
+// RenderInput.Namespace. The add-on values use these (addons.Values).
+func (c *Catalog) Variables(s *spec.Capi, namespace string) (map[string]string, error) {
+	if s == nil {
+		return nil, errors.New("capi: variables: no spec")
+	}
+	p, err := c.Detect(s)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := specDocument(s)
+	if err != nil {
+		return nil, err
+	}
+	r := p.Manifest.resolve(doc)
+	vars, err := p.clusterVariables(RenderInput{Spec: s, Namespace: namespace}, doc, r)
+	if err != nil {
+		return nil, err
+	}
+	proc := yamlprocessor.NewSimpleProcessor()
+	files := slices.Clone(r.Templates)
+	for _, pt := range r.Patches {
+		if pt.When.applies(doc) {
+			files = append(files, pt.File)
+		}
+	}
+	for _, file := range files {
+		used, err := proc.GetVariableMap(c.templates[file])
+		if err != nil {
+			return nil, fmt.Errorf("capi: %s: %w", file, err)
+		}
+		for name, def := range used {
+			if _, set := vars[name]; !set && def != nil && !strings.Contains(*def, "$") {
+				vars[name] = *def
+			}
+		}
+	}
+	return vars, nil
 }
 
 // clusterVariables computes the variables of the cluster's templates.

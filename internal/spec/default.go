@@ -13,6 +13,15 @@ const (
 	DefaultControlPlaneReplicas = 3
 	DefaultPoolReplicas         = 1
 	DefaultGitOpsBranch         = "main"
+	// DefaultHCloudImage is Hetzner's stock Ubuntu: it has no container
+	// runtime, kubelet or kubeadm, which the nodes then install.
+	DefaultHCloudImage = "ubuntu-24.04"
+	// DefaultHCloudNetwork: clusters get a private network.
+	DefaultHCloudNetwork = true
+	// PlacementGroupsMinControlPlane is the control-plane size from which
+	// placement groups are on by default: spreading one or two machines
+	// buys little.
+	PlacementGroupsMinControlPlane = 3
 )
 
 // Default fills in every field the document may omit. It is idempotent and
@@ -24,6 +33,9 @@ const (
 //   - control plane replicas (hcloud, aws with flavor ec2, and the generic
 //     sections of Extra that have a controlPlane object): 3
 //   - worker pool replicas: 1 (also in the generic sections of Extra)
+//   - spec.hcloud.image: ubuntu-24.04; spec.hcloud.network.enabled: true;
+//     spec.hcloud.placementGroups: true when the control plane has 3 or
+//     more machines
 //   - spec.aws.flavor: ec2
 //   - spec.gitops.branch: main; spec.gitops.path: clusters/<spec.cluster.domain>
 func (c *Capi) Default() {
@@ -41,6 +53,18 @@ func (c *Capi) Default() {
 	if h := s.HCloud; h != nil {
 		defaultControlPlane(h.ControlPlane)
 		defaultPools(h.Workers)
+		if h.Image == nil {
+			h.Image = ptr(DefaultHCloudImage)
+		}
+		if h.Network == nil {
+			h.Network = &HCloudNetwork{}
+		}
+		if h.Network.Enabled == nil {
+			h.Network.Enabled = ptr(DefaultHCloudNetwork)
+		}
+		if h.PlacementGroups == nil {
+			h.PlacementGroups = ptr(h.PlacementGroupsEnabled())
+		}
 	}
 	if r := s.HRobot; r != nil {
 		defaultPools(r.Workers)

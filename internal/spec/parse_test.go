@@ -85,6 +85,9 @@ func TestLoadTestdata(t *testing.T) {
 					"general": {Replicas: ptr[int32](3), Type: "cax21"},
 					"gpu":     {Replicas: ptr[int32](1), Type: "ccx33"},
 				},
+				Image:           ptr(DefaultHCloudImage),
+				Network:         &HCloudNetwork{Enabled: ptr(true)},
+				PlacementGroups: ptr(true),
 			},
 			Bootstrap: []Addon{{Name: "cilium"}, {Name: "ccm"}, {Name: "cert-manager"}},
 			GitOps: &GitOps{
@@ -138,6 +141,35 @@ spec:
 					c.Spec.GitOps.Branch, "main",
 					c.Spec.GitOps.Path, "clusters/prod.example.com",
 					c.Spec.ManagementCluster == nil, true,
+					*c.Spec.HCloud.Image, "ubuntu-24.04",
+					*c.Spec.HCloud.Network.Enabled, true,
+					// 3 control-plane machines: spread over hosts.
+					*c.Spec.HCloud.PlacementGroups, true,
+				}
+			},
+		},
+		{
+			name: "hcloud fields set",
+			doc: `
+apiVersion: cluster.lok8s.dev/v1beta1
+kind: Capi
+metadata: {name: prod}
+spec:
+  kubernetes: {version: v1.35.4}
+  cluster: {domain: prod.example.com}
+  hcloud:
+    region: nbg1
+    sshKeyName: key
+    image: k8s-1.35.4-ubuntu-24.04
+    network: {enabled: false}
+    placementGroups: false
+    controlPlane: {type: cax21, replicas: 5}
+`,
+			want: func(c *Capi) []any {
+				return []any{
+					*c.Spec.HCloud.Image, "k8s-1.35.4-ubuntu-24.04",
+					*c.Spec.HCloud.Network.Enabled, false,
+					*c.Spec.HCloud.PlacementGroups, false,
 				}
 			},
 		},
@@ -210,6 +242,8 @@ spec:
 				return []any{
 					*c.Spec.HCloud.ControlPlane.Replicas, int32(1),
 					*c.Spec.HRobot.Workers["storage"].Replicas, int32(1),
+					// One control-plane machine: no placement group by default.
+					*c.Spec.HCloud.PlacementGroups, false,
 					c.Provider(), ProviderHetzner,
 					strings.Join(c.Spec.ProviderFields(), ","), "spec.hcloud,spec.hrobot",
 				}
@@ -296,6 +330,9 @@ spec:
     region: fsn1
     sshKeyName: key
     controlPlane: {replicsa: 3, type: cax21}
+    imageName: ubuntu-24.04
+    network: {enabeld: false}
+    placementGroup: true
     workers:
       gpu: {replicas: 1, type: ccx33, size: large}
       "odd.name": {type: ccx33, tpye: x}
@@ -312,6 +349,9 @@ spec:
 		{"spec.gitops.brnach", "unknown field"},
 		{"spec.hcloud.Region", "unknown field"},
 		{"spec.hcloud.controlPlane.replicsa", "unknown field"},
+		{"spec.hcloud.imageName", "unknown field"},
+		{"spec.hcloud.network.enabeld", "unknown field"},
+		{"spec.hcloud.placementGroup", "unknown field"},
 		{"spec.hcloud.workers.gpu.size", "unknown field"},
 		{`spec.hcloud.workers["odd.name"].tpye`, "unknown field"},
 		{"status", "unknown field"},
@@ -353,6 +393,10 @@ func TestParseTypeErrors(t *testing.T) {
 		{"addon name type", `spec: {bootstrap: [{name: [x]}]}`, "spec.bootstrap[0].name", "must be a string"},
 		{"addon values type", `spec: {bootstrap: [{name: cilium, values: [x]}]}`, "spec.bootstrap[0].values", "must be an object"},
 		{"json", `{"spec": {"hcloud": {"controlPlane": {"replicas": "3"}}}}`, "spec.hcloud.controlPlane.replicas", "must be an integer"},
+		{"quoted boolean", `spec: {hcloud: {placementGroups: "false"}}`, "spec.hcloud.placementGroups", "must be a boolean"},
+		{"number for boolean", `spec: {hcloud: {network: {enabled: 0}}}`, "spec.hcloud.network.enabled", "must be a boolean"},
+		{"boolean for network", `spec: {hcloud: {network: false}}`, "spec.hcloud.network", "must be an object"},
+		{"number for image", `spec: {hcloud: {image: 24.04}}`, "spec.hcloud.image", "must be a string"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

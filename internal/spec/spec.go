@@ -97,6 +97,47 @@ type HCloud struct {
 	SSHKeyName   string          `json:"sshKeyName"`
 	ControlPlane *ControlPlane   `json:"controlPlane,omitempty"`
 	Workers      map[string]Pool `json:"workers,omitempty"`
+	// Image is the Hetzner Cloud image of every server, control plane and
+	// pools: an image name such as ubuntu-24.04 (DefaultHCloudImage), or
+	// the name or caph-image-name label of a snapshot (an image-builder
+	// node image). The nodes install what the image lacks.
+	Image *string `json:"image,omitempty"`
+	// Network is the cluster's private network; nil: DefaultHCloudNetwork.
+	Network *HCloudNetwork `json:"network,omitempty"`
+	// PlacementGroups puts the control plane and each pool in a spread
+	// placement group of its own (Hetzner: at most MaxPlacementGroupServers
+	// servers each). Default: on when the control plane has
+	// PlacementGroupsMinControlPlane machines or more.
+	PlacementGroups *bool `json:"placementGroups,omitempty"`
+}
+
+// HCloudNetwork is the private network CAPH creates for the cluster.
+type HCloudNetwork struct {
+	// Enabled: the servers, the control-plane load balancer and the pods
+	// (routed by the hcloud cloud controller manager) use a private
+	// network; without it they talk over public addresses (the CNI
+	// tunnels). Default true.
+	Enabled *bool `json:"enabled,omitempty"`
+}
+
+// NetworkEnabled is the effective spec.hcloud.network.enabled.
+func (h *HCloud) NetworkEnabled() bool {
+	if h.Network == nil || h.Network.Enabled == nil {
+		return DefaultHCloudNetwork
+	}
+	return *h.Network.Enabled
+}
+
+// PlacementGroupsEnabled is the effective spec.hcloud.placementGroups.
+func (h *HCloud) PlacementGroupsEnabled() bool {
+	if h.PlacementGroups != nil {
+		return *h.PlacementGroups
+	}
+	replicas := int32(DefaultControlPlaneReplicas)
+	if h.ControlPlane != nil && h.ControlPlane.Replicas != nil {
+		replicas = *h.ControlPlane.Replicas
+	}
+	return replicas >= PlacementGroupsMinControlPlane
 }
 
 // HRobot adds Hetzner bare-metal worker pools to an HCloud cluster. A pool's

@@ -10,7 +10,8 @@ import (
 
 // ValidateUpdate returns what a change from old to updated may not do: change
 // an immutable field (name, domain, namespace, management cluster,
-// credentials, provider, region, AWS flavor), downgrade Kubernetes, or
+// credentials, provider, region, AWS flavor, and on Hetzner Cloud the
+// image, the private network and placement groups), downgrade Kubernetes, or
 // upgrade it by more than one minor version. Both specs are valid and
 // defaulted; oldProvider and newProvider are the providers they select.
 func ValidateUpdate(old, updated *Capi, oldProvider, newProvider string) FieldErrors {
@@ -44,11 +45,31 @@ func ValidateUpdate(old, updated *Capi, oldProvider, newProvider string) FieldEr
 			}
 		}
 	}
+	if o, n := old.Spec.HCloud, updated.Spec.HCloud; o != nil && n != nil {
+		hcloudImmutable := func(field, was, now, why string) {
+			if was != now {
+				errs = append(errs, FieldError{Field: field, Message: fmt.Sprintf("is immutable: %s, not %s (%s)", was, now, why)})
+			}
+		}
+		const templates = "CAPH refuses changes to an HCloudMachineTemplate's spec"
+		hcloudImmutable("spec.hcloud.image", deref(o.Image, DefaultHCloudImage), deref(n.Image, DefaultHCloudImage), templates)
+		hcloudImmutable("spec.hcloud.network.enabled", strconv.FormatBool(o.NetworkEnabled()), strconv.FormatBool(n.NetworkEnabled()),
+			"CAPH refuses changes to a HetznerCluster's network")
+		hcloudImmutable("spec.hcloud.placementGroups", strconv.FormatBool(o.PlacementGroupsEnabled()), strconv.FormatBool(n.PlacementGroupsEnabled()),
+			templates+"; when it was defaulted from the control plane's size, set it explicitly to keep it")
+	}
 	if msg := versionChange(old.Spec.Kubernetes.Version, updated.Spec.Kubernetes.Version); msg != "" {
 		errs = append(errs, FieldError{Field: "spec.kubernetes.version", Message: msg})
 	}
 	errs.sortByField()
 	return errs
+}
+
+func deref[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
 }
 
 func managementDomain(c *Capi) string {

@@ -29,6 +29,13 @@ func TestValidateUpdate(t *testing.T) {
 		{"name", func(c *Capi) { c.Metadata.Name = "other" }, "metadata.name", "is immutable"},
 		{"management cluster", func(c *Capi) { c.Spec.ManagementCluster = nil }, "spec.managementCluster.domain", "is immutable: mgmt.example.com, not (none)"},
 		{"credentials", func(c *Capi) { c.Spec.Credentials.SecretName = "x" }, "spec.credentials.secretName", "PUT /v1/credentials/prod-credentials"},
+		// CAPH v1.1.8's webhooks: HetznerCluster.spec.hcloudNetwork and
+		// HCloudMachineTemplate.spec are immutable
+		// (api/v1beta1/hetznercluster_webhook.go, hcloudmachinetemplate_webhook.go).
+		{"image", func(c *Capi) { c.Spec.HCloud.Image = ptr("k8s-snapshot") }, "spec.hcloud.image", "is immutable: ubuntu-24.04, not k8s-snapshot"},
+		{"network", func(c *Capi) { c.Spec.HCloud.Network.Enabled = ptr(false) }, "spec.hcloud.network.enabled", "HetznerCluster's network"},
+		{"placement groups", func(c *Capi) { c.Spec.HCloud.PlacementGroups = ptr(false) }, "spec.hcloud.placementGroups", "is immutable: true, not false"},
+		{"placement groups unset, same effect", func(c *Capi) { c.Spec.HCloud.PlacementGroups = nil }, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

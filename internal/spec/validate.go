@@ -28,6 +28,14 @@ const MaxNameLength = 40
 // ValidateOptions.KnownAddons is nil.
 var DefaultAddons = []string{"cilium", "ccm", "cert-manager"}
 
+// MaxPlacementGroupServers is how many servers Hetzner allows in a spread
+// placement group.
+const MaxPlacementGroupServers = 10
+
+// hcloudImage: a Hetzner image name (ubuntu-24.04) or a snapshot's
+// caph-image-name label value (a Kubernetes label value).
+var hcloudImage = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$`)
+
 // HCloudRegions are the Hetzner Cloud locations spec.hcloud.region accepts.
 var HCloudRegions = []string{"fsn1", "nbg1", "hel1", "ash", "hil", "sin"}
 
@@ -344,6 +352,35 @@ func (v *validator) hcloud(h *HCloud) {
 		v.controlPlane("spec.hcloud.controlPlane", h.ControlPlane)
 	}
 	v.pools("spec.hcloud.workers", h.Workers)
+	if h.Image != nil && !hcloudImage.MatchString(*h.Image) {
+		if *h.Image == "" {
+			v.add("spec.hcloud.image", "must not be empty: omit it for "+DefaultHCloudImage)
+		} else {
+			v.add("spec.hcloud.image", "must be a Hetzner image name such as ubuntu-24.04, or a snapshot's name or caph-image-name label: "+
+				"at most 63 letters, digits, '.', '_' or '-', beginning and ending with a letter or digit")
+		}
+	}
+	if h.PlacementGroupsEnabled() {
+		v.placementGroups(h)
+	}
+}
+
+// placementGroups checks that the control plane and each pool fit their
+// spread placement group during a rolling update, which adds one machine
+// (CAPI's default surge of 1).
+func (v *validator) placementGroups(h *HCloud) {
+	const most = MaxPlacementGroupServers - 1
+	why := fmt.Sprintf("with spec.hcloud.placementGroups on (the default from %d control-plane machines) its servers share a spread placement group, "+
+		"which Hetzner limits to %d servers, and a rolling update adds one: at most %d", PlacementGroupsMinControlPlane, MaxPlacementGroupServers, most)
+	if cp := h.ControlPlane; cp != nil && cp.Replicas != nil && *cp.Replicas > most {
+		v.add("spec.hcloud.controlPlane.replicas", why+"; set spec.hcloud.placementGroups: false for a larger control plane")
+	}
+	for _, name := range sortedPoolNames(h.Workers) {
+		if r := h.Workers[name].Replicas; r != nil && *r > most {
+			v.add(joinKey("spec.hcloud.workers", name)+".replicas", why+
+				"; split the pool into pools of at most "+strconv.Itoa(most)+", or set spec.hcloud.placementGroups: false")
+		}
+	}
 }
 
 func (v *validator) aws(a *AWS) {

@@ -40,6 +40,20 @@ func TestValidateAcceptsValidSpecs(t *testing.T) {
 		{name: "name of 40 characters", edit: func(c *Capi) { c.Metadata.Name = strings.Repeat("a", 40) }},
 		{name: "one control plane node", edit: func(c *Capi) { c.Spec.HCloud.ControlPlane.Replicas = ptr[int32](1) }},
 		{name: "pool of zero", edit: func(c *Capi) { c.Spec.HCloud.Workers["gpu"] = Pool{Replicas: ptr[int32](0), Type: "ccx33"} }},
+		{name: "hcloud snapshot image", edit: func(c *Capi) { c.Spec.HCloud.Image = ptr("k8s-v1.35.4_ubuntu-24.04") }},
+		{name: "hcloud without network", edit: func(c *Capi) { c.Spec.HCloud.Network = &HCloudNetwork{Enabled: ptr(false)} }},
+		// Nine fit a spread group of ten with the rolling update's extra machine.
+		{name: "pool of nine in a placement group", edit: func(c *Capi) { c.Spec.HCloud.Workers["gpu"] = Pool{Replicas: ptr[int32](9), Type: "ccx33"} }},
+		{name: "large pool without placement groups", edit: func(c *Capi) {
+			c.Spec.HCloud.PlacementGroups = ptr(false)
+			c.Spec.HCloud.Workers["gpu"] = Pool{Replicas: ptr[int32](40), Type: "ccx33"}
+		}},
+		{name: "large pool, one control-plane machine", edit: func(c *Capi) {
+			// placementGroups not set: off by default below 3 control-plane machines.
+			c.Spec.HCloud.PlacementGroups = nil
+			c.Spec.HCloud.ControlPlane.Replicas = ptr[int32](1)
+			c.Spec.HCloud.Workers["gpu"] = Pool{Replicas: ptr[int32](12), Type: "ccx33"}
+		}},
 		{name: "hrobot workers", edit: func(c *Capi) {
 			c.Spec.HRobot = &HRobot{Workers: map[string]Pool{"storage": {Replicas: ptr[int32](2), Type: "ax41"}}}
 		}},
@@ -157,6 +171,21 @@ func TestValidateRules(t *testing.T) {
 		{"hcloud pool name with dot", hcloud, func(c *Capi) { c.Spec.HCloud.Workers["a.b"] = Pool{Type: "ccx33"} }, `spec.hcloud.workers["a.b"]`, "pool name must be a DNS-1123 label"},
 		{"hcloud pool negative", hcloud, func(c *Capi) { c.Spec.HCloud.Workers["gpu"] = Pool{Replicas: ptr[int32](-1), Type: "ccx33"} }, "spec.hcloud.workers.gpu.replicas", "must not be negative"},
 		{"hcloud pool type missing", hcloud, func(c *Capi) { c.Spec.HCloud.Workers["gpu"] = Pool{Replicas: ptr[int32](1)} }, "spec.hcloud.workers.gpu.type", "required"},
+		{"hcloud image empty", hcloud, func(c *Capi) { c.Spec.HCloud.Image = ptr("") }, "spec.hcloud.image", "must not be empty"},
+		{"hcloud image with space", hcloud, func(c *Capi) { c.Spec.HCloud.Image = ptr("ubuntu 24.04") }, "spec.hcloud.image", "must be a Hetzner image name"},
+		{"hcloud image too long", hcloud, func(c *Capi) { c.Spec.HCloud.Image = ptr(strings.Repeat("a", 64)) }, "spec.hcloud.image", "at most 63"},
+		// Hetzner allows 10 servers in a spread placement group
+		// (docs.hetzner.cloud, placement groups); a rolling update surges one
+		// machine (CAPI's MachineDeployment maxSurge 1, KCP's rollout), so a
+		// pool of 10 would not fit during an update.
+		{"placement group pool too large", hcloud, func(c *Capi) { c.Spec.HCloud.Workers["general"] = Pool{Replicas: ptr[int32](10), Type: "cax21"} },
+			"spec.hcloud.workers.general.replicas", "split the pool into pools of at most 9, or set spec.hcloud.placementGroups: false"},
+		{"placement group pool too large by default", hcloud, func(c *Capi) {
+			c.Spec.HCloud.PlacementGroups = nil // defaulted on: 3 control-plane machines
+			c.Spec.HCloud.Workers["general"] = Pool{Replicas: ptr[int32](15), Type: "cax21"}
+		}, "spec.hcloud.workers.general.replicas", "Hetzner limits to 10 servers"},
+		{"placement group control plane too large", hcloud, func(c *Capi) { c.Spec.HCloud.ControlPlane.Replicas = ptr[int32](11) },
+			"spec.hcloud.controlPlane.replicas", "set spec.hcloud.placementGroups: false"},
 
 		// spec.hrobot
 		{"hrobot without hcloud", hcloud, func(c *Capi) {

@@ -28,6 +28,10 @@ type clusterForm struct {
 	CPReplicas, CPType                          string
 	PoolName, PoolReplicas, PoolType            string
 	Addons                                      []string
+	// Hetzner Cloud only (spec.hcloud): the servers' image, and the
+	// private network and placement groups, "true", "false" or "" for
+	// the API's default.
+	Image, Network, PlacementGroups string
 }
 
 func clusterFormOf(r *http.Request) clusterForm {
@@ -39,6 +43,7 @@ func clusterFormOf(r *http.Request) clusterForm {
 		CPReplicas: v("cpReplicas"), CPType: v("cpType"),
 		PoolName: v("poolName"), PoolReplicas: v("poolReplicas"), PoolType: v("poolType"),
 		Addons: r.PostForm["addons"],
+		Image:  v("image"), Network: v("network"), PlacementGroups: v("placementGroups"),
 	}
 }
 
@@ -85,6 +90,11 @@ func (f clusterForm) spec(section string) ([]byte, error) {
 	add(cp, "replicas", number(f.CPReplicas))
 	add(cp, "type", str(f.CPType))
 	add(provider, "controlPlane", cp)
+	// The Hetzner Cloud fields go to the section of whichever provider is
+	// chosen: another's validation names them as unknown there.
+	add(provider, "image", str(f.Image))
+	add(provider, "network", pairs("enabled", boolean(f.Network)))
+	add(provider, "placementGroups", boolean(f.PlacementGroups))
 	if f.PoolName != "" || f.PoolReplicas != "" || f.PoolType != "" {
 		pool := mapping()
 		add(pool, "replicas", number(f.PoolReplicas))
@@ -135,7 +145,9 @@ func (f clusterForm) formFields(section string) map[string]string {
 		sec + ".region": "f-region", sec + ".sshKeyName": "f-ssh",
 		sec + ".controlPlane": "f-cp-replicas", sec + ".controlPlane.replicas": "f-cp-replicas", sec + ".controlPlane.type": "f-cp-type",
 		sec + ".workers": "f-pool-name",
-		"spec.bootstrap": "f-addons",
+		sec + ".image":   "f-image", sec + ".network": "f-network", sec + ".network.enabled": "f-network",
+		sec + ".placementGroups": "f-placement-groups",
+		"spec.bootstrap":         "f-addons",
 	}
 	if f.PoolName != "" {
 		pool := sec + ".workers." + f.PoolName
@@ -227,6 +239,31 @@ func number(s string) *yaml.Node {
 		return str(s)
 	}
 	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: s}
+}
+
+// boolean is a boolean scalar for "true" or "false", the text as a string
+// otherwise (the API then reports the field's type), or nil for "".
+func boolean(s string) *yaml.Node {
+	if s != "true" && s != "false" {
+		return str(s)
+	}
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: s}
+}
+
+// choiceField is a select of the guided form: the API's default ("") or
+// one of Options, with the errors the API gave for it (template "choice").
+type choiceField struct {
+	ID, Name, Label, Value, Default string
+	Options                         []choice
+	Errors                          []string
+}
+
+type choice struct{ Value, Label string }
+
+// onOffField chooses a boolean: the default (described as def), on or off.
+func onOffField(id, name, label, value, def string, errs map[string][]string) choiceField {
+	return choiceField{ID: id, Name: name, Label: label, Value: value, Default: def,
+		Options: []choice{{"true", "on"}, {"false", "off"}}, Errors: errs[id]}
 }
 
 // inputField is one text input of the guided form, with the errors the API

@@ -2,6 +2,8 @@ package web
 
 import (
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -9,6 +11,7 @@ import (
 
 	"lok8s.dev/provisioner/internal/api"
 	"lok8s.dev/provisioner/internal/spec"
+	"lok8s.dev/provisioner/internal/store"
 )
 
 var testCatalog = api.CatalogView{Providers: []api.ProviderView{
@@ -62,6 +65,84 @@ spec:
 	}
 }
 
+// The Hetzner Cloud fields: the image, the private network and placement
+// groups, each left out when left at the API's default.
+func TestClusterFormHCloudFields(t *testing.T) {
+	t.Parallel()
+	base := clusterForm{Name: "prod", Provider: "hetzner", Version: "v1.35.4", Domain: "prod.example.com",
+		Region: "fsn1", SSHKey: "ops", CPReplicas: "3", CPType: "cax21"}
+	for _, tc := range []struct {
+		name                      string
+		image, network, placement string
+		want                      string // the lines after controlPlane
+		image2                    string
+		network2, placement2      bool
+	}{
+		{name: "defaults", want: "", image2: "ubuntu-24.04", network2: true, placement2: true},
+		{name: "all set", image: "k8s-v1.35.4", network: "false", placement: "false",
+			want: "    image: k8s-v1.35.4\n    network:\n      enabled: false\n    placementGroups: false\n", image2: "k8s-v1.35.4"},
+		{name: "on", network: "true", placement: "true",
+			want: "    network:\n      enabled: true\n    placementGroups: true\n", image2: "ubuntu-24.04", network2: true, placement2: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := base
+			f.Image, f.Network, f.PlacementGroups = tc.image, tc.network, tc.placement
+			doc, err := f.spec("hcloud")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := "      type: cax21\n" + tc.want; !strings.HasSuffix(string(doc), want) {
+				t.Fatalf("spec:\n%s\nwant it to end with:\n%s", doc, want)
+			}
+			c, err := spec.Load(doc, spec.ValidateOptions{})
+			if err != nil {
+				t.Fatalf("the form's spec does not load: %v\n%s", err, doc)
+			}
+			h := c.Spec.HCloud
+			if *h.Image != tc.image2 || *h.Network.Enabled != tc.network2 || *h.PlacementGroups != tc.placement2 {
+				t.Errorf("loaded image %s, network %v, placement groups %v", *h.Image, *h.Network.Enabled, *h.PlacementGroups)
+			}
+		})
+	}
+	// What is not a boolean goes as text, for the API to name.
+	f := base
+	f.Network = "maybe"
+	doc, _ := f.spec("hcloud")
+	_, err := spec.Load(doc, spec.ValidateOptions{})
+	var fe spec.FieldErrors
+	if !errors.As(err, &fe) || len(fe) != 1 || fe[0].Field != "spec.hcloud.network.enabled" || !strings.Contains(fe[0].Message, "boolean") {
+		t.Errorf("network maybe: %v", err)
+	}
+}
+
+// The page offers the Hetzner Cloud fields with the form's values chosen.
+func TestNewClusterPageHCloudFields(t *testing.T) {
+	t.Parallel()
+	h, err := New(Config{Store: &store.Store{}, API: http.NotFoundHandler()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &newClusterData{Mode: modeForm, Catalog: testCatalog,
+		Form:        clusterForm{Provider: "hetzner", Image: "snap", Network: "false"},
+		FieldErrors: map[string][]string{"f-placement-groups": {"at most 9"}}}
+	rec := httptest.NewRecorder()
+	h.render(rec, httptest.NewRequest(http.MethodGet, "/clusters/new", nil), http.StatusOK, "new", pageData{Data: d})
+	page := rec.Body.String()
+	for _, want := range []string{
+		`<input id="f-image" name="image" value="snap"`,
+		`<select id="f-network" name="network">`,
+		`<option value="false" selected>off</option>`,
+		`<select id="f-placement-groups" name="placementGroups" aria-invalid="true" aria-describedby="f-placement-groups-err">`,
+		`<option value="">on from 3 control-plane machines (the default)</option>`,
+		`at most 9</p>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+}
+
 // An empty form leaves fields out (so the API names what is missing) and
 // passes on what is not a number as text (so the API names its type).
 func TestClusterFormSpecLeavesErrorsToTheAPI(t *testing.T) {
@@ -99,12 +180,17 @@ func TestPlaceErrors(t *testing.T) {
 		{Field: "spec.bootstrap[1].name", Message: `unknown addon "nope"`},
 		{Field: "spec.hcloud.region", Message: "must be one of fsn1, nbg1"},
 		{Field: "spec.gitops.repo", Message: "is required"},
+		{Field: "spec.hcloud.image", Message: "must not be empty"},
+		{Field: "spec.hcloud.network.enabled", Message: "must be a boolean"},
+		{Field: "spec.hcloud.workers.general.replicas", Message: "at most 9 with spec.hcloud.placementGroups on"},
 	}
 	placed, rest := placeErrors(errs, inputs)
 	want := map[string][]string{
 		"f-name":          {"is required"},
 		"f-cp-replicas":   {"must be odd"},
-		"f-pool-replicas": {"must be at least 0"},
+		"f-pool-replicas": {"must be at least 0", "at most 9 with spec.hcloud.placementGroups on"},
+		"f-image":         {"must not be empty"},
+		"f-network":       {"must be a boolean"},
 		"f-provider":      {"is required"},
 		"f-addons":        {`spec.bootstrap[1].name: unknown addon "nope"`},
 		"f-region":        {"must be one of fsn1, nbg1"},

@@ -27,6 +27,7 @@ var funcs = template.FuncMap{
 	// The guided form's inputs (newcluster.go).
 	"textField":   textField,
 	"numberField": numberField,
+	"onOffField":  onOffField,
 }
 
 // age is how long ago t was, shortly ("3m", "2h", "5d").
