@@ -62,6 +62,7 @@ func buildAddonWorld(t *testing.T, workload *testenv.Env, namespace string) addo
 		addonstest.Chart{Dir: charts + "probe", Version: "0.1.0"},
 		addonstest.Chart{Dir: charts + "cni-probe", Version: "0.1.0"},
 		addonstest.Chart{Dir: charts + "ccm-probe", Version: "1.0.0"},
+		addonstest.Chart{Dir: charts + "ccm-probe", Version: "0.9.0"},
 		addonstest.Chart{Dir: charts + "gitops-probe", Version: "0.1.0"})
 	if err != nil {
 		t.Fatal(err)
@@ -95,9 +96,11 @@ name: ccm
 role: ccm
 order: 20
 namespace: NAMESPACE
-chart: {repository: %s, name: ccm-probe, version: 1.0.0}
+chart: {repository: %[1]s, name: ccm-probe, version: 0.9.0, versions: {v1.34: 1.0.0}}
 providers:
   hetzner:
+    values:
+      networking: {enabled: "${HCLOUD_NETWORK_ENABLED}", clusterCIDR: "${POD_CIDR}"}
     secrets:
       - name: hcloud
         namespace: NAMESPACE
@@ -189,7 +192,13 @@ func TestAddonsInstalledWithValuesChain(t *testing.T) {
 			t.Errorf("cilium values %s = %v, want %v (all: %v)", key, cilium[key], want, cilium)
 		}
 	}
-	releaseValues(t, kc, "kube-system", "ccm")
+	// The ccm's values follow the rendered cluster (capi.Catalog.Variables):
+	// the seed's private network is on and its pods are in 10.244.0.0/16,
+	// inside the network's range (docs/providers.md).
+	ccm := releaseValues(t, kc, "kube-system", "ccm")
+	if n, _ := ccm["networking"].(map[string]any); n["enabled"] != true || n["clusterCIDR"] != "10.244.0.0/16" {
+		t.Errorf("ccm networking values: %v", ccm["networking"])
+	}
 	releaseValues(t, kc, "cert-manager", "cert-manager")
 
 	var secret corev1.Secret

@@ -67,7 +67,9 @@ func (s *steps) installAddons(ctx context.Context, r *Run, plan bool, pick func(
 		names = append(names, a.Name)
 		byName[a.Name], versions[a.Name] = a.Values, a.Version
 	}
-	all, err := s.Addons.Plan(names, r.Cluster.Provider)
+	// The chart versions follow the cluster's Kubernetes minor where the
+	// catalogue says so (the hcloud CCM's version policy).
+	all, err := s.Addons.PlanFor(names, addons.Target{Provider: r.Cluster.Provider, KubernetesVersion: r.Spec.Spec.Kubernetes.Version})
 	if err != nil {
 		return Outcome{}, Permanent(err)
 	}
@@ -125,11 +127,18 @@ func (s *steps) workloadContext(ctx context.Context, r *Run) (workload, error) {
 	if err != nil {
 		return workload{}, Permanent(err)
 	}
-	return workload{kubeconfig: kubeconfig, credentials: credentials, vars: map[string]string{
-		"CLUSTER_NAME": r.Cluster.Name, "API_SERVER_HOST": host, "API_SERVER_PORT": port,
-		// CAPH names the cluster's hcloud network after the cluster.
-		"HCLOUD_NETWORK": r.Cluster.Name,
-	}}, nil
+	// The cluster's template variables (POD_CIDR, HCLOUD_NETWORK_ENABLED,
+	// K8S_VERSION_MINOR, …: capi.Catalog.Variables), so that the addons'
+	// values agree with what was rendered; then what only the workload
+	// cluster knows.
+	vars, err := s.Catalog.Variables(r.Spec, r.Cluster.Namespace)
+	if err != nil {
+		return workload{}, Permanent(err)
+	}
+	vars["CLUSTER_NAME"], vars["API_SERVER_HOST"], vars["API_SERVER_PORT"] = r.Cluster.Name, host, port
+	// CAPH names the cluster's hcloud network after the cluster.
+	vars["HCLOUD_NETWORK"] = r.Cluster.Name
+	return workload{kubeconfig: kubeconfig, credentials: credentials, vars: vars}, nil
 }
 
 // installAddon installs one addon and records its state: installing, then
