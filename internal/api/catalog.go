@@ -1,6 +1,7 @@
 package api
 
 import (
+	"maps"
 	"net/http"
 	"slices"
 
@@ -14,6 +15,9 @@ type CatalogView struct {
 	Providers   []ProviderView           `json:"providers"`
 	Credentials []CredentialProviderView `json:"credentials"`
 	Addons      []string                 `json:"addons"`
+	// AddonRoles maps the addons that have a role to it (cilium: cni,
+	// ccm: ccm): what a provider's requiredAddons name.
+	AddonRoles map[string]string `json:"addonRoles"`
 	// ManagementClusters say which providers each management cluster has
 	// installed, as it answered within a few seconds (cached briefly).
 	ManagementClusters []ManagementClusterView `json:"managementClusters"`
@@ -78,7 +82,8 @@ type CredentialProviderView struct {
 
 func (s *Server) catalog(w http.ResponseWriter, r *http.Request) {
 	out := CatalogView{Providers: make([]ProviderView, 0, len(s.Providers)), Credentials: []CredentialProviderView{},
-		Addons: slices.Clone(s.SpecOptions.KnownAddons), ManagementClusters: []ManagementClusterView{}}
+		Addons: slices.Clone(s.SpecOptions.KnownAddons), AddonRoles: map[string]string{}, ManagementClusters: []ManagementClusterView{}}
+	maps.Copy(out.AddonRoles, s.AddonRoles)
 	if s.ManagementClusters != nil {
 		out.ManagementClusters = append(out.ManagementClusters, s.ManagementClusters(r.Context())...)
 	}

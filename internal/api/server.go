@@ -56,6 +56,8 @@ type Config struct {
 	// take the spec's provider ("" when it can, or when it could not be
 	// asked: the pipeline's preflight step then decides); nil: not checked.
 	ProviderMissing func(ctx context.Context, domain string, c *spec.Capi) string
+	// AddonRoles maps addons to their roles (cni, ccm), for GET /v1/catalog.
+	AddonRoles map[string]string
 	// ManagementClusters reports, for GET /v1/catalog, which providers
 	// each configured management cluster really has; nil: none listed.
 	ManagementClusters func(ctx context.Context) []ManagementClusterView

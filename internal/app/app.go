@@ -146,6 +146,7 @@ func WithCatalog(cfg api.Config, catalog *capi.Catalog, addonCatalog *addons.Cat
 		return p.Name, nil
 	}
 	roles := addonCatalog.Roles()
+	cfg.AddonRoles = roles
 	cfg.CheckRequirements = func(c *spec.Capi) spec.FieldErrors { return catalog.CheckRequirements(c, roles) }
 	cfg.CredentialProviders, cfg.Providers = nil, nil
 	for _, p := range catalog.Providers() {

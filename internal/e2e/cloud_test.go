@@ -125,6 +125,10 @@ const (
 	machineLabel       = "e2e.lok8s.dev/machine"
 	poolLabel          = "e2e.lok8s.dev/pool"
 	uninitializedTaint = "node.cloudprovider.kubernetes.io/uninitialized"
+	// CAPI's own: kubeadm registers joining nodes with it, and CAPI removes
+	// it once the Machine has its nodeRef (CAPI v1.14
+	// internal/controllers/machine/machine_controller_noderef.go).
+	capiUninitializedTaint = "node.cluster.x-k8s.io/uninitialized"
 )
 
 func (c *cloud) act(ctx context.Context) error {
@@ -378,7 +382,10 @@ func (c *cloud) ensureNode(ctx context.Context, existing []corev1.Node, pool str
 	}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{ownerLabel: c.owner + "." + c.name, poolLabel: pool, machineLabel: fmt.Sprint(i)}},
-		Spec:       corev1.NodeSpec{Taints: []corev1.Taint{{Key: uninitializedTaint, Value: "true", Effect: corev1.TaintEffectNoSchedule}}},
+		Spec: corev1.NodeSpec{Taints: []corev1.Taint{
+			{Key: uninitializedTaint, Value: "true", Effect: corev1.TaintEffectNoSchedule},
+			{Key: capiUninitializedTaint, Effect: corev1.TaintEffectNoSchedule},
+		}},
 	}
 	if err := c.workload.Client.Create(ctx, node); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
@@ -387,7 +394,8 @@ func (c *cloud) ensureNode(ctx context.Context, existing []corev1.Node, pool str
 }
 
 // kubelet reports node Ready once the CNI runs; the CCM, once it runs,
-// gives it its providerID and removes the uninitialized taint.
+// gives it its providerID and removes its uninitialized taint, and CAPI
+// then (the Machine has its nodeRef) removes its own.
 func (c *cloud) kubelet(ctx context.Context, node *corev1.Node, cniRuns, ccmRuns bool) error {
 	if ccmRuns && node.Spec.ProviderID == "" {
 		h := fnv.New32a()
@@ -395,7 +403,7 @@ func (c *cloud) kubelet(ctx context.Context, node *corev1.Node, cniRuns, ccmRuns
 		node.Spec.ProviderID = fmt.Sprintf("hcloud://%d", h.Sum32())
 		var taints []corev1.Taint
 		for _, t := range node.Spec.Taints {
-			if t.Key != uninitializedTaint {
+			if t.Key != uninitializedTaint && t.Key != capiUninitializedTaint {
 				taints = append(taints, t)
 			}
 		}

@@ -248,9 +248,9 @@ func TestDashboard(t *testing.T) {
 	// A cluster another client creates appears in the open list, complete.
 	s.submit(strings.Replace(good, "name: prod\n", "name: prod2\n", 1))
 	run(t, ctx, 30*time.Second, "a cluster made elsewhere appears",
-		chromedp.WaitVisible(chromedp.Search(`//tr[@data-cluster="prod2"]/td[@data-field="version"][.="v1.31.10"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//tr[@data-cluster="prod2"]/td[@data-field="version"][.="v1.34.2"]`)),
 	)
-	if row := eval[string](t, ctx, "new row", `[...document.querySelectorAll('tr[data-cluster="prod2"] td')].map(td => td.textContent.trim()).join("|")`); !strings.HasPrefix(row, "prod2|hetzner|fsn1|v1.31.10|") {
+	if row := eval[string](t, ctx, "new row", `[...document.querySelectorAll('tr[data-cluster="prod2"] td')].map(td => td.textContent.trim()).join("|")`); !strings.HasPrefix(row, "prod2|hetzner|fsn1|v1.34.2|") {
 		t.Fatalf("the new row: %q", row)
 	}
 	s.mustDo(http.MethodDelete, "/v1/clusters/prod2", "", "", nil, http.StatusAccepted)

@@ -81,6 +81,8 @@ type options struct {
 	// workload, when set, is the workload cluster the kubeconfig Secret
 	// points at (default: the management cluster itself).
 	workload *testenv.Env
+	// mgmt, when set, is the management cluster (default: the shared envtest).
+	mgmt *testenv.Env
 	// addonNamespace is where the catalogue runs cilium and the ccm.
 	addonNamespace string
 	// checkInterval paces the wait steps (default 200ms).
@@ -95,7 +97,10 @@ func randomName(prefix string) string {
 
 func startService(t *testing.T, opts options) *service {
 	t.Helper()
-	env := testenv.Shared(t)
+	env := opts.mgmt
+	if env == nil {
+		env = testenv.Shared(t)
+	}
 	kubeconfig := filepath.Join(t.TempDir(), "mgmt.yaml")
 	if err := os.WriteFile(kubeconfig, env.Kubeconfig(), 0o600); err != nil {
 		t.Fatal(err)

@@ -65,6 +65,17 @@ func defaultClusterForm(cat api.CatalogView, creds []api.CredentialView) cluster
 	if latest != nil {
 		f.Provider, f.Credential = latest.Provider, latest.Name
 	}
+	// The addons the provider cannot do without (a CNI, a CCM) start checked.
+	for _, p := range cat.Providers {
+		if p.Name != f.Provider {
+			continue
+		}
+		for _, name := range cat.Addons {
+			if role := cat.AddonRoles[name]; role != "" && slices.Contains(p.RequiredAddons, role) {
+				f.Addons = append(f.Addons, name)
+			}
+		}
+	}
 	return f
 }
 

@@ -317,3 +317,30 @@ func TestDefaultClusterForm(t *testing.T) {
 		})
 	}
 }
+
+// TestDefaultClusterFormChecksRequiredAddons: the addons the provider
+// cannot do without (its requiredAddons roles) start checked, so the form
+// does not lead to a spec the API refuses for want of a CNI or CCM.
+func TestDefaultClusterFormChecksRequiredAddons(t *testing.T) {
+	t.Parallel()
+	cat := api.CatalogView{
+		Providers: []api.ProviderView{
+			{Name: "hetzner", Sections: []string{"hcloud"}, RequiredAddons: []string{"cni", "ccm"}},
+			{Name: "inmemory", Sections: []string{"inmemory"}},
+		},
+		Addons:     []string{"cilium", "ccm", "cert-manager"},
+		AddonRoles: map[string]string{"cilium": "cni", "ccm": "ccm"},
+	}
+	for _, tc := range []struct {
+		provider string
+		want     []string
+	}{
+		{"hetzner", []string{"cilium", "ccm"}},
+		{"inmemory", nil},
+	} {
+		f := defaultClusterForm(cat, []api.CredentialView{{Name: "c", Provider: tc.provider}})
+		if !reflect.DeepEqual(f.Addons, tc.want) {
+			t.Errorf("%s: addons %v, want %v", tc.provider, f.Addons, tc.want)
+		}
+	}
+}
