@@ -379,7 +379,7 @@ func TestVariables(t *testing.T) {
 		t.Fatal(err)
 	}
 	for k, want := range map[string]string{
-		"CLUSTER_NAME": "prod", "CLUSTER_NAMESPACE": "tenant-x", "K8S_VERSION": "v1.31.10", "K8S_VERSION_MINOR": "v1.31",
+		"CLUSTER_NAME": "prod", "CLUSTER_NAMESPACE": "tenant-x", "K8S_VERSION": "v1.34.2", "K8S_VERSION_MINOR": "v1.34",
 		"PROVIDER_NAME": "hetzner", "HCLOUD_REGION": "fsn1", "HCLOUD_NETWORK_ENABLED": "true", "POD_CIDR": "10.244.0.0/16",
 		"SERVICE_CIDR": "10.96.0.0/12", // a template's default
 		"POD_MTU":      "1450",

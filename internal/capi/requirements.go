@@ -145,7 +145,7 @@ func (p *Provider) RequirementsFor(s *spec.Capi) (Requirements, string, error) {
 func (c *Catalog) CheckRequirements(s *spec.Capi, roles map[string]string) spec.FieldErrors {
 	p, err := c.Detect(s)
 	if err != nil {
-		return nil // reported by detection
+		return spec.FieldErrors{{Field: "spec", Message: err.Error()}}
 	}
 	req, flavor, err := p.RequirementsFor(s)
 	if err != nil {

@@ -1,0 +1,84 @@
+package capi_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"lok8s.dev/provisioner/internal/capi"
+)
+
+// TestCheckRequirements holds specs against what the provider manifests
+// state: CAPH v1.1.x supports Kubernetes 1.32 to 1.36
+// (docs/caph/01-getting-started/01-introduction.md) and its nodes need a
+// CNI and the hcloud CCM; EKS runs its own CNI and CCM, and its managed
+// node groups start at 1.33 (CAPA book, topics/eks/creating-a-cluster.md).
+func TestCheckRequirements(t *testing.T) {
+	t.Parallel()
+	c := loadCatalog(t, embedded(t))
+	roles := map[string]string{"cilium": "cni", "ccm": "ccm"}
+	read := func(name string) string {
+		data, err := os.ReadFile(filepath.Join("testdata", "specs", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	for _, tc := range []struct {
+		name, spec string
+		want       map[string]string // field -> message part; nil: no errors
+	}{
+		{"hcloud with cilium and ccm", read("hcloud.yaml"), nil},
+		{"hcloud below the range", strings.Replace(read("hcloud.yaml"), `version: "v1.34.2"`, `version: "v1.31.10"`, 1),
+			map[string]string{"spec.kubernetes.version": "provider hetzner supports Kubernetes v1.32 to v1.36; v1.31.10 is outside that range"}},
+		{"hcloud above the range", strings.Replace(read("hcloud.yaml"), `version: "v1.34.2"`, `version: "v1.37.0"`, 1),
+			map[string]string{"spec.kubernetes.version": "v1.32 to v1.36"}},
+		{"hcloud without its CNI", strings.Replace(read("hcloud.yaml"), "    - cilium\n", "", 1),
+			map[string]string{"spec.bootstrap": "needs a CNI (cilium) in spec.bootstrap"}},
+		{"hcloud without addons", strings.Replace(read("hcloud.yaml"), "    - cilium\n    - ccm\n", "", 1),
+			map[string]string{"spec.bootstrap": "needs a CNI (cilium) and a cloud-controller-manager (ccm)"}},
+		{"eks needs neither", read("aws-eks.yaml"), nil},
+		{"eks below its range", strings.Replace(read("aws-eks.yaml"), `version: "v1.33.2"`, `version: "v1.32.4"`, 1),
+			map[string]string{"spec.kubernetes.version": "provider aws (flavor eks) supports Kubernetes v1.33 or later"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			errs := c.CheckRequirements(loadSpec(t, c, []byte(tc.spec)), roles)
+			if len(errs) != len(tc.want) {
+				t.Fatalf("errors %v, want %v", errs, tc.want)
+			}
+			for _, e := range errs {
+				if want, ok := tc.want[e.Field]; !ok || !strings.Contains(e.Message, want) {
+					t.Errorf("%s: %q, want %q", e.Field, e.Message, want)
+				}
+			}
+		})
+	}
+}
+
+func TestVersionRange(t *testing.T) {
+	t.Parallel()
+	r := capi.VersionRange{Min: "v1.32", Max: "v1.36"}
+	for v, want := range map[string]bool{"v1.31.10": false, "v1.32.0": true, "v1.36.9": true, "v1.37.0": false, "v1.100.0": false, "bad": false} {
+		if got := r.Contains(v); got != want {
+			t.Errorf("%s in %s: %v, want %v", v, r, got, want)
+		}
+	}
+}
+
+// A manifest's requirements are checked at load, naming the file.
+func TestLoadCatalogChecksRequirements(t *testing.T) {
+	t.Parallel()
+	dir := copyTemplates(t)
+	manifest := filepath.Join(dir, "providers", "hetzner", "provider.yaml")
+	data, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, manifest, strings.Replace(string(data), "kubernetes: {min: v1.32, max: v1.36}", "kubernetes: {min: v1.36, max: \"1.32\"}", 1))
+	_, err = capi.LoadCatalog(os.DirFS(dir))
+	if err == nil || !strings.Contains(err.Error(), "providers/hetzner/provider.yaml") || !strings.Contains(err.Error(), `requirements.kubernetes.max: "1.32"`) {
+		t.Fatalf("error %v", err)
+	}
+}
