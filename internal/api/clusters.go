@@ -192,6 +192,11 @@ func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, store.ErrConflict):
 		s.writeProblem(w, r, errConflict(fmt.Sprintf("a cluster named %q already exists; choose another name or delete it first", capi.Metadata.Name)))
 		return
+	case errors.Is(err, store.ErrPlacementTaken):
+		// Only on a named management cluster: SaaS namespaces are the tenant's own.
+		s.writeProblem(w, r, errInvalid(FieldError{Field: "spec.cluster.namespace",
+			Message: fmt.Sprintf("namespace %q of management cluster %q belongs to another tenant: choose another namespace", namespace, mgmtDomain)}))
+		return
 	case errors.Is(err, store.ErrIdempotencyMismatch):
 		s.writeProblem(w, r, &apiError{status: http.StatusUnprocessableEntity, slug: "idempotency-key-reused",
 			title: "Idempotency-Key reused", detail: "this Idempotency-Key was used with a different request body; use a new key"})

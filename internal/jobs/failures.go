@@ -25,6 +25,7 @@ const (
 	CodeProviderFailed          = "ProviderFailed"
 	CodeAddonFailed             = "AddonFailed"
 	CodeProviderNotInstalled    = "ProviderNotInstalled"
+	CodeObjectNotOwned          = "ObjectNotOwned"
 	CodeProviderUnsupported     = "ProviderVersionUnsupported"
 	CodeTimeout                 = "Timeout"
 	CodeInternal                = "Internal"

@@ -178,16 +178,16 @@ func (s *steps) credentials(ctx context.Context, r *Run) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
-	if err := mc.EnsureNamespace(ctx, r.Cluster.Namespace, labels(r)); err != nil {
-		return Outcome{}, err
+	if err := mc.EnsureTenantNamespace(ctx, r.Cluster.Namespace, labels(r)); err != nil {
+		return Outcome{}, notOwned(err)
 	}
 	if ns := secret.GetNamespace(); ns != r.Cluster.Namespace {
 		if err := mc.EnsureNamespace(ctx, ns, nil); err != nil {
 			return Outcome{}, err
 		}
 	}
-	if err := mc.Apply(ctx, secret); err != nil {
-		return Outcome{}, classify(err)
+	if err := s.applyOwned(ctx, mc, r, secret); err != nil {
+		return Outcome{}, err
 	}
 	return Outcome{Message: fmt.Sprintf("secret %s/%s (%s, %s)", secret.GetNamespace(), secret.GetName(), cred.Provider, cred.Fingerprint)}, nil
 }
@@ -257,8 +257,8 @@ func (s *steps) apply(ctx context.Context, r *Run) (Outcome, error) {
 	}
 	// The namespace exists: the credentials step, which always runs first, made it.
 	for _, obj := range objs {
-		if err := mc.Apply(ctx, obj); err != nil {
-			return Outcome{}, classify(err)
+		if err := s.applyOwned(ctx, mc, r, obj); err != nil {
+			return Outcome{}, err
 		}
 	}
 	return Outcome{Message: fmt.Sprintf("%d objects applied", len(objs))}, nil
@@ -341,6 +341,9 @@ func (s *steps) observe(ctx context.Context, r *Run) (mgmt.Status, *Outcome, err
 	case err != nil:
 		return mgmt.Status{}, nil, err
 	}
+	if st.Tenant != tenantOf(r) {
+		return mgmt.Status{}, nil, notOwned(fmt.Errorf("cluster %s/%s: %w", r.Cluster.Namespace, r.Cluster.Name, mgmt.ErrNotOwned))
+	}
 	if err := s.saveObserved(ctx, r, st); err != nil {
 		return mgmt.Status{}, nil, err
 	}
@@ -374,6 +377,10 @@ func (s *steps) kubeconfig(ctx context.Context, r *Run) (Outcome, error) {
 	mc, err := s.managementCluster(r)
 	if err != nil {
 		return Outcome{}, err
+	}
+	// The Secret is CAPI's (no tenant label): read it only for our Cluster.
+	if err := mc.CheckOwner(ctx, mgmt.ClusterGVK, r.Cluster.Namespace, r.Cluster.Name, tenantOf(r)); err != nil {
+		return Outcome{}, notOwned(err)
 	}
 	kc, err := mc.Kubeconfig(ctx, r.Cluster.Namespace, r.Cluster.Name)
 	if errors.Is(err, mgmt.ErrNotFound) {
@@ -420,8 +427,11 @@ func (s *steps) prune(ctx context.Context, r *Run) (Outcome, error) {
 		if keep[objectID(o)] {
 			continue
 		}
-		if err := mc.Delete(ctx, o.GroupVersionKind(), o.GetNamespace(), o.GetName()); err != nil {
-			return Outcome{}, classify(err)
+		if deleted, err := s.deleteOwned(ctx, mc, r, o.GroupVersionKind(), o.GetNamespace(), o.GetName()); err != nil || !deleted {
+			if err != nil {
+				return Outcome{}, err
+			}
+			continue
 		}
 		removed = append(removed, o.GetKind()+" "+o.GetName())
 	}
@@ -487,8 +497,12 @@ func (s *steps) deleteCluster(ctx context.Context, r *Run) (Outcome, error) {
 	if err != nil || skip != nil {
 		return orSkip(skip), err
 	}
-	if err := mc.Delete(ctx, mgmt.ClusterGVK, r.Cluster.Namespace, r.Cluster.Name); err != nil {
-		return Outcome{}, classify(err)
+	deleted, err := s.deleteOwned(ctx, mc, r, mgmt.ClusterGVK, r.Cluster.Namespace, r.Cluster.Name)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if !deleted {
+		return Outcome{Skipped: true, Message: "the CAPI Cluster of that name is not this tenant's: left alone"}, nil
 	}
 	return Outcome{Message: "CAPI Cluster deleted"}, nil
 }
@@ -505,6 +519,14 @@ func (s *steps) waitDeleted(ctx context.Context, r *Run) (Outcome, error) {
 		return Outcome{}, err
 	}
 	if exists {
+		// Another tenant's Cluster of that name is not ours to wait for.
+		err = mc.CheckOwner(ctx, mgmt.ClusterGVK, r.Cluster.Namespace, r.Cluster.Name, tenantOf(r))
+		exists = !errors.Is(err, mgmt.ErrNotOwned)
+		if err != nil && exists {
+			return Outcome{}, err
+		}
+	}
+	if exists {
 		return s.recheck(r, "the CAPI Cluster is still being deleted")
 	}
 	manifests, err := s.Store.Manifests(ctx, r.Cluster.ID)
@@ -515,10 +537,18 @@ func (s *steps) waitDeleted(ctx context.Context, r *Run) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, Permanent(err)
 	}
+	removed := 0
 	for _, obj := range objs {
-		if err := mc.Delete(ctx, obj.GroupVersionKind(), obj.GetNamespace(), obj.GetName()); err != nil {
-			return Outcome{}, classify(err)
+		deleted, err := s.deleteOwned(ctx, mc, r, obj.GroupVersionKind(), obj.GetNamespace(), obj.GetName())
+		if err != nil {
+			return Outcome{}, err
 		}
+		if deleted {
+			removed++
+		}
+	}
+	if removed < len(objs) {
+		return Outcome{Message: fmt.Sprintf("cluster and %d objects removed; %d not this tenant's, left alone", removed, len(objs)-removed)}, nil
 	}
 	return Outcome{Message: fmt.Sprintf("cluster and %d objects removed", len(objs))}, nil
 }
@@ -543,8 +573,12 @@ func (s *steps) cleanupCredentials(ctx context.Context, r *Run) (Outcome, error)
 		return orSkip(skip), err
 	}
 	ns, secretName := p.CredentialSecretRef(name, r.Cluster.Namespace)
-	if err := mc.Delete(ctx, secretGVK, ns, secretName); err != nil {
-		return Outcome{}, classify(err)
+	deleted, err := s.deleteOwned(ctx, mc, r, secretGVK, ns, secretName)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if !deleted {
+		return Outcome{Skipped: true, Message: "secret " + ns + "/" + secretName + " is not this tenant's: left alone"}, nil
 	}
 	return Outcome{Message: "secret " + ns + "/" + secretName + " removed"}, nil
 }
@@ -554,6 +588,47 @@ func orSkip(o *Outcome) Outcome {
 		return Outcome{}
 	}
 	return *o
+}
+
+func tenantOf(r *Run) string { return r.Cluster.TenantID.String() }
+
+// applyOwned server-side applies obj unless an object of that name exists
+// that is not the tenant's: the service never takes over another
+// tenant's object, nor one it did not create.
+func (s *steps) applyOwned(ctx context.Context, mc *mgmt.Cluster, r *Run, obj *unstructured.Unstructured) error {
+	if err := mc.CheckOwner(ctx, obj.GroupVersionKind(), obj.GetNamespace(), obj.GetName(), tenantOf(r)); err != nil {
+		return notOwned(err)
+	}
+	if err := mc.Apply(ctx, obj); err != nil {
+		return classify(err)
+	}
+	return nil
+}
+
+// deleteOwned deletes the object if it is the tenant's; one that is not
+// (another tenant's, or not created by lok8s) is left alone and reported
+// as not deleted.
+func (s *steps) deleteOwned(ctx context.Context, mc *mgmt.Cluster, r *Run, gvk schema.GroupVersionKind, namespace, name string) (bool, error) {
+	if err := mc.CheckOwner(ctx, gvk, namespace, name, tenantOf(r)); errors.Is(err, mgmt.ErrNotOwned) {
+		r.Logger.Warn("not deleting an object that is not the tenant's", "kind", gvk.Kind, "namespace", namespace, "name", name)
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	if err := mc.Delete(ctx, gvk, namespace, name); err != nil {
+		return false, classify(err)
+	}
+	return true, nil
+}
+
+// notOwned makes an object that is not the tenant's a permanent failure
+// people can act on; other errors are returned as they are.
+func notOwned(err error) error {
+	if !errors.Is(err, mgmt.ErrNotOwned) {
+		return err
+	}
+	return Permanent(coded(err, CodeObjectNotOwned, false,
+		"an object of this name on the management cluster is another tenant's or was not created by lok8s: choose another namespace or cluster name", ""))
 }
 
 // classify marks errors the management cluster will give again on retry

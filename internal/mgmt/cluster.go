@@ -142,6 +142,8 @@ type Status struct {
 	Workers      *Replicas `json:"workers,omitempty"`
 	// Pools are the workers per MachineDeployment (pool name → replicas), filled by the watcher.
 	Pools map[string]Replicas `json:"pools,omitempty"`
+	// Tenant is the Cluster's lok8s.dev/tenant label: whose it is.
+	Tenant string `json:"-"`
 	// FailureReason and FailureMessage are set when CAPI reports a terminal failure.
 	FailureReason  string `json:"failureReason,omitempty"`
 	FailureMessage string `json:"failureMessage,omitempty"`
@@ -270,7 +272,7 @@ func StatusOf(obj *unstructured.Unstructured) (Status, error) {
 	if err != nil {
 		return Status{}, fmt.Errorf("cluster %s status: %w", objectKey(obj), err)
 	}
-	st := Status{Conditions: []Condition{}}
+	st := Status{Conditions: []Condition{}, Tenant: obj.GetLabels()[LabelTenant]}
 	if !found {
 		return st, nil
 	}

@@ -108,6 +108,9 @@ func (s *Store) createCluster(ctx context.Context, actor Actor, nc NewCluster, e
 	var c Cluster
 	var op Operation
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := claimPlacement(ctx, tx, actor.TenantID, nc.ManagementDomain, nc.Namespace); err != nil {
+			return err
+		}
 		var err error
 		c, err = scanCluster(tx.QueryRow(ctx, `
 			INSERT INTO clusters (id, tenant_id, name, provider, management_domain, namespace, spec, phase)
@@ -139,6 +142,31 @@ func (s *Store) createCluster(ctx context.Context, actor Actor, nc NewCluster, e
 		return audit(ctx, tx, actor, "cluster.create", "clusters/"+c.Name, map[string]any{"operation": op.ID})
 	})
 	return c, op, err
+}
+
+// claimPlacement makes namespace of management cluster domain the tenant's
+// if no tenant has it yet, and fails with ErrPlacementTaken when another
+// has. The claim is kept for good: a namespace never changes hands.
+func claimPlacement(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, domain, namespace string) error {
+	if namespace == "" {
+		return nil
+	}
+	// Two statements: the second's snapshot sees a claim another
+	// transaction committed while the first waited on it.
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO placements (management_domain, namespace, tenant_id) VALUES ($1, $2, $3)
+		ON CONFLICT (management_domain, namespace) DO NOTHING`, domain, namespace, tenantID); err != nil {
+		return fmt.Errorf("claim namespace %s: %w", namespace, err)
+	}
+	var owner uuid.UUID
+	if err := tx.QueryRow(ctx, `SELECT tenant_id FROM placements WHERE management_domain = $1 AND namespace = $2`,
+		domain, namespace).Scan(&owner); err != nil {
+		return fmt.Errorf("claim namespace %s: %w", namespace, err)
+	}
+	if owner != tenantID {
+		return fmt.Errorf("namespace %q: %w", namespace, ErrPlacementTaken)
+	}
+	return nil
 }
 
 // insertOperation adds a queued operation with pending steps for cluster c

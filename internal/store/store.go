@@ -27,6 +27,9 @@ import (
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
+	// ErrPlacementTaken: the management cluster's namespace belongs to
+	// another tenant.
+	ErrPlacementTaken = errors.New("the namespace belongs to another tenant")
 	// ErrIdempotencyMismatch means an Idempotency-Key was reused for a different request.
 	ErrIdempotencyMismatch = errors.New("idempotency key reused with a different request")
 )

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -534,5 +536,59 @@ func TestDeadlockedWriteIsRunAgain(t *testing.T) {
 	var msg string
 	if err := b.pool.QueryRow(ctx, `SELECT message FROM operation_steps WHERE operation_id = $1 AND name = 'detect'`, op.ID).Scan(&msg); err != nil || msg != "checking" {
 		t.Fatalf("message %q: %v", msg, err)
+	}
+}
+
+// TestPlacementBelongsToOneTenant: tenants racing for one namespace of a
+// named management cluster: exactly one gets it, the others get
+// ErrPlacementTaken, and the namespace stays the winner's; the winner
+// places more clusters there.
+func TestPlacementBelongsToOneTenant(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	const tenants = 8
+	actors := make([]store.Actor, tenants)
+	for i := range actors {
+		tok, err := b.store.EnsureAdminToken(ctx, fmt.Sprintf("tenant-%d", i), []byte(fmt.Sprintf("hash-%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		actors[i] = store.Actor{TenantID: tok.TenantID, TokenID: tok.TokenID}
+	}
+	placed := func(name string) store.NewCluster {
+		nc := newCluster(name)
+		nc.ManagementDomain, nc.Namespace = "shared.example.com", "default"
+		return nc
+	}
+	errs := make([]error, tenants)
+	var wg sync.WaitGroup
+	for i := range actors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, _, errs[i] = b.store.CreateCluster(ctx, actors[i], placed("prod"), b.enqueue)
+		}()
+	}
+	wg.Wait()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner < 0:
+			winner = i
+		case err == nil:
+			t.Fatalf("tenants %d and %d both placed a cluster in the namespace", winner, i)
+		case !errors.Is(err, store.ErrPlacementTaken):
+			t.Fatalf("tenant %d: %v, want ErrPlacementTaken", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no tenant got the namespace")
+	}
+	if _, _, _, err := b.store.CreateCluster(ctx, actors[winner], placed("staging"), b.enqueue); err != nil {
+		t.Fatalf("the winner's second cluster: %v", err)
+	}
+	if n := b.count(t, `SELECT count(*) FROM clusters WHERE namespace = 'default' AND management_domain = 'shared.example.com'`); n != 2 {
+		t.Fatalf("clusters in the namespace: %d", n)
 	}
 }
