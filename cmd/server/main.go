@@ -29,10 +29,6 @@ func main() {
 	}
 }
 
-// shutdownTimeout bounds how long in-flight requests and jobs may take to
-// finish after SIGTERM.
-const shutdownTimeout = 30 * time.Second
-
 // run is the whole program; ready, when not nil, receives the address the
 // server listens on (tests start it on :0).
 func run(ctx context.Context, args []string, getenv func(string) string, ready chan<- string) error {
@@ -59,7 +55,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, ready c
 		MgmtKubeconfig: cfg.MgmtKubeconfig, KubeconfigDir: cfg.KubeconfigDir, TemplatesDir: cfg.TemplatesDir,
 		AddonsDir: cfg.AddonsDir, AddonValuesDir: cfg.AddonValuesDir, ChartCacheDir: cfg.ChartCacheDir, AddonTimeout: cfg.AddonTimeout,
 		Workers: cfg.Workers, CheckInterval: cfg.CheckInterval, ProvisionTimeout: cfg.ProvisionTimeout, EventRetention: cfg.EventRetention,
-		ShutdownTimeout: shutdownTimeout, Logger: logger,
+		ShutdownTimeout: app.DefaultShutdownTimeout, Logger: logger,
 	}
 	if cmd == "migrate" {
 		if err := app.Migrate(ctx, appCfg); err != nil {

@@ -138,6 +138,8 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 		select {
 		case <-r.Context().Done():
 			return
+		case <-s.endStreams:
+			return // shutting down: the client resumes by Last-Event-ID
 		case <-wake:
 		case <-heartbeat.C:
 			if err := write(": heartbeat\n\n"); err != nil {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -96,7 +97,15 @@ type Server struct {
 	store  *store.Store
 	logger *slog.Logger
 	router chi.Router
+	// endStreams is closed by EndStreams: every event stream returns.
+	endStreams chan struct{}
+	endOnce    sync.Once
 }
+
+// EndStreams ends every open event stream at once (clients resume by
+// Last-Event-ID elsewhere): graceful shutdown registers it with
+// http.Server.RegisterOnShutdown, since a stream never ends on its own.
+func (s *Server) EndStreams() { s.endOnce.Do(func() { close(s.endStreams) }) }
 
 // New builds the API handler.
 func New(cfg Config) (*Server, error) {
@@ -112,7 +121,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	s := &Server{Config: cfg, store: cfg.Store, logger: cfg.Logger}
+	s := &Server{Config: cfg, store: cfg.Store, logger: cfg.Logger, endStreams: make(chan struct{})}
 	s.router = s.routes()
 	return s, nil
 }

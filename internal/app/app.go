@@ -5,6 +5,7 @@
 package app
 
 import (
+	"sync"
 	"context"
 	"errors"
 	"fmt"
@@ -67,7 +68,8 @@ type Config struct {
 	// WrapManagementTransport, when set, wraps every management cluster
 	// client's transport (instrumentation; tests inject faults with it).
 	WrapManagementTransport func(http.RoundTripper) http.RoundTripper
-	// ShutdownTimeout bounds the graceful stop (default 30s).
+	// ShutdownTimeout bounds each part of the graceful stop (the HTTP
+	// server, the queue, the watchers; default DefaultShutdownTimeout).
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
 }
@@ -181,6 +183,10 @@ func WithCatalog(cfg api.Config, catalog *capi.Catalog, addonCatalog *addons.Cat
 	return cfg
 }
 
+// DefaultShutdownTimeout bounds each part of a graceful stop unless
+// Config.ShutdownTimeout says otherwise.
+const DefaultShutdownTimeout = 30 * time.Second
+
 // GitCredentialProvider is the provider of git credentials.
 const GitCredentialProvider = "git"
 
@@ -271,17 +277,24 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	}
 	srv := &http.Server{Handler: root, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
+	// Every goroutine the service starts besides the server and the queue
+	// (the LISTEN hub, one watcher per management cluster) runs in this
+	// group, stopped and waited for at shutdown.
+	var group sync.WaitGroup
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
-	startWatchers(watchCtx, registry, st, queue, log)
-	go func() {
+	startWatchers(watchCtx, &group, registry, st, queue, log)
+	group.Go(func() {
 		if err := hub.Run(watchCtx); err != nil {
 			log.Error("event hub stopped", "error", err)
 		}
-	}()
+	})
 	if err := queue.Start(ctx); err != nil {
 		return err
 	}
+	// Event streams never end on their own: end them as soon as shutdown
+	// begins, or Shutdown waits its whole budget for them.
+	srv.RegisterOnShutdown(handler.EndStreams)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String())
@@ -297,13 +310,34 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	log.Info("shutting down: finishing in-flight requests and jobs")
 	timeout := cfg.ShutdownTimeout
 	if timeout == 0 {
-		timeout = 30 * time.Second
+		timeout = DefaultShutdownTimeout
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-	defer cancel()
-	httpErr := srv.Shutdown(shutdownCtx)
-	queueErr := queue.Stop(shutdownCtx)
-	if err := errors.Join(httpErr, queueErr); err != nil {
+	// HTTP and the queue stop side by side, each within its own budget.
+	var httpErr, queueErr error
+	var stopping sync.WaitGroup
+	stopping.Go(func() {
+		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		if httpErr = srv.Shutdown(c); httpErr != nil {
+			httpErr = fmt.Errorf("http: %w", httpErr)
+		}
+	})
+	stopping.Go(func() {
+		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		queueErr = queue.Stop(c)
+	})
+	stopping.Wait()
+	stopWatching()
+	done := make(chan struct{})
+	go func() { group.Wait(); close(done) }()
+	var groupErr error
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		groupErr = errors.New("watchers and the event hub did not stop in time")
+	}
+	if err := errors.Join(httpErr, queueErr, groupErr); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	log.Info("stopped")
@@ -313,7 +347,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 // startWatchers runs one watcher per configured management cluster: the
 // SaaS default (when a kubeconfig is set or the service runs in a pod) and
 // every named one.
-func startWatchers(ctx context.Context, registry *mgmt.Registry, st *store.Store, queue *jobs.Queue, log *slog.Logger) {
+func startWatchers(ctx context.Context, group *sync.WaitGroup, registry *mgmt.Registry, st *store.Store, queue *jobs.Queue, log *slog.Logger) {
 	// A change the watcher records may be what a waiting step waits for:
 	// run it now rather than at its next check.
 	wake := func(ctx context.Context, tenant uuid.UUID, name string) {
@@ -338,12 +372,12 @@ func startWatchers(ctx context.Context, registry *mgmt.Registry, st *store.Store
 			log.Warn("cannot watch management cluster", "domain", domain, "error", err)
 			continue
 		}
-		go func() {
+		group.Go(func() {
 			w := watch.New(mc, st, log)
 			w.OnChange(wake)
 			if err := w.Run(ctx); err != nil {
 				log.Error("watcher stopped", "domain", domain, "error", err)
 			}
-		}()
+		})
 	}
 }
