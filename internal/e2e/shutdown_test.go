@@ -70,7 +70,7 @@ func TestShutdownWithAnOpenStream(t *testing.T) {
 
 	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, url+"/v1/events", nil)
 	req.Header.Set("Authorization", "Bearer "+adminToken)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req) //nolint:bodyclose // closed by the deferred Close below; a goroutine reads the stream until it ends
 	if err != nil {
 		t.Fatalf("open stream: %v", err)
 	}
