@@ -306,19 +306,20 @@ func TestProvisionHetznerSeedSpec(t *testing.T) {
 	}
 }
 
-// sseEvent is one event of a stream: its type and data.
+// sseEvent is one event of a stream: its type, data and data line.
 type sseEvent struct {
 	typ  string
 	data map[string]any
+	raw  string
 }
 
-// clusterEvents replays the cluster's event stream from its start until
-// an event whose data line contains until, failing after 10 s.
-func (s *service) clusterEvents(name, until string) []sseEvent {
+// replayEvents replays the event stream at path from its start until an
+// event whose data line contains until, failing after 10 s.
+func (s *service) replayEvents(path, until string) []sseEvent {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/v1/clusters/"+name+"/events", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.url+path, nil)
 	req.Header.Set("Authorization", "Bearer "+s.token)
 	req.Header.Set("Last-Event-ID", "0")
 	resp, err := http.DefaultClient.Do(req) // not the validating client: a stream never ends
@@ -336,7 +337,7 @@ func (s *service) clusterEvents(name, until string) []sseEvent {
 		case strings.HasPrefix(line, "event: "):
 			typ = strings.TrimPrefix(line, "event: ")
 		case strings.HasPrefix(line, "data: "):
-			ev := sseEvent{typ: typ, data: map[string]any{}}
+			ev := sseEvent{typ: typ, data: map[string]any{}, raw: line}
 			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &ev.data); err != nil {
 				s.t.Fatalf("event data %s: %v", line, err)
 			}
@@ -346,7 +347,7 @@ func (s *service) clusterEvents(name, until string) []sseEvent {
 			}
 		}
 	}
-	s.t.Fatalf("no event with %s in the stream of %s", until, name)
+	s.t.Fatalf("no event with %s on %s", until, path)
 	return nil
 }
 
@@ -359,7 +360,7 @@ func (s *service) clusterEvents(name, until string) []sseEvent {
 // reports Available and the cluster times out.
 func (s *service) checkStagesInOrder(name string) {
 	s.t.Helper()
-	events := s.clusterEvents(name, `"phase":"Provisioned"`)
+	events := s.replayEvents("/v1/clusters/"+name+"/events", `"phase":"Provisioned"`)
 	at := func(what string, match func(sseEvent) bool) int {
 		for i, ev := range events {
 			if match(ev) {
@@ -567,25 +568,8 @@ func TestCAPIFailureFailsTheCluster(t *testing.T) {
 // line containing want, failing after 10 s.
 func (s *service) findEvent(path, want string) string {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.url+path, nil)
-	req.Header.Set("Authorization", "Bearer "+s.token)
-	req.Header.Set("Last-Event-ID", "0")
-	resp, err := http.DefaultClient.Do(req) // not the validating client: a stream never ends
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		if line := sc.Text(); strings.HasPrefix(line, "data: ") && strings.Contains(line, want) {
-			return line
-		}
-	}
-	s.t.Fatalf("no event with %s on %s", want, path)
-	return ""
+	events := s.replayEvents(path, want)
+	return events[len(events)-1].raw
 }
 
 // TestRejectedCredentialThenRetry: the provider rejects the credential;
