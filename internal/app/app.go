@@ -244,7 +244,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 		return err
 	}
 	hub := events.NewHub(pool, log)
-	avail := &availability{catalog: catalog, registry: registry, watchDefault: cfg.MgmtKubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != ""}
+	avail := &availability{catalog: catalog, registry: registry}
 	handler, err := api.New(WithCatalog(api.Config{
 		Store: st, Keyring: keyring, Logger: log, Events: hub,
 		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
@@ -363,7 +363,7 @@ func startWatchers(ctx context.Context, group *sync.WaitGroup, registry *mgmt.Re
 	if err != nil {
 		log.Warn("no watchers for named management clusters", "error", err)
 	}
-	if registry.DefaultKubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
+	if registry.DefaultConfigured() {
 		domains = append(domains, "")
 	}
 	for _, domain := range domains {

@@ -29,8 +29,6 @@ const (
 type availability struct {
 	catalog  *capi.Catalog
 	registry *mgmt.Registry
-	// watchDefault: the SaaS default management cluster is configured.
-	watchDefault bool
 
 	mu    sync.Mutex
 	cache map[string]cachedView
@@ -41,8 +39,9 @@ type cachedView struct {
 	at   time.Time
 }
 
-// providerKinds are the infrastructure kinds a provider's manifest (and
-// its flavors) name: what a management cluster must serve to have it.
+// providerKinds are the infrastructure kinds a provider's manifest names
+// (its default flavor): what a management cluster must serve to have it.
+// The preflight step checks every kind of the flavor a spec renders.
 func providerKinds(p *capi.Provider) []schema.GroupVersionKind {
 	var kinds []schema.GroupVersionKind
 	add := func(inf *capi.Infrastructure) {
@@ -69,6 +68,20 @@ func (a *availability) view(ctx context.Context, domain string) api.ManagementCl
 	}
 	a.mu.Unlock()
 
+	v := a.ask(ctx, domain)
+	// Answers are kept, failures too: a management cluster that does not
+	// answer costs one timeout per TTL, not one per request.
+	a.mu.Lock()
+	if a.cache == nil {
+		a.cache = map[string]cachedView{}
+	}
+	a.cache[domain] = cachedView{view: v, at: time.Now()}
+	a.mu.Unlock()
+	return v
+}
+
+// ask asks management cluster domain which providers it serves.
+func (a *availability) ask(ctx context.Context, domain string) api.ManagementClusterView {
 	v := api.ManagementClusterView{Domain: domain, Providers: []api.ProviderAvailability{}, Installed: []api.InstalledProviderView{}}
 	mc, err := a.registry.Cluster(domain)
 	if err != nil {
@@ -103,19 +116,13 @@ func (a *availability) view(ctx context.Context, domain string) api.ManagementCl
 		}
 		v.Providers = append(v.Providers, pa)
 	}
-	a.mu.Lock()
-	if a.cache == nil {
-		a.cache = map[string]cachedView{}
-	}
-	a.cache[domain] = cachedView{view: v, at: time.Now()}
-	a.mu.Unlock()
 	return v
 }
 
 // managementClusters lists every configured management cluster's view.
 func (a *availability) managementClusters(ctx context.Context) []api.ManagementClusterView {
 	domains, _ := a.registry.Domains()
-	if a.watchDefault {
+	if a.registry.DefaultConfigured() {
 		domains = append([]string{""}, domains...)
 	}
 	out := make([]api.ManagementClusterView, 0, len(domains))

@@ -330,8 +330,8 @@ func (p *Provider) clusterVariables(in RenderInput, doc map[string]any, r resolv
 		VarCredentialSecretNamespace: secretNS,
 		VarProviderName:              p.Name,
 	}
-	if v := s.Spec.Kubernetes.Version; strings.Count(v, ".") == 2 {
-		vars[VarK8sVersionMinor] = v[:strings.LastIndex(v, ".")]
+	if minor := MinorOf(s.Spec.Kubernetes.Version); minor != "" {
+		vars[VarK8sVersionMinor] = minor
 	}
 	if inf := r.Infrastructure; inf != nil {
 		gv, err := schema.ParseGroupVersion(inf.APIVersion)

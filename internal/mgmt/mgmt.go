@@ -63,6 +63,13 @@ func (r *Registry) Known(domain string) bool {
 	return err == nil && info.Mode().IsRegular()
 }
 
+// DefaultConfigured reports whether the SaaS default management cluster is
+// configured: a kubeconfig is set, or the service runs in a pod
+// (in-cluster config).
+func (r *Registry) DefaultConfigured() bool {
+	return r.DefaultKubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != ""
+}
+
 // Domains lists the named management clusters configured in KubeconfigDir.
 func (r *Registry) Domains() ([]string, error) {
 	if r.KubeconfigDir == "" {
