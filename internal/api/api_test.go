@@ -926,3 +926,30 @@ func TestCatalog(t *testing.T) {
 		t.Fatalf("addons: %v", cat.Addons)
 	}
 }
+
+// TestBadTextNeverReachesPostgres: NUL bytes and invalid UTF-8 in a spec,
+// a path or an Idempotency-Key are the client's error (422 naming the
+// field, 404, 400), never a 500 from Postgres (SQLSTATE 22P05, 22021), and
+// nothing stored breaks later requests.
+func TestBadTextNeverReachesPostgres(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.putHetznerCredential(b.adminToken, "prod-credentials")
+	seed := string(seedSpec(t))
+	nul := strings.Replace(seed, "sshKeyName: my-ssh-key", `sshKeyName: "a\0b"`, 1)
+	p := problem(t, b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/yaml", []byte(nul)), http.StatusUnprocessableEntity)
+	if !strings.Contains(fmt.Sprint(p["errors"]), "spec.hcloud.sshKeyName") {
+		t.Fatalf("NUL in the spec: %v", p)
+	}
+	for _, path := range []string{"/v1/clusters/%FF", "/v1/clusters/%FF/status", "/v1/credentials/%FF", "/v1/clusters/a%00b"} {
+		for _, method := range []string{http.MethodGet, http.MethodDelete} {
+			if path == "/v1/clusters/%FF/status" && method == http.MethodDelete {
+				continue
+			}
+			problem(t, b.do(method, path, b.adminToken, "", nil), http.StatusNotFound)
+		}
+	}
+	problem(t, b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/yaml", []byte(seed), "Idempotency-Key: \xff\xfe"), http.StatusBadRequest)
+	// What was refused left nothing behind: the credential can still be deleted.
+	b.expect(b.do(http.MethodDelete, "/v1/credentials/prod-credentials", b.adminToken, "", nil), http.StatusNoContent)
+}

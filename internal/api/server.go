@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
@@ -131,7 +133,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.Se
 
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(s.withRequestID, s.logRequests, s.recoverPanics, s.limitBody)
+	r.Use(s.withRequestID, s.logRequests, s.recoverPanics, s.limitBody, s.refuseBadText)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, errNotFound("no such endpoint: "+r.URL.Path))
 	})
@@ -268,6 +270,24 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 			}
 		}()
 		next.ServeHTTP(w, r)
+	})
+}
+
+// refuseBadText answers a path that holds a NUL byte or invalid UTF-8
+// (/v1/clusters/%FF) with 404, since no resource can have that name, and
+// such an Idempotency-Key with 400: Postgres cannot compare such text
+// (SQLSTATE 22021), so it never reaches the store.
+func (s *Server) refuseBadText(next http.Handler) http.Handler {
+	bad := func(v string) bool { return strings.ContainsRune(v, 0) || !utf8.ValidString(v) }
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case bad(r.URL.Path):
+			s.writeProblem(w, r, errNotFound("no such resource: the request path is not valid UTF-8 text"))
+		case bad(r.Header.Get("Idempotency-Key")):
+			s.writeProblem(w, r, errBadRequest("the Idempotency-Key header must be valid UTF-8 text without NUL bytes"))
+		default:
+			next.ServeHTTP(w, r)
+		}
 	})
 }
 

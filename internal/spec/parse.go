@@ -44,12 +44,38 @@ func ParseSections(data []byte, sections []string) (*Capi, error) {
 	}
 	var c Capi
 	d := decoder{sections: sections}
+	d.checkText("", root)
 	d.decodeValue("", root, reflectValueOf(&c))
 	if len(d.errs) > 0 {
 		d.errs.sortByField()
 		return &c, d.errs
 	}
 	return &c, nil
+}
+
+// checkText reports every string (and object key) of the document that
+// holds a NUL byte or is not valid UTF-8: Postgres refuses to store them
+// (SQLSTATE 22P05, 22021), so they are refused here, naming the field.
+func (d *decoder) checkText(path string, in any) {
+	bad := func(s string) bool { return strings.ContainsRune(s, 0) || !utf8.ValidString(s) }
+	switch v := in.(type) {
+	case string:
+		if bad(v) {
+			d.fail(path, "must not contain NUL bytes or invalid UTF-8")
+		}
+	case map[string]any:
+		for k, e := range v {
+			if bad(k) {
+				d.fail(joinKey(path, k), "field names must not contain NUL bytes or invalid UTF-8")
+				continue
+			}
+			d.checkText(joinKey(path, k), e)
+		}
+	case []any:
+		for i, e := range v {
+			d.checkText(fmt.Sprintf("%s[%d]", path, i), e)
+		}
+	}
 }
 
 // CheckJSON returns a *SyntaxError, with line and column, when data is not

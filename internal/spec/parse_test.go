@@ -397,6 +397,11 @@ func TestParseTypeErrors(t *testing.T) {
 		{"number for boolean", `spec: {hcloud: {network: {enabled: 0}}}`, "spec.hcloud.network.enabled", "must be a boolean"},
 		{"boolean for network", `spec: {hcloud: {network: false}}`, "spec.hcloud.network", "must be an object"},
 		{"number for image", `spec: {hcloud: {image: 24.04}}`, "spec.hcloud.image", "must be a string"},
+		// Postgres stores neither a NUL byte (SQLSTATE 22P05) nor invalid
+		// UTF-8 (22021): such a spec would be accepted and break later reads.
+		{"NUL in a string", `{"spec": {"hcloud": {"sshKeyName": "a\u0000b"}}}`, "spec.hcloud.sshKeyName", "must not contain NUL bytes or invalid UTF-8"},
+		{"NUL in addon values", `{"spec": {"bootstrap": [{"name": "cilium", "values": {"a": ["x\u0000"]}}]}}`, "spec.bootstrap[0].values.a[0]", "must not contain NUL bytes"},
+		{"NUL in a key", `{"spec": {"bootstrap": [{"name": "cilium", "values": {"a\u0000": 1}}]}}`, `spec.bootstrap[0].values["a\x00"]`, "field names must not contain NUL bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
