@@ -107,7 +107,25 @@ func (s *Store) replay(ctx context.Context, tenantID uuid.UUID, nc NewCluster) (
 func (s *Store) createCluster(ctx context.Context, actor Actor, nc NewCluster, enqueue EnqueueFunc) (Cluster, Operation, error) {
 	var c Cluster
 	var op Operation
+	clusterID, opID := uuid.New(), uuid.New()
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if nc.IdempotencyKey != "" {
+			// The key first: a concurrent request with it waits here and
+			// then replays this one's result. Only an expired key is
+			// replaced, never a live one.
+			if _, err := tx.Exec(ctx, `
+				DELETE FROM idempotency_keys
+				WHERE tenant_id = $1 AND key = $2 AND created_at <= now() - make_interval(secs => $3)`,
+				actor.TenantID, nc.IdempotencyKey, idempotencyTTL.Seconds()); err != nil {
+				return fmt.Errorf("expire idempotency key: %w", err)
+			}
+			if _, err := tx.Exec(ctx, `
+				INSERT INTO idempotency_keys (tenant_id, key, request_hash, cluster_id, operation_id)
+				VALUES ($1, $2, $3, $4, $5)`,
+				actor.TenantID, nc.IdempotencyKey, nc.RequestHash, clusterID, opID); err != nil {
+				return fmt.Errorf("claim idempotency key: %w", err)
+			}
+		}
 		if err := claimPlacement(ctx, tx, actor.TenantID, nc.ManagementDomain, nc.Namespace); err != nil {
 			return err
 		}
@@ -116,28 +134,16 @@ func (s *Store) createCluster(ctx context.Context, actor Actor, nc NewCluster, e
 			INSERT INTO clusters (id, tenant_id, name, provider, management_domain, namespace, spec, phase)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			RETURNING `+clusterColumns,
-			uuid.New(), actor.TenantID, nc.Name, nc.Provider, nc.ManagementDomain, nc.Namespace, nc.Spec, PhasePending))
+			clusterID, actor.TenantID, nc.Name, nc.Provider, nc.ManagementDomain, nc.Namespace, nc.Spec, PhasePending))
 		if isUniqueViolation(err, "clusters_tenant_name_live") {
 			return fmt.Errorf("cluster %q already exists: %w", nc.Name, ErrConflict)
 		}
 		if err != nil {
 			return fmt.Errorf("insert cluster: %w", err)
 		}
-		op, err = insertOperation(ctx, tx, actor, c, OpProvision, nc.Steps, enqueue)
+		op, err = insertOperationWithID(ctx, tx, opID, actor, c, OpProvision, nc.Steps, enqueue)
 		if err != nil {
 			return err
-		}
-		if nc.IdempotencyKey != "" {
-			if _, err := tx.Exec(ctx, `DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2`,
-				actor.TenantID, nc.IdempotencyKey); err != nil {
-				return fmt.Errorf("expire idempotency key: %w", err)
-			}
-			if _, err := tx.Exec(ctx, `
-				INSERT INTO idempotency_keys (tenant_id, key, request_hash, cluster_id, operation_id)
-				VALUES ($1, $2, $3, $4, $5)`,
-				actor.TenantID, nc.IdempotencyKey, nc.RequestHash, c.ID, op.ID); err != nil {
-				return fmt.Errorf("record idempotency key: %w", err)
-			}
 		}
 		return audit(ctx, tx, actor, "cluster.create", "clusters/"+c.Name, map[string]any{"operation": op.ID})
 	})
@@ -172,8 +178,14 @@ func claimPlacement(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, domain, 
 // insertOperation adds a queued operation with pending steps for cluster c
 // and enqueues its job in tx.
 func insertOperation(ctx context.Context, tx pgx.Tx, actor Actor, c Cluster, kind OperationKind, steps []string, enqueue EnqueueFunc) (Operation, error) {
+	return insertOperationWithID(ctx, tx, uuid.New(), actor, c, kind, steps, enqueue)
+}
+
+// insertOperationWithID is insertOperation with the operation's id chosen
+// by the caller (an Idempotency-Key names it before it exists).
+func insertOperationWithID(ctx context.Context, tx pgx.Tx, id uuid.UUID, actor Actor, c Cluster, kind OperationKind, steps []string, enqueue EnqueueFunc) (Operation, error) {
 	op := Operation{
-		ID: uuid.New(), TenantID: c.TenantID, ClusterID: c.ID, Kind: kind, State: OpQueued,
+		ID: id, TenantID: c.TenantID, ClusterID: c.ID, Kind: kind, State: OpQueued,
 		Generation: c.Generation, RequestedBy: &actor.TokenID,
 	}
 	if actor.TokenID == uuid.Nil {

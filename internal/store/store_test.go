@@ -592,3 +592,56 @@ func TestPlacementBelongsToOneTenant(t *testing.T) {
 		t.Fatalf("clusters in the namespace: %d", n)
 	}
 }
+
+// TestIdempotencyKeyUnderConcurrency: 20 requests at once with one
+// Idempotency-Key. With one body: one cluster, and every request gets it
+// (none a 409 for the name). With 20 bodies (names): one cluster, the
+// others ErrIdempotencyMismatch (a live key is never replaced).
+func TestIdempotencyKeyUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	const requests = 20
+	run := func(key string, name func(i int) string) ([]store.Cluster, []error) {
+		clusters, errs := make([]store.Cluster, requests), make([]error, requests)
+		var wg sync.WaitGroup
+		for i := 0; i < requests; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				nc := newCluster(name(i))
+				nc.IdempotencyKey, nc.RequestHash = key, []byte("hash-of-"+name(i))
+				clusters[i], _, _, errs[i] = b.store.CreateCluster(ctx, b.actor, nc, b.enqueue)
+			}()
+		}
+		wg.Wait()
+		return clusters, errs
+	}
+
+	clusters, errs := run("same-body", func(int) string { return "prod" })
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("same key, same body, request %d: %v (want the first request's cluster)", i, err)
+		}
+		if clusters[i].ID != clusters[0].ID {
+			t.Fatalf("request %d got cluster %s, request 0 %s", i, clusters[i].ID, clusters[0].ID)
+		}
+	}
+	if n := b.count(t, `SELECT count(*) FROM clusters WHERE name = 'prod'`); n != 1 {
+		t.Fatalf("clusters named prod: %d", n)
+	}
+
+	_, errs = run("many-bodies", func(i int) string { return fmt.Sprintf("c%d", i) })
+	created := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			created++
+		case !errors.Is(err, store.ErrIdempotencyMismatch):
+			t.Fatalf("same key, another body, request %d: %v", i, err)
+		}
+	}
+	if n := b.count(t, `SELECT count(*) FROM clusters WHERE name LIKE 'c%'`); created != 1 || n != 1 {
+		t.Fatalf("one key, %d bodies: %d created, %d clusters (want 1)", requests, created, n)
+	}
+}
