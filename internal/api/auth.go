@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"lok8s.dev/provisioner/internal/connguard"
 	"lok8s.dev/provisioner/internal/store"
 )
 
@@ -91,6 +92,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		if rec, ok := w.(*statusRecorder); ok {
 			rec.tenant = p.TenantName
 		}
+		connguard.Authenticated(r.Context())
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
 }
@@ -109,6 +111,7 @@ func (s *Server) authenticateSession(w http.ResponseWriter, r *http.Request, nex
 	if rec, ok := w.(*statusRecorder); ok {
 		rec.tenant = ses.Principal.TenantName
 	}
+	connguard.Authenticated(r.Context())
 	next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, ses.Principal)))
 }
 

@@ -84,6 +84,13 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 	}
 
 	rc := http.NewResponseController(w)
+	// A stream outlives the server's read timeout (meant for slow
+	// request bodies): without this the connection's background read
+	// would time out and end the stream.
+	if err := rc.SetReadDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.writeProblem(w, r, err)
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")

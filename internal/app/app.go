@@ -23,6 +23,7 @@ import (
 	"lok8s.dev/provisioner/internal/addons"
 	"lok8s.dev/provisioner/internal/api"
 	"lok8s.dev/provisioner/internal/capi"
+	"lok8s.dev/provisioner/internal/connguard"
 	"lok8s.dev/provisioner/internal/events"
 	"lok8s.dev/provisioner/internal/gitops"
 	"lok8s.dev/provisioner/internal/jobs"
@@ -68,6 +69,12 @@ type Config struct {
 	// WrapManagementTransport, when set, wraps every management cluster
 	// client's transport (instrumentation; tests inject faults with it).
 	WrapManagementTransport func(http.RoundTripper) http.RoundTripper
+	// ReadTimeout bounds reading a request (headers and body), IdleTimeout
+	// how long a keep-alive connection may idle, MaxUnauthenticatedConns
+	// how many connections may wait for a first authenticated request
+	// (zero: the Default* values).
+	ReadTimeout, IdleTimeout time.Duration
+	MaxUnauthenticatedConns  int
 	// ShutdownTimeout bounds each part of the graceful stop (the HTTP
 	// server, the queue, the watchers; default DefaultShutdownTimeout).
 	ShutdownTimeout time.Duration
@@ -183,9 +190,32 @@ func WithCatalog(cfg api.Config, catalog *capi.Catalog, addonCatalog *addons.Cat
 	return cfg
 }
 
-// DefaultShutdownTimeout bounds each part of a graceful stop unless
-// Config.ShutdownTimeout says otherwise.
-const DefaultShutdownTimeout = 30 * time.Second
+// Defaults of the Config fields of the same names.
+const (
+	// DefaultShutdownTimeout bounds each part of a graceful stop.
+	DefaultShutdownTimeout = 30 * time.Second
+	// DefaultReadTimeout bounds reading a request, headers and body.
+	DefaultReadTimeout = 30 * time.Second
+	// DefaultIdleTimeout closes keep-alive connections idle that long.
+	DefaultIdleTimeout = 2 * time.Minute
+	// DefaultMaxUnauthenticatedConns bounds the connections that have not
+	// yet carried an authenticated request.
+	DefaultMaxUnauthenticatedConns = 512
+)
+
+func or(v, def int) int {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+func orDuration(v, def time.Duration) time.Duration {
+	if v > 0 {
+		return v
+	}
+	return def
+}
 
 // GitCredentialProvider is the provider of git credentials.
 const GitCredentialProvider = "git"
@@ -275,7 +305,15 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	srv := &http.Server{Handler: root, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	// Slow clients: a request's headers and body must arrive within the
+	// read timeouts, an idle keep-alive connection is closed, and at most
+	// MaxUnauthenticatedConns connections wait for a first authenticated
+	// request. No write timeout: event streams set a deadline per write.
+	guard := connguard.New(or(cfg.MaxUnauthenticatedConns, DefaultMaxUnauthenticatedConns))
+	srv := &http.Server{Handler: root, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: orDuration(cfg.ReadTimeout, DefaultReadTimeout), IdleTimeout: orDuration(cfg.IdleTimeout, DefaultIdleTimeout),
+		ConnState: guard.ConnState, ConnContext: guard.ConnContext,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	// Every goroutine the service starts besides the server and the queue
 	// (the LISTEN hub, one watcher per management cluster) runs in this

@@ -81,6 +81,10 @@ type options struct {
 	// workload, when set, is the workload cluster the kubeconfig Secret
 	// points at (default: the management cluster itself).
 	workload *testenv.Env
+	// readTimeout and maxUnauthenticatedConns tune the HTTP server's
+	// protection against slow clients (zero: the defaults).
+	readTimeout             time.Duration
+	maxUnauthenticatedConns int
 	// mgmt, when set, is the management cluster (default: the shared envtest).
 	mgmt *testenv.Env
 	// addonNamespace is where the catalogue runs cilium and the ccm.
@@ -143,6 +147,7 @@ func startService(t *testing.T, opts options) *service {
 		AddonsDir: opts.addonsDir, AddonValuesDir: opts.addonValuesDir, ChartCacheDir: t.TempDir(), AddonTimeout: 30 * time.Second,
 		Workers: 4, CheckInterval: opts.checkInterval, ProvisionTimeout: 2 * time.Minute,
 		JobMaxAttempts: 6, ShutdownTimeout: 10 * time.Second,
+		ReadTimeout: opts.readTimeout, MaxUnauthenticatedConns: opts.maxUnauthenticatedConns,
 		WrapManagementTransport: opts.wrapTransport,
 		Logger:                  slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"lok8s.dev/provisioner/internal/api"
+	"lok8s.dev/provisioner/internal/connguard"
 	"lok8s.dev/provisioner/internal/store"
 )
 
@@ -202,6 +203,7 @@ func (h *Handler) requireSession(next http.Handler) http.Handler {
 				Error: "The form was missing its security token (it may be from an old page). Go back, reload and try again."})
 			return
 		}
+		connguard.Authenticated(r.Context())
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, ses)))
 	})
 }
