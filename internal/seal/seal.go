@@ -37,6 +37,7 @@ type Keyring struct {
 	primary string
 	aeads   map[string]cipher.AEAD
 	fpKey   []byte
+	signKey []byte
 }
 
 // ParseKey decodes a standard base64 key of exactly KeySize bytes.
@@ -77,12 +78,26 @@ func NewKeyring(primary []byte, old ...[]byte) (*Keyring, error) {
 		k.aeads[id] = aead
 		if i == 0 {
 			k.primary = id
-			mac := hmac.New(sha256.New, key)
-			mac.Write([]byte("lok8s credential fingerprint"))
-			k.fpKey = mac.Sum(nil)
+			k.fpKey = derive(key, "lok8s credential fingerprint")
+			k.signKey = derive(key, "lok8s signatures")
 		}
 	}
 	return k, nil
+}
+
+func derive(key []byte, purpose string) []byte {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(purpose))
+	return mac.Sum(nil)
+}
+
+// Sign returns a keyed digest of data for purpose (a key derived from the
+// primary key per purpose): every replica with the same key computes the
+// same, and nobody without it can. Compare with hmac.Equal.
+func (k *Keyring) Sign(purpose string, data []byte) string {
+	mac := hmac.New(sha256.New, derive(k.signKey, purpose))
+	mac.Write(data)
+	return hex.EncodeToString(mac.Sum(nil))
 }
 
 // KeyID names a key without revealing it: the first 8 bytes of its SHA-256, in hex.

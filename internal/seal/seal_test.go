@@ -93,3 +93,25 @@ func TestFingerprint(t *testing.T) {
 		t.Fatal("fingerprint does not depend on the key")
 	}
 }
+
+func TestSign(t *testing.T) {
+	t.Parallel()
+	key, _ := ParseKey(NewKey())
+	other, _ := ParseKey(NewKey())
+	a, _ := NewKeyring(key)
+	b, _ := NewKeyring(key) // another replica, the same key
+	c, _ := NewKeyring(other)
+	sig := a.Sign("form", []byte("nonce"))
+	if sig != b.Sign("form", []byte("nonce")) {
+		t.Fatal("replicas with the same key sign differently")
+	}
+	for name, s := range map[string]string{
+		"another key":     c.Sign("form", []byte("nonce")),
+		"another purpose": a.Sign("other", []byte("nonce")),
+		"another nonce":   a.Sign("form", []byte("nonce2")),
+	} {
+		if s == sig {
+			t.Errorf("%s gives the same signature", name)
+		}
+	}
+}

@@ -27,6 +27,7 @@ import (
 
 	"lok8s.dev/provisioner/internal/api"
 	"lok8s.dev/provisioner/internal/connguard"
+	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/store"
 )
 
@@ -36,8 +37,10 @@ var assets embed.FS
 // SessionTTL is how long a sign-in lasts.
 const SessionTTL = 12 * time.Hour
 
-// signinCookie carries the sign-in form's CSRF token (double submit: there
-// is no session yet to keep it in).
+// signinCookie carries the sign-in form's nonce; the form carries the
+// nonce signed with the server's key (a signed double submit: there is no
+// session yet to keep a token in, and a cookie an attacker plants passes
+// only with a signature only the server can make).
 const signinCookie = "lok8s_signin"
 
 // csrfField names the hidden field every form carries.
@@ -57,7 +60,11 @@ type Config struct {
 	// RiverUI, when set, is River's own UI, served under RiverUIPath to
 	// sessions of admin tokens only.
 	RiverUI http.Handler
+	// Keyring signs the sign-in form's CSRF nonce.
+	Keyring *seal.Keyring
 }
+
+const signinPurpose = "dashboard sign-in form"
 
 // RiverUIPath is where River's UI is mounted (its handler's prefix).
 const RiverUIPath = "/admin/river"
@@ -72,8 +79,8 @@ type Handler struct {
 // New builds the handler of the whole service: the API's paths go to
 // cfg.API, everything else to the dashboard.
 func New(cfg Config) (*Handler, error) {
-	if cfg.Store == nil || cfg.API == nil {
-		return nil, errors.New("web: Config.Store and Config.API are required")
+	if cfg.Store == nil || cfg.API == nil || cfg.Keyring == nil {
+		return nil, errors.New("web: Config.Store, Config.API and Config.Keyring are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -236,15 +243,15 @@ func (h *Handler) signinPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) renderSignin(w http.ResponseWriter, r *http.Request, status int, msg string) {
-	tok := randomToken()
-	http.SetCookie(w, &http.Cookie{Name: signinCookie, Value: tok, Path: "/signin", HttpOnly: true,
+	nonce := randomToken()
+	http.SetCookie(w, &http.Cookie{Name: signinCookie, Value: nonce, Path: "/signin", HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: secure(r), MaxAge: 3600})
-	h.render(w, r, status, "signin", pageData{Title: "Sign in", CSRF: tok, Error: msg})
+	h.render(w, r, status, "signin", pageData{Title: "Sign in", CSRF: h.cfg.Keyring.Sign(signinPurpose, []byte(nonce)), Error: msg})
 }
 
 func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 	c, err := r.Cookie(signinCookie)
-	if err != nil || !sameToken(r.PostFormValue(csrfField), c.Value) {
+	if err != nil || !sameToken(r.PostFormValue(csrfField), h.cfg.Keyring.Sign(signinPurpose, []byte(c.Value))) {
 		h.renderSignin(w, r, http.StatusForbidden, "The sign-in form expired; try again.")
 		return
 	}
