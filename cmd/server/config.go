@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -148,21 +150,34 @@ func (c config) LogValue() slog.Value {
 	)
 }
 
-// redactURL hides a password in a database URL.
+// redactURL hides every password a Postgres connection string may carry:
+// a URL's user password and its password or sslpassword parameters, or
+// the same keywords of a keyword=value string.
 func redactURL(raw string) string {
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
+	if !strings.Contains(raw, "://") {
+		return secretKeyword.ReplaceAllString(raw, "${1}=[redacted]")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
 		return "[unparsed]"
 	}
-	userinfo, host, ok := strings.Cut(rest, "@")
-	if !ok {
-		return raw
+	const mark = "REDACTED-BY-LOK8S" // survives URL encoding, then shown as [redacted]
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), mark)
 	}
-	if user, _, hasPass := strings.Cut(userinfo, ":"); hasPass {
-		return scheme + "://" + user + ":[redacted]@" + host
+	q := u.Query()
+	for k := range q {
+		if strings.Contains(strings.ToLower(k), "password") {
+			q.Set(k, mark)
+		}
 	}
-	return raw
+	u.RawQuery = q.Encode()
+	return strings.ReplaceAll(u.String(), mark, "[redacted]")
 }
+
+// secretKeyword matches a password keyword of a keyword=value connection
+// string with its value, quoted or not.
+var secretKeyword = regexp.MustCompile(`(?i)\b((?:ssl)?password)\s*=\s*(?:'(?:[^'\\]|\\.)*'|\S+)`)
 
 // defaultChartCache is ${XDG_CACHE_HOME:-$HOME/.cache}/lok8s/charts.
 func defaultChartCache(getenv func(string) string) string {

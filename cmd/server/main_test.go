@@ -138,3 +138,23 @@ func TestMigrateCommandAndUnknownCommand(t *testing.T) {
 		t.Fatalf("unreachable database: %v", err)
 	}
 }
+
+// TestRedactURL: no form of a Postgres connection string's password
+// reaches the start-up log.
+func TestRedactURL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{"postgres://lok8s:s3cret@db:5432/lok8s?sslmode=require", "postgres://lok8s:[redacted]@db:5432/lok8s?sslmode=require"},
+		{"postgres://lok8s@db/lok8s?password=s3cret&sslmode=disable", "postgres://lok8s@db/lok8s?password=[redacted]&sslmode=disable"},
+		{"postgres://db/lok8s?user=x&sslpassword=s3cret", "postgres://db/lok8s?sslpassword=[redacted]&user=x"},
+		{"postgres://127.0.0.1:5432/lok8s", "postgres://127.0.0.1:5432/lok8s"},
+		{"host=db user=lok8s password=s3cret dbname=lok8s", "host=db user=lok8s password=[redacted] dbname=lok8s"},
+		{`host=db password = 'it\'s s3cret' dbname=lok8s`, "host=db password=[redacted] dbname=lok8s"},
+		{"host=db sslpassword='a b s3cret'", "host=db sslpassword=[redacted]"},
+	} {
+		got := redactURL(tc.in)
+		if got != tc.want || strings.Contains(got, "s3cret") {
+			t.Errorf("redactURL(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
