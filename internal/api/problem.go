@@ -76,6 +76,9 @@ func errForbidden(detail string) *apiError {
 	return &apiError{status: http.StatusForbidden, slug: "forbidden", title: "Forbidden", detail: detail}
 }
 
+// retryAfterUnavailable is the Retry-After of a 503, in seconds.
+const retryAfterUnavailable = "5"
+
 // problemFor maps any error to the problem the client sees. Errors this
 // package did not make for clients become a generic 500: their text may hold
 // internals, so it is logged, never sent.
@@ -98,6 +101,9 @@ func problemFor(err error) (Problem, bool) {
 		ae = errNotFound(err.Error())
 	case errors.Is(err, store.ErrConflict):
 		ae = errConflict(err.Error())
+	case store.IsUnavailable(err):
+		ae = &apiError{status: http.StatusServiceUnavailable, slug: "unavailable", title: "Service unavailable",
+			detail: "the service's database does not answer; retry after the time in Retry-After"}
 	default:
 		return Problem{Type: problemBase + "internal", Title: "Internal server error", Status: http.StatusInternalServerError,
 			Detail: "the server failed to handle the request; quote the request id when reporting it"}, false
@@ -121,8 +127,12 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error)
 	p, known := problemFor(err)
 	p.Instance = r.URL.Path
 	p.RequestID = requestID(r.Context())
-	if !known {
+	switch {
+	case !known:
 		s.logger.ErrorContext(r.Context(), "request failed", "error", err, "request_id", p.RequestID)
+	case p.Status == http.StatusServiceUnavailable:
+		s.logger.WarnContext(r.Context(), "request failed: the database does not answer", "error", err, "request_id", p.RequestID)
+		w.Header().Set("Retry-After", retryAfterUnavailable)
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(p.Status)

@@ -61,6 +61,24 @@ type blackholeProxy struct {
 	ln     net.Listener
 	target string
 	dead   atomic.Bool
+	// refusing: connections are closed, new ones at once (a server that is down).
+	refusing atomic.Bool
+	mu       sync.Mutex
+	conns    map[net.Conn]bool
+}
+
+// refuse makes the proxy act as a server that went down (true: every
+// connection is closed, new ones at once) or came back (false).
+func (p *blackholeProxy) refuse(down bool) {
+	p.refusing.Store(down)
+	if !down {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		_ = c.Close()
+	}
 }
 
 func newBlackholeProxy(t *testing.T, target string) *blackholeProxy {
@@ -69,7 +87,7 @@ func newBlackholeProxy(t *testing.T, target string) *blackholeProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &blackholeProxy{ln: ln, target: target}
+	p := &blackholeProxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -85,6 +103,13 @@ func newBlackholeProxy(t *testing.T, target string) *blackholeProxy {
 
 func (p *blackholeProxy) serve(c net.Conn) {
 	defer c.Close()
+	if p.refusing.Load() {
+		return
+	}
+	p.mu.Lock()
+	p.conns[c] = true
+	p.mu.Unlock()
+	defer func() { p.mu.Lock(); delete(p.conns, c); p.mu.Unlock() }()
 	up, err := net.Dial("tcp", p.target)
 	if err != nil {
 		return
