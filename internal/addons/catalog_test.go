@@ -27,27 +27,29 @@ func productionCatalog(t *testing.T) *addons.Catalog {
 func TestProductionCatalog(t *testing.T) {
 	t.Parallel()
 	c := productionCatalog(t)
-	if got := strings.Join(c.Names(), ","); got != "cilium,ccm,cert-manager,flux,argo" {
+	if got := strings.Join(c.Names(), ","); got != "cilium,ccm,aws-ebs-csi-driver,cert-manager,flux,argo" {
 		t.Errorf("Names = %s", got)
 	}
 	tests := []struct {
 		provider string
+		names    []string
 		want     []string // name=repository/chart
 	}{
-		{"hetzner", []string{
+		{"hetzner", []string{"cert-manager", "ccm", "cilium"}, []string{
 			"cilium=https://helm.cilium.io/cilium",
 			"ccm=https://charts.hetzner.cloud/hcloud-cloud-controller-manager",
 			"cert-manager=https://charts.jetstack.io/cert-manager",
 		}},
-		{"aws", []string{
+		{"aws", []string{"cert-manager", "aws-ebs-csi-driver", "ccm", "cilium"}, []string{
 			"cilium=https://helm.cilium.io/cilium",
 			"ccm=https://kubernetes.github.io/cloud-provider-aws/aws-cloud-controller-manager",
+			"aws-ebs-csi-driver=https://kubernetes-sigs.github.io/aws-ebs-csi-driver/aws-ebs-csi-driver",
 			"cert-manager=https://charts.jetstack.io/cert-manager",
 		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.provider, func(t *testing.T) {
-			plan, err := c.Plan([]string{"cert-manager", "ccm", "cilium"}, tc.provider)
+			plan, err := c.Plan(tc.names, tc.provider)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -29,7 +29,9 @@ func templateCatalog(t *testing.T) *capi.Catalog {
 }
 
 // seedSpec is the seed's example (examples/prod.yaml) for provider
-// hetzner, or an EC2 cluster for aws; edit changes it before it loads.
+// hetzner, or an EC2 cluster for aws (at v1.34.1: the aws provider's
+// requirements start at v1.32, and its CCM image table with them); edit
+// changes it before it loads.
 func seedSpec(t *testing.T, provider string, edit ...func(string) string) *spec.Capi {
 	t.Helper()
 	doc := `
@@ -54,6 +56,7 @@ spec:
     sshKeyName: my-ssh-key`, `  aws:
     region: eu-central-1
     sshKeyName: ops`, 1)
+		doc = strings.Replace(doc, "version: v1.31.10", "version: v1.34.1", 1)
 	}
 	for _, e := range edit {
 		doc = e(doc)

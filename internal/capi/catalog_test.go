@@ -101,7 +101,11 @@ var flavors = []struct {
 	}, []string{"HetznerBareMetalMachineTemplate", "HCloudMachineTemplate", "MachineDeployment",
 		"MachineHealthCheck", "HCloudRemediationTemplate", "HetznerBareMetalRemediationTemplate"}},
 	{"aws-ec2", "aws", "", map[string]string{"accessKeyId": "AKIA", "secretAccessKey": "s3cr3t"},
-		[]string{"Cluster", "AWSClusterStaticIdentity", "AWSCluster", "KubeadmControlPlane", "AWSMachineTemplate", "MachineDeployment"}},
+		[]string{"Cluster", "AWSClusterStaticIdentity", "AWSCluster", "KubeadmControlPlane", "AWSMachineTemplate", "MachineDeployment",
+			"KubeadmConfigTemplate", "MachineHealthCheck"}},
+	{"aws-ec2-ami", "aws", "", map[string]string{"accessKeyId": "AKIA", "secretAccessKey": "s3cr3t", "sessionToken": "tok"},
+		[]string{"Cluster", "AWSClusterStaticIdentity", "AWSCluster", "KubeadmControlPlane", "AWSMachineTemplate", "MachineDeployment",
+			"KubeadmConfigTemplate", "MachineHealthCheck"}},
 	{"aws-eks", "aws", "eks", map[string]string{"accessKeyId": "AKIA", "secretAccessKey": "s3cr3t"},
 		[]string{"Cluster", "AWSClusterStaticIdentity", "AWSManagedCluster", "AWSManagedControlPlane", "MachinePool", "AWSManagedMachinePool", "NodeadmConfig"}},
 }

@@ -40,8 +40,9 @@ type Manifest struct {
 type Rendering struct {
 	Infrastructure *Infrastructure `json:"infrastructure,omitempty"`
 	// Variables map template variables to paths into the spec document
-	// (e.g. spec.hcloud.region); a path that is absent leaves the variable
-	// unset.
+	// (e.g. spec.hcloud.region), or to a built-in variable through a table
+	// (Variable.From); a path that is absent, or a value the table lacks,
+	// leaves the variable unset.
 	Variables map[string]Variable `json:"variables,omitempty"`
 	// Values are template variables with fixed values.
 	Values map[string]string `json:"values,omitempty"`
@@ -88,9 +89,15 @@ type Infrastructure struct {
 }
 
 // Variable is a path into the spec document, optionally mapped through a
-// table of values. In YAML either "spec.x.y" or {path: spec.x.y, map: {...}}.
+// table of values, or a built-in variable's value mapped through one. In
+// YAML either "spec.x.y", {path: spec.x.y, map: {...}} or
+// {variable: K8S_VERSION_MINOR, map: {...}}.
 type Variable struct {
-	Path string            `json:"path"`
+	Path string `json:"path,omitempty"`
+	// From names a cluster-level built-in variable (K8S_VERSION_MINOR,
+	// CLUSTER_NAME, ...) whose value is looked up in Map, instead of Path:
+	// a table by Kubernetes minor, for instance.
+	From string            `json:"variable,omitempty"`
 	Map  map[string]string `json:"map,omitempty"`
 }
 
@@ -140,11 +147,15 @@ type Flavor struct {
 	Rendering
 }
 
-// Condition matches the spec document: the value at Path equals Equals, or,
-// without Equals, Path is present.
+// Condition matches the spec document: the value at Path equals Equals;
+// or it is a list that contains Contains, an item that is that text (a
+// scalar) or an object whose "name" is (lists are keyed by name, as
+// patches merge them: spec.bootstrap names an add-on either way); or,
+// with neither, Path is present.
 type Condition struct {
-	Path   string  `json:"path"`
-	Equals *string `json:"equals,omitempty"`
+	Path     string  `json:"path"`
+	Equals   *string `json:"equals,omitempty"`
+	Contains *string `json:"contains,omitempty"`
 }
 
 // Credentials is the Secret a provider reads its credentials from.
@@ -228,6 +239,7 @@ func (m *Manifest) validate() error {
 		if !specPath.MatchString(f.When.Path) {
 			fail("%s.when.path: %q is not a path such as spec.aws.flavor", at, f.When.Path)
 		}
+		f.When.check(at+".when", fail)
 		f.check(at+".", fail)
 	}
 	keys := map[string]bool{}
@@ -265,8 +277,18 @@ func (r *Rendering) check(at string, fail func(string, ...any)) {
 		if !variableName.MatchString(name) {
 			fail("%svariables: %q is not a variable name (A-Z, 0-9, _)", at, name)
 		}
-		if p := r.Variables[name].Path; !specPath.MatchString(p) {
-			fail("%svariables.%s: %q is not a path such as spec.hcloud.region", at, name, p)
+		switch v := r.Variables[name]; {
+		case v.From != "" && v.Path != "":
+			fail("%svariables.%s: a path or a variable, not both", at, name)
+		case v.From != "":
+			if !slices.Contains(clusterBuiltins, v.From) {
+				fail("%svariables.%s: variable %q is not a cluster-level built-in (%s)", at, name, v.From, strings.Join(clusterBuiltins, ", "))
+			}
+			if len(v.Map) == 0 {
+				fail("%svariables.%s: a variable from %s needs a map", at, name, v.From)
+			}
+		case !specPath.MatchString(v.Path):
+			fail("%svariables.%s: %q is not a path such as spec.hcloud.region", at, name, v.Path)
 		}
 	}
 	for _, name := range sortedKeys(r.Values) {
@@ -310,9 +332,18 @@ func checkPatches(at string, patches []Patch, fail func(string, ...any)) {
 		if p.File == "" {
 			fail("%s[%d].file: required", at, i)
 		}
-		if p.When != nil && !specPath.MatchString(p.When.Path) {
-			fail("%s[%d].when.path: %q is not a path such as spec.hcloud.placementGroups", at, i, p.When.Path)
+		if p.When != nil {
+			if !specPath.MatchString(p.When.Path) {
+				fail("%s[%d].when.path: %q is not a path such as spec.hcloud.placementGroups", at, i, p.When.Path)
+			}
+			p.When.check(fmt.Sprintf("%s[%d].when", at, i), fail)
 		}
+	}
+}
+
+func (c Condition) check(at string, fail func(string, ...any)) {
+	if c.Equals != nil && c.Contains != nil {
+		fail("%s: equals or contains, not both", at)
 	}
 }
 
@@ -363,6 +394,16 @@ func (c Condition) matches(doc map[string]any) bool {
 	v, ok := lookupPath(doc, c.Path)
 	if !ok || v == nil {
 		return false
+	}
+	if c.Contains != nil {
+		items, _ := v.([]any)
+		return slices.ContainsFunc(items, func(it any) bool {
+			if m, ok := it.(map[string]any); ok {
+				it = m["name"]
+			}
+			s, ok := scalarString(it)
+			return ok && s == *c.Contains
+		})
 	}
 	if c.Equals == nil {
 		return true

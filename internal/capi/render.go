@@ -46,11 +46,16 @@ const (
 	VarPoolType                  = "POOL_TYPE"                   // the pool's type
 )
 
-var builtinVariables = []string{
+var builtinVariables = append(slices.Clone(clusterBuiltins), VarPoolName, VarPoolID, VarPoolReplicas, VarPoolType)
+
+// clusterBuiltins are the built-in variables set for the cluster's
+// templates (the pools' add POOL_*); a manifest variable may be derived
+// from one ({variable, map}).
+var clusterBuiltins = []string{
 	VarClusterName, VarClusterNamespace, VarClusterDomain, VarK8sVersion, VarK8sVersionMinor,
 	VarCredentialSecretName, VarCredentialSecretNamespace, VarProviderName,
 	VarInfraAPIVersion, VarInfraAPIGroup, VarInfraClusterKind, VarInfraMachineTemplateKind,
-	VarCPReplicas, VarCPType, VarPoolName, VarPoolID, VarPoolReplicas, VarPoolType,
+	VarCPReplicas, VarCPType,
 }
 
 // RenderInput is what Render renders.
@@ -356,9 +361,16 @@ func (p *Provider) clusterVariables(in RenderInput, doc map[string]any, r resolv
 			}
 		}
 	}
+	builtins := maps.Clone(vars)
 	for _, name := range sortedKeys(r.Variables) {
 		v := r.Variables[name]
-		val, ok := lookupPath(doc, v.Path)
+		var val any
+		var ok bool
+		if v.From != "" {
+			val, ok = builtins[v.From]
+		} else {
+			val, ok = lookupPath(doc, v.Path)
+		}
 		if !ok || val == nil {
 			continue
 		}

@@ -12,7 +12,8 @@ import (
 // TestCheckRequirements holds specs against what the provider manifests
 // state: CAPH v1.1.x supports Kubernetes 1.32 to 1.36
 // (docs/caph/01-getting-started/01-introduction.md) and its nodes need a
-// CNI and the hcloud CCM; EKS runs its own CNI and CCM, and its managed
+// CNI and the hcloud CCM; EC2 nodes a CNI and the AWS CCM, which exists for
+// 1.32 to 1.36; EKS runs its own CNI and CCM, and its managed
 // node groups start at 1.33 (CAPA book, topics/eks/creating-a-cluster.md).
 func TestCheckRequirements(t *testing.T) {
 	t.Parallel()
@@ -38,6 +39,16 @@ func TestCheckRequirements(t *testing.T) {
 			map[string]string{"spec.bootstrap": "needs a CNI (cilium) in spec.bootstrap"}},
 		{"hcloud without addons", strings.Replace(read("hcloud.yaml"), "    - cilium\n    - ccm\n", "", 1),
 			map[string]string{"spec.bootstrap": "needs a CNI (cilium) and a cloud-controller-manager (ccm)"}},
+		{"ec2 with cilium and ccm", read("aws-ec2.yaml"), nil},
+		// EC2: the minors of the AWS CCM image table (cloud-provider-aws
+		// supports only its own minor: docs/README.md, "Compatibility with
+		// Kubernetes"; TestAWSCCMImageFollowsTheMinor).
+		{"ec2 below the range", strings.Replace(read("aws-ec2.yaml"), `version: "v1.34.1"`, `version: "v1.31.10"`, 1),
+			map[string]string{"spec.kubernetes.version": "provider aws supports Kubernetes v1.32 to v1.36; v1.31.10 is outside that range"}},
+		{"ec2 above the range", strings.Replace(read("aws-ec2.yaml"), `version: "v1.34.1"`, `version: "v1.37.0"`, 1),
+			map[string]string{"spec.kubernetes.version": "v1.32 to v1.36"}},
+		{"ec2 without its CNI", strings.Replace(read("aws-ec2.yaml"), "bootstrap: [cilium, ccm]", "bootstrap: [ccm]", 1),
+			map[string]string{"spec.bootstrap": "needs a CNI (cilium)"}},
 		{"eks needs neither", read("aws-eks.yaml"), nil},
 		{"eks below its range", strings.Replace(read("aws-eks.yaml"), `version: "v1.33.2"`, `version: "v1.32.4"`, 1),
 			map[string]string{"spec.kubernetes.version": "provider aws (flavor eks) supports Kubernetes v1.33 or later"}},

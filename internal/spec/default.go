@@ -24,6 +24,15 @@ const (
 	PlacementGroupsMinControlPlane = 3
 )
 
+// CAPA's AMI lookup defaults (cluster-api-provider-aws v2.13
+// pkg/cloud/services/ec2/ami.go), which apply to the lookup fields
+// spec.aws.ami leaves out. They are CAPA's, not defaulted into the spec.
+const (
+	DefaultAWSAMILookupOrg    = "819546954734"
+	DefaultAWSAMILookupBaseOS = "ubuntu-24.04"
+	DefaultAWSAMILookupFormat = "capa-ami-{{.BaseOS}}-?{{.K8sVersion}}-*"
+)
+
 // Default fills in every field the document may omit. It is idempotent and
 // leaves apiVersion and kind alone: those are validated, not defaulted.
 //

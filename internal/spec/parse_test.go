@@ -374,6 +374,37 @@ spec:
 	}
 }
 
+// spec.aws.ami is parsed strictly: a misspelt field (CAPA's own names,
+// imageLookupOrg, among them) is an error, not an ignored setting.
+func TestParseAWSAMIUnknownFields(t *testing.T) {
+	t.Parallel()
+	doc := `
+apiVersion: cluster.lok8s.dev/v1beta1
+kind: Capi
+metadata: {name: prod}
+spec:
+  kubernetes: {version: v1.34.1}
+  cluster: {domain: prod.example.com}
+  aws:
+    region: eu-central-1
+    sshKeyName: key
+    controlPlane: {type: m6i.large}
+    ami: {imageLookupOrg: "123456789012", lookupBaseOs: ubuntu-24.04, lookupFormat: "x-{{.K8sVersion}}"}
+`
+	c, err := Parse([]byte(doc))
+	errs := fieldErrors(t, err)
+	want := FieldErrors{
+		{"spec.aws.ami.imageLookupOrg", "unknown field"},
+		{"spec.aws.ami.lookupBaseOs", "unknown field"},
+	}
+	if !reflect.DeepEqual(errs, want) {
+		t.Fatalf("errors:\n%v\nwant:\n%v", errs, want)
+	}
+	if c.Spec.AWS.AMI == nil || c.Spec.AWS.AMI.LookupFormat == nil || *c.Spec.AWS.AMI.LookupFormat != "x-{{.K8sVersion}}" {
+		t.Errorf("best-effort spec lost lookupFormat: %+v", c.Spec.AWS.AMI)
+	}
+}
+
 func TestParseTypeErrors(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -402,6 +433,8 @@ func TestParseTypeErrors(t *testing.T) {
 		{"NUL in a string", `{"spec": {"hcloud": {"sshKeyName": "a\u0000b"}}}`, "spec.hcloud.sshKeyName", "must not contain NUL bytes or invalid UTF-8"},
 		{"NUL in addon values", `{"spec": {"bootstrap": [{"name": "cilium", "values": {"a": ["x\u0000"]}}]}}`, "spec.bootstrap[0].values.a[0]", "must not contain NUL bytes"},
 		{"NUL in a key", `{"spec": {"bootstrap": [{"name": "cilium", "values": {"a\u0000": 1}}]}}`, `spec.bootstrap[0].values["a\x00"]`, "field names must not contain NUL bytes"},
+		{"number for ami lookupOrg", `spec: {aws: {ami: {lookupOrg: 123456789012}}}`, "spec.aws.ami.lookupOrg", "must be a string"},
+		{"string for ami", `spec: {aws: {ami: ami-0123456789abcdef0}}`, "spec.aws.ami", "must be an object"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -155,6 +155,37 @@ type AWS struct {
 	Flavor       string          `json:"flavor,omitempty"`
 	ControlPlane *ControlPlane   `json:"controlPlane,omitempty"`
 	Workers      map[string]Pool `json:"workers,omitempty"`
+	// AMI chooses the machine image of every EC2 machine (flavor ec2),
+	// control plane and pools; nil: CAPA's default lookup of its
+	// community AMIs.
+	AMI *AWSAMI `json:"ami,omitempty"`
+}
+
+// AWSAMI is the machine image of the EC2 machines: an AMI by its ID, or a
+// lookup by name (CAPA's AWSMachineTemplate ami.id, or imageLookupOrg,
+// imageLookupBaseOS and imageLookupFormat), not both. A lookup field left
+// out takes CAPA's default: owner DefaultAWSAMILookupOrg, base OS
+// DefaultAWSAMILookupBaseOS, format DefaultAWSAMILookupFormat. The image
+// must have kubeadm, kubelet and a container runtime at the cluster's
+// Kubernetes version.
+type AWSAMI struct {
+	// ID is an AMI ID, ami-0123456789abcdef0, in the cluster's region. It
+	// fixes the nodes' Kubernetes version: with it the version cannot be
+	// changed.
+	ID *string `json:"id,omitempty"`
+	// LookupOrg is the AWS account ID (12 digits) that owns the AMIs.
+	LookupOrg *string `json:"lookupOrg,omitempty"`
+	// LookupBaseOS fills {{.BaseOS}} in LookupFormat, e.g. ubuntu-24.04.
+	LookupBaseOS *string `json:"lookupBaseOS,omitempty"`
+	// LookupFormat is the AMI name pattern (wildcards * and ?), with
+	// {{.K8sVersion}} (the version without its v, 1.34.1) and optionally
+	// {{.BaseOS}}; the newest matching AMI is used.
+	LookupFormat *string `json:"lookupFormat,omitempty"`
+}
+
+// Lookup reports whether any lookup field is set.
+func (a *AWSAMI) Lookup() bool {
+	return a.LookupOrg != nil || a.LookupBaseOS != nil || a.LookupFormat != nil
 }
 
 // ControlPlane sizes the control plane machines.

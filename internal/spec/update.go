@@ -10,8 +10,9 @@ import (
 
 // ValidateUpdate returns what a change from old to updated may not do: change
 // an immutable field (name, domain, namespace, management cluster,
-// credentials, provider, region, AWS flavor, and on Hetzner Cloud the
-// image, the private network and placement groups), downgrade Kubernetes, or
+// credentials, provider, region, AWS flavor, on Hetzner Cloud the image,
+// the private network and placement groups, on AWS the AMI), change
+// Kubernetes while spec.aws.ami.id pins the nodes' image, downgrade it, or
 // upgrade it by more than one minor version. Both specs are valid and
 // defaulted; oldProvider and newProvider are the providers they select.
 func ValidateUpdate(old, updated *Capi, oldProvider, newProvider string) FieldErrors {
@@ -58,11 +59,35 @@ func ValidateUpdate(old, updated *Capi, oldProvider, newProvider string) FieldEr
 		hcloudImmutable("spec.hcloud.placementGroups", strconv.FormatBool(o.PlacementGroupsEnabled()), strconv.FormatBool(n.PlacementGroupsEnabled()),
 			templates+"; when it was defaulted from the control plane's size, set it explicitly to keep it")
 	}
+	if o, n := old.Spec.AWS, updated.Spec.AWS; o != nil && n != nil {
+		if was, now := amiString(o.AMI), amiString(n.AMI); was != now {
+			errs = append(errs, FieldError{Field: "spec.aws.ami", Message: fmt.Sprintf(
+				"is immutable: %s, not %s (CAPA refuses changes to an AWSMachineTemplate's spec)", was, now)})
+		}
+		if o.AMI != nil && o.AMI.ID != nil && old.Spec.Kubernetes.Version != updated.Spec.Kubernetes.Version {
+			errs = append(errs, FieldError{Field: "spec.kubernetes.version", Message: fmt.Sprintf(
+				"cannot change while spec.aws.ami.id pins every machine to %s, whose kubelet and kubeadm are %s: "+
+					"use an AMI lookup (spec.aws.ami.lookupFormat with {{.K8sVersion}}), which finds each version's image",
+				*o.AMI.ID, old.Spec.Kubernetes.Version)})
+		}
+	}
 	if msg := versionChange(old.Spec.Kubernetes.Version, updated.Spec.Kubernetes.Version); msg != "" {
 		errs = append(errs, FieldError{Field: "spec.kubernetes.version", Message: msg})
 	}
 	errs.sortByField()
 	return errs
+}
+
+// amiString is spec.aws.ami as JSON, "CAPA's default lookup" when unset.
+func amiString(a *AWSAMI) string {
+	if a == nil {
+		return "(CAPA's default lookup)"
+	}
+	data, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Sprint(*a)
+	}
+	return string(data)
 }
 
 func deref[T any](p *T, def T) T {

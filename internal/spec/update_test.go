@@ -61,3 +61,49 @@ func TestValidateUpdate(t *testing.T) {
 		}
 	})
 }
+
+// spec.aws.ami is immutable: CAPA v2.13.0 refuses any change to an
+// AWSMachineTemplate's spec.template.spec (webhooks/awsmachinetemplate_webhook.go,
+// ValidateUpdate), and ours keep their names. An AMI ID holds one
+// Kubernetes version's kubelet and kubeadm (CAPA book,
+// topics/images/custom-amis.md: a new version needs a new image and
+// AWSMachineTemplate), so with one the version cannot change; a lookup finds
+// each version's image (CAPA looks up the Machine's version).
+func TestValidateUpdateAWSAMI(t *testing.T) {
+	t.Parallel()
+	id := func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{ID: ptr("ami-0123456789abcdef0")} }
+	lookup := func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{LookupOrg: ptr("123456789012")} }
+	none := func(c *Capi) {}
+	for _, tc := range []struct {
+		name        string
+		old, change func(c *Capi)
+		field, msg  string // "" = allowed
+	}{
+		{"scale with an id", id, func(c *Capi) { *c.Spec.AWS.Workers["general"].Replicas = 4 }, "", ""},
+		{"set an id", none, id, "spec.aws.ami", `is immutable: (CAPA's default lookup), not {"id":"ami-0123456789abcdef0"}`},
+		{"drop the lookup", lookup, func(c *Capi) { c.Spec.AWS.AMI = nil }, "spec.aws.ami", "refuses changes to an AWSMachineTemplate's spec"},
+		{"another id", id, func(c *Capi) { c.Spec.AWS.AMI.ID = ptr("ami-0fedcba9876543210") }, "spec.aws.ami", "is immutable"},
+		{"upgrade with a lookup", lookup, func(c *Capi) { c.Spec.Kubernetes.Version = "v1.32.0" }, "", ""},
+		{"upgrade with CAPA's lookup", none, func(c *Capi) { c.Spec.Kubernetes.Version = "v1.31.11" }, "", ""},
+		{"upgrade with an id", id, func(c *Capi) { c.Spec.Kubernetes.Version = "v1.31.11" }, "spec.kubernetes.version",
+			"cannot change while spec.aws.ami.id pins every machine to ami-0123456789abcdef0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			old, updated := validAWS(t, FlavorEC2), validAWS(t, FlavorEC2)
+			tc.old(old)
+			tc.old(updated)
+			tc.change(updated)
+			errs := ValidateUpdate(old, updated, "aws", "aws")
+			if tc.field == "" {
+				if len(errs) != 0 {
+					t.Fatalf("refused: %v", errs)
+				}
+				return
+			}
+			if len(errs) != 1 || errs[0].Field != tc.field || !strings.Contains(errs[0].Message, tc.msg) {
+				t.Fatalf("got %v, want %s: ...%s...", errs, tc.field, tc.msg)
+			}
+		})
+	}
+}

@@ -69,7 +69,14 @@ var (
 	kubernetesVersion = regexp.MustCompile(`^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
 	semVer            = regexp.MustCompile(`^v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$`)
 	awsRegion         = regexp.MustCompile(`^[a-z]{2}(-gov)?-[a-z]+-[0-9]$`)
+	awsAMIID          = regexp.MustCompile(`^ami-[0-9a-f]{8,17}$`)
+	awsAccountID      = regexp.MustCompile(`^[0-9]{12}$`)
+	awsAMIBaseOS      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 	scpRepo           = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)+$`)
+
+	// awsAMIName: what an AMI name may hold (EC2 RegisterImage: letters,
+	// digits, ( ) [ ] space . / - ' @ _), and the name filter's * and ?.
+	awsAMIName = regexp.MustCompile(`^[A-Za-z0-9()\[\] ./'@_*?-]+$`)
 )
 
 // Load parses, defaults and validates a document. A *SyntaxError stops it
@@ -403,6 +410,54 @@ func (v *validator) aws(a *AWS) {
 		v.add("spec.aws.flavor", fmt.Sprintf("must be one of %s, %s", FlavorEC2, FlavorEKS))
 	}
 	v.pools("spec.aws.workers", a.Workers)
+	if a.AMI != nil {
+		v.awsAMI(a.Flavor, a.AMI)
+	}
+}
+
+// The placeholders CAPA fills in spec.aws.ami.lookupFormat (its AMILookup
+// fields, through text/template).
+const (
+	amiFormatVersion = "{{.K8sVersion}}"
+	amiFormatBaseOS  = "{{.BaseOS}}"
+)
+
+// awsAMI checks spec.aws.ami: an AMI ID or a lookup, not both, and each
+// field as EC2 and CAPA take it.
+func (v *validator) awsAMI(flavor string, ami *AWSAMI) {
+	const at = "spec.aws.ami"
+	if flavor == FlavorEKS {
+		v.add(at, "applies to flavor ec2 only: EKS node groups take their image from amiType")
+		return
+	}
+	lookupFields := "lookupOrg, lookupBaseOS, lookupFormat"
+	switch {
+	case ami.ID != nil && ami.Lookup():
+		v.add(at, "set id or the lookup fields ("+lookupFields+"), not both: with an id CAPA ignores the lookup")
+	case ami.ID == nil && !ami.Lookup():
+		v.add(at, "set id, or one or more of "+lookupFields+"; omit spec.aws.ami for CAPA's default lookup")
+	}
+	if id := ami.ID; id != nil && !awsAMIID.MatchString(*id) {
+		v.add(at+".id", "must be an AMI ID: ami- and 8 to 17 lowercase hexadecimal digits, such as ami-0123456789abcdef0")
+	}
+	if org := ami.LookupOrg; org != nil && !awsAccountID.MatchString(*org) {
+		v.add(at+".lookupOrg", "must be the 12-digit ID of the AWS account that owns the AMIs, such as "+DefaultAWSAMILookupOrg+" (CAPA's community images)")
+	}
+	if baseOS := ami.LookupBaseOS; baseOS != nil && !awsAMIBaseOS.MatchString(*baseOS) {
+		v.add(at+".lookupBaseOS", "must be a base OS name such as "+DefaultAWSAMILookupBaseOS+": at most 63 letters, digits, '.', '_' or '-', beginning with a letter or digit")
+	}
+	if f := ami.LookupFormat; f != nil {
+		rest := strings.ReplaceAll(strings.ReplaceAll(*f, amiFormatVersion, ""), amiFormatBaseOS, "")
+		switch {
+		case len(*f) > 128:
+			v.add(at+".lookupFormat", "must be at most 128 characters (an AMI name's limit)")
+		case !strings.Contains(*f, amiFormatVersion):
+			v.add(at+".lookupFormat", "must contain "+amiFormatVersion+", so that each Kubernetes version (upgrades too) finds its own image, such as "+DefaultAWSAMILookupFormat)
+		case rest != "" && !awsAMIName.MatchString(rest):
+			v.add(at+".lookupFormat", "must be an AMI name pattern: letters, digits, ( ) [ ] space . / - ' @ _, the wildcards * and ?, and the placeholders "+
+				amiFormatVersion+" and "+amiFormatBaseOS+" (written so, without spaces)")
+		}
+	}
 }
 
 func (v *validator) controlPlane(field string, cp *ControlPlane) {

@@ -72,6 +72,16 @@ func TestValidateAcceptsValidSpecs(t *testing.T) {
 		{name: "aws ec2", base: func(t *testing.T) *Capi { return validAWS(t, FlavorEC2) }, edit: func(c *Capi) {}},
 		{name: "aws eks without ssh key", base: func(t *testing.T) *Capi { return validAWS(t, FlavorEKS) }, edit: func(c *Capi) { c.Spec.AWS.SSHKeyName = "" }},
 		{name: "aws gov region", base: func(t *testing.T) *Capi { return validAWS(t, FlavorEC2) }, edit: func(c *Capi) { c.Spec.AWS.Region = "us-gov-east-1" }},
+		// AMI IDs: ami- and 8 (older) or 17 hexadecimal digits.
+		{name: "aws ami id", base: func(t *testing.T) *Capi { return validAWS(t, FlavorEC2) }, edit: func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{ID: ptr("ami-0123456789abcdef0")} }},
+		{name: "aws short ami id", base: func(t *testing.T) *Capi { return validAWS(t, FlavorEC2) }, edit: func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{ID: ptr("ami-0a1b2c3d")} }},
+		{name: "aws ami lookup", base: func(t *testing.T) *Capi { return validAWS(t, FlavorEC2) }, edit: func(c *Capi) {
+			c.Spec.AWS.AMI = &AWSAMI{LookupOrg: ptr("123456789012"), LookupBaseOS: ptr("flatcar-stable"), LookupFormat: ptr("acme (k8s) {{.BaseOS}}/v{{.K8sVersion}}-*")}
+		}},
+		{name: "aws ami lookup, CAPA's format", base: func(t *testing.T) *Capi { return validAWS(t, FlavorEC2) }, edit: func(c *Capi) {
+			c.Spec.AWS.AMI = &AWSAMI{LookupFormat: ptr(DefaultAWSAMILookupFormat)}
+		}},
+		{name: "aws ami lookup of an account", base: func(t *testing.T) *Capi { return validAWS(t, FlavorEC2) }, edit: func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{LookupOrg: ptr("000000000001")} }},
 		{name: "undefaulted fields", edit: func(c *Capi) {
 			c.Spec.Cluster.Namespace = ""
 			c.Spec.Credentials.SecretName = ""
@@ -215,6 +225,33 @@ func TestValidateRules(t *testing.T) {
 		{"aws pool negative", eks, func(c *Capi) { c.Spec.AWS.Workers["general"] = Pool{Replicas: ptr[int32](-1), Type: "m6i.large"} }, "spec.aws.workers.general.replicas", "must not be negative"},
 		{"aws pool type missing", eks, func(c *Capi) { c.Spec.AWS.Workers["general"] = Pool{} }, "spec.aws.workers.general.type", "required"},
 		{"aws pool name", eks, func(c *Capi) { c.Spec.AWS.Workers["general_2"] = Pool{Type: "m6i.large"} }, "spec.aws.workers.general_2", "pool name must be a DNS-1123 label"},
+
+		// spec.aws.ami: CAPA's AWSMachineTemplate ami.id, imageLookupOrg
+		// (the EC2 owner-id filter: an account ID), imageLookupBaseOS,
+		// imageLookupFormat (text/template with BaseOS and K8sVersion; CAPA
+		// v2.13.0 pkg/cloud/services/ec2/ami.go); EC2 AMI names (RegisterImage).
+		{"ami id and lookup", ec2, func(c *Capi) {
+			c.Spec.AWS.AMI = &AWSAMI{ID: ptr("ami-0123456789abcdef0"), LookupOrg: ptr("123456789012")}
+		}, "spec.aws.ami", "set id or the lookup fields (lookupOrg, lookupBaseOS, lookupFormat), not both"},
+		{"ami empty", ec2, func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{} }, "spec.aws.ami", "omit spec.aws.ami for CAPA's default lookup"},
+		{"ami on eks", eks, func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{ID: ptr("ami-0123456789abcdef0")} }, "spec.aws.ami", "applies to flavor ec2 only"},
+		{"ami id empty", ec2, func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{ID: ptr("")} }, "spec.aws.ami.id", "must be an AMI ID"},
+		{"ami id uppercase", ec2, func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{ID: ptr("ami-0123456789ABCDEF0")} }, "spec.aws.ami.id", "lowercase hexadecimal"},
+		{"ami id too short", ec2, func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{ID: ptr("ami-0123456")} }, "spec.aws.ami.id", "8 to 17"},
+		{"ami id too long", ec2, func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{ID: ptr("ami-0123456789abcdef01")} }, "spec.aws.ami.id", "8 to 17"},
+		{"ami id a snapshot", ec2, func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{ID: ptr("snap-0123456789abcdef0")} }, "spec.aws.ami.id", "must be an AMI ID"},
+		{"ami id with spaces", ec2, func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{ID: ptr(" ami-0123456789abcdef0")} }, "spec.aws.ami.id", "must be an AMI ID"},
+		{"ami org an alias", ec2, func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{LookupOrg: ptr("amazon")} }, "spec.aws.ami.lookupOrg", "12-digit ID"},
+		{"ami org too short", ec2, func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{LookupOrg: ptr("12345678901")} }, "spec.aws.ami.lookupOrg", "12-digit ID"},
+		{"ami base os empty", ec2, func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{LookupBaseOS: ptr("")} }, "spec.aws.ami.lookupBaseOS", "must be a base OS name"},
+		{"ami base os with a wildcard", ec2, func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{LookupBaseOS: ptr("ubuntu-*")} }, "spec.aws.ami.lookupBaseOS", "must be a base OS name"},
+		{"ami format without the version", ec2, func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{LookupFormat: ptr("acme-{{.BaseOS}}-*")} }, "spec.aws.ami.lookupFormat", "must contain {{.K8sVersion}}"},
+		{"ami format with another placeholder", ec2, func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{LookupFormat: ptr("acme-{{.Arch}}-{{.K8sVersion}}")} }, "spec.aws.ami.lookupFormat", "must be an AMI name pattern"},
+		{"ami format with a template action", ec2, func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{LookupFormat: ptr("{{ .K8sVersion }}{{.K8sVersion}}")} }, "spec.aws.ami.lookupFormat", "without spaces"},
+		{"ami format with a newline", ec2, func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{LookupFormat: ptr("acme-{{.K8sVersion}}\n*")} }, "spec.aws.ami.lookupFormat", "must be an AMI name pattern"},
+		{"ami format too long", ec2, func(c *Capi) {
+			c.Spec.AWS.AMI = &AWSAMI{LookupFormat: ptr("{{.K8sVersion}}" + strings.Repeat("a", 114))}
+		}, "spec.aws.ami.lookupFormat", "at most 128"},
 
 		// spec.bootstrap
 		{"addon name missing", hcloud, func(c *Capi) { c.Spec.Bootstrap[1].Name = "" }, "spec.bootstrap[1].name", "required"},
