@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"lok8s.dev/provisioner/internal/api"
+	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
 )
@@ -119,7 +120,15 @@ func TestClusterFormHCloudFields(t *testing.T) {
 // The page offers the Hetzner Cloud fields with the form's values chosen.
 func TestNewClusterPageHCloudFields(t *testing.T) {
 	t.Parallel()
-	h, err := New(Config{Store: &store.Store{}, API: http.NotFoundHandler()})
+	key, err := seal.ParseKey(seal.NewKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyring, err := seal.NewKeyring(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Config{Store: &store.Store{}, API: http.NotFoundHandler(), Keyring: keyring})
 	if err != nil {
 		t.Fatal(err)
 	}
