@@ -69,6 +69,8 @@ type Config struct {
 	// WrapManagementTransport, when set, wraps every management cluster
 	// client's transport (instrumentation; tests inject faults with it).
 	WrapManagementTransport func(http.RoundTripper) http.RoundTripper
+	// OrphanCheckInterval and OrphanGrace: see jobs.Config (zero: defaults).
+	OrphanCheckInterval, OrphanGrace time.Duration
 	// ReadTimeout bounds reading a request (headers and body), IdleTimeout
 	// how long a keep-alive connection may idle, MaxUnauthenticatedConns
 	// how many connections may wait for a first authenticated request
@@ -268,7 +270,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	queue, err := jobs.NewQueue(pool, jobs.Config{
 		Store: st, Logger: log, Pipeline: pipeline, Workers: cfg.Workers,
 		MaxAttempts: cfg.JobMaxAttempts, StepTimeout: cfg.JobTimeout, RescueAfter: cfg.JobRescueAfter,
-		EventRetention: cfg.EventRetention,
+		EventRetention: cfg.EventRetention, OrphanCheckInterval: cfg.OrphanCheckInterval, OrphanGrace: cfg.OrphanGrace,
 	})
 	if err != nil {
 		return err

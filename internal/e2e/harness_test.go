@@ -85,6 +85,9 @@ type options struct {
 	// protection against slow clients (zero: the defaults).
 	readTimeout             time.Duration
 	maxUnauthenticatedConns int
+	// orphanCheckInterval and orphanGrace pace the check for operations
+	// whose River job was cancelled outside the service (zero: defaults).
+	orphanCheckInterval, orphanGrace time.Duration
 	// mgmt, when set, is the management cluster (default: the shared envtest).
 	mgmt *testenv.Env
 	// addonNamespace is where the catalogue runs cilium and the ccm.
@@ -148,6 +151,7 @@ func startService(t *testing.T, opts options) *service {
 		Workers: 4, CheckInterval: opts.checkInterval, ProvisionTimeout: 2 * time.Minute,
 		JobMaxAttempts: 6, ShutdownTimeout: 10 * time.Second,
 		ReadTimeout: opts.readTimeout, MaxUnauthenticatedConns: opts.maxUnauthenticatedConns,
+		OrphanCheckInterval: opts.orphanCheckInterval, OrphanGrace: opts.orphanGrace,
 		WrapManagementTransport: opts.wrapTransport,
 		Logger:                  slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -120,4 +121,51 @@ func TestDashboardScalesAPool(t *testing.T) {
 	if nested(t, md, "spec", "replicas") != int64(4) {
 		t.Fatalf("general replicas %v", nested(t, md, "spec", "replicas"))
 	}
+}
+
+// TestRiverUICancelIsNoticed: River's UI's API refuses a change without
+// this origin (no CSRF token can be added to its fetch calls); cancelling a
+// waiting cluster's job there fails the operation with JobCancelled, not
+// leaving it running for ever, and a retry starts it again.
+func TestRiverUICancelIsNoticed(t *testing.T) {
+	t.Parallel()
+	s := startService(t, options{orphanCheckInterval: time.Second, orphanGrace: 100 * time.Millisecond, checkInterval: time.Minute})
+	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	s.submit(seedSpecWithoutAddons(t))
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "control-plane-initialized") == "running" })
+	var jobID int64
+	if err := s.db.QueryRow(context.Background(), `SELECT river_job_id FROM operations WHERE kind = 'provision'`).Scan(&jobID); err != nil {
+		t.Fatal(err)
+	}
+	admin, _ := s.sessionFor(s.admin)
+	cancel := func(origin string) int {
+		req, _ := http.NewRequest(http.MethodPost, s.url+"/admin/river/api/jobs/cancel", strings.NewReader(fmt.Sprintf(`{"ids":["%d"]}`, jobID)))
+		req.Header.Set("Content-Type", "application/json")
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		req.AddCookie(&http.Cookie{Name: api.SessionCookie, Value: admin})
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode
+	}
+	if code := cancel(""); code != http.StatusForbidden {
+		t.Fatalf("cancel without Origin: %d", code)
+	}
+	if code := cancel("https://evil.example.com"); code != http.StatusForbidden {
+		t.Fatalf("cancel from another origin: %d", code)
+	}
+	if code := cancel(s.url); code != http.StatusOK {
+		t.Fatalf("cancel from this origin: %d", code)
+	}
+	failed := s.waitStatus("prod", 30*time.Second, func(st map[string]any) bool { return st["phase"] == "Failed" })
+	if e, _ := failed["error"].(map[string]any); e["code"] != "JobCancelled" || e["retryable"] != true || e["step"] != "control-plane-initialized" {
+		t.Fatalf("after a cancel in River's UI: %v", failed["error"])
+	}
+	s.mustDo(http.MethodPost, "/v1/clusters/prod/retry", "", "", nil, http.StatusAccepted)
+	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "control-plane-initialized") == "running" })
 }

@@ -64,6 +64,11 @@ type Config struct {
 	// EventRetention is how long events are kept; an hourly job deletes
 	// older ones. 0 keeps them for ever.
 	EventRetention time.Duration
+	// OrphanCheckInterval is how often operations whose River job was
+	// cancelled or deleted outside the service (River's UI) are looked
+	// for, and OrphanGrace how long such a job must have ended before its
+	// operation is failed (zero: the Default* values).
+	OrphanCheckInterval, OrphanGrace time.Duration
 }
 
 // WithDefaults returns c with unset fields defaulted.
@@ -80,6 +85,12 @@ func (c Config) WithDefaults() Config {
 	if c.RescueAfter == 0 {
 		c.RescueAfter = c.StepTimeout + 5*time.Minute
 	}
+	if c.OrphanCheckInterval == 0 {
+		c.OrphanCheckInterval = DefaultOrphanCheckInterval
+	}
+	if c.OrphanGrace == 0 {
+		c.OrphanGrace = DefaultOrphanGrace
+	}
 	return c
 }
 
@@ -95,6 +106,8 @@ func (c Config) validate() error {
 		return errors.New("jobs: Config.EventRetention must not be negative")
 	case c.RescueAfter <= c.StepTimeout:
 		return errors.New("jobs: Config.RescueAfter must be longer than Config.StepTimeout")
+	case c.OrphanCheckInterval < time.Second:
+		return errors.New("jobs: Config.OrphanCheckInterval must be at least a second (River's periodic jobs)")
 	}
 	return nil
 }
@@ -133,6 +146,9 @@ func NewQueue(pool *pgxpool.Pool, cfg Config) (*Queue, error) {
 			if err := addEventPruning(rc, workers, cfg); err != nil {
 				return nil, err
 			}
+		}
+		if err := addOrphanCheck(rc, workers, cfg); err != nil {
+			return nil, err
 		}
 		rc.Workers = workers
 		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}

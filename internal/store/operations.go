@@ -334,3 +334,56 @@ func (s *Store) ActiveJobID(ctx context.Context, tenantID uuid.UUID, name string
 	}
 	return *id, nil
 }
+
+// FailOrphanedOperations ends, as failed, every queued or running
+// operation whose River job ended or vanished more than grace ago while
+// the operation did not: a job cancelled or deleted outside the service
+// (River's UI) that no worker will run again. The running step, if any,
+// gets failure f; the cluster can then be retried. It returns how many
+// operations it failed.
+func (s *Store) FailOrphanedOperations(ctx context.Context, grace time.Duration, f Failure) (int, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT o.id, coalesce((SELECT name FROM operation_steps WHERE operation_id = o.id AND state = 'running' LIMIT 1), '')
+		FROM operations o LEFT JOIN river_job j ON j.id = o.river_job_id
+		WHERE o.state IN ('queued', 'running') AND o.created_at < now() - make_interval(secs => $1)
+		  AND (j.id IS NULL OR (j.state IN ('cancelled', 'discarded', 'completed') AND j.finalized_at < now() - make_interval(secs => $1)))`,
+		grace.Seconds())
+	if err != nil {
+		return 0, fmt.Errorf("find orphaned operations: %w", err)
+	}
+	type orphan struct {
+		id   uuid.UUID
+		step string
+	}
+	var orphans []orphan
+	for rows.Next() {
+		var o orphan
+		if err := rows.Scan(&o.id, &o.step); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("find orphaned operations: %w", err)
+		}
+		orphans = append(orphans, o)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("find orphaned operations: %w", err)
+	}
+	failed := 0
+	for _, o := range orphans {
+		var err error
+		if o.step != "" {
+			err = s.FailStep(ctx, o.id, o.step, f, true)
+		} else {
+			err = s.FailOperation(ctx, o.id, f.Message)
+		}
+		switch {
+		case errors.Is(err, ErrOperationNotActive):
+			// It ended meanwhile: nothing to do.
+		case err != nil:
+			return failed, err
+		default:
+			failed++
+		}
+	}
+	return failed, nil
+}

@@ -130,8 +130,10 @@ func (h *Handler) routes() chi.Router {
 		if h.cfg.RiverUI != nil {
 			// River's UI has its own pages and a JSON API (no form
 			// fields for CSRF tokens): the session cookie is
-			// SameSite=Strict and its API takes JSON only.
-			admin := h.requireAdminSession(h.cfg.RiverUI)
+			// SameSite=Strict, its API takes JSON only, and every
+			// request that changes something must come from this
+			// origin (a browser sends Origin with each such request).
+			admin := sameOrigin(h.requireAdminSession(h.cfg.RiverUI))
 			r.Handle(RiverUIPath, admin)
 			r.Handle(RiverUIPath+"/*", admin)
 		}
@@ -212,6 +214,29 @@ func (h *Handler) requireSession(next http.Handler) http.Handler {
 		}
 		connguard.Authenticated(r.Context())
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, ses)))
+	})
+}
+
+// sameOrigin refuses, with 403, a request other than GET, HEAD or OPTIONS
+// whose Origin header is missing or names another origin than the one it
+// was sent to: the check browsers make possible where a CSRF token cannot
+// be added (River's UI calls its JSON API with fetch).
+func sameOrigin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions:
+			next.ServeHTTP(w, r)
+			return
+		}
+		scheme := "http"
+		if secure(r) {
+			scheme = "https"
+		}
+		if origin := r.Header.Get("Origin"); origin == "" || origin != scheme+"://"+r.Host {
+			http.Error(w, "forbidden: a request that changes something must come from this origin", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 
