@@ -149,6 +149,11 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 			return // shutting down: the client resumes by Last-Event-ID
 		case <-wake:
 		case <-heartbeat.C:
+			// A revoked or rotated token, or a session signed out, ends
+			// its streams too (within a heartbeat).
+			if active, err := s.store.PrincipalActive(r.Context(), principal(r.Context())); err != nil || !active {
+				return
+			}
 			if err := write(": heartbeat\n\n"); err != nil {
 				return
 			}

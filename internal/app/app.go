@@ -69,6 +69,9 @@ type Config struct {
 	// WrapManagementTransport, when set, wraps every management cluster
 	// client's transport (instrumentation; tests inject faults with it).
 	WrapManagementTransport func(http.RoundTripper) http.RoundTripper
+	// StreamHeartbeat is how often an idle event stream sends a comment
+	// and checks its token or session is still valid (zero: api's default).
+	StreamHeartbeat time.Duration
 	// OrphanCheckInterval and OrphanGrace: see jobs.Config (zero: defaults).
 	OrphanCheckInterval, OrphanGrace time.Duration
 	// ReadTimeout bounds reading a request (headers and body), IdleTimeout
@@ -278,7 +281,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	hub := events.NewHub(pool, log)
 	avail := &availability{catalog: catalog, registry: registry}
 	handler, err := api.New(WithCatalog(api.Config{
-		Store: st, Keyring: keyring, Logger: log, Events: hub,
+		Store: st, Keyring: keyring, Logger: log, Events: hub, Heartbeat: cfg.StreamHeartbeat,
 		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
 		ManagementClusterKnown: registry.Known, OpenAPI: provisioner.OpenAPI,
 		ProviderMissing: avail.providerMissing, ManagementClusters: avail.managementClusters,

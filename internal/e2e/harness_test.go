@@ -85,6 +85,8 @@ type options struct {
 	// protection against slow clients (zero: the defaults).
 	readTimeout             time.Duration
 	maxUnauthenticatedConns int
+	// streamHeartbeat paces idle event streams (zero: the default).
+	streamHeartbeat time.Duration
 	// orphanCheckInterval and orphanGrace pace the check for operations
 	// whose River job was cancelled outside the service (zero: defaults).
 	orphanCheckInterval, orphanGrace time.Duration
@@ -151,7 +153,7 @@ func startService(t *testing.T, opts options) *service {
 		Workers: 4, CheckInterval: opts.checkInterval, ProvisionTimeout: 2 * time.Minute,
 		JobMaxAttempts: 6, ShutdownTimeout: 10 * time.Second,
 		ReadTimeout: opts.readTimeout, MaxUnauthenticatedConns: opts.maxUnauthenticatedConns,
-		OrphanCheckInterval: opts.orphanCheckInterval, OrphanGrace: opts.orphanGrace,
+		OrphanCheckInterval: opts.orphanCheckInterval, OrphanGrace: opts.orphanGrace, StreamHeartbeat: opts.streamHeartbeat,
 		WrapManagementTransport: opts.wrapTransport,
 		Logger:                  slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}

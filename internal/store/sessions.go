@@ -44,7 +44,23 @@ func (s *Store) SessionByHash(ctx context.Context, idHash []byte) (Session, erro
 	if err != nil {
 		return Session{}, notFound(err, "session")
 	}
+	p.SessionHash = idHash
 	return ses, nil
+}
+
+// PrincipalActive reports whether p may still act: its token is not
+// revoked (nor replaced) and, for a session's principal, the session still
+// exists. Long-lived requests (event streams) ask it from time to time.
+func (s *Store) PrincipalActive(ctx context.Context, p Principal) (bool, error) {
+	var active bool
+	err := s.pool.QueryRow(ctx, `
+		SELECT EXISTS (SELECT 1 FROM api_tokens WHERE id = $1 AND revoked_at IS NULL)
+		   AND ($2::bytea IS NULL OR EXISTS (SELECT 1 FROM sessions WHERE id_hash = $2 AND expires_at > now()))`,
+		p.TokenID, p.SessionHash).Scan(&active)
+	if err != nil {
+		return false, fmt.Errorf("check principal: %w", err)
+	}
+	return active, nil
 }
 
 // DeleteSession ends the session whose id hashes to idHash (signing out).

@@ -63,12 +63,21 @@ func (s *Store) EnsureAdminToken(ctx context.Context, tenantName string, hash []
 			return fmt.Errorf("ensure tenant %q: %w", tenantName, err)
 		}
 		p.TokenName, p.Admin = "admin", true
+		var rotated bool
 		err = tx.QueryRow(ctx, `
+			WITH old AS (SELECT token_hash FROM api_tokens WHERE tenant_id = $2 AND name = 'admin')
 			INSERT INTO api_tokens (id, tenant_id, name, token_hash, admin) VALUES ($1, $2, 'admin', $3, true)
 			ON CONFLICT (tenant_id, name) DO UPDATE SET token_hash = EXCLUDED.token_hash, admin = true, revoked_at = NULL
-			RETURNING id`, uuid.New(), p.TenantID, hash).Scan(&p.TokenID)
+			RETURNING id, coalesce((SELECT token_hash FROM old) IS DISTINCT FROM $3, false)`,
+			uuid.New(), p.TenantID, hash).Scan(&p.TokenID, &rotated)
 		if err != nil {
 			return fmt.Errorf("ensure admin token: %w", err)
+		}
+		if rotated {
+			// A new admin token: what the old one signed in ends with it.
+			if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE token_id = $1`, p.TokenID); err != nil {
+				return fmt.Errorf("end the old admin token's sessions: %w", err)
+			}
 		}
 		return nil
 	})

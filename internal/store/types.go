@@ -73,6 +73,9 @@ type Principal struct {
 	TokenID    uuid.UUID
 	TokenName  string
 	Admin      bool
+	// SessionHash is set when the principal came from a dashboard session
+	// (the hash of its id): the session must still exist for it to act.
+	SessionHash []byte
 }
 
 // Cluster is a stored cluster: its spec as submitted (with defaults) and
