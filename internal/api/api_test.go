@@ -953,3 +953,30 @@ func TestBadTextNeverReachesPostgres(t *testing.T) {
 	// What was refused left nothing behind: the credential can still be deleted.
 	b.expect(b.do(http.MethodDelete, "/v1/credentials/prod-credentials", b.adminToken, "", nil), http.StatusNoContent)
 }
+
+// TestLimits: a tenant whose namespace lok8s-<name> would not be a DNS
+// label is refused, naming the field; a spec with a great many errors gets
+// the first hundred and a count of the rest, not an answer as large as
+// the spec.
+func TestLimits(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	long := strings.Repeat("a", 58)
+	p := problem(t, b.do(http.MethodPost, "/v1/tenants", b.adminToken, "application/json", []byte(`{"name":"`+long+`"}`)), http.StatusUnprocessableEntity)
+	if !strings.Contains(fmt.Sprint(p["errors"]), "at most 57 characters") {
+		t.Fatalf("a 58-character tenant: %v", p)
+	}
+	b.expect(b.do(http.MethodPost, "/v1/tenants", b.adminToken, "application/json", []byte(`{"name":"`+long[:57]+`"}`)), http.StatusCreated)
+
+	b.putHetznerCredential(b.adminToken, "prod-credentials")
+	var typos strings.Builder
+	for i := 0; i < 150; i++ {
+		fmt.Fprintf(&typos, "\n    typo%d: x", i)
+	}
+	spec := strings.Replace(string(seedSpec(t)), "    sshKeyName: my-ssh-key", "    sshKeyName: my-ssh-key"+typos.String(), 1)
+	p = problem(t, b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/yaml", []byte(spec)), http.StatusUnprocessableEntity)
+	if errs := p["errors"].([]any); len(errs) != 100 || !strings.Contains(p["detail"].(string), "150 field(s) are invalid") ||
+		!strings.Contains(p["detail"].(string), "50 more were left out") {
+		t.Fatalf("150 errors: %d listed, detail %q", len(errs), p["detail"])
+	}
+}

@@ -65,11 +65,17 @@ func errConflict(detail string) *apiError {
 	return &apiError{status: http.StatusConflict, slug: "conflict", title: "Conflict", detail: detail}
 }
 
+// maxReportedErrors caps the field errors one problem lists: a huge bad
+// spec gets a bounded answer that says how many were left out.
+const maxReportedErrors = 100
+
 func errInvalid(fields ...FieldError) *apiError {
-	return &apiError{
-		status: http.StatusUnprocessableEntity, slug: "validation", title: "Invalid request",
-		detail: fmt.Sprintf("%d field(s) are invalid; see errors", len(fields)), fields: fields,
+	detail := fmt.Sprintf("%d field(s) are invalid; see errors", len(fields))
+	if n := len(fields); n > maxReportedErrors {
+		detail = fmt.Sprintf("%d field(s) are invalid; the first %d are listed in errors, %d more were left out", n, maxReportedErrors, n-maxReportedErrors)
+		fields = fields[:maxReportedErrors]
 	}
+	return &apiError{status: http.StatusUnprocessableEntity, slug: "validation", title: "Invalid request", detail: detail, fields: fields}
 }
 
 func errForbidden(detail string) *apiError {

@@ -38,10 +38,19 @@ func validName(field, name string) error {
 	return nil
 }
 
+// maxNamespace is the longest Kubernetes namespace name (a DNS label).
+const maxNamespace = 63
+
 func (s *Server) createTenant(w http.ResponseWriter, r *http.Request) {
 	in, err := decodeStrict[NameInput](r.Body)
 	if err == nil {
 		err = validName("name", in.Name)
+	}
+	if err == nil && len(TenantNamespacePrefix)+len(in.Name) > maxNamespace {
+		// The tenant's namespace on the SaaS management cluster is
+		// lok8s-<tenant>, itself a DNS label.
+		err = errInvalid(FieldError{Field: "name", Message: fmt.Sprintf("must be at most %d characters: the tenant's namespace %s<name> must be a DNS label of at most %d",
+			maxNamespace-len(TenantNamespacePrefix), TenantNamespacePrefix, maxNamespace)})
 	}
 	if err != nil {
 		s.writeProblem(w, r, err)

@@ -472,7 +472,18 @@ func (v *validator) controlPlane(field string, cp *ControlPlane) {
 	v.required(field+".type", cp.Type)
 }
 
+// The bounds a spec stays within, whatever a tenant's quota: what one
+// cluster can sensibly be, so that an absurd spec is refused at once.
+const (
+	MaxPoolsPerSection = 50
+	MaxPoolReplicas    = 1000
+)
+
 func (v *validator) pools(field string, pools map[string]Pool) {
+	if len(pools) > MaxPoolsPerSection {
+		v.add(field, fmt.Sprintf("must have at most %d pools, got %d", MaxPoolsPerSection, len(pools)))
+		return
+	}
 	for _, name := range sortedPoolNames(pools) {
 		p := pools[name]
 		path := joinKey(field, name)
@@ -481,6 +492,9 @@ func (v *validator) pools(field string, pools map[string]Pool) {
 		}
 		if p.Replicas != nil && *p.Replicas < 0 {
 			v.add(path+".replicas", "must not be negative")
+		}
+		if p.Replicas != nil && *p.Replicas > MaxPoolReplicas {
+			v.add(path+".replicas", fmt.Sprintf("must be at most %d", MaxPoolReplicas))
 		}
 		v.required(path+".type", p.Type)
 	}

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -223,6 +224,15 @@ func TestValidateRules(t *testing.T) {
 		{"aws ec2 control plane even", ec2, func(c *Capi) { c.Spec.AWS.ControlPlane.Replicas = ptr[int32](4) }, "spec.aws.controlPlane.replicas", "must be odd (1, 3, 5) for etcd quorum"},
 		{"aws eks control plane", eks, func(c *Capi) { c.Spec.AWS.ControlPlane = &ControlPlane{Type: "m6i.large"} }, "spec.aws.controlPlane", "must be omitted for flavor eks: EKS manages the control plane"},
 		{"aws pool negative", eks, func(c *Capi) { c.Spec.AWS.Workers["general"] = Pool{Replicas: ptr[int32](-1), Type: "m6i.large"} }, "spec.aws.workers.general.replicas", "must not be negative"},
+		// A dry run of 2^31-1 replicas per pool passed before.
+		{"aws pool too large", eks, func(c *Capi) {
+			c.Spec.AWS.Workers["general"] = Pool{Replicas: ptr[int32](2147483647), Type: "m6i.large"}
+		}, "spec.aws.workers.general.replicas", "must be at most 1000"},
+		{"too many pools", eks, func(c *Capi) {
+			for i := 0; i < MaxPoolsPerSection; i++ {
+				c.Spec.AWS.Workers[fmt.Sprintf("p%d", i)] = Pool{Type: "m6i.large"}
+			}
+		}, "spec.aws.workers", "must have at most 50 pools"},
 		{"aws pool type missing", eks, func(c *Capi) { c.Spec.AWS.Workers["general"] = Pool{} }, "spec.aws.workers.general.type", "required"},
 		{"aws pool name", eks, func(c *Capi) { c.Spec.AWS.Workers["general_2"] = Pool{Type: "m6i.large"} }, "spec.aws.workers.general_2", "pool name must be a DNS-1123 label"},
 
