@@ -50,6 +50,10 @@ func principal(ctx context.Context) store.Principal {
 	return p
 }
 
+// seesInternals reports whether the request's principal may see error
+// texts as they are (admins); tenants see them without internal addresses.
+func seesInternals(r *http.Request) bool { return principal(r.Context()).Admin }
+
 func (s *Server) actor(r *http.Request) store.Actor {
 	p := principal(r.Context())
 	return store.Actor{TenantID: p.TenantID, TokenID: p.TokenID, RequestID: requestID(r.Context())}

@@ -208,7 +208,7 @@ func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("ETag", etag(c))
 	s.logger.InfoContext(r.Context(), "cluster accepted", "cluster", c.Name, "operation", op.ID.String(), "request_id", requestID(r.Context()))
 	w.Header().Set("Location", "/v1/clusters/"+c.Name)
-	writeJSON(w, http.StatusAccepted, clusterView(c, &op))
+	writeJSON(w, http.StatusAccepted, clusterView(c, &op, seesInternals(r)))
 }
 
 // ClusterList is a page of clusters.
@@ -264,7 +264,7 @@ func (s *Server) listClusters(w http.ResponseWriter, r *http.Request) {
 		if o, ok := ops[c.ID]; ok {
 			op = &o
 		}
-		out.Items = append(out.Items, clusterView(c, op))
+		out.Items = append(out.Items, clusterView(c, op, seesInternals(r)))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -307,7 +307,7 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("ETag", etag(c))
-	writeJSON(w, http.StatusOK, clusterView(c, op))
+	writeJSON(w, http.StatusOK, clusterView(c, op, seesInternals(r)))
 }
 
 func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
@@ -321,7 +321,7 @@ func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
-	view := statusView(c, op, addons)
+	view := statusView(c, op, addons, seesInternals(r))
 	switch g, err := s.store.GitOpsState(r.Context(), c.ID); {
 	case err == nil:
 		view.GitOps = &GitOpsView{Provider: g.Provider, Repo: g.Repo, Ready: g.Ready, Reason: g.Reason, Message: g.Message, UpdatedAt: g.UpdatedAt}
@@ -346,7 +346,7 @@ func (s *Server) deleteCluster(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.logger.InfoContext(r.Context(), "cluster deletion accepted", "cluster", c.Name, "operation", op.ID.String(), "request_id", requestID(r.Context()))
-	writeJSON(w, http.StatusAccepted, clusterView(c, &op))
+	writeJSON(w, http.StatusAccepted, clusterView(c, &op, seesInternals(r)))
 }
 
 func boolParam(r *http.Request, name string) (bool, error) {

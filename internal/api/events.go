@@ -129,7 +129,7 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 			return
 		}
 		for _, e := range events {
-			frame, err := eventFrame(e)
+			frame, err := eventFrame(e, seesInternals(r))
 			if err != nil {
 				s.logger.ErrorContext(r.Context(), "event stream: encode event", "error", err, "event", e.ID)
 				return
@@ -163,15 +163,20 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 
 // eventFrame is one SSE event: its id, its type, and a JSON object with
 // the type, the time and the event's own fields.
-func eventFrame(e store.Event) (string, error) {
+func eventFrame(e store.Event, raw bool) (string, error) {
 	var data map[string]any
 	if err := json.Unmarshal(e.Data, &data); err != nil {
 		return "", err
 	}
+	for _, k := range []string{"message", "error", "reason"} {
+		if text, ok := data[k].(string); ok {
+			data[k] = forAudience(text, raw)
+		}
+	}
 	data["type"], data["at"], data["id"] = e.Type, e.At, e.ID
-	raw, err := json.Marshal(data)
+	encoded, err := json.Marshal(data)
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("id: %d\nevent: %s\ndata: %s\n\n", e.ID, e.Type, raw), nil
+	return fmt.Sprintf("id: %d\nevent: %s\ndata: %s\n\n", e.ID, e.Type, encoded), nil
 }

@@ -133,7 +133,7 @@ func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request, body []by
 	}
 	if reflect.DeepEqual(old, updated) {
 		w.Header().Set("ETag", etag(c))
-		writeJSON(w, http.StatusOK, clusterView(c, nil))
+		writeJSON(w, http.StatusOK, clusterView(c, nil, seesInternals(r)))
 		return
 	}
 	specJSON, err := json.Marshal(updated)
@@ -153,7 +153,7 @@ func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request, body []by
 	s.logger.InfoContext(r.Context(), "cluster update accepted", "cluster", name, "generation", c.Generation, "operation", op.ID.String(), "request_id", requestID(r.Context()))
 	w.Header().Set("ETag", etag(c))
 	w.Header().Set("Location", "/v1/clusters/"+name)
-	writeJSON(w, http.StatusAccepted, clusterView(c, &op))
+	writeJSON(w, http.StatusAccepted, clusterView(c, &op, seesInternals(r)))
 }
 
 // OperationList is a cluster's operations, newest first.
@@ -176,7 +176,7 @@ func (s *Server) listOperations(w http.ResponseWriter, r *http.Request) {
 	}
 	out := OperationList{Items: make([]OperationView, 0, len(ops))}
 	for _, op := range ops {
-		out.Items = append(out.Items, operationView(op))
+		out.Items = append(out.Items, operationView(op, seesInternals(r)))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -198,7 +198,7 @@ func (s *Server) cancelOperation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.logger.InfoContext(r.Context(), "operation cancelled", "cluster", name, "operation", id.String(), "request_id", requestID(r.Context()))
-	writeJSON(w, http.StatusOK, clusterView(c, &op))
+	writeJSON(w, http.StatusOK, clusterView(c, &op, seesInternals(r)))
 }
 
 func (s *Server) retryCluster(w http.ResponseWriter, r *http.Request) {
@@ -213,5 +213,5 @@ func (s *Server) retryCluster(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.logger.InfoContext(r.Context(), "retry accepted", "cluster", name, "operation", op.ID.String(), "request_id", requestID(r.Context()))
-	writeJSON(w, http.StatusAccepted, clusterView(c, &op))
+	writeJSON(w, http.StatusAccepted, clusterView(c, &op, seesInternals(r)))
 }

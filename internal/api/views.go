@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"regexp"
 	"time"
 
 	"lok8s.dev/provisioner/internal/store"
@@ -162,14 +163,28 @@ type NodesView struct {
 	Desired int64 `json:"desired"`
 }
 
-func clusterView(c store.Cluster, op *store.Operation) ClusterView {
+// internalAddress matches what would tell a tenant where the service's
+// own systems are: URLs and IP addresses (with a port) in error texts, such
+// as `Get "https://10.0.3.7:6443/api": dial tcp 10.0.3.7:6443: …`.
+var internalAddress = regexp.MustCompile(`[a-z][a-z0-9+.-]*://[^\s"']+|\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b|\[[0-9a-fA-F:]+\](?::\d+)?`)
+
+// forAudience returns text as it may be shown: as is to admins (and in the
+// logs), with internal addresses replaced for tenants.
+func forAudience(text string, raw bool) string {
+	if raw || text == "" {
+		return text
+	}
+	return internalAddress.ReplaceAllString(text, "<internal address>")
+}
+
+func clusterView(c store.Cluster, op *store.Operation, raw bool) ClusterView {
 	v := ClusterView{
 		Name: c.Name, Provider: c.Provider, ManagementCluster: c.ManagementDomain, Phase: c.Phase,
-		Message: c.Message, Generation: c.Generation, Spec: c.Spec,
+		Message: forAudience(c.Message, raw), Generation: c.Generation, Spec: c.Spec,
 		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, DeletedAt: c.DeletedAt,
 	}
 	if op != nil {
-		ov := operationView(*op)
+		ov := operationView(*op, raw)
 		v.Operation = &ov
 	}
 	var obs observedStatus
@@ -185,31 +200,31 @@ func clusterView(c store.Cluster, op *store.Operation) ClusterView {
 	return v
 }
 
-func operationView(op store.Operation) OperationView {
+func operationView(op store.Operation, raw bool) OperationView {
 	v := OperationView{
-		ID: op.ID.String(), Kind: op.Kind, State: op.State, Step: op.Step, Error: op.Error,
+		ID: op.ID.String(), Kind: op.Kind, State: op.State, Step: op.Step, Error: forAudience(op.Error, raw),
 		RequestedBy: op.RequestedByName, Generation: op.Generation,
 		Steps: make([]StepView, 0, len(op.Steps)), CreatedAt: op.CreatedAt, StartedAt: op.StartedAt, FinishedAt: op.FinishedAt,
 	}
 	for _, s := range op.Steps {
 		sv := StepView{
-			Name: s.Name, State: s.State, Attempts: s.Attempts, Error: s.Error, Message: s.Message,
+			Name: s.Name, State: s.State, Attempts: s.Attempts, Error: forAudience(s.Error, raw), Message: forAudience(s.Message, raw),
 			StartedAt: s.StartedAt, FinishedAt: s.FinishedAt,
 		}
 		if s.State == store.StepFailed && s.Failure.Code != "" {
 			sv.Failure = &FailureView{Step: s.Name, Code: s.Failure.Code, Retryable: s.Failure.Retryable,
-				Remediation: s.Failure.Remediation, Reason: s.Failure.Reason, Message: s.Error}
+				Remediation: s.Failure.Remediation, Reason: forAudience(s.Failure.Reason, raw), Message: sv.Error}
 		}
 		v.Steps = append(v.Steps, sv)
 	}
 	return v
 }
 
-func statusView(c store.Cluster, op *store.Operation, addons []store.Addon) StatusView {
-	v := StatusView{Name: c.Name, Phase: c.Phase, Message: c.Message, UpdatedAt: c.UpdatedAt, Conditions: []ConditionView{},
+func statusView(c store.Cluster, op *store.Operation, addons []store.Addon, raw bool) StatusView {
+	v := StatusView{Name: c.Name, Phase: c.Phase, Message: forAudience(c.Message, raw), UpdatedAt: c.UpdatedAt, Conditions: []ConditionView{},
 		Addons: make([]AddonView, 0, len(addons))}
 	for _, a := range addons {
-		v.Addons = append(v.Addons, AddonView{Name: a.Name, State: a.State, Chart: a.Chart, Version: a.Version, Message: a.Message, UpdatedAt: a.UpdatedAt})
+		v.Addons = append(v.Addons, AddonView{Name: a.Name, State: a.State, Chart: a.Chart, Version: a.Version, Message: forAudience(a.Message, raw), UpdatedAt: a.UpdatedAt})
 	}
 	var obs observedStatus
 	if err := json.Unmarshal(c.Observed, &obs); err == nil {
@@ -220,7 +235,7 @@ func statusView(c store.Cluster, op *store.Operation, addons []store.Addon) Stat
 		v.Initialization = obs.Initialization
 	}
 	if op != nil {
-		ov := operationView(*op)
+		ov := operationView(*op, raw)
 		v.Operation = &ov
 		for _, s := range ov.Steps {
 			if s.Failure != nil {

@@ -729,3 +729,31 @@ func TestNamedManagementCluster(t *testing.T) {
 		t.Fatalf("unknown management cluster: %d %s", status, body)
 	}
 }
+
+// TestTenantsSeeNoInternalAddresses: the management cluster refuses
+// connections; the tenant's status and events show the step's error with
+// the management cluster's address replaced (the raw text stays in the
+// logs), not `dial tcp 127.0.0.1:…`.
+func TestTenantsSeeNoInternalAddresses(t *testing.T) {
+	t.Parallel()
+	refuse := func(next http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 6443},
+				Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+		})
+	}
+	s := startService(t, options{wrapTransport: refuse})
+	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	s.submit(seedSpecWithoutAddons(t))
+	st := s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool {
+		e, _ := stepOf(st, "preflight")["error"].(string)
+		return e != ""
+	})
+	raw, _ := json.Marshal(st)
+	if strings.Contains(string(raw), "127.0.0.1") || !strings.Contains(string(raw), "internal address") {
+		t.Fatalf("the tenant's status shows internal addresses: %s", raw)
+	}
+	if ev := s.findEvent("/v1/clusters/prod/events", `"step":"preflight"`); strings.Contains(ev, "127.0.0.1") {
+		t.Fatalf("the tenant's events show internal addresses: %s", ev)
+	}
+}
