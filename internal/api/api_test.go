@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/google/uuid"
 	"io"
 	"log/slog"
 	"net/http"
@@ -979,4 +980,57 @@ func TestLimits(t *testing.T) {
 		!strings.Contains(p["detail"].(string), "50 more were left out") {
 		t.Fatalf("150 errors: %d listed, detail %q", len(errs), p["detail"])
 	}
+}
+
+// TestTokenLifecycle: tokens are listed with their last use and expiry
+// (never the token), revoked at once, and expire.
+func TestTokenLifecycle(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.expect(b.do(http.MethodPost, "/v1/tenants", b.adminToken, "application/json", []byte(`{"name":"initech"}`)), http.StatusCreated)
+	created := b.do(http.MethodPost, "/v1/tenants/initech/tokens", b.adminToken, "application/json", []byte(`{"name":"ci"}`))
+	b.expect(created, http.StatusCreated)
+	ci := created.json(t)
+	expiry := time.Now().Add(2 * time.Second)
+	soon := expiry.UTC().Format(time.RFC3339Nano)
+	shortLived := b.do(http.MethodPost, "/v1/tenants/initech/tokens", b.adminToken, "application/json", []byte(`{"name":"short","expiresAt":"`+soon+`"}`))
+	b.expect(shortLived, http.StatusCreated)
+	short := shortLived.json(t)
+	p := problem(t, b.do(http.MethodPost, "/v1/tenants/initech/tokens", b.adminToken, "application/json", []byte(`{"name":"past","expiresAt":"2020-01-01T00:00:00Z"}`)), http.StatusUnprocessableEntity)
+	if !strings.Contains(fmt.Sprint(p["errors"]), "expiresAt") {
+		t.Fatalf("a token expiring in the past: %v", p)
+	}
+
+	b.expect(b.do(http.MethodGet, "/v1/clusters", ci["token"].(string), "", nil), http.StatusOK)
+	list := b.do(http.MethodGet, "/v1/tenants/initech/tokens", b.adminToken, "", nil)
+	b.expect(list, http.StatusOK)
+	if strings.Contains(string(list.body), ci["token"].(string)) {
+		t.Fatal("the token list shows a token")
+	}
+	items := list.json(t)["items"].([]any)
+	if len(items) != 2 || items[0].(map[string]any)["lastUsedAt"] == nil || items[1].(map[string]any)["expiresAt"] == nil {
+		t.Fatalf("tokens: %s", list.body)
+	}
+	problem(t, b.do(http.MethodGet, "/v1/tenants/initech/tokens", ci["token"].(string), "", nil), http.StatusForbidden)
+
+	// Revoked: it stops at once, and listing says when.
+	b.expect(b.do(http.MethodDelete, "/v1/tenants/initech/tokens/"+ci["id"].(string), b.adminToken, "", nil), http.StatusNoContent)
+	problem(t, b.do(http.MethodGet, "/v1/clusters", ci["token"].(string), "", nil), http.StatusUnauthorized)
+	if items := b.do(http.MethodGet, "/v1/tenants/initech/tokens", b.adminToken, "", nil).json(t)["items"].([]any); items[0].(map[string]any)["revokedAt"] == nil {
+		t.Fatalf("revoked token listed without revokedAt: %v", items[0])
+	}
+	problem(t, b.do(http.MethodDelete, "/v1/tenants/initech/tokens/"+uuid.NewString(), b.adminToken, "", nil), http.StatusNotFound)
+	// The service's own admin token is rotated, not revoked.
+	var adminID string
+	for _, it := range b.do(http.MethodGet, "/v1/tenants/acme/tokens", b.adminToken, "", nil).json(t)["items"].([]any) {
+		if m := it.(map[string]any); m["admin"] == true {
+			adminID = m["id"].(string)
+		}
+	}
+	problem(t, b.do(http.MethodDelete, "/v1/tenants/acme/tokens/"+adminID, b.adminToken, "", nil), http.StatusConflict)
+
+	// Expired: works until then, not after.
+	b.expect(b.do(http.MethodGet, "/v1/clusters", short["token"].(string), "", nil), http.StatusOK)
+	time.Sleep(time.Until(expiry) + 200*time.Millisecond)
+	problem(t, b.do(http.MethodGet, "/v1/clusters", short["token"].(string), "", nil), http.StatusUnauthorized)
 }

@@ -180,6 +180,8 @@ func (s *Server) routes() chi.Router {
 			r.Use(s.requireAdmin)
 			r.Post("/", s.createTenant)
 			r.Post("/{tenant}/tokens", s.createToken)
+			r.Get("/{tenant}/tokens", s.listTokens)
+			r.Delete("/{tenant}/tokens/{id}", s.revokeToken)
 		})
 	})
 	return r

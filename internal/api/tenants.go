@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"github.com/google/uuid"
 	"net/http"
 	"strings"
 	"time"
@@ -26,9 +27,33 @@ type TenantView struct {
 
 // TokenView is a newly made token: the only time its value is shown.
 type TokenView struct {
-	Name   string `json:"name"`
-	Tenant string `json:"tenant"`
-	Token  string `json:"token"`
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Tenant    string     `json:"tenant"`
+	Token     string     `json:"token"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+}
+
+// TokenInput asks for a token: its name and, optionally, when it expires.
+type TokenInput struct {
+	Name      string     `json:"name"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+}
+
+// TokenInfo is a token's metadata; the token itself is never shown again.
+type TokenInfo struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	Admin      bool       `json:"admin"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
+	ExpiresAt  *time.Time `json:"expiresAt,omitempty"`
+	RevokedAt  *time.Time `json:"revokedAt,omitempty"`
+}
+
+// TokenList is GET /v1/tenants/{tenant}/tokens.
+type TokenList struct {
+	Items []TokenInfo `json:"items"`
 }
 
 func validName(field, name string) error {
@@ -73,28 +98,27 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
-	tenantName := chi.URLParam(r, "tenant")
-	in, err := decodeStrict[NameInput](r.Body)
+	in, err := decodeStrict[TokenInput](r.Body)
 	if err == nil {
 		err = validName("name", in.Name)
+	}
+	if err == nil && in.ExpiresAt != nil && !in.ExpiresAt.After(time.Now()) {
+		err = errInvalid(FieldError{Field: "expiresAt", Message: "must be in the future"})
 	}
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
 	}
-	t, err := s.store.TenantByName(r.Context(), tenantName)
-	if errors.Is(err, store.ErrNotFound) {
-		s.writeProblem(w, r, errNotFound(fmt.Sprintf("no tenant named %q", tenantName)))
-		return
-	}
+	t, err := s.tenantParam(r)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
 	}
 	token := NewToken()
-	if _, err := s.store.CreateToken(r.Context(), t.ID, in.Name, HashToken(token), false); err != nil {
+	id, err := s.store.CreateToken(r.Context(), t.ID, in.Name, HashToken(token), false, in.ExpiresAt)
+	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			err = errConflict(fmt.Sprintf("tenant %q already has a token named %q", tenantName, in.Name))
+			err = errConflict(fmt.Sprintf("tenant %q already has a token named %q", t.Name, in.Name))
 		}
 		s.writeProblem(w, r, err)
 		return
@@ -103,5 +127,57 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, TokenView{Name: in.Name, Tenant: t.Name, Token: token})
+	writeJSON(w, http.StatusCreated, TokenView{ID: id.String(), Name: in.Name, Tenant: t.Name, Token: token, ExpiresAt: in.ExpiresAt})
+}
+
+// tenantParam is the tenant the {tenant} path parameter names.
+func (s *Server) tenantParam(r *http.Request) (store.Tenant, error) {
+	name := chi.URLParam(r, "tenant")
+	t, err := s.store.TenantByName(r.Context(), name)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Tenant{}, errNotFound(fmt.Sprintf("no tenant named %q", name))
+	}
+	return t, err
+}
+
+// listTokens is GET /v1/tenants/{tenant}/tokens: each token's metadata,
+// last use (to the minute), expiry and revocation; never a token.
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
+	t, err := s.tenantParam(r)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	tokens, err := s.store.Tokens(r.Context(), t.ID)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	out := TokenList{Items: make([]TokenInfo, 0, len(tokens))}
+	for _, k := range tokens {
+		out.Items = append(out.Items, TokenInfo{ID: k.ID.String(), Name: k.Name, Admin: k.Admin, CreatedAt: k.CreatedAt,
+			LastUsedAt: k.LastUsedAt, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// revokeToken is DELETE /v1/tenants/{tenant}/tokens/{id}: the token stops
+// working at once, its dashboard sessions end, its event streams within a
+// heartbeat.
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
+	t, err := s.tenantParam(r)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	id, err := uuid.Parse(chi.URLParam(r, "id"))
+	if err != nil {
+		s.writeProblem(w, r, errNotFound("no such token"))
+		return
+	}
+	if err := s.store.RevokeToken(r.Context(), s.actor(r), t.ID, id); err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

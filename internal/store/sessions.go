@@ -39,7 +39,7 @@ func (s *Store) SessionByHash(ctx context.Context, idHash []byte) (Session, erro
 		FROM sessions s
 		JOIN api_tokens t ON t.id = s.token_id AND t.tenant_id = s.tenant_id
 		JOIN tenants n ON n.id = s.tenant_id
-		WHERE s.id_hash = $1 AND s.expires_at > now() AND t.revoked_at IS NULL`, idHash).
+		WHERE s.id_hash = $1 AND s.expires_at > now() AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())`, idHash).
 		Scan(&p.TokenID, &p.TenantID, &p.TokenName, &p.Admin, &p.TenantName, &ses.CSRFToken, &ses.ExpiresAt)
 	if err != nil {
 		return Session{}, notFound(err, "session")
@@ -54,7 +54,7 @@ func (s *Store) SessionByHash(ctx context.Context, idHash []byte) (Session, erro
 func (s *Store) PrincipalActive(ctx context.Context, p Principal) (bool, error) {
 	var active bool
 	err := s.pool.QueryRow(ctx, `
-		SELECT EXISTS (SELECT 1 FROM api_tokens WHERE id = $1 AND revoked_at IS NULL)
+		SELECT EXISTS (SELECT 1 FROM api_tokens WHERE id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()))
 		   AND ($2::bytea IS NULL OR EXISTS (SELECT 1 FROM sessions WHERE id_hash = $2 AND expires_at > now()))`,
 		p.TokenID, p.SessionHash).Scan(&active)
 	if err != nil {

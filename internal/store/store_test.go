@@ -371,10 +371,10 @@ func TestAuthenticate(t *testing.T) {
 	if _, err := b.store.Authenticate(ctx, []byte("hash-acme")); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("old admin token still works: %v", err)
 	}
-	if _, err := b.store.CreateToken(ctx, p.TenantID, "ci", []byte("hash-ci"), false); err != nil {
+	if _, err := b.store.CreateToken(ctx, p.TenantID, "ci", []byte("hash-ci"), false, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.store.CreateToken(ctx, p.TenantID, "ci", []byte("hash-ci2"), false); !errors.Is(err, store.ErrConflict) {
+	if _, err := b.store.CreateToken(ctx, p.TenantID, "ci", []byte("hash-ci2"), false, nil); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("duplicate token name: %v", err)
 	}
 	ci, err := b.store.Authenticate(ctx, []byte("hash-ci"))

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -35,11 +36,11 @@ func (s *Store) TenantByName(ctx context.Context, name string) (Tenant, error) {
 
 // CreateToken stores a token's hash for tenantID; ErrConflict if the tenant
 // already has a token of that name.
-func (s *Store) CreateToken(ctx context.Context, tenantID uuid.UUID, name string, hash []byte, admin bool) (uuid.UUID, error) {
+func (s *Store) CreateToken(ctx context.Context, tenantID uuid.UUID, name string, hash []byte, admin bool, expiresAt *time.Time) (uuid.UUID, error) {
 	id := uuid.New()
 	_, err := s.pool.Exec(ctx,
-		`INSERT INTO api_tokens (id, tenant_id, name, token_hash, admin) VALUES ($1, $2, $3, $4, $5)`,
-		id, tenantID, name, hash, admin)
+		`INSERT INTO api_tokens (id, tenant_id, name, token_hash, admin, expires_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+		id, tenantID, name, hash, admin, expiresAt)
 	if isUniqueViolation(err, "") {
 		return uuid.Nil, fmt.Errorf("token %q: %w", name, ErrConflict)
 	}
@@ -92,7 +93,7 @@ func (s *Store) Authenticate(ctx context.Context, hash []byte) (Principal, error
 		WITH tok AS (
 			SELECT t.id, t.tenant_id, t.name, t.admin, n.name AS tenant_name
 			FROM api_tokens t JOIN tenants n ON n.id = t.tenant_id
-			WHERE t.token_hash = $1 AND t.revoked_at IS NULL
+			WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())
 		), touch AS (
 			UPDATE api_tokens SET last_used_at = now()
 			WHERE id = (SELECT id FROM tok) AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
@@ -103,4 +104,60 @@ func (s *Store) Authenticate(ctx context.Context, hash []byte) (Principal, error
 		return Principal{}, notFound(err, "token")
 	}
 	return p, nil
+}
+
+// Token is an API token's metadata (never the token).
+type Token struct {
+	ID         uuid.UUID
+	Name       string
+	Admin      bool
+	CreatedAt  time.Time
+	LastUsedAt *time.Time
+	ExpiresAt  *time.Time
+	RevokedAt  *time.Time
+}
+
+// Tokens lists a tenant's tokens, oldest first.
+func (s *Store) Tokens(ctx context.Context, tenantID uuid.UUID) ([]Token, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT id, name, admin, created_at, last_used_at, expires_at, revoked_at
+		FROM api_tokens WHERE tenant_id = $1 ORDER BY created_at, id`, tenantID)
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []Token
+	for rows.Next() {
+		var t Token
+		if err := rows.Scan(&t.ID, &t.Name, &t.Admin, &t.CreatedAt, &t.LastUsedAt, &t.ExpiresAt, &t.RevokedAt); err != nil {
+			return nil, fmt.Errorf("list tokens: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// RevokeToken revokes the tenant's token id and ends its dashboard
+// sessions (its event streams end at their next heartbeat). The service's
+// admin token is not revoked here (ErrConflict): rotate
+// LOK8S_ADMIN_TOKEN instead. Revoking again is fine.
+func (s *Store) RevokeToken(ctx context.Context, actor Actor, tenantID, id uuid.UUID) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		var name string
+		var admin bool
+		err := tx.QueryRow(ctx, `SELECT name, admin FROM api_tokens WHERE id = $1 AND tenant_id = $2`, id, tenantID).Scan(&name, &admin)
+		if err != nil {
+			return notFound(err, "token")
+		}
+		if admin {
+			return fmt.Errorf("token %q is the service's admin token (rotate LOK8S_ADMIN_TOKEN instead): %w", name, ErrConflict)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1`, id); err != nil {
+			return fmt.Errorf("revoke token: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE token_id = $1`, id); err != nil {
+			return fmt.Errorf("end the token's sessions: %w", err)
+		}
+		return audit(ctx, tx, actor, "token.revoke", "tokens/"+id.String(), map[string]any{"name": name})
+	})
 }
