@@ -27,30 +27,9 @@ import (
 func templatesWithInMemory(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	copyTree(t, "../../templates", dir)
-	copyTree(t, "../../hack/dev/providers", filepath.Join(dir, "providers"))
+	testenv.CopyTree(t, "../../templates", dir)
+	testenv.CopyTree(t, "../../hack/dev/providers", filepath.Join(dir, "providers"))
 	return dir
-}
-
-func copyTree(t *testing.T, from, to string) {
-	t.Helper()
-	err := filepath.WalkDir(from, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(from, path)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(to, rel), 0o755)
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(to, rel), data, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestPreflightFindsAMissingProvider: a spec for a provider the management

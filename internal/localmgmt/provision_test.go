@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -24,29 +23,8 @@ import (
 	"lok8s.dev/provisioner/internal/dbtest"
 	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/seal"
+	"lok8s.dev/provisioner/internal/testenv"
 )
-
-// copyTree copies the directory src into dst.
-func copyTree(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestProvisionThroughTheAPIWithCAPIControllers is the deepest test: the
 // whole service, through its HTTP API, provisions examples/dev.yaml on a
@@ -65,8 +43,8 @@ func TestProvisionThroughTheAPIWithCAPIControllers(t *testing.T) {
 
 	// The templates plus the development-only provider, as hack/dev.sh does.
 	templates := t.TempDir()
-	copyTree(t, filepath.Join(root, "templates"), templates)
-	copyTree(t, filepath.Join(root, "hack", "dev", "providers"), filepath.Join(templates, "providers"))
+	testenv.CopyTree(t, filepath.Join(root, "templates"), templates)
+	testenv.CopyTree(t, filepath.Join(root, "hack", "dev", "providers"), filepath.Join(templates, "providers"))
 
 	key, _ := seal.ParseKey(seal.NewKey())
 	admin := "admin-token-for-the-local-management-test"
