@@ -5,6 +5,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -208,14 +209,9 @@ const (
 	DefaultMaxUnauthenticatedConns = 512
 )
 
-func or(v, def int) int {
-	if v > 0 {
-		return v
-	}
-	return def
-}
-
-func orDuration(v, def time.Duration) time.Duration {
+// positiveOr is v when it is positive, else def (zero or a negative
+// value means the default).
+func positiveOr[T int | time.Duration](v, def T) T {
 	if v > 0 {
 		return v
 	}
@@ -314,9 +310,9 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	// read timeouts, an idle keep-alive connection is closed, and at most
 	// MaxUnauthenticatedConns connections wait for a first authenticated
 	// request. No write timeout: event streams set a deadline per write.
-	guard := connguard.New(or(cfg.MaxUnauthenticatedConns, DefaultMaxUnauthenticatedConns))
+	guard := connguard.New(positiveOr(cfg.MaxUnauthenticatedConns, DefaultMaxUnauthenticatedConns))
 	srv := &http.Server{Handler: root, ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout: orDuration(cfg.ReadTimeout, DefaultReadTimeout), IdleTimeout: orDuration(cfg.IdleTimeout, DefaultIdleTimeout),
+		ReadTimeout: positiveOr(cfg.ReadTimeout, DefaultReadTimeout), IdleTimeout: positiveOr(cfg.IdleTimeout, DefaultIdleTimeout),
 		ConnState: guard.ConnState, ConnContext: guard.ConnContext,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
@@ -351,10 +347,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: finishing in-flight requests and jobs")
-	timeout := cfg.ShutdownTimeout
-	if timeout == 0 {
-		timeout = DefaultShutdownTimeout
-	}
+	timeout := cmp.Or(cfg.ShutdownTimeout, DefaultShutdownTimeout)
 	// HTTP and the queue stop side by side, each within its own budget.
 	var httpErr, queueErr error
 	var stopping sync.WaitGroup

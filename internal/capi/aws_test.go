@@ -191,17 +191,7 @@ func TestAWSHealthChecks(t *testing.T) {
 		want := map[string]int64{cluster + "-control-plane": 900}
 		for _, md := range objectsOf(r, "MachineDeployment") {
 			want[md.GetName()] = 600
-			mhc := objectOf(t, r, "MachineHealthCheck", md.GetName())
-			sel := field(mhc, "spec", "selector", "matchLabels").(map[string]any)
-			machineLabels := field(md, "spec", "template", "metadata", "labels").(map[string]any)
-			if sel["cluster.x-k8s.io/deployment-name"] != md.GetName() || sel["cluster.x-k8s.io/control-plane"] != nil {
-				t.Errorf("%s: %s's check selects %v", name, md.GetName(), sel)
-			}
-			for k, v := range sel {
-				if machineLabels[k] != v {
-					t.Errorf("%s: %s's check selects %s=%v, which its machines lack", name, md.GetName(), k, v)
-				}
-			}
+			checkPoolHealthCheckSelects(t, name, r, md)
 		}
 		mhcs := objectsOf(r, "MachineHealthCheck")
 		if len(mhcs) != len(want) {

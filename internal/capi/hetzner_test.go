@@ -45,6 +45,25 @@ func objectOf(t *testing.T, r *capi.Rendered, kind, name string) *unstructured.U
 	return nil
 }
 
+// checkPoolHealthCheckSelects checks that a pool's MachineHealthCheck (named
+// as its MachineDeployment) selects that pool's machines and no others:
+// what the MachineDeployment labels its machines with, never the control
+// plane's.
+func checkPoolHealthCheckSelects(t *testing.T, flavor string, r *capi.Rendered, md *unstructured.Unstructured) {
+	t.Helper()
+	mhc := objectOf(t, r, "MachineHealthCheck", md.GetName())
+	sel := field(mhc, "spec", "selector", "matchLabels").(map[string]any)
+	machineLabels := field(md, "spec", "template", "metadata", "labels").(map[string]any)
+	if sel["cluster.x-k8s.io/deployment-name"] != md.GetName() || sel["cluster.x-k8s.io/control-plane"] != nil {
+		t.Errorf("%s: %s's check selects %v", flavor, md.GetName(), sel)
+	}
+	for k, v := range sel {
+		if machineLabels[k] != v {
+			t.Errorf("%s: %s's check selects %s=%v, which its machines lack", flavor, md.GetName(), k, v)
+		}
+	}
+}
+
 func field(o *unstructured.Unstructured, path ...string) any {
 	v, _, _ := unstructured.NestedFieldNoCopy(o.Object, path...)
 	return v
@@ -433,18 +452,7 @@ func TestHetznerHealthChecksAndServingCertificates(t *testing.T) {
 		for _, md := range objectsOf(r, "MachineDeployment") {
 			kind := field(md, "spec", "template", "spec", "infrastructureRef", "kind")
 			want[md.GetName()] = map[any]check{"HCloudMachineTemplate": hcloudPool, "HetznerBareMetalMachineTemplate": bareMetal}[kind]
-			// The pool's check selects what the MachineDeployment labels its machines with.
-			mhc := objectOf(t, r, "MachineHealthCheck", md.GetName())
-			sel := field(mhc, "spec", "selector", "matchLabels").(map[string]any)
-			machineLabels := field(md, "spec", "template", "metadata", "labels").(map[string]any)
-			if sel["cluster.x-k8s.io/deployment-name"] != md.GetName() {
-				t.Errorf("%s: %s's check selects %v", name, md.GetName(), sel)
-			}
-			for k, v := range sel {
-				if machineLabels[k] != v {
-					t.Errorf("%s: %s's check selects %s=%v, which its machines lack", name, md.GetName(), k, v)
-				}
-			}
+			checkPoolHealthCheckSelects(t, name, r, md)
 		}
 		mhcs := objectsOf(r, "MachineHealthCheck")
 		if len(mhcs) != len(want) {

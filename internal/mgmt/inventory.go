@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -61,15 +62,7 @@ func (c *Cluster) Inventory(ctx context.Context) (Inventory, error) {
 		version, _, _ := unstructured.NestedString(p.Object, "version")
 		inv.Providers = append(inv.Providers, InstalledProvider{Name: p.GetName(), Namespace: p.GetNamespace(), Type: typ, Version: version})
 	}
-	slices.SortFunc(inv.Providers, func(a, b InstalledProvider) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		if a.Name > b.Name {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(inv.Providers, func(a, b InstalledProvider) int { return strings.Compare(a.Name, b.Name) })
 	return inv, nil
 }
 
