@@ -113,6 +113,9 @@ func TestDashboardScalesAPool(t *testing.T) {
 	if code, body := post("csrf=" + csrf + "&pool=hcloud/general&replicas=2x"); code != http.StatusUnprocessableEntity {
 		t.Fatalf("scale to a non-number: %d %.200s", code, body)
 	}
+	// From the update on the test plays CAPI (as patch does): a cloud
+	// stand-in still running could finish the rollout before it is seen.
+	s.pauseCloud("prod")
 	if code, where := post("csrf=" + csrf + "&pool=hcloud/general&replicas=4"); code != http.StatusSeeOther || !strings.Contains(where, "/clusters/prod") {
 		t.Fatalf("scale: %d %.200s", code, where)
 	}
