@@ -1034,3 +1034,71 @@ func TestTokenLifecycle(t *testing.T) {
 	time.Sleep(time.Until(expiry) + 200*time.Millisecond)
 	problem(t, b.do(http.MethodGet, "/v1/clusters", short["token"].(string), "", nil), http.StatusUnauthorized)
 }
+
+// TestQuota: an admin sets a tenant's quota; a spec beyond it is refused
+// with 403 quota-exceeded naming the quota, its limit, use and request, on
+// a dry run too, and nothing is stored; a scale-up beyond it is refused, a
+// scale-down passes; the tenant reads its own quota and usage, and cannot
+// set it.
+func TestQuota(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	token := b.newTenant("initech")
+	b.putHetznerCredential(token, "prod-credentials")
+	quotaProblem := func(r response, name string, limit, used, requested float64) {
+		t.Helper()
+		p := problem(t, r, http.StatusForbidden)
+		q, _ := p["quota"].(map[string]any)
+		if p["type"] != "https://lok8s.dev/problems/quota-exceeded" || q["name"] != name || q["limit"] != limit || q["used"] != used || q["requested"] != requested {
+			t.Fatalf("quota problem: %v", p)
+		}
+	}
+	setQuota := func(body string) response {
+		t.Helper()
+		return b.do(http.MethodPut, "/v1/tenants/initech/quota", b.adminToken, "application/json", []byte(body))
+	}
+
+	p := problem(t, setQuota(`{"clusters":-1}`), http.StatusUnprocessableEntity)
+	if !strings.Contains(fmt.Sprint(p["errors"]), "clusters") {
+		t.Fatalf("a negative limit: %v", p)
+	}
+	problem(t, setQuota(`{"nodes":3}`), http.StatusUnprocessableEntity)
+	problem(t, b.do(http.MethodPut, "/v1/tenants/initech/quota", token, "application/json", []byte(`{}`)), http.StatusForbidden)
+	b.expect(setQuota(`{"clusters":1,"machinesPerCluster":6,"machines":10}`), http.StatusOK)
+
+	// The seed spec asks for 3 control-plane machines and pools of 3 and 1.
+	quotaProblem(b.do(http.MethodPost, "/v1/clusters?dryRun=true", token, "application/yaml", seedSpec(t)), "machinesPerCluster", 6, 0, 7)
+	quotaProblem(b.do(http.MethodPost, "/v1/clusters", token, "application/yaml", seedSpec(t)), "machinesPerCluster", 6, 0, 7)
+	if n := b.count(`SELECT count(*) FROM clusters`); n != 0 {
+		t.Fatalf("%d clusters stored after a refusal", n)
+	}
+	b.expect(setQuota(`{"clusters":1,"machinesPerCluster":10,"machines":10}`), http.StatusOK)
+	b.expect(b.do(http.MethodPost, "/v1/clusters", token, "application/yaml", seedSpec(t)), http.StatusAccepted)
+	own := b.do(http.MethodGet, "/v1/quota", token, "", nil)
+	b.expect(own, http.StatusOK)
+	if v := own.json(t); v["tenant"] != "initech" || fmt.Sprint(v["usage"]) != "map[clusters:1 machines:7]" ||
+		fmt.Sprint(v["limits"]) != "map[clusters:1 machines:10 machinesPerCluster:10]" {
+		t.Fatalf("own quota: %s", own.body)
+	}
+	quotaProblem(b.do(http.MethodPost, "/v1/clusters", token, "application/yaml",
+		bytes.Replace(seedSpec(t), []byte("name: prod"), []byte("name: staging"), 1)), "clusters", 1, 1, 1)
+
+	// Updates once the provisioning operation is over.
+	if _, err := b.pool.Exec(context.Background(), `UPDATE operations SET state = 'succeeded'`); err != nil {
+		t.Fatal(err)
+	}
+	scale := func(replicas int) response {
+		return b.do(http.MethodPatch, "/v1/clusters/prod", token, "application/merge-patch+json",
+			[]byte(fmt.Sprintf(`{"spec":{"hcloud":{"workers":{"general":{"replicas":%d}}}}}`, replicas)))
+	}
+	quotaProblem(scale(7), "machinesPerCluster", 10, 0, 11)
+	b.expect(setQuota(`{"machines":5}`), http.StatusOK) // below what is in use
+	quotaProblem(scale(4), "machines", 5, 0, 8)
+	b.expect(scale(2), http.StatusAccepted)
+	admin := b.do(http.MethodGet, "/v1/tenants/initech/quota", b.adminToken, "", nil)
+	b.expect(admin, http.StatusOK)
+	if v := admin.json(t); fmt.Sprint(v["usage"]) != "map[clusters:1 machines:6]" || fmt.Sprint(v["limits"]) != "map[clusters:<nil> machines:5 machinesPerCluster:<nil>]" {
+		t.Fatalf("admin view: %s", admin.body)
+	}
+	problem(t, b.do(http.MethodGet, "/v1/tenants/nobody/quota", b.adminToken, "", nil), http.StatusNotFound)
+}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -126,7 +125,7 @@ func (s *Server) loadSpec(r *http.Request, body []byte) (*spec.Capi, string, err
 		}
 	}
 	if len(fields) > 0 {
-		sort.SliceStable(fields, func(i, j int) bool { return fields[i].Field < fields[j].Field })
+		sortFields(fields)
 		return nil, "", errInvalid(fields...)
 	}
 	return capi, provider, nil
@@ -173,7 +172,16 @@ func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
+	machines, err := s.machines(capi)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
 	if dryRun {
+		if err := s.store.CheckQuota(r.Context(), principal(r.Context()).TenantID, machines); err != nil {
+			s.writeProblem(w, r, err)
+			return
+		}
 		writeJSON(w, http.StatusOK, DryRunView{Valid: true, Spec: *capi})
 		return
 	}
@@ -186,7 +194,7 @@ func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) {
 	mgmtDomain, namespace := placement(principal(r.Context()), capi)
 	c, op, _, err := s.store.CreateCluster(r.Context(), s.actor(r), store.NewCluster{
 		Name: capi.Metadata.Name, Provider: provider, ManagementDomain: mgmtDomain, Namespace: namespace, Spec: specJSON,
-		Steps: s.StepNames(store.OpProvision), IdempotencyKey: key, RequestHash: hash[:],
+		Machines: machines, Steps: s.StepNames(store.OpProvision), IdempotencyKey: key, RequestHash: hash[:],
 	}, s.Enqueue)
 	switch {
 	case errors.Is(err, store.ErrConflict):

@@ -141,7 +141,12 @@ func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request, body []by
 		s.writeProblem(w, r, err)
 		return
 	}
-	c, op, err := s.store.UpdateSpec(r.Context(), s.actor(r), name, ifGen, specJSON, s.StepNames(store.OpUpdate), s.Enqueue)
+	machines, err := s.machines(updated)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	c, op, err := s.store.UpdateSpec(r.Context(), s.actor(r), name, ifGen, specJSON, machines, s.StepNames(store.OpUpdate), s.Enqueue)
 	switch {
 	case errors.Is(err, store.ErrPreconditionFailed):
 		s.writeProblem(w, r, errPrecondition("the cluster changed meanwhile: GET it again and reapply your change"))

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
@@ -30,6 +32,17 @@ type Problem struct {
 	Column int `json:"column,omitempty"`
 	// Operation is the id of the operation a 409 is about.
 	Operation string `json:"operation,omitempty"`
+	// Quota is the tenant quota a 403 quota-exceeded is about.
+	Quota *QuotaExceeded `json:"quota,omitempty"`
+}
+
+// QuotaExceeded names the quota a change would exceed: its limit, what the
+// tenant's other clusters use, and what the change asks for.
+type QuotaExceeded struct {
+	Name      string `json:"name"`
+	Limit     int64  `json:"limit"`
+	Used      int64  `json:"used"`
+	Requested int64  `json:"requested"`
 }
 
 // FieldError names a field of the request and what is wrong with it.
@@ -49,6 +62,7 @@ type apiError struct {
 	line      int
 	column    int
 	operation string
+	quota     *QuotaExceeded
 }
 
 func (e *apiError) Error() string { return e.title + ": " + e.detail }
@@ -82,6 +96,21 @@ func errForbidden(detail string) *apiError {
 	return &apiError{status: http.StatusForbidden, slug: "forbidden", title: "Forbidden", detail: detail}
 }
 
+// errQuotaExceeded is the 403 for a change beyond the tenant's quota.
+func errQuotaExceeded(e *store.QuotaExceededError) *apiError {
+	var detail string
+	switch e.Quota {
+	case store.QuotaClusters:
+		detail = fmt.Sprintf("the tenant may have at most %d clusters and has %d: delete one, or ask an admin to raise the quota", e.Limit, e.Used)
+	case store.QuotaMachinesPerCluster:
+		detail = fmt.Sprintf("a cluster may have at most %d machines (control plane and pools); this spec asks for %d", e.Limit, e.Requested)
+	default:
+		detail = fmt.Sprintf("the tenant may have at most %d machines in all; its other clusters have %d and this spec asks for %d", e.Limit, e.Used, e.Requested)
+	}
+	return &apiError{status: http.StatusForbidden, slug: "quota-exceeded", title: "Quota exceeded", detail: detail,
+		quota: &QuotaExceeded{Name: e.Quota, Limit: e.Limit, Used: e.Used, Requested: e.Requested}}
+}
+
 // retryAfterUnavailable is the Retry-After of a 503, in seconds.
 const retryAfterUnavailable = "5"
 
@@ -93,8 +122,11 @@ func problemFor(err error) (Problem, bool) {
 	var fe spec.FieldErrors
 	var se *spec.SyntaxError
 	var mbe *http.MaxBytesError
+	var qe *store.QuotaExceededError
 	switch {
 	case errors.As(err, &ae):
+	case errors.As(err, &qe):
+		ae = errQuotaExceeded(qe)
 	case errors.As(err, &fe):
 		ae = errInvalid(fieldErrors(fe)...)
 	case errors.As(err, &se):
@@ -117,7 +149,13 @@ func problemFor(err error) (Problem, bool) {
 	return Problem{
 		Type: problemBase + ae.slug, Title: ae.title, Status: ae.status, Detail: ae.detail,
 		Errors: ae.fields, Phase: ae.phase, Line: ae.line, Column: ae.column, Operation: ae.operation,
+		Quota: ae.quota,
 	}, true
+}
+
+// sortFields orders field errors by field, keeping each field's in order.
+func sortFields(fields []FieldError) {
+	slices.SortStableFunc(fields, func(a, b FieldError) int { return strings.Compare(a.Field, b.Field) })
 }
 
 func fieldErrors(fe spec.FieldErrors) []FieldError {

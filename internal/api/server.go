@@ -55,6 +55,9 @@ type Config struct {
 	// requirements (Kubernetes versions, the CNI and CCM it needs); nil:
 	// none.
 	CheckRequirements func(*spec.Capi) spec.FieldErrors
+	// CountMachines counts the machines a valid spec asks for (control
+	// plane and pools), held against the tenant's quota; nil: 0.
+	CountMachines func(*spec.Capi) (int64, error)
 	// ProviderMissing, for a named management cluster, says why it cannot
 	// take the spec's provider ("" when it can, or when it could not be
 	// asked: the pipeline's preflight step then decides); nil: not checked.
@@ -182,7 +185,10 @@ func (s *Server) routes() chi.Router {
 			r.Post("/{tenant}/tokens", s.createToken)
 			r.Get("/{tenant}/tokens", s.listTokens)
 			r.Delete("/{tenant}/tokens/{id}", s.revokeToken)
+			r.Get("/{tenant}/quota", s.getTenantQuota)
+			r.Put("/{tenant}/quota", s.putTenantQuota)
 		})
+		r.Get("/quota", s.getOwnQuota)
 	})
 	return r
 }

@@ -163,6 +163,7 @@ func WithCatalog(cfg api.Config, catalog *capi.Catalog, addonCatalog *addons.Cat
 	roles := addonCatalog.Roles()
 	cfg.AddonRoles = roles
 	cfg.CheckRequirements = func(c *spec.Capi) spec.FieldErrors { return catalog.CheckRequirements(c, roles) }
+	cfg.CountMachines = catalog.Machines
 	cfg.CredentialProviders, cfg.Providers = nil, nil
 	for _, p := range catalog.Providers() {
 		cfg.CredentialProviders = append(cfg.CredentialProviders, p.Name)

@@ -35,6 +35,8 @@ type NewCluster struct {
 	// Namespace is where the cluster's objects go on the management cluster.
 	Namespace string
 	Spec      json.RawMessage
+	// Machines is what Spec asks for, held against the tenant's quota.
+	Machines int64
 	// Steps names the provisioning operation's steps, in order.
 	Steps []string
 	// IdempotencyKey, when set, makes a retry of the same request (same
@@ -46,11 +48,11 @@ type NewCluster struct {
 // idempotencyTTL is how long an Idempotency-Key is remembered.
 const idempotencyTTL = 24 * time.Hour
 
-const clusterColumns = `id, tenant_id, name, provider, management_domain, namespace, spec, generation, phase, message, observed, created_at, updated_at, deleted_at`
+const clusterColumns = `id, tenant_id, name, provider, management_domain, namespace, spec, generation, machines, phase, message, observed, created_at, updated_at, deleted_at`
 
 func scanCluster(row pgx.Row) (Cluster, error) {
 	var c Cluster
-	err := row.Scan(&c.ID, &c.TenantID, &c.Name, &c.Provider, &c.ManagementDomain, &c.Namespace, &c.Spec, &c.Generation,
+	err := row.Scan(&c.ID, &c.TenantID, &c.Name, &c.Provider, &c.ManagementDomain, &c.Namespace, &c.Spec, &c.Generation, &c.Machines,
 		&c.Phase, &c.Message, &c.Observed, &c.CreatedAt, &c.UpdatedAt, &c.DeletedAt)
 	return c, err
 }
@@ -129,12 +131,15 @@ func (s *Store) createCluster(ctx context.Context, actor Actor, nc NewCluster, e
 		if err := claimPlacement(ctx, tx, actor.TenantID, nc.ManagementDomain, nc.Namespace); err != nil {
 			return err
 		}
+		if err := checkQuota(ctx, tx, actor.TenantID, nil, nc.Machines); err != nil {
+			return err
+		}
 		var err error
 		c, err = scanCluster(tx.QueryRow(ctx, `
-			INSERT INTO clusters (id, tenant_id, name, provider, management_domain, namespace, spec, phase)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			INSERT INTO clusters (id, tenant_id, name, provider, management_domain, namespace, spec, machines, phase)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 			RETURNING `+clusterColumns,
-			clusterID, actor.TenantID, nc.Name, nc.Provider, nc.ManagementDomain, nc.Namespace, nc.Spec, PhasePending))
+			clusterID, actor.TenantID, nc.Name, nc.Provider, nc.ManagementDomain, nc.Namespace, nc.Spec, nc.Machines, PhasePending))
 		if isUniqueViolation(err, "clusters_tenant_name_live") {
 			return fmt.Errorf("cluster %q already exists: %w", nc.Name, ErrConflict)
 		}

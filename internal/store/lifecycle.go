@@ -53,8 +53,9 @@ func notBusy(ctx context.Context, tx pgx.Tx, c Cluster) error {
 // generation and enqueues an update operation, in one transaction.
 // ifGeneration > 0 must equal the current generation (else
 // ErrPreconditionFailed); a cluster with an active operation gives a
-// *BusyError.
-func (s *Store) UpdateSpec(ctx context.Context, actor Actor, name string, ifGeneration int64, spec json.RawMessage, steps []string, enqueue EnqueueFunc) (Cluster, Operation, error) {
+// *BusyError. A spec asking for more machines is held against the
+// tenant's quota (a *QuotaExceededError).
+func (s *Store) UpdateSpec(ctx context.Context, actor Actor, name string, ifGeneration int64, spec json.RawMessage, machines int64, steps []string, enqueue EnqueueFunc) (Cluster, Operation, error) {
 	var c Cluster
 	var op Operation
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
@@ -68,9 +69,12 @@ func (s *Store) UpdateSpec(ctx context.Context, actor Actor, name string, ifGene
 		if err := notBusy(ctx, tx, c); err != nil {
 			return err
 		}
+		if err := checkQuota(ctx, tx, actor.TenantID, &c, machines); err != nil {
+			return err
+		}
 		c, err = scanCluster(tx.QueryRow(ctx, `
-			UPDATE clusters SET spec = $2, generation = generation + 1, phase = $3, message = '', updated_at = now()
-			WHERE id = $1 RETURNING `+clusterColumns, c.ID, spec, PhaseUpdating))
+			UPDATE clusters SET spec = $2, machines = $4, generation = generation + 1, phase = $3, message = '', updated_at = now()
+			WHERE id = $1 RETURNING `+clusterColumns, c.ID, spec, PhaseUpdating, machines))
 		if err != nil {
 			return fmt.Errorf("update spec of %q: %w", name, err)
 		}

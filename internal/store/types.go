@@ -90,12 +90,14 @@ type Cluster struct {
 	Namespace  string
 	Spec       json.RawMessage
 	Generation int64
-	Phase      Phase
-	Message    string
-	Observed   json.RawMessage
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
-	DeletedAt  *time.Time
+	// Machines is what the spec asks for: control plane and pools.
+	Machines  int64
+	Phase     Phase
+	Message   string
+	Observed  json.RawMessage
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	DeletedAt *time.Time
 }
 
 // Operation is one provisioning, update or deprovisioning run of a cluster.

@@ -1,0 +1,104 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+
+	"lok8s.dev/provisioner/internal/spec"
+	"lok8s.dev/provisioner/internal/store"
+)
+
+// QuotaLimits is a tenant's quota; a limit left out (or null) is no limit.
+type QuotaLimits struct {
+	Clusters           *int32 `json:"clusters"`
+	MachinesPerCluster *int32 `json:"machinesPerCluster"`
+	Machines           *int32 `json:"machines"`
+}
+
+// QuotaUsage is what a tenant's live clusters use.
+type QuotaUsage struct {
+	Clusters int64 `json:"clusters"`
+	Machines int64 `json:"machines"`
+}
+
+// QuotaView is a tenant's quota and usage.
+type QuotaView struct {
+	Tenant string      `json:"tenant"`
+	Limits QuotaLimits `json:"limits"`
+	Usage  QuotaUsage  `json:"usage"`
+}
+
+// machines counts what a valid spec asks for (0 without CountMachines).
+func (s *Server) machines(c *spec.Capi) (int64, error) {
+	if s.CountMachines == nil {
+		return 0, nil
+	}
+	n, err := s.CountMachines(c)
+	if err != nil {
+		return 0, fmt.Errorf("count machines: %w", err)
+	}
+	return n, nil
+}
+
+func (s *Server) writeQuota(w http.ResponseWriter, r *http.Request, t store.Tenant) {
+	q, u, err := s.store.Quota(r.Context(), t.ID)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, QuotaView{
+		Tenant: t.Name,
+		Limits: QuotaLimits{Clusters: q.Clusters, MachinesPerCluster: q.MachinesPerCluster, Machines: q.Machines},
+		Usage:  QuotaUsage{Clusters: u.Clusters, Machines: u.Machines},
+	})
+}
+
+// getOwnQuota is GET /v1/quota: the caller's tenant's quota and usage.
+func (s *Server) getOwnQuota(w http.ResponseWriter, r *http.Request) {
+	p := principal(r.Context())
+	s.writeQuota(w, r, store.Tenant{ID: p.TenantID, Name: p.TenantName})
+}
+
+// getTenantQuota is GET /v1/tenants/{tenant}/quota (admin).
+func (s *Server) getTenantQuota(w http.ResponseWriter, r *http.Request) {
+	t, err := s.tenantParam(r)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	s.writeQuota(w, r, t)
+}
+
+// putTenantQuota is PUT /v1/tenants/{tenant}/quota (admin): it replaces
+// the tenant's limits. Clusters and machines already there stay; only
+// growth beyond a limit is refused (403 quota-exceeded at POST, PUT and
+// PATCH of a cluster).
+func (s *Server) putTenantQuota(w http.ResponseWriter, r *http.Request) {
+	t, err := s.tenantParam(r)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	in, err := decodeStrict[QuotaLimits](r.Body)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	var fields []FieldError
+	for name, v := range map[string]*int32{"clusters": in.Clusters, "machinesPerCluster": in.MachinesPerCluster, "machines": in.Machines} {
+		if v != nil && *v < 0 {
+			fields = append(fields, FieldError{Field: name, Message: "must be at least 0 (leave it out for no limit)"})
+		}
+	}
+	if len(fields) > 0 {
+		sortFields(fields)
+		s.writeProblem(w, r, errInvalid(fields...))
+		return
+	}
+	if err := s.store.SetQuota(r.Context(), s.actor(r), t.ID, store.Quota{
+		Clusters: in.Clusters, MachinesPerCluster: in.MachinesPerCluster, Machines: in.Machines}); err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	s.writeQuota(w, r, t)
+}
