@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
+	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/store"
 )
 
@@ -63,13 +63,16 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 	defer cancel()
 
 	var last, pruned int64
-	if v := r.Header.Get("Last-Event-ID"); v != "" {
-		id, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		if err != nil || id < 0 {
-			s.writeProblem(w, r, errInvalid(FieldError{Field: "Last-Event-ID", Message: "must be an event id this stream sent"}))
-			return
+	if v := strings.TrimSpace(r.Header.Get("Last-Event-ID")); v != "" {
+		if v != FromStart {
+			id, ok := decodeEventID(s.Keyring, tenant, v)
+			if !ok {
+				s.writeProblem(w, r, errEventID)
+				return
+			}
+			last = id
 		}
-		last = id
+		var err error
 		if pruned, err = s.store.PrunedThrough(r.Context()); err != nil {
 			s.writeProblem(w, r, err)
 			return
@@ -112,8 +115,8 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 		// Events after last are gone (older than the retention): say so,
 		// so the client reads the current state instead of trusting it has
 		// seen every change. No id: the client's Last-Event-ID stays.
-		gap, _ := json.Marshal(map[string]any{"type": GapEvent, "prunedThrough": pruned,
-			"message": "events up to this id were pruned (older than the retention): read the current state"})
+		gap, _ := json.Marshal(map[string]any{"type": GapEvent,
+			"message": "events after the given id were pruned (older than the retention): read the current state"})
 		if err := write("event: " + GapEvent + "\ndata: " + string(gap) + "\n\n"); err != nil {
 			return
 		}
@@ -129,7 +132,7 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 			return
 		}
 		for _, e := range events {
-			frame, err := eventFrame(e, seesInternals(r))
+			frame, err := eventFrame(s.Keyring, tenant, e, seesInternals(r))
 			if err != nil {
 				s.logger.ErrorContext(r.Context(), "event stream: encode event", "error", err, "event", e.ID)
 				return
@@ -161,9 +164,9 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 	}
 }
 
-// eventFrame is one SSE event: its id, its type, and a JSON object with
-// the type, the time and the event's own fields.
-func eventFrame(e store.Event, raw bool) (string, error) {
+// eventFrame is one SSE event: its opaque id, its type, and a JSON object
+// with the same id, the type, the time and the event's own fields.
+func eventFrame(k *seal.Keyring, tenant uuid.UUID, e store.Event, raw bool) (string, error) {
 	var data map[string]any
 	if err := json.Unmarshal(e.Data, &data); err != nil {
 		return "", err
@@ -173,10 +176,14 @@ func eventFrame(e store.Event, raw bool) (string, error) {
 			data[k] = forAudience(text, raw)
 		}
 	}
-	data["type"], data["at"], data["id"] = e.Type, e.At, e.ID
+	id, err := encodeEventID(k, tenant, e.ID)
+	if err != nil {
+		return "", err
+	}
+	data["type"], data["at"], data["id"] = e.Type, e.At, id
 	encoded, err := json.Marshal(data)
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("id: %d\nevent: %s\ndata: %s\n\n", e.ID, e.Type, encoded), nil
+	return fmt.Sprintf("id: %s\nevent: %s\ndata: %s\n\n", id, e.Type, encoded), nil
 }

@@ -10,12 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"lok8s.dev/provisioner/internal/api"
 	"lok8s.dev/provisioner/internal/store"
 )
 
 // sseEvent is one event read from a stream.
 type sseEvent struct {
-	ID   int64
+	ID   string // opaque
 	Type string
 	Data map[string]any
 }
@@ -66,12 +67,12 @@ func (b *bundle) openStream(path, token, lastEventID string) *stream {
 				default:
 				}
 			case strings.HasPrefix(line, "id: "):
-				ev.ID, _ = strconv.ParseInt(strings.TrimPrefix(line, "id: "), 10, 64)
+				ev.ID = strings.TrimPrefix(line, "id: ")
 			case strings.HasPrefix(line, "event: "):
 				ev.Type = strings.TrimPrefix(line, "event: ")
 			case strings.HasPrefix(line, "data: "):
 				_ = json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &ev.Data)
-			case line == "" && (ev.ID != 0 || ev.Type != ""):
+			case line == "" && (ev.ID != "" || ev.Type != ""):
 				s.events <- ev
 				ev = sseEvent{}
 			}
@@ -112,7 +113,7 @@ func (s *stream) quiet(t *testing.T, d time.Duration) {
 	t.Helper()
 	select {
 	case ev := <-s.events:
-		t.Fatalf("unexpected event %d %s: %v", ev.ID, ev.Type, ev.Data)
+		t.Fatalf("unexpected event %s %s: %v", ev.ID, ev.Type, ev.Data)
 	case <-time.After(d):
 	}
 }
@@ -134,7 +135,8 @@ func TestEventStreamInOrderAndResumed(t *testing.T) {
 	b.createNamed(b.adminToken, "alpha")
 	got := s.collect(t, 2, 5*time.Second)
 	if got[0].Type != "cluster.phase" || got[0].Data["phase"] != "Pending" || got[0].Data["cluster"] != "alpha" ||
-		got[1].Type != "operation" || got[1].Data["state"] != "queued" || got[1].Data["kind"] != "provision" || got[1].ID <= got[0].ID {
+		got[1].Type != "operation" || got[1].Data["state"] != "queued" || got[1].Data["kind"] != "provision" ||
+		got[0].ID == "" || got[1].ID == got[0].ID || got[0].Data["id"] != got[0].ID {
 		t.Fatalf("events: %+v", got)
 	}
 	if got[0].Data["type"] != "cluster.phase" || got[0].Data["at"] == nil {
@@ -151,15 +153,15 @@ func TestEventStreamInOrderAndResumed(t *testing.T) {
 
 	b.expect(b.do(http.MethodDelete, "/v1/clusters/alpha", b.adminToken, "", nil), http.StatusAccepted)
 	b.createNamed(b.adminToken, "beta")
-	resumed := b.openStream("/v1/events", b.adminToken, strconv.FormatInt(last, 10))
+	resumed := b.openStream("/v1/events", b.adminToken, last)
 	missed := resumed.collect(t, 5, 5*time.Second)
 	var kinds []string
-	prev := last
+	seen := map[string]bool{last: true}
 	for _, ev := range missed {
-		if ev.ID <= prev {
-			t.Fatalf("event %d repeated or out of order after %d", ev.ID, prev)
+		if seen[ev.ID] {
+			t.Fatalf("event id %s repeated", ev.ID)
 		}
-		prev = ev.ID
+		seen[ev.ID] = true
 		kinds = append(kinds, ev.Data["cluster"].(string)+":"+ev.Type)
 	}
 	// alpha: its provisioning cancelled, Deleting, the deprovision queued; beta: Pending, queued.
@@ -170,7 +172,7 @@ func TestEventStreamInOrderAndResumed(t *testing.T) {
 	resumed.quiet(t, 300*time.Millisecond)
 
 	// One cluster's stream carries only its events; an unknown one is a 404.
-	alpha := b.openStream("/v1/clusters/alpha/events", b.adminToken, "0")
+	alpha := b.openStream("/v1/clusters/alpha/events", b.adminToken, api.FromStart)
 	for _, ev := range alpha.collect(t, 4, 5*time.Second) {
 		if ev.Data["cluster"] != "alpha" {
 			t.Fatalf("cluster stream carried %v", ev.Data)
@@ -206,7 +208,7 @@ func TestEventStreamTenantIsolation(t *testing.T) {
 	t.Parallel()
 	b := setupWith(t, setupOptions{events: true})
 	other := b.newTenant("globex")
-	theirs := b.openStream("/v1/events", other, "0")
+	theirs := b.openStream("/v1/events", other, api.FromStart)
 	b.createNamed(b.adminToken, "secret-project")
 	theirs.quiet(t, 500*time.Millisecond)
 	b.createNamed(other, "their-own")
@@ -225,7 +227,7 @@ func TestStalledClientDoesNotSlowOthers(t *testing.T) {
 	// A client that never reads its response body.
 	req, _ := http.NewRequest(http.MethodGet, b.url+"/v1/events", nil)
 	req.Header.Set("Authorization", "Bearer "+b.adminToken)
-	req.Header.Set("Last-Event-ID", "0")
+	req.Header.Set("Last-Event-ID", api.FromStart)
 	stalled, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -262,23 +264,58 @@ func TestEventStreamAfterPruning(t *testing.T) {
 		t.Fatalf("pruned %d events: %v", n, err)
 	}
 	pruned, err := st.PrunedThrough(context.Background())
-	if err != nil || pruned < old[1].ID {
-		t.Fatalf("pruned through %d (want ≥ %d): %v", pruned, old[1].ID, err)
+	if err != nil || pruned == 0 {
+		t.Fatalf("pruned through %d: %v", pruned, err)
 	}
 	b.createNamed(b.adminToken, "beta")
 	fresh := live.collect(t, 2, 5*time.Second)
 
-	resumed := b.openStream("/v1/events", b.adminToken, strconv.FormatInt(old[0].ID, 10))
+	resumed := b.openStream("/v1/events", b.adminToken, old[0].ID)
 	gap := resumed.next(t, 5*time.Second)
-	if gap.Type != "stream.gap" || gap.ID != 0 || gap.Data["prunedThrough"] != float64(pruned) {
+	if gap.Type != "stream.gap" || gap.ID != "" || len(gap.Data) != 2 || gap.Data["message"] == nil {
 		t.Fatalf("first event after resuming from a pruned id: %+v", gap)
 	}
-	if got := resumed.collect(t, 2, 5*time.Second); got[0].ID != fresh[0].ID || got[1].ID != fresh[1].ID {
+	if got := resumed.collect(t, 2, 5*time.Second); got[0].Data["cluster"] != "beta" || got[1].Data["cluster"] != "beta" ||
+		got[0].Type != fresh[0].Type || got[1].Type != fresh[1].Type {
 		t.Fatalf("after the gap: %+v, want %+v", got, fresh)
 	}
 
-	current := b.openStream("/v1/events", b.adminToken, strconv.FormatInt(fresh[0].ID, 10))
-	if ev := current.next(t, 5*time.Second); ev.Type == "stream.gap" || ev.ID != fresh[1].ID {
+	current := b.openStream("/v1/events", b.adminToken, fresh[0].ID)
+	if ev := current.next(t, 5*time.Second); ev.Type == "stream.gap" || ev.Type != fresh[1].Type || ev.Data["cluster"] != "beta" {
 		t.Fatalf("resuming after the pruned events: %+v", ev)
+	}
+}
+
+// TestEventIDsRevealNothing: the store's event ids are one sequence for
+// all tenants; what a stream sends instead says nothing of it. The same
+// event has another id on another stream, no id is a number, and one
+// tenant's id does not open for another (nor a made-up one).
+func TestEventIDsRevealNothing(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, setupOptions{events: true})
+	other := b.newTenant("globex")
+	one := b.openStream("/v1/events", b.adminToken, "")
+	two := b.openStream("/v1/events", b.adminToken, "")
+	b.createNamed(b.adminToken, "alpha")
+	b.createNamed(other, "busy") // another tenant's events advance the store's sequence
+	b.createNamed(b.adminToken, "beta")
+	a, c := one.collect(t, 4, 5*time.Second), two.collect(t, 4, 5*time.Second)
+	for i := range a {
+		if a[i].ID == c[i].ID || a[i].Type != c[i].Type {
+			t.Fatalf("event %d: ids %q and %q on two streams", i, a[i].ID, c[i].ID)
+		}
+		if _, err := strconv.ParseInt(a[i].ID, 10, 64); err == nil {
+			t.Fatalf("a numeric event id: %q", a[i].ID)
+		}
+	}
+	// The opaque id resumes the stream it came from.
+	resumed := b.openStream("/v1/events", b.adminToken, a[1].ID)
+	if ev := resumed.next(t, 5*time.Second); ev.Data["cluster"] != "beta" || ev.Type != a[2].Type {
+		t.Fatalf("resumed after alpha's events: %+v", ev)
+	}
+	for name, id := range map[string]string{"another tenant's": a[1].ID, "a number": "17", "made up": "bm90LWFuLWlk"} {
+		if s := b.openStream("/v1/events", other, id); s.status != http.StatusUnprocessableEntity {
+			t.Errorf("%s Last-Event-ID: %d, want 422", name, s.status)
+		}
 	}
 }
