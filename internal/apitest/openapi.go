@@ -161,3 +161,16 @@ func (v *Validator) Unexercised() []string {
 	sort.Strings(missing)
 	return missing
 }
+
+// Operations lists every operation the document describes, as
+// "METHOD /path/template", sorted.
+func (v *Validator) Operations() []string {
+	var ops []string
+	for path, item := range v.doc.Paths.Map() {
+		for method := range item.Operations() {
+			ops = append(ops, strings.ToUpper(method)+" "+path)
+		}
+	}
+	sort.Strings(ops)
+	return ops
+}
