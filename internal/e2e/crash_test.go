@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -168,41 +166,11 @@ func TestWorkerKilledResumesOnAnother(t *testing.T) {
 	if err := clientcmd.WriteToFile(*kc, proxied); err != nil {
 		t.Fatal(err)
 	}
-	a := exec.Command(serverBinary(t), "serve")
-	a.Env = append(os.Environ(),
-		"DATABASE_URL="+dbURL, "LOK8S_ADDR=127.0.0.1:0", "LOK8S_ADMIN_TOKEN="+adminToken,
+	a := startProcess(t, "DATABASE_URL="+dbURL, "LOK8S_ADMIN_TOKEN="+adminToken,
 		"LOK8S_ENCRYPTION_KEY="+key, "LOK8S_MGMT_KUBECONFIG="+proxied,
-		"LOK8S_CHECK_INTERVAL=1s", "LOK8S_LOG_FORMAT=json", "LOK8S_WORKERS=2")
-	stderr, err := a.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Process.Kill(); _ = a.Wait() })
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var line struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
-				addr <- line.Addr
-			}
-		}
-	}()
-	var aURL string
-	select {
-	case got := <-addr:
-		aURL = "http://" + got
-	case <-time.After(60 * time.Second):
-		t.Fatal("instance A did not start")
-	}
+		"LOK8S_CHECK_INTERVAL=1s", "LOK8S_WORKERS=2")
 
-	viaA := &service{t: t, url: aURL, env: env, client: &http.Client{Transport: validator.RoundTripper(t, nil), Timeout: 30 * time.Second}}
-	viaA.tenant = randomName("e2e-")
-	viaA.mustDo(http.MethodPost, "/v1/tenants", adminToken, "application/json", []byte(`{"name":"`+viaA.tenant+`"}`), http.StatusCreated)
-	viaA.token = viaA.mustDo(http.MethodPost, "/v1/tenants/"+viaA.tenant+"/tokens", adminToken, "application/json", []byte(`{"name":"e2e"}`), http.StatusCreated)["token"].(string)
+	viaA := a.tenant(t, env, adminToken)
 	viaA.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
 	viaA.submit(seedSpecWithoutAddons(t))
 	viaA.waitStatus("prod", 60*time.Second, func(st map[string]any) bool {
@@ -237,10 +205,10 @@ func TestWorkerKilledResumesOnAnother(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if err := a.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	_ = a.Wait()
+	_ = a.wait()
 
 	// A's attempt is left running: nobody will finish it but a rescue.
 	b := startService(t, options{dbURL: dbURL, adminToken: adminToken, encryptionKey: key,

@@ -1,16 +1,11 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,41 +27,9 @@ func TestShutdownWithAnOpenStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	adminToken := "admin-token-" + randomName("") + "-padding-padding"
-	cmd := exec.Command(serverBinary(t), "serve")
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbtest.New(t), "LOK8S_ADDR=127.0.0.1:0", "LOK8S_ADMIN_TOKEN="+adminToken,
-		"LOK8S_ENCRYPTION_KEY="+seal.NewKey(), "LOK8S_MGMT_KUBECONFIG="+kubeconfig, "LOK8S_LOG_FORMAT=json", "LOK8S_WORKERS=2")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	var mu sync.Mutex
-	var logs bytes.Buffer
-	addr := make(chan string, 1)
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			mu.Lock()
-			logs.Write(append(sc.Bytes(), '\n'))
-			mu.Unlock()
-			var line struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
-				addr <- line.Addr
-			}
-		}
-	}()
-	var url string
-	select {
-	case a := <-addr:
-		url = "http://" + a
-	case <-time.After(60 * time.Second):
-		t.Fatal("the server did not start")
-	}
+	server := startProcess(t, "DATABASE_URL="+dbtest.New(t), "LOK8S_ADMIN_TOKEN="+adminToken,
+		"LOK8S_ENCRYPTION_KEY="+seal.NewKey(), "LOK8S_MGMT_KUBECONFIG="+kubeconfig, "LOK8S_WORKERS=2")
+	url := server.url
 
 	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, url+"/v1/events", nil)
 	req.Header.Set("Authorization", "Bearer "+adminToken)
@@ -94,16 +57,15 @@ func TestShutdownWithAnOpenStream(t *testing.T) {
 	}()
 
 	start := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := server.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
-	go func() { <-scanned; exited <- cmd.Wait() }()
+	go func() { exited <- server.wait() }()
 	select {
 	case err := <-exited:
 		if err != nil {
-			mu.Lock()
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, server.log())
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the server did not exit within 10s of SIGTERM with a stream open")
@@ -117,9 +79,7 @@ func TestShutdownWithAnOpenStream(t *testing.T) {
 	case <-time.After(time.Second):
 		t.Error("the stream did not end")
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	out := logs.String()
+	out := server.log()
 	if took > 5*time.Second || !strings.Contains(out, `"msg":"stopped"`) || strings.Contains(out, "deadline exceeded") {
 		t.Fatalf("shutdown took %s; logs:\n%s", took, out)
 	}

@@ -116,6 +116,10 @@ func (c Config) validate() error {
 type Queue struct {
 	client *river.Client[pgx.Tx]
 	logger *slog.Logger
+	// insertOnly is set without workers (an API-only replica): River
+	// refuses to start a client without queues, and there is nothing to
+	// start or stop.
+	insertOnly bool
 }
 
 // NewQueue builds a River client on pool with the provision and deprovision workers.
@@ -157,7 +161,7 @@ func NewQueue(pool *pgxpool.Pool, cfg Config) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jobs: new river client: %w", err)
 	}
-	return &Queue{client: client, logger: cfg.Logger}, nil
+	return &Queue{client: client, logger: cfg.Logger, insertOnly: cfg.Workers == 0}, nil
 }
 
 // Client is the River client, for River's own UI.
@@ -183,15 +187,21 @@ func (q *Queue) Wake(ctx context.Context, id int64) error {
 
 // Start starts working jobs (no-op for an insert-only queue).
 func (q *Queue) Start(ctx context.Context) error {
+	if q.insertOnly {
+		return nil
+	}
 	if err := q.client.Start(ctx); err != nil {
 		return fmt.Errorf("jobs: start: %w", err)
 	}
 	return nil
 }
 
-// Stop stops fetching new jobs and waits for running ones to finish or ctx
+// Stop stops fetching new jobs (no-op for an insert-only queue) and waits for running ones to finish or ctx
 // to end; jobs cut short are retried later and resume at their saved step.
 func (q *Queue) Stop(ctx context.Context) error {
+	if q.insertOnly {
+		return nil
+	}
 	if err := q.client.Stop(ctx); err != nil {
 		return fmt.Errorf("jobs: stop: %w", err)
 	}
