@@ -1035,6 +1035,63 @@ func TestTokenLifecycle(t *testing.T) {
 	problem(t, b.do(http.MethodGet, "/v1/clusters", short["token"].(string), "", nil), http.StatusUnauthorized)
 }
 
+// TestOwnTokens: a tenant lists its own tokens (its current one marked,
+// never a token's value), makes one of its own (not an admin token), and
+// revokes it; another tenant's token is not found to it, and revoking the
+// token it calls with ends that token.
+func TestOwnTokens(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	token := b.newTenant("initech")
+	other := b.newTenant("globex")
+
+	made := b.do(http.MethodPost, "/v1/tokens", token, "application/json", []byte(`{"name":"deploy","expiresAt":"`+time.Now().Add(time.Hour).UTC().Format(time.RFC3339)+`"}`))
+	b.expect(made, http.StatusCreated)
+	deploy := made.json(t)
+	if deploy["tenant"] != "initech" || deploy["token"] == "" || deploy["expiresAt"] == nil {
+		t.Fatalf("made: %s", made.body)
+	}
+	b.expect(b.do(http.MethodGet, "/v1/clusters", deploy["token"].(string), "", nil), http.StatusOK)
+	problem(t, b.do(http.MethodPost, "/v1/tokens", token, "application/json", []byte(`{"name":"ci"}`)), http.StatusConflict)
+	problem(t, b.do(http.MethodPost, "/v1/tokens", token, "application/json", []byte(`{"name":"Bad Name"}`)), http.StatusUnprocessableEntity)
+	// It cannot make itself an admin token.
+	problem(t, b.do(http.MethodPost, "/v1/tokens", token, "application/json", []byte(`{"name":"root","admin":true}`)), http.StatusUnprocessableEntity)
+
+	list := b.do(http.MethodGet, "/v1/tokens", token, "", nil)
+	b.expect(list, http.StatusOK)
+	if strings.Contains(string(list.body), deploy["token"].(string)) || strings.Contains(string(list.body), token) {
+		t.Fatal("the token list shows a token")
+	}
+	var names, current []string
+	var selfID string
+	for _, it := range list.json(t)["items"].([]any) {
+		m := it.(map[string]any)
+		names = append(names, m["name"].(string))
+		if m["admin"] == true {
+			t.Fatalf("a tenant's own token is admin: %v", m)
+		}
+		if m["current"] == true {
+			current = append(current, m["name"].(string))
+			selfID = m["id"].(string)
+		}
+	}
+	if len(names) != 2 || len(current) != 1 || current[0] != "ci" {
+		t.Fatalf("own tokens %v, current %v: %s", names, current, list.body)
+	}
+	if got := b.do(http.MethodGet, "/v1/tokens", other, "", nil); strings.Contains(string(got.body), deploy["id"].(string)) {
+		t.Fatalf("another tenant lists initech's token: %s", got.body)
+	}
+
+	// Another tenant cannot revoke it; its own tenant can.
+	problem(t, b.do(http.MethodDelete, "/v1/tokens/"+deploy["id"].(string), other, "", nil), http.StatusNotFound)
+	b.expect(b.do(http.MethodGet, "/v1/clusters", deploy["token"].(string), "", nil), http.StatusOK)
+	b.expect(b.do(http.MethodDelete, "/v1/tokens/"+deploy["id"].(string), token, "", nil), http.StatusNoContent)
+	problem(t, b.do(http.MethodGet, "/v1/clusters", deploy["token"].(string), "", nil), http.StatusUnauthorized)
+	// Its own: it stops working at once.
+	b.expect(b.do(http.MethodDelete, "/v1/tokens/"+selfID, token, "", nil), http.StatusNoContent)
+	problem(t, b.do(http.MethodGet, "/v1/tokens", token, "", nil), http.StatusUnauthorized)
+}
+
 // TestQuota: an admin sets a tenant's quota; a spec beyond it is refused
 // with 403 quota-exceeded naming the quota, its limit, use and request, on
 // a dry run too, and nothing is stored; a scale-up beyond it is refused, a

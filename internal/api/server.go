@@ -189,6 +189,11 @@ func (s *Server) routes() chi.Router {
 			r.Put("/{tenant}/quota", s.putTenantQuota)
 		})
 		r.Get("/quota", s.getOwnQuota)
+		r.Route("/tokens", func(r chi.Router) {
+			r.Get("/", s.listOwnTokens)
+			r.Post("/", s.createOwnToken)
+			r.Delete("/{id}", s.revokeOwnToken)
+		})
 	})
 	return r
 }

@@ -49,9 +49,11 @@ type TokenInfo struct {
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 	ExpiresAt  *time.Time `json:"expiresAt,omitempty"`
 	RevokedAt  *time.Time `json:"revokedAt,omitempty"`
+	// Current marks the token the request was made with.
+	Current bool `json:"current,omitempty"`
 }
 
-// TokenList is GET /v1/tenants/{tenant}/tokens.
+// TokenList is GET /v1/tokens and GET /v1/tenants/{tenant}/tokens.
 type TokenList struct {
 	Items []TokenInfo `json:"items"`
 }
@@ -97,7 +99,24 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, TenantView{Name: t.Name, CreatedAt: t.CreatedAt})
 }
 
+// createToken is POST /v1/tenants/{tenant}/tokens (admin).
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
+	s.createTokenOf(w, r, s.tenantParam)
+}
+
+// createOwnToken is POST /v1/tokens: a token of the caller's own tenant
+// (never an admin token).
+func (s *Server) createOwnToken(w http.ResponseWriter, r *http.Request) {
+	s.createTokenOf(w, r, ownTenant)
+}
+
+// ownTenant is the tenant of the request's principal.
+func ownTenant(r *http.Request) (store.Tenant, error) {
+	p := principal(r.Context())
+	return store.Tenant{ID: p.TenantID, Name: p.TenantName}, nil
+}
+
+func (s *Server) createTokenOf(w http.ResponseWriter, r *http.Request, tenantOf func(*http.Request) (store.Tenant, error)) {
 	in, err := decodeStrict[TokenInput](r.Body)
 	if err == nil {
 		err = validName("name", in.Name)
@@ -109,7 +128,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
-	t, err := s.tenantParam(r)
+	t, err := tenantOf(r)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
@@ -140,10 +159,21 @@ func (s *Server) tenantParam(r *http.Request) (store.Tenant, error) {
 	return t, err
 }
 
-// listTokens is GET /v1/tenants/{tenant}/tokens: each token's metadata,
-// last use (to the minute), expiry and revocation; never a token.
+// listTokens is GET /v1/tenants/{tenant}/tokens (admin).
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
-	t, err := s.tenantParam(r)
+	s.listTokensOf(w, r, s.tenantParam)
+}
+
+// listOwnTokens is GET /v1/tokens: the caller's tenant's tokens, the
+// caller's own marked current.
+func (s *Server) listOwnTokens(w http.ResponseWriter, r *http.Request) {
+	s.listTokensOf(w, r, ownTenant)
+}
+
+// listTokensOf writes each token's metadata, last use (to the minute),
+// expiry and revocation; never a token.
+func (s *Server) listTokensOf(w http.ResponseWriter, r *http.Request, tenantOf func(*http.Request) (store.Tenant, error)) {
+	t, err := tenantOf(r)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
@@ -153,19 +183,31 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
+	caller := principal(r.Context()).TokenID
 	out := TokenList{Items: make([]TokenInfo, 0, len(tokens))}
 	for _, k := range tokens {
 		out.Items = append(out.Items, TokenInfo{ID: k.ID.String(), Name: k.Name, Admin: k.Admin, CreatedAt: k.CreatedAt,
-			LastUsedAt: k.LastUsedAt, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt})
+			LastUsedAt: k.LastUsedAt, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt, Current: k.ID == caller})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
-// revokeToken is DELETE /v1/tenants/{tenant}/tokens/{id}: the token stops
-// working at once, its dashboard sessions end, its event streams within a
-// heartbeat.
+// revokeToken is DELETE /v1/tenants/{tenant}/tokens/{id} (admin).
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
-	t, err := s.tenantParam(r)
+	s.revokeTokenOf(w, r, s.tenantParam)
+}
+
+// revokeOwnToken is DELETE /v1/tokens/{id}: a token of the caller's own
+// tenant (the caller's own too: it signs the caller out).
+func (s *Server) revokeOwnToken(w http.ResponseWriter, r *http.Request) {
+	s.revokeTokenOf(w, r, ownTenant)
+}
+
+// revokeTokenOf makes the token stop working at once; its dashboard
+// sessions end, its event streams within a heartbeat. A token of another
+// tenant is not found.
+func (s *Server) revokeTokenOf(w http.ResponseWriter, r *http.Request, tenantOf func(*http.Request) (store.Tenant, error)) {
+	t, err := tenantOf(r)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return

@@ -83,6 +83,7 @@ func isolationSuite(t *testing.T, named bool) {
 		"POST /v1/tenants":                                {body: `{"name":"stolen"}`, content: "application/json"},
 		"POST /v1/tenants/{tenant}/tokens":                {body: `{"name":"stolen"}`, content: "application/json"},
 		"PUT /v1/tenants/{tenant}/quota":                  {body: `{"clusters":0}`, content: "application/json"},
+		"POST /v1/tokens":                                 {body: `{"name":"own"}`, content: "application/json"},
 		"POST /v1/clusters/{name}/retry":                  {},
 		"POST /v1/clusters/{name}/operations/{id}/cancel": {},
 	}
@@ -98,6 +99,9 @@ func isolationSuite(t *testing.T, named bool) {
 		"PUT /v1/credentials/{name}": 201, // its own credential of that name
 		"POST /v1/tenants":           403, "GET /v1/tenants/{tenant}/tokens": 403, "POST /v1/tenants/{tenant}/tokens": 403,
 		"DELETE /v1/tenants/{tenant}/tokens/{id}": 403, "GET /v1/tenants/{tenant}/quota": 403, "PUT /v1/tenants/{tenant}/quota": 403,
+		// Its own tokens: it lists only its own, makes one of its own, and
+		// cannot revoke the first tenant's (by that token's id).
+		"GET /v1/tokens": 200, "POST /v1/tokens": 201, "DELETE /v1/tokens/{id}": 404,
 		// Last: in SaaS mode the second tenant gets a cluster of that name
 		// in its own namespace; on the shared cluster, the namespace is the
 		// first tenant's.
@@ -110,8 +114,9 @@ func isolationSuite(t *testing.T, named bool) {
 	slices.SortStableFunc(ops, func(a, b string) int { // the POST that creates last
 		return boolCmp(a == "POST /v1/clusters", b == "POST /v1/clusters")
 	})
+	victimTokenID := ownTokenID(t, s, s.token)
 	fill := strings.NewReplacer("/v1/credentials/{name}", "/v1/credentials/prod-credentials",
-		"{name}", "prod", "{id}", opID, "{tenant}", s.tenant)
+		"/tokens/{id}", "/tokens/"+victimTokenID, "{name}", "prod", "{id}", opID, "{tenant}", s.tenant)
 	for _, op := range ops {
 		status, ok := want[op]
 		if !ok {
@@ -141,6 +146,9 @@ func isolationSuite(t *testing.T, named bool) {
 				t.Errorf("%s: the second tenant lists %s", op, body)
 			}
 		}
+		if op == "GET /v1/tokens" && strings.Contains(string(body), victimTokenID) {
+			t.Errorf("%s: the second tenant lists the first tenant's token: %s", op, body)
+		}
 	}
 
 	// With a cluster of its own of that name (SaaS), everything it does to
@@ -158,6 +166,9 @@ func isolationSuite(t *testing.T, named bool) {
 		if now := after[key]; !reflect.DeepEqual(now, was) {
 			t.Errorf("%s changed under the second tenant:\nbefore %v\nafter  %v", key, was, now)
 		}
+	}
+	if id := ownTokenID(t, s, s.token); id != victimTokenID {
+		t.Errorf("the first tenant's token no longer works as before (id %q, was %q)", id, victimTokenID)
 	}
 	if view := victimView(); view != viewBefore {
 		t.Errorf("the first tenant's view changed:\nbefore %s\nafter  %s", viewBefore, view)
@@ -238,4 +249,17 @@ func (s *service) waitStatusAs(token, name string, cond func(map[string]any) boo
 		time.Sleep(200 * time.Millisecond)
 	}
 	s.t.Fatalf("cluster %s of another tenant: condition not met in 60s", name)
+}
+
+// ownTokenID is the id of the token a request is made with, from GET
+// /v1/tokens ("" when the list marks none current).
+func ownTokenID(t *testing.T, s *service, token string) string {
+	t.Helper()
+	list := s.mustDo(http.MethodGet, "/v1/tokens", token, "", nil, http.StatusOK)
+	for _, it := range list["items"].([]any) {
+		if m := it.(map[string]any); m["current"] == true {
+			return m["id"].(string)
+		}
+	}
+	return ""
 }

@@ -24,6 +24,7 @@ var funcs = template.FuncMap{
 	"exact":    func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"duration": stepDuration,
 	"path":     pathEscape,
+	"expired":  func(t *time.Time) bool { return t != nil && !t.After(time.Now()) },
 	// The guided form's inputs (newcluster.go).
 	"textField":   textField,
 	"numberField": numberField,

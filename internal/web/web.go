@@ -150,6 +150,9 @@ func (h *Handler) routes() chi.Router {
 			r.Get("/credentials", h.credentialsPage)
 			r.Post("/credentials", h.putCredential)
 			r.Post("/credentials/{name}/delete", h.deleteCredential)
+			r.Get("/tokens", h.tokensPage)
+			r.Post("/tokens", h.createToken)
+			r.Post("/tokens/{id}/revoke", h.revokeToken)
 		})
 	})
 	return r
@@ -418,11 +421,12 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, pag
 // notices are the messages a redirect may ask a page to show (by key, so a
 // link cannot put words on the page).
 var notices = map[string]string{
-	"created":     "Cluster submitted: it is being provisioned.",
-	"deleting":    "Cluster deletion started.",
-	"retried":     "Retry started.",
-	"cred-saved":  "Credential saved.",
-	"cred-delete": "Credential deleted.",
+	"created":       "Cluster submitted: it is being provisioned.",
+	"deleting":      "Cluster deletion started.",
+	"retried":       "Retry started.",
+	"cred-saved":    "Credential saved.",
+	"cred-delete":   "Credential deleted.",
+	"token-revoked": "Token revoked.",
 }
 
 func notice(r *http.Request) string { return notices[r.URL.Query().Get("done")] }
