@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
@@ -24,9 +25,10 @@ import (
 // CNI and CCM before waiting for Ready nodes (00010_pipeline_order.sql)
 // get exactly the steps the new workers run, with what had already run
 // kept; finished operations keep the steps they ran.
-func TestMigrationGivesRunningOperationsTheNewSteps(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
+// migratedDownTo is a fresh, fully migrated database taken back down to
+// schema version, and the goose provider to migrate it up again.
+func migratedDownTo(t *testing.T, version int64) (*pgxpool.Pool, *goose.Provider) {
+	t.Helper()
 	pool := dbtest.NewPool(t)
 	db := stdlib.OpenDBFromPool(pool)
 	t.Cleanup(func() { _ = db.Close() })
@@ -34,11 +36,18 @@ func TestMigrationGivesRunningOperationsTheNewSteps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Back to the schema before the new pipeline, with operations of the
-	// old one in it.
-	if _, err := provider.DownTo(ctx, 9); err != nil {
+	if _, err := provider.DownTo(context.Background(), version); err != nil {
 		t.Fatal(err)
 	}
+	return pool, provider
+}
+
+func TestMigrationGivesRunningOperationsTheNewSteps(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// Back to the schema before the new pipeline, with operations of the
+	// old one in it.
+	pool, provider := migratedDownTo(t, 9)
 	tenant := uuid.New()
 	exec := func(sql string, args ...any) {
 		t.Helper()

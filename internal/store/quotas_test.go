@@ -8,12 +8,8 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
 
-	"lok8s.dev/provisioner/internal/dbtest"
 	"lok8s.dev/provisioner/internal/store"
-	"lok8s.dev/provisioner/migrations"
 )
 
 func limit(n int32) *int32 { return &n }
@@ -153,16 +149,7 @@ func TestQuotaUnderConcurrency(t *testing.T) {
 func TestMigrationCountsExistingMachines(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := dbtest.NewPool(t)
-	db := stdlib.OpenDBFromPool(pool)
-	t.Cleanup(func() { _ = db.Close() })
-	provider, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS, goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := provider.DownTo(ctx, 13); err != nil {
-		t.Fatal(err)
-	}
+	pool, provider := migratedDownTo(t, 13)
 	tenant := uuid.New()
 	if _, err := pool.Exec(ctx, `INSERT INTO tenants (id, name) VALUES ($1, 'acme')`, tenant); err != nil {
 		t.Fatal(err)
