@@ -483,6 +483,40 @@ func TestSpecValidationProblems(t *testing.T) {
 	}
 }
 
+// EKS runs its own cloud-controller-manager: the ccm addon in an EKS
+// cluster's spec.bootstrap is refused with a 422 naming spec.bootstrap
+// (the eks flavor's requirements.refusedAddons), and nothing is stored;
+// the same spec without it is accepted.
+func TestEKSRefusesTheCCM(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.expect(b.do(http.MethodPut, "/v1/credentials/eks-credentials", b.adminToken, "application/json",
+		[]byte(`{"provider":"aws","accessKeyId":"AKIAEXAMPLE","secretAccessKey":"s"}`)), http.StatusCreated)
+	eks := func(bootstrap string) []byte {
+		return []byte(`apiVersion: cluster.lok8s.dev/v1beta1
+kind: Capi
+metadata: {name: eks}
+spec:
+  kubernetes: {version: "v1.34.1"}
+  cluster: {domain: eks.example.com, namespace: default}
+  credentials: {secretName: eks-credentials}
+  aws:
+    region: eu-central-1
+    flavor: eks
+    workers:
+      general: {replicas: 2, type: m6i.large, scaling: {min: 1, max: 4}}
+  bootstrap: ` + bootstrap + "\n")
+	}
+	p := problem(t, b.do(http.MethodPost, "/v1/clusters", b.adminToken, "application/yaml", eks("[cilium, ccm]")), http.StatusUnprocessableEntity)
+	if got, want := fieldMessages(t, p)["spec.bootstrap"], "provider aws (flavor eks) runs its own cloud-controller-manager: remove ccm from spec.bootstrap"; got != want {
+		t.Fatalf("spec.bootstrap: %q, want %q (all: %v)", got, want, p["errors"])
+	}
+	if n := b.count(`SELECT count(*) FROM clusters`); n != 0 {
+		t.Fatalf("refused spec stored %d clusters", n)
+	}
+	b.expect(b.do(http.MethodPost, "/v1/clusters?dryRun=true", b.adminToken, "application/yaml", eks("[cilium]")), http.StatusOK)
+}
+
 func TestKnownManagementCluster(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

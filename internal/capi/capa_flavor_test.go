@@ -35,19 +35,8 @@ import (
 // spec s, as `clusterctl generate cluster` would for it.
 func capaFlavor(t *testing.T, s *spec.Capi) []*unstructured.Unstructured {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	query := testenv.CAPAModule + "@" + testenv.CAPAVersion
-	dirs, err := gomod.Dirs(ctx, query)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(dirs[query], "templates", "cluster-template.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	pool := s.Spec.AWS.Workers["general"]
-	vars := map[string]string{
+	return capaTemplate(t, "cluster-template.yaml", map[string]string{
 		"CLUSTER_NAME":                   s.Metadata.Name,
 		"AWS_REGION":                     s.Spec.AWS.Region,
 		"AWS_SSH_KEY_NAME":               s.Spec.AWS.SSHKeyName,
@@ -58,6 +47,24 @@ func capaFlavor(t *testing.T, s *spec.Capi) []*unstructured.Unstructured {
 		"AWS_NODE_MACHINE_TYPE":          pool.Type,
 		// KUBERNETES_AWS_CCM_VERSION is left to its default, as the
 		// spec has no such field.
+	})
+}
+
+// capaTemplate renders one of CAPA's flavors, templates/<file> of the
+// module at testenv.CAPAVersion in the module cache, with clusterctl's
+// yamlprocessor and vars (a variable it needs and vars lack fails).
+func capaTemplate(t *testing.T, file string, vars map[string]string) []*unstructured.Unstructured {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	query := testenv.CAPAModule + "@" + testenv.CAPAVersion
+	dirs, err := gomod.Dirs(ctx, query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dirs[query], "templates", file))
+	if err != nil {
+		t.Fatal(err)
 	}
 	out, err := yamlprocessor.NewSimpleProcessor().Process(data, func(name string) (string, error) {
 		if v, ok := vars[name]; ok {
@@ -66,9 +73,75 @@ func capaFlavor(t *testing.T, s *spec.Capi) []*unstructured.Unstructured {
 		return "", fmt.Errorf("%s not set", name)
 	})
 	if err != nil {
-		t.Fatalf("rendering CAPA's cluster-template.yaml: %v", err)
+		t.Fatalf("rendering CAPA's %s: %v", file, err)
 	}
 	return decodeDocuments(t, out)
+}
+
+// compareKinds checks that ours and theirs render the same kinds, but for
+// those listed as one side's only (kind -> reason), which must be so.
+func compareKinds(t *testing.T, ours, theirs []*unstructured.Unstructured, onlyOurs, onlyTheirs map[string]string) {
+	t.Helper()
+	ourKinds, theirKinds := objectsByKind(ours), objectsByKind(theirs)
+	for kind := range ourKinds {
+		if _, listed := onlyOurs[kind]; theirKinds[kind] == 0 && !listed {
+			t.Errorf("we render %s and CAPA's flavor does not: list it with its reason", kind)
+		}
+	}
+	for kind := range theirKinds {
+		if _, listed := onlyTheirs[kind]; ourKinds[kind] == 0 && !listed {
+			t.Errorf("CAPA's flavor renders %s and we do not: list it with its reason", kind)
+		}
+	}
+	for kind := range onlyOurs {
+		if ourKinds[kind] == 0 || theirKinds[kind] > 0 {
+			t.Errorf("%s: listed as ours only, but ours %d, CAPA's %d", kind, ourKinds[kind], theirKinds[kind])
+		}
+	}
+	for kind := range onlyTheirs {
+		if theirKinds[kind] == 0 || ourKinds[kind] > 0 {
+			t.Errorf("%s: listed as CAPA's only, but ours %d, CAPA's %d", kind, ourKinds[kind], theirKinds[kind])
+		}
+	}
+}
+
+// docsSection returns the section of docs/providers.md whose "## "
+// heading begins with title, up to the next "## " heading.
+func docsSection(t *testing.T, title string) string {
+	t.Helper()
+	docs, err := os.ReadFile(filepath.Join("..", "..", "docs", "providers.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := string(docs)
+	if i := strings.Index(section, "\n## "+title); i >= 0 {
+		section = section[i:]
+	} else {
+		t.Fatalf("docs/providers.md has no %s section", title)
+	}
+	if i := strings.Index(section[1:], "\n## "); i >= 0 {
+		section = section[:i+1]
+	}
+	return section
+}
+
+// checkComparisons holds each row: the same values where no reason is
+// given, different ones where one is, and the field named in the docs'
+// section (its table).
+func checkComparisons(t *testing.T, rows []capaComparison, section, table string) {
+	t.Helper()
+	for _, r := range rows {
+		same := reflect.DeepEqual(r.capa, r.ours)
+		switch {
+		case r.why == "" && !same:
+			t.Errorf("%s %s drifted from CAPA's flavor: CAPA %v, ours %v", r.object, r.field, r.capa, r.ours)
+		case r.why != "" && same:
+			t.Errorf("%s %s is listed as differing (%s), but both are %v: remove the reason here and in docs/providers.md", r.object, r.field, r.why, r.ours)
+		}
+		if !strings.Contains(section, r.field) {
+			t.Errorf("docs/providers.md's %s table does not list %s %s", table, r.object, r.field)
+		}
+	}
 }
 
 func decodeDocuments(t *testing.T, data []byte) []*unstructured.Unstructured {
@@ -278,27 +351,7 @@ func TestAWSAgainstCAPAFlavor(t *testing.T) {
 		"ClusterResourceSet": "CAPA installs the CCM and the EBS CSI driver by ClusterResourceSets; we install them with Helm (add-ons ccm and aws-ebs-csi-driver)",
 		"ConfigMap":          "the ClusterResourceSets' payloads",
 	}
-	ourKinds, theirKinds := objectsByKind(ours), objectsByKind(theirs)
-	for kind := range ourKinds {
-		if _, listed := onlyOurs[kind]; theirKinds[kind] == 0 && !listed {
-			t.Errorf("we render %s and CAPA's flavor does not: list it with its reason", kind)
-		}
-	}
-	for kind := range theirKinds {
-		if _, listed := onlyTheirs[kind]; ourKinds[kind] == 0 && !listed {
-			t.Errorf("CAPA's flavor renders %s and we do not: list it with its reason", kind)
-		}
-	}
-	for kind := range onlyOurs {
-		if ourKinds[kind] == 0 || theirKinds[kind] > 0 {
-			t.Errorf("%s: listed as ours only, but ours %d, CAPA's %d", kind, ourKinds[kind], theirKinds[kind])
-		}
-	}
-	for kind := range onlyTheirs {
-		if theirKinds[kind] == 0 || ourKinds[kind] > 0 {
-			t.Errorf("%s: listed as CAPA's only, but ours %d, CAPA's %d", kind, ourKinds[kind], theirKinds[kind])
-		}
-	}
+	compareKinds(t, ours, theirs, onlyOurs, onlyTheirs)
 
 	// Fields.
 	tc, oc := find(t, theirs, "Cluster", name).Object, find(t, ours, "Cluster", name).Object
@@ -403,29 +456,5 @@ func TestAWSAgainstCAPAFlavor(t *testing.T) {
 		{"EBS CSI driver", "controller tolerates the control-plane taint", theirTolerates, ourTolerates, ""},
 		{"EBS CSI driver", "defaultStorageClass", theirStorageClass, at(ebs, "defaultStorageClass", "enabled"), "claims without a storageClassName get a volume"},
 	}
-	docs, err := os.ReadFile(filepath.Join("..", "..", "docs", "providers.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	section := string(docs)
-	if i := strings.Index(section, "\n## AWS EC2"); i >= 0 {
-		section = section[i:]
-	} else {
-		t.Fatal("docs/providers.md has no AWS EC2 section")
-	}
-	if i := strings.Index(section[1:], "\n## "); i >= 0 {
-		section = section[:i+1]
-	}
-	for _, r := range rows {
-		same := reflect.DeepEqual(r.capa, r.ours)
-		switch {
-		case r.why == "" && !same:
-			t.Errorf("%s %s drifted from CAPA's flavor: CAPA %v, ours %v", r.object, r.field, r.capa, r.ours)
-		case r.why != "" && same:
-			t.Errorf("%s %s is listed as differing (%s), but both are %v: remove the reason here and in docs/providers.md", r.object, r.field, r.why, r.ours)
-		}
-		if !strings.Contains(section, r.field) {
-			t.Errorf("docs/providers.md's AWS EC2 table does not list %s %s", r.object, r.field)
-		}
-	}
+	checkComparisons(t, rows, docsSection(t, "AWS EC2"), "AWS EC2")
 }

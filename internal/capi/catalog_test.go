@@ -108,6 +108,8 @@ var flavors = []struct {
 			"KubeadmConfigTemplate", "MachineHealthCheck"}},
 	{"aws-eks", "aws", "eks", map[string]string{"accessKeyId": "AKIA", "secretAccessKey": "s3cr3t"},
 		[]string{"Cluster", "AWSClusterStaticIdentity", "AWSManagedCluster", "AWSManagedControlPlane", "MachinePool", "AWSManagedMachinePool", "NodeadmConfig"}},
+	{"aws-eks-cilium", "aws", "eks", map[string]string{"accessKeyId": "AKIA", "secretAccessKey": "s3cr3t"},
+		[]string{"Cluster", "AWSClusterStaticIdentity", "AWSManagedCluster", "AWSManagedControlPlane", "MachinePool", "AWSManagedMachinePool", "NodeadmConfig"}},
 }
 
 func renderFlavor(t *testing.T, c *capi.Catalog, name, namespace string) *capi.Rendered {

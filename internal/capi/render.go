@@ -44,9 +44,11 @@ const (
 	VarPoolID                    = "POOL_ID"                     // namePrefix + POOL_NAME: names the pool's objects
 	VarPoolReplicas              = "POOL_REPLICAS"               // the pool's replicas
 	VarPoolType                  = "POOL_TYPE"                   // the pool's type
+	VarPoolMinSize               = "POOL_MIN_SIZE"               // the pool's scaling.min, else its replicas
+	VarPoolMaxSize               = "POOL_MAX_SIZE"               // the pool's scaling.max, else its replicas (at least 1)
 )
 
-var builtinVariables = append(slices.Clone(clusterBuiltins), VarPoolName, VarPoolID, VarPoolReplicas, VarPoolType)
+var builtinVariables = append(slices.Clone(clusterBuiltins), VarPoolName, VarPoolID, VarPoolReplicas, VarPoolType, VarPoolMinSize, VarPoolMaxSize)
 
 // clusterBuiltins are the built-in variables set for the cluster's
 // templates (the pools' add POOL_*); a manifest variable may be derived
@@ -165,6 +167,9 @@ func (c *Catalog) Render(in RenderInput) (*Rendered, error) {
 			pv[VarPoolID] = src.NamePrefix + name
 			setIfScalar(pv, VarPoolReplicas, pools[name]["replicas"])
 			setIfScalar(pv, VarPoolType, pools[name]["type"])
+			if lo, hi, ok := poolBounds(pools[name]); ok {
+				pv[VarPoolMinSize], pv[VarPoolMaxSize] = strconv.Itoa(int(lo)), strconv.Itoa(int(hi))
+			}
 			maps.Copy(pv, src.Values)
 			for _, file := range src.Templates {
 				units = append(units, unit{file: file, vars: pv})
@@ -449,6 +454,22 @@ func poolsAt(doc map[string]any, path string) (map[string]map[string]any, error)
 		pools[name] = pm
 	}
 	return pools, nil
+}
+
+// poolBounds is a pool's size range (spec.Pool.Bounds): its scaling bounds,
+// else its replicas, the upper one at least 1. ok is false when the pool
+// has no replicas to take them from.
+func poolBounds(pool map[string]any) (lo, hi int32, ok bool) {
+	data, err := json.Marshal(pool)
+	if err != nil {
+		return 0, 0, false
+	}
+	var p spec.Pool
+	if json.Unmarshal(data, &p) != nil || p.Replicas == nil {
+		return 0, 0, false
+	}
+	lo, hi = p.Bounds()
+	return lo, hi, true
 }
 
 // scalarString formats a string, number or boolean.

@@ -16,6 +16,7 @@ import (
 //	requirements:
 //	  kubernetes: {min: v1.32, max: v1.36}   # the minors the provider release supports
 //	  addons: [cni, ccm]                     # addon roles the nodes need to become Ready
+//	  refusedAddons: [ccm]                   # addon roles the provider runs itself (EKS: its CCM)
 //	  clusterctl: {name: infrastructure-hetzner, release: v1.1}
 type Requirements struct {
 	// Kubernetes is the range of Kubernetes minors the provider release
@@ -26,6 +27,10 @@ type Requirements struct {
 	// them the nodes never become Ready (with cloud-provider: external, a
 	// Node gets its providerID only from the cloud-controller-manager).
 	Addons []string `json:"addons,omitempty"`
+	// RefusedAddons are the addon roles spec.bootstrap must not include:
+	// the provider runs its own (EKS runs the cloud-controller-manager of
+	// its control plane; a second one would fight it over the nodes).
+	RefusedAddons []string `json:"refusedAddons,omitempty"`
 	// Clusterctl names the provider in clusterctl's inventory
 	// (providers.clusterctl.cluster.x-k8s.io) and the release series the
 	// templates are written for; preflight checks an inventory entry
@@ -48,6 +53,8 @@ type ClusterctlProvider struct {
 	Release string `json:"release"`
 }
 
+var addonRole = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+
 var minorVersion = regexp.MustCompile(`^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
 
 func (r *Requirements) check(at string, fail func(string, ...any)) {
@@ -60,8 +67,16 @@ func (r *Requirements) check(at string, fail func(string, ...any)) {
 		fail("%srequirements.kubernetes: min %s is above max %s", at, r.Kubernetes.Min, r.Kubernetes.Max)
 	}
 	for i, role := range r.Addons {
-		if !regexp.MustCompile(`^[a-z][a-z0-9-]*$`).MatchString(role) {
+		if !addonRole.MatchString(role) {
 			fail("%srequirements.addons[%d]: %q is not an addon role such as cni", at, i, role)
+		}
+	}
+	for i, role := range r.RefusedAddons {
+		switch {
+		case !addonRole.MatchString(role):
+			fail("%srequirements.refusedAddons[%d]: %q is not an addon role such as ccm", at, i, role)
+		case slices.Contains(r.Addons, role):
+			fail("%srequirements.refusedAddons[%d]: %q is also required (requirements.addons)", at, i, role)
 		}
 	}
 	if c := r.Clusterctl; c != nil {
@@ -140,8 +155,9 @@ func (p *Provider) RequirementsFor(s *spec.Capi) (Requirements, string, error) {
 
 // CheckRequirements checks a valid spec against its provider's
 // requirements: a Kubernetes version the provider release supports and,
-// in spec.bootstrap, an addon of every role the provider needs (roles maps
-// addon names to their catalogue role). Errors name the spec field.
+// in spec.bootstrap, an addon of every role the provider needs and none of
+// a role it refuses (roles maps addon names to their catalogue role).
+// Errors name the spec field.
 func (c *Catalog) CheckRequirements(s *spec.Capi, roles map[string]string) spec.FieldErrors {
 	p, err := c.Detect(s)
 	if err != nil {
@@ -161,9 +177,17 @@ func (c *Catalog) CheckRequirements(s *spec.Capi, roles map[string]string) spec.
 			Message: fmt.Sprintf("%s supports Kubernetes %s; %s is outside that range", what, req.Kubernetes, v)})
 	}
 	have := map[string]bool{}
+	var refused []string
 	for _, a := range s.Spec.Bootstrap {
-		if role := roles[a.Name]; role != "" {
-			have[role] = true
+		role := roles[a.Name]
+		if role == "" {
+			continue
+		}
+		have[role] = true
+		if slices.Contains(req.RefusedAddons, role) && !slices.Contains(refused, a.Name) {
+			refused = append(refused, a.Name)
+			errs = append(errs, spec.FieldError{Field: "spec.bootstrap",
+				Message: fmt.Sprintf("%s runs its own %s: remove %s from spec.bootstrap", what, roleName(role), a.Name)})
 		}
 	}
 	var missing []string

@@ -14,7 +14,8 @@ import (
 // (docs/caph/01-getting-started/01-introduction.md) and its nodes need a
 // CNI and the hcloud CCM; EC2 nodes a CNI and the AWS CCM, which exists for
 // 1.32 to 1.36; EKS runs its own CNI and CCM, and its managed
-// node groups start at 1.33 (CAPA book, topics/eks/creating-a-cluster.md).
+// node groups start at 1.33 (CAPA book, topics/eks/creating-a-cluster.md);
+// a CCM of ours there is refused.
 func TestCheckRequirements(t *testing.T) {
 	t.Parallel()
 	c := loadCatalog(t, embedded(t))
@@ -50,6 +51,11 @@ func TestCheckRequirements(t *testing.T) {
 		{"ec2 without its CNI", strings.Replace(read("aws-ec2.yaml"), "bootstrap: [cilium, ccm]", "bootstrap: [ccm]", 1),
 			map[string]string{"spec.bootstrap": "needs a CNI (cilium)"}},
 		{"eks needs neither", read("aws-eks.yaml"), nil},
+		{"eks with cilium", read("aws-eks-cilium.yaml"), nil},
+		// EKS runs its own cloud-controller-manager: the eks flavor's
+		// requirements.refusedAddons.
+		{"eks with a ccm", strings.Replace(read("aws-eks-cilium.yaml"), "bootstrap: [cilium, cert-manager]", "bootstrap: [cilium, ccm, cert-manager]", 1),
+			map[string]string{"spec.bootstrap": "provider aws (flavor eks) runs its own cloud-controller-manager: remove ccm from spec.bootstrap"}},
 		{"eks below its range", strings.Replace(read("aws-eks.yaml"), `version: "v1.33.2"`, `version: "v1.32.4"`, 1),
 			map[string]string{"spec.kubernetes.version": "provider aws (flavor eks) supports Kubernetes v1.33 or later"}},
 	} {
@@ -90,6 +96,24 @@ func TestLoadCatalogChecksRequirements(t *testing.T) {
 	writeFile(t, manifest, strings.Replace(string(data), "kubernetes: {min: v1.32, max: v1.36}", "kubernetes: {min: v1.36, max: \"1.32\"}", 1))
 	_, err = capi.LoadCatalog(os.DirFS(dir))
 	if err == nil || !strings.Contains(err.Error(), "providers/hetzner/provider.yaml") || !strings.Contains(err.Error(), `requirements.kubernetes.max: "1.32"`) {
+		t.Fatalf("error %v", err)
+	}
+}
+
+// A role both required and refused is a manifest error, named at load.
+func TestLoadCatalogChecksRefusedAddons(t *testing.T) {
+	t.Parallel()
+	dir := copyTemplates(t)
+	manifest := filepath.Join(dir, "providers", "aws", "provider.yaml")
+	data, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, manifest, strings.Replace(string(data), "refusedAddons: [ccm]", "addons: [ccm]\n      refusedAddons: [ccm, CNI]", 1))
+	_, err = capi.LoadCatalog(os.DirFS(dir))
+	if err == nil || !strings.Contains(err.Error(), "providers/aws/provider.yaml") ||
+		!strings.Contains(err.Error(), `requirements.refusedAddons[0]: "ccm" is also required`) ||
+		!strings.Contains(err.Error(), `requirements.refusedAddons[1]: "CNI" is not an addon role`) {
 		t.Fatalf("error %v", err)
 	}
 }

@@ -198,6 +198,35 @@ type ControlPlane struct {
 type Pool struct {
 	Replicas *int32 `json:"replicas,omitempty"`
 	Type     string `json:"type,omitempty"`
+	// Scaling bounds the pool's size (AWS flavor eks only: an EKS managed
+	// node group's minSize and maxSize). Replicas stays the desired size,
+	// between the two; nil: Min and Max are Replicas (Max at least 1).
+	Scaling *PoolScaling `json:"scaling,omitempty"`
+}
+
+// PoolScaling is a pool's size range; a bound left out is the pool's
+// replicas (the upper one at least 1, as an EKS node group's maxSize must
+// be).
+type PoolScaling struct {
+	Min *int32 `json:"min,omitempty"`
+	Max *int32 `json:"max,omitempty"`
+}
+
+// Bounds returns the pool's size range as the EKS node group gets it: the
+// scaling bounds given, else the replicas (the upper bound at least 1).
+func (p Pool) Bounds() (lo, hi int32) {
+	var replicas int32
+	if p.Replicas != nil {
+		replicas = *p.Replicas
+	}
+	lo, hi = replicas, max(replicas, 1)
+	if p.Scaling != nil && p.Scaling.Min != nil {
+		lo = *p.Scaling.Min
+	}
+	if p.Scaling != nil && p.Scaling.Max != nil {
+		hi = *p.Scaling.Max
+	}
+	return lo, hi
 }
 
 // GitOps points the cluster at the repository it reconciles from.

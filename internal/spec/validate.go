@@ -142,7 +142,7 @@ func (c *Capi) Validate(opts ValidateOptions) FieldErrors {
 		if s.HCloud == nil {
 			v.add("spec.hcloud", "required when spec.hrobot is set: bare-metal workers need an hcloud control plane")
 		}
-		v.pools("spec.hrobot.workers", r.Workers)
+		v.pools("spec.hrobot.workers", r.Workers, scalingEKSOnly)
 	}
 	if a := s.AWS; a != nil {
 		v.aws(a)
@@ -358,7 +358,7 @@ func (v *validator) hcloud(h *HCloud) {
 	} else {
 		v.controlPlane("spec.hcloud.controlPlane", h.ControlPlane)
 	}
-	v.pools("spec.hcloud.workers", h.Workers)
+	v.pools("spec.hcloud.workers", h.Workers, scalingEKSOnly)
 	if h.Image != nil && !hcloudImage.MatchString(*h.Image) {
 		if *h.Image == "" {
 			v.add("spec.hcloud.image", "must not be empty: omit it for "+DefaultHCloudImage)
@@ -409,7 +409,11 @@ func (v *validator) aws(a *AWS) {
 	default:
 		v.add("spec.aws.flavor", fmt.Sprintf("must be one of %s, %s", FlavorEC2, FlavorEKS))
 	}
-	v.pools("spec.aws.workers", a.Workers)
+	scaling := scalingEKSOnly
+	if a.Flavor == FlavorEKS {
+		scaling = ""
+	}
+	v.pools("spec.aws.workers", a.Workers, scaling)
 	if a.AMI != nil {
 		v.awsAMI(a.Flavor, a.AMI)
 	}
@@ -479,7 +483,14 @@ const (
 	MaxPoolReplicas    = 1000
 )
 
-func (v *validator) pools(field string, pools map[string]Pool) {
+// scalingEKSOnly is why a pool's scaling is refused outside EKS: only
+// an EKS managed node group takes a size range; a MachineDeployment has
+// its replicas.
+const scalingEKSOnly = "applies to spec.aws.workers of flavor eks only (an EKS managed node group's minSize and maxSize)"
+
+// pools checks worker pools; refuseScaling, when not empty, is why a
+// pool's scaling is refused there.
+func (v *validator) pools(field string, pools map[string]Pool, refuseScaling string) {
 	if len(pools) > MaxPoolsPerSection {
 		v.add(field, fmt.Sprintf("must have at most %d pools, got %d", MaxPoolsPerSection, len(pools)))
 		return
@@ -497,6 +508,40 @@ func (v *validator) pools(field string, pools map[string]Pool) {
 			v.add(path+".replicas", fmt.Sprintf("must be at most %d", MaxPoolReplicas))
 		}
 		v.required(path+".type", p.Type)
+		if p.Scaling != nil {
+			if refuseScaling != "" {
+				v.add(path+".scaling", refuseScaling)
+			} else {
+				v.poolScaling(path, p)
+			}
+		}
+	}
+}
+
+// poolScaling checks an EKS pool's size range as EKS takes a node group's
+// scalingConfig (minSize at least 0, maxSize at least 1, minSize <=
+// desiredSize <= maxSize) within the pool bound; CAPA's webhook checks
+// only minSize <= maxSize (v2.13.0
+// exp/webhooks/awsmanagedmachinepool_webhook.go, validateScaling).
+func (v *validator) poolScaling(path string, p Pool) {
+	lo, hi := p.Bounds()
+	var replicas int32
+	if p.Replicas != nil {
+		replicas = *p.Replicas
+	}
+	switch {
+	case lo < 0:
+		v.add(path+".scaling.min", "must not be negative")
+	case lo > replicas:
+		v.add(path+".scaling.min", fmt.Sprintf("must be at most the pool's replicas (%d): EKS keeps the desired size within min and max", replicas))
+	}
+	switch {
+	case hi < 1:
+		v.add(path+".scaling.max", "must be at least 1 (EKS's least maxSize)")
+	case hi > MaxPoolReplicas:
+		v.add(path+".scaling.max", fmt.Sprintf("must be at most %d", MaxPoolReplicas))
+	case hi < replicas:
+		v.add(path+".scaling.max", fmt.Sprintf("must be at least the pool's replicas (%d): EKS keeps the desired size within min and max", replicas))
 	}
 }
 

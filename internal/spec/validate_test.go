@@ -82,6 +82,13 @@ func TestValidateAcceptsValidSpecs(t *testing.T) {
 		{name: "aws ami lookup, CAPA's format", base: func(t *testing.T) *Capi { return validAWS(t, FlavorEC2) }, edit: func(c *Capi) {
 			c.Spec.AWS.AMI = &AWSAMI{LookupFormat: ptr(DefaultAWSAMILookupFormat)}
 		}},
+		{name: "aws eks pool of zero", base: func(t *testing.T) *Capi { return validAWS(t, FlavorEKS) }, edit: func(c *Capi) {
+			c.Spec.AWS.Workers["batch"] = Pool{Replicas: ptr[int32](0), Type: "c6i.2xlarge"}
+		}},
+		{name: "aws eks pool scaling", base: func(t *testing.T) *Capi { return validAWS(t, FlavorEKS) }, edit: func(c *Capi) {
+			c.Spec.AWS.Workers["batch"] = Pool{Replicas: ptr[int32](0), Type: "c6i.2xlarge", Scaling: &PoolScaling{Min: ptr[int32](0), Max: ptr[int32](10)}}
+			c.Spec.AWS.Workers["general"] = Pool{Replicas: ptr[int32](2), Type: "m6i.large", Scaling: &PoolScaling{Max: ptr[int32](4)}}
+		}},
 		{name: "aws ami lookup of an account", base: func(t *testing.T) *Capi { return validAWS(t, FlavorEC2) }, edit: func(c *Capi) { c.Spec.AWS.AMI = &AWSAMI{LookupOrg: ptr("000000000001")} }},
 		{name: "undefaulted fields", edit: func(c *Capi) {
 			c.Spec.Cluster.Namespace = ""
@@ -233,6 +240,29 @@ func TestValidateRules(t *testing.T) {
 				c.Spec.AWS.Workers[fmt.Sprintf("p%d", i)] = Pool{Type: "m6i.large"}
 			}
 		}, "spec.aws.workers", "must have at most 50 pools"},
+		// scaling: an EKS managed node group's minSize and maxSize, around
+		// the desired size; nowhere else.
+		{"aws ec2 pool scaling", ec2, func(c *Capi) {
+			c.Spec.AWS.Workers["general"] = Pool{Replicas: ptr[int32](2), Type: "m6i.large", Scaling: &PoolScaling{Min: ptr[int32](1), Max: ptr[int32](3)}}
+		}, "spec.aws.workers.general.scaling", "applies to spec.aws.workers of flavor eks only"},
+		{"hcloud pool scaling", hcloud, func(c *Capi) {
+			c.Spec.HCloud.Workers["gpu"] = Pool{Replicas: ptr[int32](1), Type: "ccx33", Scaling: &PoolScaling{Max: ptr[int32](3)}}
+		}, "spec.hcloud.workers.gpu.scaling", "flavor eks only"},
+		{"aws eks scaling min above replicas", eks, func(c *Capi) {
+			c.Spec.AWS.Workers["general"] = Pool{Replicas: ptr[int32](2), Type: "m6i.large", Scaling: &PoolScaling{Min: ptr[int32](3), Max: ptr[int32](5)}}
+		}, "spec.aws.workers.general.scaling.min", "must be at most the pool's replicas (2)"},
+		{"aws eks scaling min negative", eks, func(c *Capi) {
+			c.Spec.AWS.Workers["general"] = Pool{Replicas: ptr[int32](2), Type: "m6i.large", Scaling: &PoolScaling{Min: ptr[int32](-1)}}
+		}, "spec.aws.workers.general.scaling.min", "must not be negative"},
+		{"aws eks scaling max below replicas", eks, func(c *Capi) {
+			c.Spec.AWS.Workers["general"] = Pool{Replicas: ptr[int32](2), Type: "m6i.large", Scaling: &PoolScaling{Max: ptr[int32](1)}}
+		}, "spec.aws.workers.general.scaling.max", "must be at least the pool's replicas (2)"},
+		{"aws eks scaling max zero", eks, func(c *Capi) {
+			c.Spec.AWS.Workers["general"] = Pool{Replicas: ptr[int32](0), Type: "m6i.large", Scaling: &PoolScaling{Max: ptr[int32](0)}}
+		}, "spec.aws.workers.general.scaling.max", "must be at least 1"},
+		{"aws eks scaling max too large", eks, func(c *Capi) {
+			c.Spec.AWS.Workers["general"] = Pool{Replicas: ptr[int32](2), Type: "m6i.large", Scaling: &PoolScaling{Max: ptr[int32](1001)}}
+		}, "spec.aws.workers.general.scaling.max", "must be at most 1000"},
 		{"aws pool type missing", eks, func(c *Capi) { c.Spec.AWS.Workers["general"] = Pool{} }, "spec.aws.workers.general.type", "required"},
 		{"aws pool name", eks, func(c *Capi) { c.Spec.AWS.Workers["general_2"] = Pool{Type: "m6i.large"} }, "spec.aws.workers.general_2", "pool name must be a DNS-1123 label"},
 
