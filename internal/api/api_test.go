@@ -326,6 +326,8 @@ func TestCreateClusterFromSeedSpec(t *testing.T) {
 	// cluster that does not exist.
 	problem(t, b.do(http.MethodGet, "/v1/clusters/prod/kubeconfig", b.adminToken, "", nil), http.StatusConflict)
 	problem(t, b.do(http.MethodGet, "/v1/clusters/nope/kubeconfig", b.adminToken, "", nil), http.StatusNotFound)
+	// The exec-plugin form is EKS's only.
+	problem(t, b.do(http.MethodGet, "/v1/clusters/prod/kubeconfig?form=exec", b.adminToken, "", nil), http.StatusBadRequest)
 	problem(t, b.do(http.MethodGet, "/v1/clusters/prod/manifests", b.adminToken, "", nil), http.StatusNotFound)
 	got := b.do(http.MethodGet, "/v1/clusters/prod", b.adminToken, "", nil)
 	b.expect(got, http.StatusOK)

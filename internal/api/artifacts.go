@@ -13,7 +13,8 @@ import (
 // there is no such cluster (or it was deleted), 409 until the kubeconfig
 // step found it. A rotating one (EKS) is read from the management cluster
 // for each download (503 management-unavailable when it cannot be), so
-// the user gets the token CAPA wrote last. Every download is audit-logged.
+// the user gets the token CAPA wrote last; ?form=exec gives an EKS
+// cluster's exec-plugin kubeconfig instead. Every download is audit-logged.
 func (s *Server) clusterKubeconfig(w http.ResponseWriter, r *http.Request) {
 	c, _, err := s.clusterWithOperation(r)
 	if err != nil {
@@ -24,8 +25,20 @@ func (s *Server) clusterKubeconfig(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, errNotFound(fmt.Sprintf("cluster %q was deleted", c.Name)))
 		return
 	}
-	kubeconfig, err := s.Kubeconfigs.Kubeconfig(r.Context(), c)
+	read := s.Kubeconfigs.Kubeconfig
+	switch form := r.URL.Query().Get("form"); form {
+	case "", "token":
+	case "exec":
+		read = s.Kubeconfigs.Exec
+	default:
+		s.writeProblem(w, r, errBadRequest(fmt.Sprintf("form %q: use token or exec", form)))
+		return
+	}
+	kubeconfig, err := read(r.Context(), c)
 	switch {
+	case errors.Is(err, kubeconfigs.ErrNoExecForm):
+		s.writeProblem(w, r, errBadRequest(fmt.Sprintf("cluster %q has no exec-plugin kubeconfig: only EKS clusters (spec.aws.flavor: eks) do", c.Name)))
+		return
 	case errors.Is(err, kubeconfigs.ErrNotAvailable):
 		s.writeProblem(w, r, errConflict(fmt.Sprintf("cluster %q has no kubeconfig yet: it is %s", c.Name, c.Phase)))
 		return

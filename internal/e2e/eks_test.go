@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -152,6 +154,25 @@ func (a *eksAPI) kubeconfig(token string, tokenFile bool) []byte {
 	return out
 }
 
+// userKubeconfig is <cluster>-user-kubeconfig as CAPA writes it once
+// (createUserKubeconfigSecret): the endpoint and CA, a user <cluster>-user
+// whose token `aws eks get-token` makes (token method aws-cli).
+func (a *eksAPI) userKubeconfig() []byte {
+	user := a.cluster + "-user"
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: a.server.Certificate().Raw})
+	out, err := clientcmd.Write(clientcmdapi.Config{
+		Clusters: map[string]*clientcmdapi.Cluster{a.cluster: {Server: a.server.URL, CertificateAuthorityData: ca}},
+		AuthInfos: map[string]*clientcmdapi.AuthInfo{user: {Exec: &clientcmdapi.ExecConfig{APIVersion: "client.authentication.k8s.io/v1beta1",
+			Command: "aws", Args: []string{"eks", "get-token", "--cluster-name", a.cluster}}}},
+		Contexts:       map[string]*clientcmdapi.Context{user + "@" + a.cluster: {Cluster: a.cluster, AuthInfo: user}},
+		CurrentContext: user + "@" + a.cluster,
+	})
+	if err != nil {
+		panic(err) // a fixed, valid config
+	}
+	return out
+}
+
 // secretData is the <cluster>-kubeconfig Secret's data as CAPA writes it
 // (pkg/cloud/services/eks/config.go, v2.13): value, relative and
 // token-file, all with the current token.
@@ -209,6 +230,13 @@ func TestProvisionEKS(t *testing.T) {
 	// No Secret yet: 409, not 404 (the cluster exists).
 	if status, body := s.do(http.MethodGet, "/v1/clusters/eks/kubeconfig", "", "", nil); status != http.StatusConflict {
 		t.Fatalf("kubeconfig before CAPA wrote it: %d %s", status, body)
+	}
+	// CAPA writes the users' exec-plugin kubeconfig once, with the control plane.
+	if err := s.env.Client.Create(context.Background(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "eks-user-kubeconfig", Namespace: s.namespace()},
+		Type:       "cluster.x-k8s.io/secret", Data: map[string][]byte{"value": api.userKubeconfig()},
+	}); err != nil {
+		t.Fatal(err)
 	}
 	s.playCloud("eks", func(c *cloud) {
 		c.managedControlPlane, c.secretData = true, api.secretData
@@ -269,6 +297,20 @@ func TestProvisionEKS(t *testing.T) {
 	api.mu.Lock()
 	api.rejected = nil // that one was the test's own
 	api.mu.Unlock()
+
+	// The exec-plugin form: CAPA's user kubeconfig, no token in it.
+	status, kc = s.do(http.MethodGet, "/v1/clusters/eks/kubeconfig?form=exec", "", "", nil)
+	if status != http.StatusOK {
+		t.Fatalf("exec kubeconfig: %d %s", status, kc)
+	}
+	raw, err := clientcmd.Load(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := raw.AuthInfos["eks-user"]
+	if user == nil || user.Exec == nil || user.Exec.Command != "aws" || user.Token != "" || strings.Contains(string(kc), "k8s-aws-v1.") {
+		t.Fatalf("exec kubeconfig:\n%s", kc)
+	}
 
 	// The management cluster cannot be read: 503 management-unavailable.
 	cutSecrets.Store(true)

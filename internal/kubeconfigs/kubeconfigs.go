@@ -27,6 +27,9 @@ var (
 	// ErrManagementUnavailable: the management cluster holding a rotating
 	// kubeconfig could not be read (not configured, unreachable, refused).
 	ErrManagementUnavailable = errors.New("management cluster cannot be read")
+	// ErrNoExecForm: the cluster's provider writes no exec-plugin kubeconfig
+	// (only EKS's, whose kubeconfig rotates, does).
+	ErrNoExecForm = errors.New("no exec-plugin kubeconfig for this cluster")
 )
 
 // Catalog is what Source asks of the provider catalog.
@@ -76,10 +79,31 @@ func (s *Source) Kubeconfig(ctx context.Context, c store.Cluster) ([]byte, error
 	return s.stored(ctx, c)
 }
 
+// Exec returns the kubeconfig CAPA writes for users of an EKS cluster
+// (<cluster>-user-kubeconfig, written once): the same endpoint and CA with
+// an exec plugin, `aws eks get-token`, that makes a token from the user's
+// own AWS credentials at each use, so it does not expire. It holds no
+// secret. ErrNoExecForm for a cluster whose kubeconfig does not rotate.
+func (s *Source) Exec(ctx context.Context, c store.Cluster) ([]byte, error) {
+	rotates, err := s.Rotates(c)
+	if err != nil {
+		return nil, err
+	}
+	if !rotates {
+		return nil, ErrNoExecForm
+	}
+	return s.read(ctx, c, c.Name+"-user")
+}
+
 // Current reads c's kubeconfig from CAPI's Secret on its management
 // cluster, once the CAPI Cluster there is checked to be the tenant's (the
 // Secret is CAPI's and carries no tenant label).
 func (s *Source) Current(ctx context.Context, c store.Cluster) ([]byte, error) {
+	return s.read(ctx, c, c.Name)
+}
+
+// read reads the Secret <prefix>-kubeconfig of c's namespace.
+func (s *Source) read(ctx context.Context, c store.Cluster, prefix string) ([]byte, error) {
 	mc, err := s.Clusters.Cluster(c.ManagementDomain)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrManagementUnavailable, err)
@@ -90,7 +114,7 @@ func (s *Source) Current(ctx context.Context, c store.Cluster) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("%w: %w", ErrManagementUnavailable, err)
 	}
-	kc, err := mc.Kubeconfig(ctx, c.Namespace, c.Name)
+	kc, err := mc.Kubeconfig(ctx, c.Namespace, prefix)
 	switch {
 	case errors.Is(err, mgmt.ErrNotFound):
 		return nil, fmt.Errorf("%w: %w", ErrNotAvailable, err)
@@ -98,7 +122,7 @@ func (s *Source) Current(ctx context.Context, c store.Cluster) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %w", ErrManagementUnavailable, err)
 	}
 	if _, err := clientcmd.Load(kc); err != nil {
-		return nil, fmt.Errorf("kubeconfig Secret %s/%s-kubeconfig: %w", c.Namespace, c.Name, err)
+		return nil, fmt.Errorf("kubeconfig Secret %s/%s-kubeconfig: %w", c.Namespace, prefix, err)
 	}
 	return kc, nil
 }
