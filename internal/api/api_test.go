@@ -27,6 +27,7 @@ import (
 	"lok8s.dev/provisioner/internal/dbtest"
 	"lok8s.dev/provisioner/internal/events"
 	"lok8s.dev/provisioner/internal/jobs"
+	"lok8s.dev/provisioner/internal/kubeconfigs"
 	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/store"
@@ -156,6 +157,7 @@ func setupWith(t testing.TB, opts setupOptions) *bundle {
 		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
 		ManagementClusterKnown: (&mgmt.Registry{KubeconfigDir: mgmtDir}).Known,
 		OpenAPI:                provisioner.OpenAPI,
+		Kubeconfigs:            &kubeconfigs.Source{Store: st, Keyring: keyring, Catalog: catalog, Clusters: &mgmt.Registry{KubeconfigDir: mgmtDir}},
 	}, catalog, addonCatalog))
 	if err != nil {
 		t.Fatal(err)
@@ -320,7 +322,12 @@ func TestCreateClusterFromSeedSpec(t *testing.T) {
 		t.Fatalf("status: %s", status.body)
 	}
 	// Nothing rendered or provisioned yet (no worker runs in these tests).
-	problem(t, b.do(http.MethodGet, "/v1/clusters/prod/kubeconfig", b.adminToken, "", nil), http.StatusNotFound)
+	// The kubeconfig: 409 until the kubeconfig step found it, 404 for a
+	// cluster that does not exist.
+	problem(t, b.do(http.MethodGet, "/v1/clusters/prod/kubeconfig", b.adminToken, "", nil), http.StatusConflict)
+	problem(t, b.do(http.MethodGet, "/v1/clusters/nope/kubeconfig", b.adminToken, "", nil), http.StatusNotFound)
+	// The exec-plugin form is EKS's only.
+	problem(t, b.do(http.MethodGet, "/v1/clusters/prod/kubeconfig?form=exec", b.adminToken, "", nil), http.StatusBadRequest)
 	problem(t, b.do(http.MethodGet, "/v1/clusters/prod/manifests", b.adminToken, "", nil), http.StatusNotFound)
 	got := b.do(http.MethodGet, "/v1/clusters/prod", b.adminToken, "", nil)
 	b.expect(got, http.StatusOK)

@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"net/http"
 
+	"lok8s.dev/provisioner/internal/kubeconfigs"
 	"lok8s.dev/provisioner/internal/mgmt"
-	"lok8s.dev/provisioner/internal/store"
 )
 
-// clusterKubeconfig returns the workload cluster's kubeconfig: 404 until the
-// kubeconfig step stored it. Every download is audit-logged.
+// clusterKubeconfig returns the workload cluster's kubeconfig: 404 when
+// there is no such cluster (or it was deleted), 409 until the kubeconfig
+// step found it. A rotating one (EKS) is read from the management cluster
+// for each download (503 management-unavailable when it cannot be), so
+// the user gets the token CAPA wrote last; ?form=exec gives an EKS
+// cluster's exec-plugin kubeconfig instead. Every download is audit-logged.
 func (s *Server) clusterKubeconfig(w http.ResponseWriter, r *http.Request) {
 	c, _, err := s.clusterWithOperation(r)
 	if err != nil {
@@ -21,18 +25,28 @@ func (s *Server) clusterKubeconfig(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, errNotFound(fmt.Sprintf("cluster %q was deleted", c.Name)))
 		return
 	}
-	sealed, err := s.store.SealedKubeconfig(r.Context(), c.TenantID, c.ID)
-	if errors.Is(err, store.ErrNotFound) {
-		s.writeProblem(w, r, errNotFound(fmt.Sprintf("cluster %q has no kubeconfig yet: it is %s", c.Name, c.Phase)))
+	read := s.Kubeconfigs.Kubeconfig
+	switch form := r.URL.Query().Get("form"); form {
+	case "", "token":
+	case "exec":
+		read = s.Kubeconfigs.Exec
+	default:
+		s.writeProblem(w, r, errBadRequest(fmt.Sprintf("form %q: use token or exec", form)))
 		return
 	}
-	if err != nil {
-		s.writeProblem(w, r, err)
+	kubeconfig, err := read(r.Context(), c)
+	switch {
+	case errors.Is(err, kubeconfigs.ErrNoExecForm):
+		s.writeProblem(w, r, errBadRequest(fmt.Sprintf("cluster %q has no exec-plugin kubeconfig: only EKS clusters (spec.aws.flavor: eks) do", c.Name)))
 		return
-	}
-	kubeconfig, err := s.Keyring.Open(sealed, store.KubeconfigAAD(c.TenantID, c.ID))
-	if err != nil {
-		s.writeProblem(w, r, fmt.Errorf("open kubeconfig of %s: %w", c.Name, err))
+	case errors.Is(err, kubeconfigs.ErrNotAvailable):
+		s.writeProblem(w, r, errConflict(fmt.Sprintf("cluster %q has no kubeconfig yet: it is %s", c.Name, c.Phase)))
+		return
+	case errors.Is(err, kubeconfigs.ErrManagementUnavailable):
+		s.writeProblem(w, r, errManagementUnavailable(err))
+		return
+	case err != nil:
+		s.writeProblem(w, r, fmt.Errorf("kubeconfig of %s: %w", c.Name, err))
 		return
 	}
 	if err := s.store.Audit(r.Context(), s.actor(r), "cluster.kubeconfig", "clusters/"+c.Name, nil); err != nil {

@@ -63,9 +63,12 @@ type apiError struct {
 	column    int
 	operation string
 	quota     *QuotaExceeded
+	// cause, when set, is logged with the problem, never sent.
+	cause error
 }
 
 func (e *apiError) Error() string { return e.title + ": " + e.detail }
+func (e *apiError) Unwrap() error { return e.cause }
 
 func errBadRequest(detail string) *apiError {
 	return &apiError{status: http.StatusBadRequest, slug: "bad-request", title: "Bad request", detail: detail}
@@ -109,6 +112,13 @@ func errQuotaExceeded(e *store.QuotaExceededError) *apiError {
 	}
 	return &apiError{status: http.StatusForbidden, slug: "quota-exceeded", title: "Quota exceeded", detail: detail,
 		quota: &QuotaExceeded{Name: e.Quota, Limit: e.Limit, Used: e.Used, Requested: e.Requested}}
+}
+
+// errManagementUnavailable is the 503 for a management cluster the
+// service could not read (err is logged, not sent: it names addresses).
+func errManagementUnavailable(err error) *apiError {
+	return &apiError{status: http.StatusServiceUnavailable, slug: "management-unavailable", title: "Management cluster unavailable",
+		detail: "the cluster's management cluster could not be read; retry after the time in Retry-After", cause: err}
 }
 
 // retryAfterUnavailable is the Retry-After of a 503, in seconds.
@@ -174,6 +184,9 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error)
 	switch {
 	case !known:
 		s.logger.ErrorContext(r.Context(), "request failed", "error", err, "request_id", p.RequestID)
+	case p.Status == http.StatusServiceUnavailable && p.Type == problemBase+"management-unavailable":
+		s.logger.WarnContext(r.Context(), "request failed: the management cluster cannot be read", "error", err, "request_id", p.RequestID)
+		w.Header().Set("Retry-After", retryAfterUnavailable)
 	case p.Status == http.StatusServiceUnavailable:
 		s.logger.WarnContext(r.Context(), "request failed: the database does not answer", "error", err, "request_id", p.RequestID)
 		w.Header().Set("Retry-After", retryAfterUnavailable)

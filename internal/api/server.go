@@ -18,6 +18,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
+	"lok8s.dev/provisioner/internal/kubeconfigs"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
@@ -67,6 +68,9 @@ type Config struct {
 	// ManagementClusters reports, for GET /v1/catalog, which providers
 	// each configured management cluster really has; nil: none listed.
 	ManagementClusters func(ctx context.Context) []ManagementClusterView
+	// Kubeconfigs gives out workload kubeconfigs for download: the stored
+	// one, or a rotating one read from the management cluster each time.
+	Kubeconfigs *kubeconfigs.Source
 	// Events wakes the event streams (nil: streams answer 503).
 	Events EventsHub
 	// Heartbeat is how often an idle stream sends a comment (default 15s).
@@ -92,6 +96,8 @@ func (c Config) validate() error {
 		return errors.New("api: Config.DetectProvider is required")
 	case c.CredentialFields == nil:
 		return errors.New("api: Config.CredentialFields is required")
+	case c.Kubeconfigs == nil:
+		return errors.New("api: Config.Kubeconfigs is required")
 	}
 	return nil
 }

@@ -28,6 +28,7 @@ import (
 	"lok8s.dev/provisioner/internal/events"
 	"lok8s.dev/provisioner/internal/gitops"
 	"lok8s.dev/provisioner/internal/jobs"
+	"lok8s.dev/provisioner/internal/kubeconfigs"
 	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/spec"
@@ -262,8 +263,9 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 		overrides = os.DirFS(cfg.AddonValuesDir)
 	}
 	registry := &mgmt.Registry{DefaultKubeconfig: cfg.MgmtKubeconfig, KubeconfigDir: cfg.KubeconfigDir, WrapTransport: cfg.WrapManagementTransport}
+	kubeconfigSource := &kubeconfigs.Source{Store: st, Keyring: keyring, Clusters: registry, Catalog: catalog}
 	pipeline := jobs.NewPipeline(jobs.Deps{
-		Store: st, Keyring: keyring, Catalog: catalog, Clusters: registry,
+		Store: st, Keyring: keyring, Catalog: catalog, Clusters: registry, Kubeconfigs: kubeconfigSource,
 		Addons: addonCatalog, Installer: installer, AddonOverrides: overrides,
 		CheckInterval: cfg.CheckInterval, WaitTimeout: cfg.ProvisionTimeout,
 	})
@@ -282,6 +284,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
 		ManagementClusterKnown: registry.Known, OpenAPI: provisioner.OpenAPI,
 		ProviderMissing: avail.providerMissing, ManagementClusters: avail.managementClusters,
+		Kubeconfigs: kubeconfigSource,
 	}, catalog, addonCatalog))
 	if err != nil {
 		return err

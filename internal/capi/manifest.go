@@ -67,6 +67,19 @@ type Rendering struct {
 	// Patches are rendered once per cluster, after Templates and Pools,
 	// and merged into the rendered objects they name (see Patch).
 	Patches []Patch `json:"patches,omitempty"`
+	// Kubeconfig says how the workload kubeconfig the provider writes
+	// behaves; nil: a long-lived one, stored once.
+	Kubeconfig *KubeconfigPolicy `json:"kubeconfig,omitempty"`
+}
+
+// KubeconfigPolicy describes the workload kubeconfig a provider writes to
+// the <cluster>-kubeconfig Secret.
+type KubeconfigPolicy struct {
+	// Rotates: the Secret holds a short-lived credential its controller
+	// rewrites (CAPA's EKS token, valid 15 minutes and refreshed every
+	// sync period): the service never stores it and reads the Secret anew
+	// for every use.
+	Rotates bool `json:"rotates"`
 }
 
 // Patch is a template whose documents change objects the templates
@@ -381,6 +394,9 @@ func (m *Manifest) resolve(doc map[string]any) resolved {
 		}
 		if f.Patches != nil {
 			r.Patches = f.Patches
+		}
+		if f.Kubeconfig != nil {
+			r.Kubeconfig = f.Kubeconfig
 		}
 		break
 	}

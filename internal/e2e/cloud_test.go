@@ -55,6 +55,15 @@ type cloud struct {
 	addonNS    string // where the CNI and CCM run
 	cni, ccm   string // their release names (workload names)
 	kubeconfig []byte
+	// secretData, when set, is the kubeconfig Secret's data as the
+	// provider writes it now (CAPA rewrites an EKS cluster's token every
+	// sync period): the Secret is updated whenever it differs.
+	secretData func() map[string][]byte
+	// managedControlPlane: the provider runs the control plane (EKS): no
+	// control-plane machines or Nodes, available once initialized, and the
+	// pools' Nodes get their providerIDs from the provider's own
+	// cloud-controller-manager (no ccm addon).
+	managedControlPlane bool
 
 	mu     sync.Mutex // held while the stand-in acts
 	paused bool
@@ -77,11 +86,14 @@ type testingT interface {
 const cloudInterval = 100 * time.Millisecond
 
 // playCloud starts the stand-in for the CAPI Cluster name of the tenant;
-// it runs until the test ends.
-func (s *service) playCloud(name string) {
+// it runs until the test ends. configure, if given, tunes it first (EKS).
+func (s *service) playCloud(name string, configure ...func(*cloud)) {
 	s.t.Helper()
 	c := &cloud{t: s.t, mgmt: s.env, workload: s.workload, namespace: s.namespace(), name: name, owner: s.tenant,
 		addonNS: s.addonNamespace, cni: "cilium", ccm: "ccm", kubeconfig: s.workloadKubeconfig()}
+	for _, f := range configure {
+		f(c)
+	}
 	if s.clouds == nil {
 		s.clouds = map[string]*cloud{}
 	}
@@ -160,11 +172,21 @@ func (c *cloud) step(ctx context.Context) error {
 	if hasKCP {
 		cpWanted, _, _ = unstructured.NestedInt64(kcp.Object, "spec", "replicas")
 	}
+	if c.managedControlPlane {
+		cpWanted = 0
+	}
 	mds := &unstructured.UnstructuredList{}
 	mds.SetGroupVersionKind(machineDeploymentGVK.GroupVersion().WithKind("MachineDeploymentList"))
 	if err := c.mgmt.Client.List(ctx, mds, client.InNamespace(c.namespace), client.MatchingLabels{"lok8s.dev/cluster": c.name}); err != nil {
 		return err
 	}
+	// EKS managed node groups are MachinePools: their machines come up the same way.
+	mps := &unstructured.UnstructuredList{}
+	mps.SetGroupVersionKind(machineDeploymentGVK.GroupVersion().WithKind("MachinePoolList"))
+	if err := c.mgmt.Client.List(ctx, mps, client.InNamespace(c.namespace), client.MatchingLabels{"lok8s.dev/cluster": c.name}); err != nil {
+		return err
+	}
+	mds.Items = append(mds.Items, mps.Items...)
 
 	// CAPI and the provider: the first control-plane machine boots, the
 	// kubeconfig Secret is written, the pools' machines boot and join.
@@ -175,8 +197,10 @@ func (c *cloud) step(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := c.ensureNode(ctx, nodes, "cp", 0); err != nil {
-		return err
+	if !c.managedControlPlane {
+		if err := c.ensureNode(ctx, nodes, "cp", 0); err != nil {
+			return err
+		}
 	}
 	cpWithNodeRef := 0
 	for _, n := range nodes {
@@ -214,6 +238,7 @@ func (c *cloud) step(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ccmRuns = ccmRuns || c.managedControlPlane
 	for i := range nodes {
 		if err := c.kubelet(ctx, &nodes[i], cniRuns, ccmRuns); err != nil {
 			return err
@@ -246,7 +271,7 @@ func (c *cloud) step(ctx context.Context) error {
 		workersDesired += replicas
 		workersReady += ready[poolOf(&mds.Items[i])]
 	}
-	available := cpReady > 0
+	available := cpReady > 0 || c.managedControlPlane
 	allReady := available && cpReady >= cpWanted && workersReady >= workersDesired
 	if hasKCP {
 		cpCreated := int64(1)
@@ -273,6 +298,9 @@ func (c *cloud) step(ctx context.Context) error {
 		},
 		"controlPlane": map[string]any{"desiredReplicas": cpWanted, "replicas": cpWanted, "readyReplicas": cpReady, "availableReplicas": cpReady, "upToDateReplicas": cpWanted},
 		"workers":      map[string]any{"desiredReplicas": workersDesired, "replicas": workersDesired, "readyReplicas": workersReady, "availableReplicas": workersReady, "upToDateReplicas": workersDesired},
+	}
+	if c.managedControlPlane {
+		delete(status, "controlPlane") // no control-plane machines to count
 	}
 	return c.setStatus(ctx, cluster, status)
 }
@@ -346,13 +374,30 @@ func poolOf(md *unstructured.Unstructured) string {
 }
 
 func (c *cloud) ensureKubeconfigSecret(ctx context.Context) error {
+	data := map[string][]byte{"value": c.kubeconfig}
+	if c.secretData != nil {
+		data = c.secretData()
+	}
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: c.name + "-kubeconfig", Namespace: c.namespace,
 			Labels: map[string]string{"cluster.x-k8s.io/cluster-name": c.name}},
 		Type: "cluster.x-k8s.io/secret",
-		Data: map[string][]byte{"value": c.kubeconfig},
+		Data: data,
 	}
-	if err := c.mgmt.Client.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
+	err := c.mgmt.Client.Create(ctx, secret)
+	if apierrors.IsAlreadyExists(err) && c.secretData != nil {
+		// The provider rewrites it (CAPA's updateCAPIKubeconfigSecret).
+		var live corev1.Secret
+		if err := c.mgmt.Client.Get(ctx, client.ObjectKeyFromObject(secret), &live); err != nil {
+			return err
+		}
+		if reflect.DeepEqual(live.Data, data) {
+			return nil
+		}
+		live.Data = data
+		return c.mgmt.Client.Update(ctx, &live)
+	}
+	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
 	return nil

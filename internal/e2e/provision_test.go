@@ -177,8 +177,8 @@ func provisionAndFinish(t *testing.T, s *service, name, specYAML string) []*unst
 		}
 	}
 	status, _ := s.do(http.MethodGet, "/v1/clusters/"+name+"/kubeconfig", "", "", nil)
-	if status != http.StatusNotFound {
-		t.Fatalf("kubeconfig before provisioning: %d, want 404", status)
+	if status != http.StatusConflict {
+		t.Fatalf("kubeconfig before provisioning: %d, want 409", status)
 	}
 	objs := s.renderedObjects(name)
 

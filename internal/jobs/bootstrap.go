@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"lok8s.dev/provisioner/internal/addons"
+	"lok8s.dev/provisioner/internal/kubeconfigs"
+	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
 )
@@ -107,9 +109,10 @@ func (s *steps) installAddons(ctx context.Context, r *Run, plan bool, pick func(
 	return Outcome{Message: "installed " + strings.Join(installed, ", ")}, nil
 }
 
-// workload is what installing on a workload cluster needs.
+// workload is what installing on a workload cluster needs, besides its
+// kubeconfig: that is read for each use (workloadKubeconfig), since a
+// rotating one may be stale by the next addon.
 type workload struct {
-	kubeconfig  []byte
 	credentials map[string]string
 	vars        map[string]string
 }
@@ -138,7 +141,7 @@ func (s *steps) workloadContext(ctx context.Context, r *Run) (workload, error) {
 	vars["CLUSTER_NAME"], vars["API_SERVER_HOST"], vars["API_SERVER_PORT"] = r.Cluster.Name, host, port
 	// CAPH names the cluster's hcloud network after the cluster.
 	vars["HCLOUD_NETWORK"] = r.Cluster.Name
-	return workload{kubeconfig: kubeconfig, credentials: credentials, vars: vars}, nil
+	return workload{credentials: credentials, vars: vars}, nil
 }
 
 // installAddon installs one addon and records its state: installing, then
@@ -177,7 +180,11 @@ func (s *steps) installAddon(ctx context.Context, r *Run, w workload, addon addo
 	if err != nil {
 		return fail(err)
 	}
-	res, err := s.Installer.Install(ctx, w.kubeconfig, addons.Request{Addon: addon, Version: version, Values: values, Secrets: secrets})
+	kubeconfig, err := s.workloadKubeconfig(ctx, r)
+	if err != nil {
+		return addons.Result{}, err
+	}
+	res, err := s.Installer.Install(ctx, kubeconfig, addons.Request{Addon: addon, Version: version, Values: values, Secrets: secrets})
 	if err != nil {
 		return fail(err)
 	}
@@ -212,18 +219,20 @@ func (s *steps) addonOverrides(name string) (map[string]any, error) {
 	return addons.LoadOverrides(s.AddonOverrides, name)
 }
 
-// workloadKubeconfig opens the kubeconfig the kubeconfig step stored.
+// workloadKubeconfig returns the workload kubeconfig for one use, made at
+// once: a rotating one (EKS) is read anew from the management cluster each
+// time, so callers never keep it past that use.
 func (s *steps) workloadKubeconfig(ctx context.Context, r *Run) ([]byte, error) {
-	sealed, err := s.Store.SealedKubeconfig(ctx, r.Cluster.TenantID, r.Cluster.ID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, Permanent(errors.New("no workload kubeconfig stored: the kubeconfig step has not run"))
-	}
-	if err != nil {
+	kc, err := s.Kubeconfigs.Kubeconfig(ctx, r.Cluster)
+	switch {
+	case errors.Is(err, kubeconfigs.ErrNotAvailable):
+		return nil, Permanent(fmt.Errorf("no workload kubeconfig: the kubeconfig step has not run: %w", err))
+	case errors.Is(err, mgmt.ErrUnknownCluster):
+		return nil, Permanent(err)
+	case errors.Is(err, mgmt.ErrNotOwned):
+		return nil, notOwned(err)
+	case err != nil:
 		return nil, err
-	}
-	kc, err := s.Keyring.Open(sealed, store.KubeconfigAAD(r.Cluster.TenantID, r.Cluster.ID))
-	if err != nil {
-		return nil, Permanent(fmt.Errorf("workload kubeconfig cannot be opened with the configured keys: %w", err))
 	}
 	return kc, nil
 }

@@ -56,7 +56,11 @@ func (s *steps) gitops(ctx context.Context, r *Run) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, Permanent(err)
 	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(w.kubeconfig)
+	kubeconfig, err := s.workloadKubeconfig(ctx, r)
+	if err != nil {
+		return Outcome{}, err
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
 	if err != nil {
 		return Outcome{}, Permanent(fmt.Errorf("workload kubeconfig: %w", err))
 	}

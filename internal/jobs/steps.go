@@ -12,9 +12,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"lok8s.dev/provisioner/internal/addons"
 	"lok8s.dev/provisioner/internal/capi"
+	"lok8s.dev/provisioner/internal/kubeconfigs"
 	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/store"
@@ -67,6 +69,9 @@ type Deps struct {
 	Keyring  *seal.Keyring
 	Catalog  *capi.Catalog
 	Clusters *mgmt.Registry
+	// Kubeconfigs gives out the workload kubeconfig for every use: the
+	// stored one, or a rotating one read anew each time.
+	Kubeconfigs *kubeconfigs.Source
 	// Addons and Installer install spec.bootstrap on workload clusters;
 	// AddonOverrides holds the operator's <addon>.yaml values (may be nil).
 	Addons         *addons.Catalog
@@ -78,13 +83,17 @@ type Deps struct {
 	WaitTimeout time.Duration
 }
 
-// WithDefaults returns d with unset durations defaulted.
+// WithDefaults returns d with unset durations defaulted, and a kubeconfig
+// Source over d's store, keys, management clusters and catalog if none is set.
 func (d Deps) WithDefaults() Deps {
 	if d.CheckInterval == 0 {
 		d.CheckInterval = 15 * time.Second
 	}
 	if d.WaitTimeout == 0 {
 		d.WaitTimeout = 45 * time.Minute
+	}
+	if d.Kubeconfigs == nil {
+		d.Kubeconfigs = &kubeconfigs.Source{Store: d.Store, Keyring: d.Keyring, Clusters: d.Clusters, Catalog: d.Catalog}
 	}
 	return d
 }
@@ -372,7 +381,9 @@ func (s *steps) saveObserved(ctx context.Context, r *Run, st mgmt.Status) error 
 	return s.Store.SetObserved(ctx, r.Cluster.ID, raw)
 }
 
-// kubeconfig fetches the workload cluster's kubeconfig and stores it sealed.
+// kubeconfig fetches the workload cluster's kubeconfig and stores it
+// sealed; a rotating one (EKS) is only checked to be there and to parse:
+// it is read anew for every use, never stored.
 func (s *steps) kubeconfig(ctx context.Context, r *Run) (Outcome, error) {
 	mc, err := s.managementCluster(r)
 	if err != nil {
@@ -388,6 +399,16 @@ func (s *steps) kubeconfig(ctx context.Context, r *Run) (Outcome, error) {
 	}
 	if err != nil {
 		return Outcome{}, err
+	}
+	rotates, err := s.Kubeconfigs.RotatesFor(r.Spec)
+	if err != nil {
+		return Outcome{}, Permanent(err)
+	}
+	if rotates {
+		if _, err := clientcmd.Load(kc); err != nil {
+			return Outcome{}, fmt.Errorf("kubeconfig Secret %s/%s-kubeconfig: %w", r.Cluster.Namespace, r.Cluster.Name, err)
+		}
+		return Outcome{Message: "kubeconfig Secret found: its token rotates, so it is read anew for every use and not stored"}, nil
 	}
 	sealed, err := s.Keyring.Seal(kc, store.KubeconfigAAD(r.Cluster.TenantID, r.Cluster.ID))
 	if err != nil {
