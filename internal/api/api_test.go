@@ -1161,6 +1161,10 @@ func TestQuota(t *testing.T) {
 		t.Fatalf("a negative limit: %v", p)
 	}
 	problem(t, setQuota(`{"nodes":3}`), http.StatusUnprocessableEntity)
+	p = problem(t, setQuota(`{"kubeconfigMaxTTLSeconds":60}`), http.StatusUnprocessableEntity)
+	if !strings.Contains(fmt.Sprint(p["errors"]), "kubeconfigMaxTTLSeconds") {
+		t.Fatalf("a kubeconfig TTL below the TokenRequest minimum: %v", p)
+	}
 	problem(t, b.do(http.MethodPut, "/v1/tenants/initech/quota", token, "application/json", []byte(`{}`)), http.StatusForbidden)
 	b.expect(setQuota(`{"clusters":1,"machinesPerCluster":6,"machines":10}`), http.StatusOK)
 
@@ -1175,7 +1179,7 @@ func TestQuota(t *testing.T) {
 	own := b.do(http.MethodGet, "/v1/quota", token, "", nil)
 	b.expect(own, http.StatusOK)
 	if v := own.json(t); v["tenant"] != "initech" || fmt.Sprint(v["usage"]) != "map[clusters:1 machines:7]" ||
-		fmt.Sprint(v["limits"]) != "map[clusters:1 machines:10 machinesPerCluster:10]" {
+		fmt.Sprint(v["limits"]) != "map[clusters:1 kubeconfigMaxTTLSeconds:<nil> machines:10 machinesPerCluster:10]" {
 		t.Fatalf("own quota: %s", own.body)
 	}
 	quotaProblem(b.do(http.MethodPost, "/v1/clusters", token, "application/yaml",
@@ -1195,7 +1199,7 @@ func TestQuota(t *testing.T) {
 	b.expect(scale(2), http.StatusAccepted)
 	admin := b.do(http.MethodGet, "/v1/tenants/initech/quota", b.adminToken, "", nil)
 	b.expect(admin, http.StatusOK)
-	if v := admin.json(t); fmt.Sprint(v["usage"]) != "map[clusters:1 machines:6]" || fmt.Sprint(v["limits"]) != "map[clusters:<nil> machines:5 machinesPerCluster:<nil>]" {
+	if v := admin.json(t); fmt.Sprint(v["usage"]) != "map[clusters:1 machines:6]" || fmt.Sprint(v["limits"]) != "map[clusters:<nil> kubeconfigMaxTTLSeconds:<nil> machines:5 machinesPerCluster:<nil>]" {
 		t.Fatalf("admin view: %s", admin.body)
 	}
 	problem(t, b.do(http.MethodGet, "/v1/tenants/nobody/quota", b.adminToken, "", nil), http.StatusNotFound)

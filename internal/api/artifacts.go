@@ -4,17 +4,23 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
+	"lok8s.dev/provisioner/internal/access"
 	"lok8s.dev/provisioner/internal/kubeconfigs"
 	"lok8s.dev/provisioner/internal/mgmt"
 )
 
-// clusterKubeconfig returns the workload cluster's kubeconfig: 404 when
-// there is no such cluster (or it was deleted), 409 until the kubeconfig
-// step found it. A rotating one (EKS) is read from the management cluster
-// for each download (503 management-unavailable when it cannot be), so
-// the user gets the token CAPA wrote last; ?form=exec gives an EKS
-// cluster's exec-plugin kubeconfig instead. Every download is audit-logged.
+// clusterKubeconfig issues a kubeconfig for the caller: a token of the
+// caller's own identity on the workload cluster (access.Issue), valid for
+// ?ttl= (default 1 h, at most the tenant's policy). CAPI's admin
+// kubeconfig, which the service keeps (or, on EKS, reads fresh each time)
+// to reach the cluster itself, never leaves the service. 404 when there
+// is no such cluster (or it was deleted), 409 until the kubeconfig step
+// found it, 503 when the management or the workload cluster does not
+// answer. ?form=exec gives an EKS cluster's exec-plugin kubeconfig
+// instead (no credentials: the user's own AWS identity). Every issue is
+// audit-logged with its identity and expiry.
 func (s *Server) clusterKubeconfig(w http.ResponseWriter, r *http.Request) {
 	c, _, err := s.clusterWithOperation(r)
 	if err != nil {
@@ -25,13 +31,25 @@ func (s *Server) clusterKubeconfig(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, errNotFound(fmt.Sprintf("cluster %q was deleted", c.Name)))
 		return
 	}
+	q := r.URL.Query()
 	read := s.Kubeconfigs.Kubeconfig
-	switch form := r.URL.Query().Get("form"); form {
+	switch form := q.Get("form"); form {
 	case "", "token":
 	case "exec":
 		read = s.Kubeconfigs.Exec
 	default:
 		s.writeProblem(w, r, errBadRequest(fmt.Sprintf("form %q: use token or exec", form)))
+		return
+	}
+	p := principal(r.Context())
+	quota, _, err := s.store.Quota(r.Context(), p.TenantID)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	ttl, err := kubeconfigTTL(q.Get("ttl"), quota.KubeconfigMaxTTL)
+	if err != nil {
+		s.writeProblem(w, r, err)
 		return
 	}
 	kubeconfig, err := read(r.Context(), c)
@@ -49,14 +67,65 @@ func (s *Server) clusterKubeconfig(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, fmt.Errorf("kubeconfig of %s: %w", c.Name, err))
 		return
 	}
-	if err := s.store.Audit(r.Context(), s.actor(r), "cluster.kubeconfig", "clusters/"+c.Name, nil); err != nil {
-		s.writeProblem(w, r, err)
-		return
-	}
 	w.Header().Set("Content-Type", "application/yaml")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s.kubeconfig"`, c.Name))
 	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write(kubeconfig)
+	if q.Get("form") == "exec" {
+		if err := s.store.Audit(r.Context(), s.actor(r), "cluster.kubeconfig", "clusters/"+c.Name, map[string]any{"form": "exec"}); err != nil {
+			s.writeProblem(w, r, err)
+			return
+		}
+		_, _ = w.Write(kubeconfig)
+		return
+	}
+	issue := s.IssueKubeconfig
+	if issue == nil {
+		issue = access.Issue
+	}
+	issued, err := issue(r.Context(), kubeconfig, c.Name, access.Principal{Tenant: p.TenantName, Token: p.TokenName}, ttl)
+	if errors.Is(err, access.ErrUnreachable) {
+		s.logger.WarnContext(r.Context(), "issue kubeconfig: workload cluster unreachable", "cluster", c.Name, "error", err)
+		w.Header().Set("Retry-After", "30")
+		s.writeProblem(w, r, &apiError{status: http.StatusServiceUnavailable, slug: "workload-unavailable", title: "Workload cluster unavailable",
+			detail: fmt.Sprintf("the API server of cluster %q does not answer, so no kubeconfig could be issued; retry later", c.Name)})
+		return
+	}
+	if err != nil {
+		s.writeProblem(w, r, fmt.Errorf("issue kubeconfig of %s: %w", c.Name, err))
+		return
+	}
+	if err := s.store.Audit(r.Context(), s.actor(r), "cluster.kubeconfig", "clusters/"+c.Name, map[string]any{
+		"user": issued.User, "ttlSeconds": int64(ttl / time.Second), "expiresAt": issued.ExpiresAt.Format(time.RFC3339)}); err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	w.Header().Set("Lok8s-Kubeconfig-User", issued.User)
+	w.Header().Set("Lok8s-Kubeconfig-Expires-At", issued.ExpiresAt.Format(time.RFC3339))
+	_, _ = fmt.Fprintf(w, "# lok8s: cluster %s as %s, valid until %s\n", c.Name, issued.User, issued.ExpiresAt.Format(time.RFC3339))
+	_, _ = w.Write(issued.Kubeconfig)
+}
+
+// kubeconfigTTL reads ?ttl= (a Go duration such as 30m or 8h): default 1 h
+// (or the policy's maximum when lower), at least access.MinTTL, at most
+// maxSeconds (nil: access.DefaultMaxTTL).
+func kubeconfigTTL(param string, maxSeconds *int32) (time.Duration, error) {
+	limit := access.DefaultMaxTTL
+	if maxSeconds != nil {
+		limit = time.Duration(*maxSeconds) * time.Second
+	}
+	if param == "" {
+		return min(access.DefaultTTL, limit), nil
+	}
+	ttl, err := time.ParseDuration(param)
+	switch {
+	case err != nil:
+		return 0, errInvalid(FieldError{Field: "ttl", Message: "must be a duration such as 30m or 8h"})
+	case ttl < access.MinTTL:
+		return 0, errInvalid(FieldError{Field: "ttl", Message: fmt.Sprintf("must be at least %s", access.MinTTL)})
+	case ttl > limit:
+		return 0, errInvalid(FieldError{Field: "ttl", Message: fmt.Sprintf("must be at most %s (the tenant's kubeconfig policy)", limit)})
+	}
+	return ttl.Truncate(time.Second), nil
 }
 
 // clusterManifests returns the rendered manifests, with the data of any

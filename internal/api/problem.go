@@ -188,8 +188,10 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error)
 		s.logger.WarnContext(r.Context(), "request failed: the management cluster cannot be read", "error", err, "request_id", p.RequestID)
 		w.Header().Set("Retry-After", retryAfterUnavailable)
 	case p.Status == http.StatusServiceUnavailable:
-		s.logger.WarnContext(r.Context(), "request failed: the database does not answer", "error", err, "request_id", p.RequestID)
-		w.Header().Set("Retry-After", retryAfterUnavailable)
+		s.logger.WarnContext(r.Context(), "request failed: unavailable", "error", err, "request_id", p.RequestID)
+		if w.Header().Get("Retry-After") == "" {
+			w.Header().Set("Retry-After", retryAfterUnavailable)
+		}
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(p.Status)

@@ -3,6 +3,9 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"time"
+
+	"lok8s.dev/provisioner/internal/access"
 
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
@@ -13,6 +16,9 @@ type QuotaLimits struct {
 	Clusters           *int32 `json:"clusters"`
 	MachinesPerCluster *int32 `json:"machinesPerCluster"`
 	Machines           *int32 `json:"machines"`
+	// KubeconfigMaxTTLSeconds bounds the ?ttl= of a kubeconfig download
+	// (null: the service's default, 24 h).
+	KubeconfigMaxTTLSeconds *int32 `json:"kubeconfigMaxTTLSeconds"`
 }
 
 // QuotaUsage is what a tenant's live clusters use.
@@ -27,6 +33,10 @@ type QuotaView struct {
 	Limits QuotaLimits `json:"limits"`
 	Usage  QuotaUsage  `json:"usage"`
 }
+
+// maxKubeconfigTTLPolicy is the longest kubeconfig TTL an admin may allow
+// a tenant, in seconds (30 days).
+const maxKubeconfigTTLPolicy = 30 * 24 * 3600
 
 // machines counts what a valid spec asks for (0 without CountMachines).
 func (s *Server) machines(c *spec.Capi) (int64, error) {
@@ -48,8 +58,9 @@ func (s *Server) writeQuota(w http.ResponseWriter, r *http.Request, t store.Tena
 	}
 	writeJSON(w, http.StatusOK, QuotaView{
 		Tenant: t.Name,
-		Limits: QuotaLimits{Clusters: q.Clusters, MachinesPerCluster: q.MachinesPerCluster, Machines: q.Machines},
-		Usage:  QuotaUsage{Clusters: u.Clusters, Machines: u.Machines},
+		Limits: QuotaLimits{Clusters: q.Clusters, MachinesPerCluster: q.MachinesPerCluster, Machines: q.Machines,
+			KubeconfigMaxTTLSeconds: q.KubeconfigMaxTTL},
+		Usage: QuotaUsage{Clusters: u.Clusters, Machines: u.Machines},
 	})
 }
 
@@ -90,13 +101,18 @@ func (s *Server) putTenantQuota(w http.ResponseWriter, r *http.Request) {
 			fields = append(fields, FieldError{Field: name, Message: "must be at least 0 (leave it out for no limit)"})
 		}
 	}
+	if v := in.KubeconfigMaxTTLSeconds; v != nil && (*v < int32(access.MinTTL/time.Second) || *v > maxKubeconfigTTLPolicy) {
+		fields = append(fields, FieldError{Field: "kubeconfigMaxTTLSeconds",
+			Message: fmt.Sprintf("must be from %d (10 minutes, the least a token may last) to %d (30 days)", int32(access.MinTTL/time.Second), maxKubeconfigTTLPolicy)})
+	}
 	if len(fields) > 0 {
 		sortFields(fields)
 		s.writeProblem(w, r, errInvalid(fields...))
 		return
 	}
 	if err := s.store.SetQuota(r.Context(), s.actor(r), t.ID, store.Quota{
-		Clusters: in.Clusters, MachinesPerCluster: in.MachinesPerCluster, Machines: in.Machines}); err != nil {
+		Clusters: in.Clusters, MachinesPerCluster: in.MachinesPerCluster, Machines: in.Machines,
+		KubeconfigMaxTTL: in.KubeconfigMaxTTLSeconds}); err != nil {
 		s.writeProblem(w, r, err)
 		return
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
+	"lok8s.dev/provisioner/internal/access"
 	"lok8s.dev/provisioner/internal/kubeconfigs"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/spec"
@@ -68,9 +69,13 @@ type Config struct {
 	// ManagementClusters reports, for GET /v1/catalog, which providers
 	// each configured management cluster really has; nil: none listed.
 	ManagementClusters func(ctx context.Context) []ManagementClusterView
-	// Kubeconfigs gives out workload kubeconfigs for download: the stored
-	// one, or a rotating one read from the management cluster each time.
+	// Kubeconfigs gives the service's own (CAPI's) workload kubeconfigs:
+	// the stored one, or a rotating one read from the management cluster
+	// each time. They never leave the service: downloads are issued.
 	Kubeconfigs *kubeconfigs.Source
+	// IssueKubeconfig issues a principal's kubeconfig on the workload
+	// cluster that admin (CAPI's kubeconfig) reaches; nil: access.Issue.
+	IssueKubeconfig func(ctx context.Context, admin []byte, cluster string, p access.Principal, ttl time.Duration) (access.Issued, error)
 	// Events wakes the event streams (nil: streams answer 503).
 	Events EventsHub
 	// Heartbeat is how often an idle stream sends a comment (default 15s).

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -55,7 +56,10 @@ spec:
 // kept kubeconfig fails. (On EKS an older token stays valid until 15
 // minutes after it was signed, aws-iam-authenticator pkg/token/token.go;
 // the stand-in replaces tokens only at the moments the test picks, and
-// refuses every older one at once.)
+// refuses every older one at once.) Any other bearer token (a
+// ServiceAccount's, as the kubeconfigs the service issues hold) goes to
+// the workload apiserver as it came, without the test's client
+// certificate, for the apiserver to authenticate, as EKS's does.
 type eksAPI struct {
 	server  *httptest.Server
 	cluster string // the EKS cluster's name in the kubeconfig
@@ -88,8 +92,22 @@ func newEKSAPI(t *testing.T, workload *testenv.Env, cluster string) *eksAPI {
 		Transport:     rt,
 		FlushInterval: -1, // watches stream
 	}
+	anonymous := rest.AnonymousClientConfig(workload.Config) // trusts the apiserver, presents no certificate
+	art, err := rest.TransportFor(anonymous)
+	if err != nil {
+		t.Fatal(err)
+	}
+	passThrough := &httputil.ReverseProxy{
+		Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
+		Transport:     art,
+		FlushInterval: -1,
+	}
 	a := &eksAPI{cluster: cluster}
 	a.server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if auth := r.Header.Get("Authorization"); strings.HasPrefix(auth, "Bearer ") && !strings.HasPrefix(auth, "Bearer k8s-aws-v1.") {
+			passThrough.ServeHTTP(w, r)
+			return
+		}
 		a.mu.Lock()
 		ok := r.Header.Get("Authorization") == "Bearer "+a.token
 		if !ok {
@@ -272,24 +290,30 @@ func TestProvisionEKS(t *testing.T) {
 		t.Fatalf("kubeconfigs stored in Postgres: %d (%v)", stored, err)
 	}
 
-	// CAPA syncs again: the download carries the token it wrote last, and
-	// works; the one before is refused.
+	// CAPA syncs again: the download is issued with the token CAPA wrote
+	// last (the front refuses any other), holds none of CAPA's, and works
+	// as the caller's own identity; CAPA's token before is refused.
 	old := api.current()
 	stand.Load().rotateKubeconfig(t, api)
 	status, kc := s.do(http.MethodGet, "/v1/clusters/eks/kubeconfig", "", "", nil)
 	if status != http.StatusOK {
 		t.Fatalf("kubeconfig: %d %s", status, kc)
 	}
+	if refused := api.refused(); len(refused) > 0 {
+		t.Fatalf("the download was issued with a kubeconfig whose token CAPA had replaced: %v", refused)
+	}
 	cfg, err := clientcmd.RESTConfigFromKubeConfig(kc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.BearerToken != api.current() || cfg.CertData != nil {
-		t.Fatalf("downloaded kubeconfig: token %q, want the current %q (and no client certificate)", cfg.BearerToken, api.current())
+	if cfg.BearerToken == "" || strings.Contains(string(kc), "k8s-aws-v1.") || cfg.CertData != nil {
+		t.Fatalf("downloaded kubeconfig holds CAPA's token or a certificate:\n%s", kc)
 	}
-	if v, err := kubernetes.NewForConfigOrDie(cfg).Discovery().ServerVersion(); err != nil {
-		t.Fatalf("workload cluster via the downloaded kubeconfig: %v %v", v, err)
+	review, err := kubernetes.NewForConfigOrDie(cfg).AuthenticationV1().SelfSubjectReviews().Create(context.Background(), &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if want := "system:serviceaccount:lok8s-access:" + s.tenant + ".e2e"; err != nil || review.Status.UserInfo.Username != want {
+		t.Fatalf("workload cluster via the downloaded kubeconfig: %v %v, want user %s", review, err, want)
 	}
+	cfg = rest.CopyConfig(cfg)
 	cfg.BearerToken = old
 	if _, err := kubernetes.NewForConfigOrDie(cfg).Discovery().ServerVersion(); !apierrors.IsUnauthorized(err) {
 		t.Fatalf("the replaced token: %v, want Unauthorized", err)

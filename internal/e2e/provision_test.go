@@ -212,7 +212,8 @@ func provisionAndFinish(t *testing.T, s *service, name, specYAML string) []*unst
 		t.Fatalf("nodes in the list: %v, want %v ready of %v", nodes, desired, desired)
 	}
 
-	// The kubeconfig works with client-go.
+	// The kubeconfig issued to the caller works with client-go, and holds
+	// none of CAPI's admin credentials.
 	status, kc := s.do(http.MethodGet, "/v1/clusters/"+name+"/kubeconfig", "", "", nil)
 	if status != http.StatusOK {
 		t.Fatalf("kubeconfig: %d %s", status, kc)
@@ -220,6 +221,9 @@ func provisionAndFinish(t *testing.T, s *service, name, specYAML string) []*unst
 	cfg, err := clientcmd.RESTConfigFromKubeConfig(kc)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg.CertData != nil || cfg.KeyData != nil || cfg.BearerToken == "" {
+		t.Fatalf("the issued kubeconfig is not a token of the caller's:\n%s", kc)
 	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {

@@ -18,6 +18,9 @@ type Quota struct {
 	MachinesPerCluster *int32
 	// Machines bounds the machines of all the tenant's live clusters.
 	Machines *int32
+	// KubeconfigMaxTTL bounds, in seconds, how long a kubeconfig the
+	// service issues to the tenant lasts (nil: the service's default).
+	KubeconfigMaxTTL *int32
 }
 
 // Usage is what a tenant has: its live clusters and their machines.
@@ -56,21 +59,24 @@ func (e *QuotaExceededError) Unwrap() error { return ErrQuotaExceeded }
 func (s *Store) SetQuota(ctx context.Context, actor Actor, tenantID uuid.UUID, q Quota) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `
-			INSERT INTO tenant_quotas (tenant_id, clusters, machines_per_cluster, machines) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (tenant_id) DO UPDATE SET clusters = $2, machines_per_cluster = $3, machines = $4, updated_at = now()`,
-			tenantID, q.Clusters, q.MachinesPerCluster, q.Machines); err != nil {
+			INSERT INTO tenant_quotas (tenant_id, clusters, machines_per_cluster, machines, kubeconfig_max_ttl_seconds) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (tenant_id) DO UPDATE SET clusters = $2, machines_per_cluster = $3, machines = $4,
+				kubeconfig_max_ttl_seconds = $5, updated_at = now()`,
+			tenantID, q.Clusters, q.MachinesPerCluster, q.Machines, q.KubeconfigMaxTTL); err != nil {
 			return fmt.Errorf("set quota: %w", err)
 		}
 		return audit(ctx, tx, actor, "tenant.quota", "tenants/"+tenantID.String(), map[string]any{
-			QuotaClusters: q.Clusters, QuotaMachinesPerCluster: q.MachinesPerCluster, QuotaMachines: q.Machines})
+			QuotaClusters: q.Clusters, QuotaMachinesPerCluster: q.MachinesPerCluster, QuotaMachines: q.Machines,
+			"kubeconfigMaxTTLSeconds": q.KubeconfigMaxTTL})
 	})
 }
 
 // Quota returns the tenant's quota (all nil without one) and usage.
 func (s *Store) Quota(ctx context.Context, tenantID uuid.UUID) (Quota, Usage, error) {
 	var q Quota
-	err := s.pool.QueryRow(ctx, `SELECT clusters, machines_per_cluster, machines FROM tenant_quotas WHERE tenant_id = $1`,
-		tenantID).Scan(&q.Clusters, &q.MachinesPerCluster, &q.Machines)
+	err := s.pool.QueryRow(ctx, `
+		SELECT clusters, machines_per_cluster, machines, kubeconfig_max_ttl_seconds FROM tenant_quotas WHERE tenant_id = $1`,
+		tenantID).Scan(&q.Clusters, &q.MachinesPerCluster, &q.Machines, &q.KubeconfigMaxTTL)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return Quota{}, Usage{}, fmt.Errorf("read quota: %w", err)
 	}
