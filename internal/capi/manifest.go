@@ -57,6 +57,10 @@ type Rendering struct {
 	// Templates are rendered once per cluster, in order. Paths are relative
 	// to the catalog root (core/cluster.yaml, providers/aws/x.yaml).
 	Templates []string `json:"templates,omitempty"`
+	// Items are lists of the spec whose items each render templates once
+	// (a HetznerBareMetalHost per spec.hrobot.hosts item), after Templates
+	// and before Pools.
+	Items []ItemSource `json:"items,omitempty"`
 	// Pools are the sources of worker pools, each rendered with its
 	// templates once per pool.
 	Pools []PoolSource `json:"pools,omitempty"`
@@ -149,6 +153,19 @@ type PoolSource struct {
 	// merged into the objects they name, which may be the cluster's (a
 	// pool's entry in a list of the infrastructure cluster).
 	Patches []Patch `json:"patches,omitempty"`
+}
+
+// ItemSource is a list in the spec ([{...}, ...]) and the templates
+// rendered once per item, with the cluster's variables and the item's.
+type ItemSource struct {
+	// List is the path of the list, e.g. spec.hrobot.hosts; absent is no
+	// items.
+	List string `json:"list"`
+	// Variables map template variables to paths into the item (serverID,
+	// rootDeviceHints.wwn); an absent path leaves the variable unset.
+	Variables map[string]string `json:"variables,omitempty"`
+	// Templates are rendered once per item, in order.
+	Templates []string `json:"templates"`
 }
 
 // Flavor is an alternative rendering chosen by the spec.
@@ -324,6 +341,22 @@ func (r *Rendering) check(at string, fail func(string, ...any)) {
 	if r.Requirements != nil {
 		r.Requirements.check(at, fail)
 	}
+	for i, it := range r.Items {
+		if !specPath.MatchString(it.List) {
+			fail("%sitems[%d].list: %q is not a path such as spec.hrobot.hosts", at, i, it.List)
+		}
+		if len(it.Templates) == 0 {
+			fail("%sitems[%d].templates: required", at, i)
+		}
+		for _, name := range sortedKeys(it.Variables) {
+			if !variableName.MatchString(name) {
+				fail("%sitems[%d].variables: %q is not a variable name (A-Z, 0-9, _)", at, i, name)
+			}
+			if !specPath.MatchString(it.Variables[name]) {
+				fail("%sitems[%d].variables.%s: %q is not a path into the item such as rootDeviceHints.wwn", at, i, name, it.Variables[name])
+			}
+		}
+	}
 	for i, p := range r.Pools {
 		if !specPath.MatchString(p.Workers) {
 			fail("%spools[%d].workers: %q is not a path such as spec.hcloud.workers", at, i, p.Workers)
@@ -386,6 +419,9 @@ func (m *Manifest) resolve(doc map[string]any) resolved {
 		if f.Templates != nil {
 			r.Templates = f.Templates
 		}
+		if f.Items != nil {
+			r.Items = f.Items
+		}
 		if f.Pools != nil {
 			r.Pools = f.Pools
 		}
@@ -440,6 +476,9 @@ func (m *Manifest) templateFiles() []string {
 	add := func(r Rendering) {
 		files = append(files, r.Templates...)
 		addPatches(r.Patches)
+		for _, it := range r.Items {
+			files = append(files, it.Templates...)
+		}
 		for _, p := range r.Pools {
 			files = append(files, p.Templates...)
 			addPatches(p.Patches)
