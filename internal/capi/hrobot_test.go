@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"lok8s.dev/provisioner/internal/capi"
 )
@@ -186,5 +187,67 @@ data: {size: "${THING_SIZE:=none}"}
 		if !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.things, got, tc.want)
 		}
+	}
+}
+
+// 4 and 5. Waiting for bare-metal nodes: CAPH's health checks give a
+// machine an hour to start (bases/hetznerbaremetal-mhc-md-1.yaml
+// nodeStartupTimeout 3600s, as our bare-metal-health-check.yaml), so the
+// wait for the nodes allows more than that; and a machine CAPH finds no
+// host for (pkg/services/baremetal/baremetal/baremetal.go: v1beta1
+// condition HostAssociateSucceeded False, reason NoAvailableHost, from
+// api/v1beta1/conditions_const.go) fails the wait with NoHostAvailable.
+// Cloud servers keep the service's timeout and have no such failure.
+func TestHetznerBareMetalWaits(t *testing.T) {
+	t.Parallel()
+	c := loadCatalog(t, embedded(t))
+	w, err := c.Waits(specOf(t, c, "hcloud-hrobot"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := renderFlavor(t, c, "hcloud-hrobot", "")
+	startup := field(objectOf(t, r, "MachineHealthCheck", "metal-bm-general"), "spec", "checks", "nodeStartupTimeoutSeconds").(int64)
+	if w.Timeout <= time.Duration(startup)*time.Second {
+		t.Errorf("wait timeout %s, not above the health check's node start-up %ds", w.Timeout, startup)
+	}
+	if len(w.MachineFailures) != 1 {
+		t.Fatalf("machine failures: %+v", w.MachineFailures)
+	}
+	mf := w.MachineFailures[0]
+	if mf.APIVersion != "infrastructure.cluster.x-k8s.io/v1beta1" || mf.Kind != "HetznerBareMetalMachine" ||
+		mf.Condition.Type != "HostAssociateSucceeded" || mf.Condition.Status != "False" || mf.Condition.Reason != "NoAvailableHost" ||
+		mf.Code != "NoHostAvailable" || !strings.Contains(mf.Remediation, "spec.hrobot.hosts") {
+		t.Errorf("machine failure %+v", mf)
+	}
+	// Longer than CAPH's requeue of a machine without host (7 minutes),
+	// so that a host being deprovisioned is not taken for a missing one.
+	if d := mf.Duration(); d < 7*time.Minute {
+		t.Errorf("for %s: shorter than CAPH's requeue", d)
+	}
+	w, err = c.Waits(specOf(t, c, "hcloud"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Timeout != 0 || len(w.MachineFailures) != 0 {
+		t.Errorf("hcloud: %+v", w)
+	}
+}
+
+// A manifest's waitTimeout and machineFailures are checked at load.
+func TestLoadCatalogChecksMachineFailures(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct{ add, want string }{
+		"timeout":     {"waitTimeout: soon\n", `waitTimeout: "soon" is not a positive duration`},
+		"code":        {"machineFailures: [{apiVersion: a/v1, kind: M, condition: {type: T}, code: no host, remediation: r}]\n", `machineFailures[0].code: "no host" is not a failure code`},
+		"status":      {"machineFailures: [{apiVersion: a/v1, kind: M, condition: {type: T, status: Maybe}, code: NoHost, remediation: r}]\n", `machineFailures[0].condition.status: "Maybe"`},
+		"remediation": {"machineFailures: [{apiVersion: a/v1, kind: M, condition: {type: T}, code: NoHost}]\n", "machineFailures[0].remediation: required"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := capi.LoadCatalog(os.DirFS(listyProvider(t, [2]string{"credentials: {keys: []}", tc.add + "credentials: {keys: []}"})))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
 	}
 }
