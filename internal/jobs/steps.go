@@ -362,11 +362,7 @@ func (s *steps) machinesWait(ctx context.Context, r *Run) (time.Duration, error)
 			return 0, err
 		}
 		for _, h := range hits {
-			since := r.StepStarted // the condition has held since it changed, or at least since the wait began
-			if t := h.Condition.LastTransitionTime; t != nil {
-				since = *t
-			}
-			if time.Since(since) < mf.Duration() {
+			if !heldFor(h.Condition, r.StepStarted, time.Now(), mf.Duration()) {
 				continue
 			}
 			what := mf.Kind + " " + h.Name
@@ -407,6 +403,16 @@ func (s *steps) observe(ctx context.Context, r *Run) (mgmt.Status, *Outcome, err
 			"read CAPI's reason, fix the cause (spec, credential or provider account), then delete and recreate the cluster", reason))
 	}
 	return st, nil, nil
+}
+
+// heldFor reports whether a condition has held for d at now: since its
+// lastTransitionTime, or (without one) since the wait began.
+func heldFor(c mgmt.Condition, waitStarted, now time.Time, d time.Duration) bool {
+	since := waitStarted
+	if c.LastTransitionTime != nil {
+		since = *c.LastTransitionTime
+	}
+	return now.Sub(since) >= d
 }
 
 // recheck snoozes the step, or fails it once the deadline has passed.

@@ -42,21 +42,27 @@ func (c *Cluster) ObjectsWithCondition(ctx context.Context, namespace, cluster s
 	if err := c.client.List(ctx, list, client.InNamespace(namespace), client.MatchingLabels{ClusterNameLabel: cluster}); err != nil {
 		return nil, fmt.Errorf("list %ss of %s/%s: %w", q.GVK.Kind, namespace, cluster, err)
 	}
+	var hits []ConditionHit
+	for i := range list.Items {
+		if hit, ok := q.match(&list.Items[i]); ok {
+			hits = append(hits, hit)
+		}
+	}
+	return hits, nil
+}
+
+// match reports whether o has the condition q asks for.
+func (q ConditionQuery) match(o *unstructured.Unstructured) (ConditionHit, bool) {
 	status := q.Status
 	if status == "" {
 		status = "False"
 	}
-	var hits []ConditionHit
-	for i := range list.Items {
-		o := &list.Items[i]
-		for _, cond := range objectConditions(o) {
-			if cond.Type == q.Type && cond.Status == status && (q.Reason == "" || cond.Reason == q.Reason) {
-				hits = append(hits, ConditionHit{Name: o.GetName(), Pool: o.GetLabels()[LabelPool], Condition: cond})
-				break
-			}
+	for _, cond := range objectConditions(o) {
+		if cond.Type == q.Type && cond.Status == status && (q.Reason == "" || cond.Reason == q.Reason) {
+			return ConditionHit{Name: o.GetName(), Pool: o.GetLabels()[LabelPool], Condition: cond}, true
 		}
 	}
-	return hits, nil
+	return ConditionHit{}, false
 }
 
 // objectConditions reads an object's conditions, in either place.
