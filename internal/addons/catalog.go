@@ -131,6 +131,9 @@ type SecretSpec struct {
 type SecretData struct {
 	Credential string `json:"credential,omitempty"`
 	Variable   string `json:"variable,omitempty"`
+	// Optional: a credential field the credential lacks leaves the key
+	// out instead of failing (the hcloud CCM's robot-user).
+	Optional bool `json:"optional,omitempty"`
 }
 
 // Resolved is an add-on for one provider: the chart, values and Secrets
@@ -332,6 +335,8 @@ func (a *Addon) validateSecrets(field string, secrets []SecretSpec, add func(fie
 			switch {
 			case (d.Credential == "") == (d.Variable == ""):
 				add(kf, "set exactly one of credential or variable")
+			case d.Optional && d.Credential == "":
+				add(kf+".optional", "only a credential may be optional")
 			case d.Variable != "" && !varName.MatchString(d.Variable):
 				add(kf+".variable", "%q is not a variable name", d.Variable)
 			}

@@ -286,3 +286,48 @@ providers:
 		t.Errorf("LoadCatalog: %v", err)
 	}
 }
+
+// Bare-metal workers (spec.hrobot): the hcloud CCM runs in Robot mode
+// (chart 1.35.0 values.yaml robot.enabled; docs/guides/robot/quickstart.md),
+// without its routes (docs/explanation/robot-support.md: routing with Robot
+// is not supported; the spec's network defaults off), and reads the Robot
+// credentials from its Secret's keys robot-user and robot-password, which
+// are left out for a credential without them.
+func TestHetznerCCMRobotMode(t *testing.T) {
+	t.Parallel()
+	withRobot := func(doc string) string {
+		return strings.Replace(doc, "  bootstrap:", "  hrobot:\n    workers:\n      metal: {replicas: 1, type: ax41}\n  bootstrap:", 1)
+	}
+	for _, tc := range []struct {
+		name       string
+		edit       []func(string) string
+		robot, net bool
+	}{
+		{"hcloud", nil, false, true},
+		{"hrobot", []func(string) string{withRobot}, true, false},
+	} {
+		s := seedSpec(t, "hetzner", tc.edit...)
+		plan, ccm := planValues(t, s, "ccm")
+		if got := at(ccm, "robot", "enabled"); got != tc.robot {
+			t.Errorf("%s: robot.enabled %v, want %v", tc.name, got, tc.robot)
+		}
+		if got := at(ccm, "networking", "enabled"); got != tc.net {
+			t.Errorf("%s: networking.enabled %v, want %v", tc.name, got, tc.net)
+		}
+		vars := clusterVariables(t, s)
+		secrets, err := plan.Secrets(map[string]string{"hcloudToken": "t", "robotUser": "u", "robotPassword": "p"}, vars)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := secrets[0].Data; string(d["robot-user"]) != "u" || string(d["robot-password"]) != "p" || string(d["token"]) != "t" {
+			t.Errorf("%s: secret %s keys %v", tc.name, secrets[0].Name, d)
+		}
+		secrets, err = plan.Secrets(map[string]string{"hcloudToken": "t"}, vars)
+		if err != nil {
+			t.Fatalf("%s: without robot credentials: %v", tc.name, err)
+		}
+		if _, ok := secrets[0].Data["robot-user"]; ok {
+			t.Errorf("%s: robot-user without a robot credential", tc.name)
+		}
+	}
+}

@@ -37,7 +37,9 @@ func (r Resolved) Secrets(credentials, vars map[string]string) ([]*corev1.Secret
 			var ok bool
 			if d.Credential != "" {
 				if v, ok = credentials[d.Credential]; !ok || v == "" {
-					missingFields = append(missingFields, d.Credential)
+					if !d.Optional {
+						missingFields = append(missingFields, d.Credential)
+					}
 					continue
 				}
 			} else if v, ok = vars[d.Variable]; !ok {

@@ -196,6 +196,11 @@ func knownVariables(m *Manifest) map[string]bool {
 		for k := range r.ValueFiles {
 			known[k] = true
 		}
+		for _, it := range r.Items {
+			for k := range it.Variables {
+				known[k] = true
+			}
+		}
 		for _, p := range r.Pools {
 			for k := range p.Values {
 				known[k] = true

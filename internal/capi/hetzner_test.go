@@ -347,7 +347,7 @@ func TestHetznerNetwork(t *testing.T) {
 	for _, tc := range []struct {
 		flavor  string
 		enabled bool
-	}{{"hcloud", true}, {"hcloud-hrobot", true}, {"hcloud-public", false}} {
+	}{{"hcloud", true}, {"hcloud-hrobot", false}, {"hcloud-public", false}} {
 		r := renderFlavor(t, c, tc.flavor, "")
 		hc := objectsOf(r, "HetznerCluster")[0]
 		pods := field(objectsOf(r, "Cluster")[0], "spec", "clusterNetwork", "pods", "cidrBlocks").([]any)

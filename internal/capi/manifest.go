@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
@@ -57,6 +58,10 @@ type Rendering struct {
 	// Templates are rendered once per cluster, in order. Paths are relative
 	// to the catalog root (core/cluster.yaml, providers/aws/x.yaml).
 	Templates []string `json:"templates,omitempty"`
+	// Items are lists of the spec whose items each render templates once
+	// (a HetznerBareMetalHost per spec.hrobot.hosts item), after Templates
+	// and before Pools.
+	Items []ItemSource `json:"items,omitempty"`
 	// Pools are the sources of worker pools, each rendered with its
 	// templates once per pool.
 	Pools []PoolSource `json:"pools,omitempty"`
@@ -70,6 +75,13 @@ type Rendering struct {
 	// Kubeconfig says how the workload kubeconfig the provider writes
 	// behaves; nil: a long-lived one, stored once.
 	Kubeconfig *KubeconfigPolicy `json:"kubeconfig,omitempty"`
+	// WaitTimeout is how long the machines may take to become Ready nodes
+	// (a Go duration, 90m), when that is longer than the service's wait
+	// timeout: bare metal installs for up to an hour.
+	WaitTimeout string `json:"waitTimeout,omitempty"`
+	// MachineFailures are provider conditions on a cluster's machines that
+	// no wait ends: each fails the wait with its code and remediation.
+	MachineFailures []MachineFailure `json:"machineFailures,omitempty"`
 }
 
 // KubeconfigPolicy describes the workload kubeconfig a provider writes to
@@ -80,6 +92,30 @@ type KubeconfigPolicy struct {
 	// sync period): the service never stores it and reads the Secret anew
 	// for every use.
 	Rotates bool `json:"rotates"`
+}
+
+// MachineFailure is a condition of a provider's machine objects (labelled
+// cluster.x-k8s.io/cluster-name with the cluster's name) that fails the
+// wait for the nodes: a condition of Type with Status (default "False")
+// and, if set, Reason, in status.conditions or status.v1beta2.conditions,
+// for at least For (since its lastTransitionTime).
+type MachineFailure struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Condition  struct {
+		Type   string `json:"type"`
+		Status string `json:"status,omitempty"`
+		Reason string `json:"reason,omitempty"`
+	} `json:"condition"`
+	// For is how long the condition must have held (a Go duration); empty:
+	// as soon as it is seen.
+	For string `json:"for,omitempty"`
+	// Code is the failure code people see (NoHostAvailable).
+	Code string `json:"code"`
+	// Remediation is the one line that tells them what to do.
+	Remediation string `json:"remediation"`
+	// Retryable: a plain retry may work (the condition may clear alone).
+	Retryable bool `json:"retryable,omitempty"`
 }
 
 // Patch is a template whose documents change objects the templates
@@ -151,6 +187,19 @@ type PoolSource struct {
 	Patches []Patch `json:"patches,omitempty"`
 }
 
+// ItemSource is a list in the spec ([{...}, ...]) and the templates
+// rendered once per item, with the cluster's variables and the item's.
+type ItemSource struct {
+	// List is the path of the list, e.g. spec.hrobot.hosts; absent is no
+	// items.
+	List string `json:"list"`
+	// Variables map template variables to paths into the item (serverID,
+	// rootDeviceHints.wwn); an absent path leaves the variable unset.
+	Variables map[string]string `json:"variables,omitempty"`
+	// Templates are rendered once per item, in order.
+	Templates []string `json:"templates"`
+}
+
 // Flavor is an alternative rendering chosen by the spec.
 type Flavor struct {
 	Name string    `json:"name"`
@@ -198,6 +247,7 @@ type CredentialKey struct {
 var (
 	variableName = regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
 	specPath     = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+	failureCode  = regexp.MustCompile(`^[A-Z][A-Za-z]{2,63}$`)
 )
 
 // parseManifest reads a provider.yaml strictly and checks its structure.
@@ -318,11 +368,55 @@ func (r *Rendering) check(at string, fail func(string, ...any)) {
 		}
 	}
 	checkPatches(at+"patches", r.Patches, fail)
+	if r.WaitTimeout != "" {
+		if d, err := time.ParseDuration(r.WaitTimeout); err != nil || d <= 0 {
+			fail("%swaitTimeout: %q is not a positive duration such as 90m", at, r.WaitTimeout)
+		}
+	}
+	for i, mf := range r.MachineFailures {
+		f := fmt.Sprintf("%smachineFailures[%d]", at, i)
+		if !strings.Contains(mf.APIVersion, "/") || mf.Kind == "" {
+			fail("%s: apiVersion (group/version) and kind are required", f)
+		}
+		if mf.Condition.Type == "" {
+			fail("%s.condition.type: required", f)
+		}
+		if st := mf.Condition.Status; st != "" && st != "True" && st != "False" && st != "Unknown" {
+			fail("%s.condition.status: %q is not True, False or Unknown", f, st)
+		}
+		if mf.For != "" {
+			if d, err := time.ParseDuration(mf.For); err != nil || d < 0 {
+				fail("%s.for: %q is not a duration such as 10m", f, mf.For)
+			}
+		}
+		if !failureCode.MatchString(mf.Code) {
+			fail("%s.code: %q is not a failure code such as NoHostAvailable", f, mf.Code)
+		}
+		if mf.Remediation == "" {
+			fail("%s.remediation: required", f)
+		}
+	}
 	if cp := r.ControlPlane; cp != nil && *cp != "" && !specPath.MatchString(*cp) {
 		fail("%scontrolPlane: %q is not a path", at, *cp)
 	}
 	if r.Requirements != nil {
 		r.Requirements.check(at, fail)
+	}
+	for i, it := range r.Items {
+		if !specPath.MatchString(it.List) {
+			fail("%sitems[%d].list: %q is not a path such as spec.hrobot.hosts", at, i, it.List)
+		}
+		if len(it.Templates) == 0 {
+			fail("%sitems[%d].templates: required", at, i)
+		}
+		for _, name := range sortedKeys(it.Variables) {
+			if !variableName.MatchString(name) {
+				fail("%sitems[%d].variables: %q is not a variable name (A-Z, 0-9, _)", at, i, name)
+			}
+			if !specPath.MatchString(it.Variables[name]) {
+				fail("%sitems[%d].variables.%s: %q is not a path into the item such as rootDeviceHints.wwn", at, i, name, it.Variables[name])
+			}
+		}
 	}
 	for i, p := range r.Pools {
 		if !specPath.MatchString(p.Workers) {
@@ -386,6 +480,9 @@ func (m *Manifest) resolve(doc map[string]any) resolved {
 		if f.Templates != nil {
 			r.Templates = f.Templates
 		}
+		if f.Items != nil {
+			r.Items = f.Items
+		}
 		if f.Pools != nil {
 			r.Pools = f.Pools
 		}
@@ -397,6 +494,12 @@ func (m *Manifest) resolve(doc map[string]any) resolved {
 		}
 		if f.Kubeconfig != nil {
 			r.Kubeconfig = f.Kubeconfig
+		}
+		if f.WaitTimeout != "" {
+			r.WaitTimeout = f.WaitTimeout
+		}
+		if f.MachineFailures != nil {
+			r.MachineFailures = f.MachineFailures
 		}
 		break
 	}
@@ -440,6 +543,9 @@ func (m *Manifest) templateFiles() []string {
 	add := func(r Rendering) {
 		files = append(files, r.Templates...)
 		addPatches(r.Patches)
+		for _, it := range r.Items {
+			files = append(files, it.Templates...)
+		}
 		for _, p := range r.Pools {
 			files = append(files, p.Templates...)
 			addPatches(p.Patches)

@@ -82,8 +82,8 @@ type Rendered struct {
 	Provider *Provider
 	// Flavor is the flavor that was applied, "" for the provider's default.
 	Flavor string
-	// Objects in render order: the templates in manifest order, then each
-	// pool source's pools by name.
+	// Objects in render order: the templates in manifest order, each item
+	// source's items in list order, then each pool source's pools by name.
 	Objects []*unstructured.Unstructured
 }
 
@@ -116,7 +116,8 @@ type unit struct {
 }
 
 // Render detects the spec's provider, applies the flavor the spec selects
-// and renders its templates: the cluster's once, the pools' once per pool;
+// and renders its templates: the cluster's once, the items' once per item
+// of their list, the pools' once per pool;
 // then it merges the patches whose condition the spec meets into the
 // objects they name (the cluster's patches, then each pool's). Every
 // variable used and not set (and without a default) is reported in one
@@ -154,6 +155,29 @@ func (c *Catalog) Render(in RenderInput) (*Rendered, error) {
 	for _, pt := range r.Patches {
 		if pt.When.applies(doc) {
 			patches = append(patches, unit{file: pt.File, vars: vars})
+		}
+	}
+	for _, src := range r.Items {
+		items, err := itemsAt(doc, src.List)
+		if err != nil {
+			return nil, fmt.Errorf("capi: provider %s: %w", p.Name, err)
+		}
+		for i, item := range items {
+			iv := maps.Clone(vars)
+			for _, name := range sortedKeys(src.Variables) {
+				v, ok := lookupPath(item, src.Variables[name])
+				if !ok || v == nil {
+					continue
+				}
+				str, err := valueString(v)
+				if err != nil {
+					return nil, fmt.Errorf("capi: provider %s: %s[%d].%s: %w", p.Name, src.List, i, src.Variables[name], err)
+				}
+				iv[name] = str
+			}
+			for _, file := range src.Templates {
+				units = append(units, unit{file: file, vars: iv})
+			}
 		}
 	}
 	for _, src := range r.Pools {
@@ -470,6 +494,27 @@ func poolBounds(pool map[string]any) (lo, hi int32, ok bool) {
 	}
 	lo, hi = p.Bounds()
 	return lo, hi, true
+}
+
+// itemsAt reads the list of objects at path; absent is no items.
+func itemsAt(doc map[string]any, path string) ([]map[string]any, error) {
+	v, ok := lookupPath(doc, path)
+	if !ok || v == nil {
+		return nil, nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%s: must be a list", path)
+	}
+	items := make([]map[string]any, len(list))
+	for i, it := range list {
+		m, ok := it.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("%s[%d]: must be an object", path, i)
+		}
+		items[i] = m
+	}
+	return items, nil
 }
 
 // scalarString formats a string, number or boolean.

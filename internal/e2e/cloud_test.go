@@ -219,6 +219,11 @@ func (c *cloud) step(ctx context.Context) error {
 	for i := range mds.Items {
 		md := &mds.Items[i]
 		replicas, _, _ := unstructured.NestedInt64(md.Object, "spec", "replicas")
+		if kind, _, _ := unstructured.NestedString(md.Object, "spec", "template", "spec", "infrastructureRef", "kind"); kind == bareMetalTemplateGVK.Kind {
+			if replicas, err = c.bareMetalMachines(ctx, md, replicas); err != nil { // only machines with a host boot
+				return err
+			}
+		}
 		for j := 0; j < int(replicas); j++ {
 			if err := c.ensureNode(ctx, nodes, poolOf(md), j); err != nil {
 				return err

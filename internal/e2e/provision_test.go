@@ -112,6 +112,9 @@ spec:
       storage:
         replicas: 2
         type: ax41
+    hosts:
+      - {name: ax41-a, serverID: 2317525, type: ax41, rootDeviceHints: {wwn: eui.0025388801b4f8a1}}
+      - {name: ax41-b, serverID: 2105469, type: ax41, rootDeviceHints: {wwn: "0x5000c500a1b2c3d4"}}
   bootstrap: [cilium, ccm]
 `
 
@@ -507,9 +510,10 @@ func TestProvisionHetznerBareMetal(t *testing.T) {
 	s.putCredential("metal-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`","robotUser":"robot","robotPassword":"robot-e2e-pass"}`)
 	objs := provisionAndFinish(t, s, "metal", hrobotSpec)
 	bm := findKind(objs, "HetznerBareMetalMachineTemplate")
-	if len(bm) != 1 {
-		t.Fatalf("bare-metal templates: %v", kinds(objs))
+	if len(bm) != 1 || len(findKind(objs, "HetznerBareMetalHost")) != 2 {
+		t.Fatalf("bare-metal templates and hosts: %v", kinds(objs))
 	}
+	checkBareMetalHosts(t, s)
 }
 
 func kinds(objs []*unstructured.Unstructured) []string {

@@ -13,7 +13,8 @@ import (
 	"lok8s.dev/provisioner/internal/store"
 )
 
-// The failure codes a step's error carries (documented in openapi.yaml).
+// The failure codes a step's error carries (documented in openapi.yaml);
+// provider manifests add their own (machineFailures: NoHostAvailable).
 const (
 	CodeCredentialsRejected     = "CredentialsRejected"
 	CodeCredentialMissing       = "CredentialMissing"

@@ -7,6 +7,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -44,6 +45,33 @@ func TestDescribe(t *testing.T) {
 		f := describe("wait", tc.err, tc.final)
 		if f.Code != tc.code || f.Retryable != tc.retryable || f.Remediation == "" || f.Message != tc.err.Error() || f.Reason == "" {
 			t.Errorf("%s: %+v, want code %s retryable %v", tc.name, f, tc.code, tc.retryable)
+		}
+	}
+}
+
+// A provider's machine failure (capi.MachineFailure) holds once its
+// condition has lasted `for`: since the condition's lastTransitionTime
+// (CAPH keeps it while it requeues a machine without host), else since the
+// wait began.
+func TestHeldFor(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 3, 7, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *time.Time { t := now.Add(-d); return &t }
+	for _, tc := range []struct {
+		name    string
+		changed *time.Time
+		started time.Time
+		d       time.Duration
+		want    bool
+	}{
+		{"held long enough", at(20 * time.Minute), now.Add(-time.Minute), 15 * time.Minute, true},
+		{"just changed", at(2 * time.Minute), now.Add(-time.Hour), 15 * time.Minute, false},
+		{"no transition time: since the wait began", nil, now.Add(-16 * time.Minute), 15 * time.Minute, true},
+		{"no transition time, wait just began", nil, now.Add(-time.Minute), 15 * time.Minute, false},
+		{"no for: at once", at(0), now, 0, true},
+	} {
+		if got := heldFor(mgmt.Condition{LastTransitionTime: tc.changed}, tc.started, now, tc.d); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -328,10 +328,52 @@ func (s *steps) nodesReady(ctx context.Context, r *Run) (Outcome, error) {
 	if rd.Ready {
 		return Outcome{Message: "ready: " + rd.Progress}, nil
 	}
+	timeout, err := s.machinesWait(ctx, r)
+	if err != nil {
+		return Outcome{}, err
+	}
 	if err := s.Store.SetStepMessage(ctx, r.Operation.ID, StepNodesReady, rd.Progress); err != nil {
 		return Outcome{}, err
 	}
-	return s.recheck(r, rd.Progress)
+	return s.recheckWithin(r, rd.Progress, timeout)
+}
+
+// machinesWait reads the provider's machine failures (capi.Waits) and
+// fails the run with the first that holds; otherwise it returns how long
+// the machines may take: the service's wait timeout, or the provider's
+// waitTimeout when longer (bare metal installs for up to an hour).
+func (s *steps) machinesWait(ctx context.Context, r *Run) (time.Duration, error) {
+	w, err := s.Catalog.Waits(r.Spec)
+	if err != nil {
+		return 0, err
+	}
+	mc, err := s.managementCluster(r)
+	if err != nil {
+		return 0, err
+	}
+	for _, mf := range w.MachineFailures {
+		gv, err := schema.ParseGroupVersion(mf.APIVersion)
+		if err != nil {
+			return 0, err
+		}
+		hits, err := mc.ObjectsWithCondition(ctx, r.Cluster.Namespace, r.Cluster.Name, mgmt.ConditionQuery{
+			GVK: gv.WithKind(mf.Kind), Type: mf.Condition.Type, Status: mf.Condition.Status, Reason: mf.Condition.Reason})
+		if err != nil {
+			return 0, err
+		}
+		for _, h := range hits {
+			if !heldFor(h.Condition, r.StepStarted, time.Now(), mf.Duration()) {
+				continue
+			}
+			what := mf.Kind + " " + h.Name
+			if h.Pool != "" {
+				what = "pool " + h.Pool + ": " + what
+			}
+			reason := fmt.Sprintf("%s: %s %s (%s): %s", what, h.Condition.Type, h.Condition.Status, h.Condition.Reason, h.Condition.Message)
+			return 0, Permanent(coded(errors.New(reason), mf.Code, mf.Retryable, mf.Remediation, reason))
+		}
+	}
+	return max(s.WaitTimeout, w.Timeout), nil
 }
 
 // observe reads and records the CAPI Cluster's status with its pools. It
@@ -363,10 +405,25 @@ func (s *steps) observe(ctx context.Context, r *Run) (mgmt.Status, *Outcome, err
 	return st, nil, nil
 }
 
+// heldFor reports whether a condition has held for d at now: since its
+// lastTransitionTime, or (without one) since the wait began.
+func heldFor(c mgmt.Condition, waitStarted, now time.Time, d time.Duration) bool {
+	since := waitStarted
+	if c.LastTransitionTime != nil {
+		since = *c.LastTransitionTime
+	}
+	return now.Sub(since) >= d
+}
+
 // recheck snoozes the step, or fails it once the deadline has passed.
 func (s *steps) recheck(r *Run, state string) (Outcome, error) {
-	if waited := time.Since(r.StepStarted); waited > s.WaitTimeout {
-		return Outcome{}, Permanent(coded(fmt.Errorf("timed out after %s: %s", s.WaitTimeout, state), CodeTimeout, true,
+	return s.recheckWithin(r, state, s.WaitTimeout)
+}
+
+// recheckWithin is recheck with the step's own timeout.
+func (s *steps) recheckWithin(r *Run, state string, timeout time.Duration) (Outcome, error) {
+	if waited := time.Since(r.StepStarted); waited > timeout {
+		return Outcome{}, Permanent(coded(fmt.Errorf("timed out after %s: %s", timeout, state), CodeTimeout, true,
 			"CAPI did not finish in time: check the provider's conditions in the status, then retry", state))
 	}
 	r.Logger.Info("not ready yet", "state", state)
@@ -485,10 +542,14 @@ func (s *steps) rollout(ctx context.Context, r *Run) (Outcome, error) {
 	if ro.Done {
 		return Outcome{Message: "rolled out: " + ro.Progress}, nil
 	}
+	timeout, err := s.machinesWait(ctx, r)
+	if err != nil {
+		return Outcome{}, err
+	}
 	if err := s.Store.SetStepMessage(ctx, r.Operation.ID, StepRollout, ro.Progress); err != nil {
 		return Outcome{}, err
 	}
-	return s.recheck(r, "rolling out: "+ro.Progress)
+	return s.recheckWithin(r, "rolling out: "+ro.Progress, timeout)
 }
 
 // deprovisionTarget is the management cluster to delete from, or none

@@ -69,7 +69,7 @@ func (c *Capi) Default() {
 			h.Network = &HCloudNetwork{}
 		}
 		if h.Network.Enabled == nil {
-			h.Network.Enabled = ptr(DefaultHCloudNetwork)
+			h.Network.Enabled = ptr(s.HCloudNetworkEnabled())
 		}
 		if h.PlacementGroups == nil {
 			h.PlacementGroups = ptr(h.PlacementGroupsEnabled())

@@ -102,7 +102,8 @@ type HCloud struct {
 	// the name or caph-image-name label of a snapshot (an image-builder
 	// node image). The nodes install what the image lacks.
 	Image *string `json:"image,omitempty"`
-	// Network is the cluster's private network; nil: DefaultHCloudNetwork.
+	// Network is the cluster's private network; nil: DefaultHCloudNetwork,
+	// or off with spec.hrobot (ClusterSpec.HCloudNetworkEnabled).
 	Network *HCloudNetwork `json:"network,omitempty"`
 	// PlacementGroups puts the control plane and each pool in a spread
 	// placement group of its own (Hetzner: at most MaxPlacementGroupServers
@@ -116,16 +117,20 @@ type HCloudNetwork struct {
 	// Enabled: the servers, the control-plane load balancer and the pods
 	// (routed by the hcloud cloud controller manager) use a private
 	// network; without it they talk over public addresses (the CNI
-	// tunnels). Default true.
+	// tunnels). Default true, but false with spec.hrobot: the hcloud CCM
+	// cannot route pods through the network in Robot mode
+	// (hcloud-cloud-controller-manager v1.35.0 docs/explanation/robot-support.md,
+	// "Routes"), and true there is refused.
 	Enabled *bool `json:"enabled,omitempty"`
 }
 
-// NetworkEnabled is the effective spec.hcloud.network.enabled.
-func (h *HCloud) NetworkEnabled() bool {
-	if h.Network == nil || h.Network.Enabled == nil {
-		return DefaultHCloudNetwork
+// HCloudNetworkEnabled is the effective spec.hcloud.network.enabled: as
+// set, else DefaultHCloudNetwork without spec.hrobot and false with it.
+func (s *ClusterSpec) HCloudNetworkEnabled() bool {
+	if h := s.HCloud; h != nil && h.Network != nil && h.Network.Enabled != nil {
+		return *h.Network.Enabled
 	}
-	return *h.Network.Enabled
+	return DefaultHCloudNetwork && s.HRobot == nil
 }
 
 // PlacementGroupsEnabled is the effective spec.hcloud.placementGroups.
@@ -141,10 +146,37 @@ func (h *HCloud) PlacementGroupsEnabled() bool {
 }
 
 // HRobot adds Hetzner bare-metal worker pools to an HCloud cluster. A pool's
-// Type is the label value the bare-metal hosts carry, such as "ax41".
+// Type selects the Hosts of that Type, such as "ax41".
 type HRobot struct {
 	SSHKeyName string          `json:"sshKeyName,omitempty"`
 	Workers    map[string]Pool `json:"workers,omitempty"`
+	// Hosts are the Robot servers the pools may install: each becomes a
+	// CAPH HetznerBareMetalHost of the cluster.
+	Hosts []HRobotHost `json:"hosts,omitempty"`
+}
+
+// HRobotHost is one Robot server, as CAPH v1.1's HetznerBareMetalHost
+// describes it (api/v1beta1/hetznerbaremetalhost_types.go).
+type HRobotHost struct {
+	// ServerID is the server's number in Robot.
+	ServerID int64 `json:"serverID"`
+	// Name names the host's object, <cluster>-<name>: a DNS label.
+	Name string `json:"name"`
+	// Type is what the pools of that type select (the host's label
+	// lok8s.dev/host-type), such as ax41.
+	Type string `json:"type"`
+	// RootDeviceHints says which disk the operating system goes on.
+	RootDeviceHints *RootDeviceHints `json:"rootDeviceHints,omitempty"`
+	// MaintenanceMode: CAPH deprovisions the host's machine and no pool
+	// selects it.
+	MaintenanceMode *bool `json:"maintenanceMode,omitempty"`
+}
+
+// RootDeviceHints names the root disk by its WWN (the host's
+// status.hardwareDetails lists them once CAPH has inspected it). CAPH's
+// RAID hints (raid.wwn) need swraid, which the pools do not set.
+type RootDeviceHints struct {
+	WWN string `json:"wwn"`
 }
 
 // AWS is the AWS provider section. Flavor is FlavorEC2 (kubeadm control plane

@@ -54,7 +54,7 @@ func ValidateUpdate(old, updated *Capi, oldProvider, newProvider string) FieldEr
 		}
 		const templates = "CAPH refuses changes to an HCloudMachineTemplate's spec"
 		hcloudImmutable("spec.hcloud.image", deref(o.Image, DefaultHCloudImage), deref(n.Image, DefaultHCloudImage), templates)
-		hcloudImmutable("spec.hcloud.network.enabled", strconv.FormatBool(o.NetworkEnabled()), strconv.FormatBool(n.NetworkEnabled()),
+		hcloudImmutable("spec.hcloud.network.enabled", strconv.FormatBool(old.Spec.HCloudNetworkEnabled()), strconv.FormatBool(updated.Spec.HCloudNetworkEnabled()),
 			"CAPH refuses changes to a HetznerCluster's network")
 		hcloudImmutable("spec.hcloud.placementGroups", strconv.FormatBool(o.PlacementGroupsEnabled()), strconv.FormatBool(n.PlacementGroupsEnabled()),
 			templates+"; when it was defaulted from the control plane's size, set it explicitly to keep it")

@@ -143,6 +143,11 @@ func (c *Capi) Validate(opts ValidateOptions) FieldErrors {
 			v.add("spec.hcloud", "required when spec.hrobot is set: bare-metal workers need an hcloud control plane")
 		}
 		v.pools("spec.hrobot.workers", r.Workers, scalingEKSOnly)
+		v.hosts(r.Hosts)
+		if h := s.HCloud; h != nil && h.Network != nil && h.Network.Enabled != nil && *h.Network.Enabled {
+			v.add("spec.hcloud.network.enabled", "must be false with spec.hrobot: the hcloud cloud controller manager cannot route pods "+
+				"through the private network in Robot mode (pods tunnel over the public addresses); omit it or set false")
+		}
 	}
 	if a := s.AWS; a != nil {
 		v.aws(a)
@@ -369,6 +374,45 @@ func (v *validator) hcloud(h *HCloud) {
 	}
 	if h.PlacementGroupsEnabled() {
 		v.placementGroups(h)
+	}
+}
+
+// wwn is a disk's World Wide Name as lsblk and CAPH's hardwareDetails show
+// it (0x5000c500a1b2c3d4, eui.0025388801b4f8a1): CAPH compares it as is.
+var wwn = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z._:-]{0,127}$`)
+
+// hosts checks spec.hrobot.hosts: names DNS labels and server ids
+// positive, both unique, a type, and a root disk.
+func (v *validator) hosts(hosts []HRobotHost) {
+	names := map[string]int{}
+	ids := map[int64]int{}
+	for i, h := range hosts {
+		at := fmt.Sprintf("spec.hrobot.hosts[%d]", i)
+		if v.required(at+".name", h.Name) {
+			v.dns(at+".name", validation.IsDNS1123Label(h.Name))
+			if j, dup := names[h.Name]; dup {
+				v.add(at+".name", fmt.Sprintf("duplicate: spec.hrobot.hosts[%d] has the same name", j))
+			}
+			names[h.Name] = i
+		}
+		if h.ServerID <= 0 {
+			v.add(at+".serverID", "required: the server's number in Robot, above 0")
+		} else if j, dup := ids[h.ServerID]; dup {
+			v.add(at+".serverID", fmt.Sprintf("duplicate: spec.hrobot.hosts[%d] is the same server", j))
+		} else {
+			ids[h.ServerID] = i
+		}
+		if v.required(at+".type", h.Type) {
+			if msgs := validation.IsValidLabelValue(h.Type); len(msgs) > 0 {
+				v.add(at+".type", "must be a label value: "+strings.Join(msgs, "; "))
+			}
+		}
+		switch {
+		case h.RootDeviceHints == nil || h.RootDeviceHints.WWN == "":
+			v.add(at+".rootDeviceHints.wwn", "required: the WWN of the disk to install on (CAPH waits for it otherwise)")
+		case !wwn.MatchString(h.RootDeviceHints.WWN):
+			v.add(at+".rootDeviceHints.wwn", "must be a WWN as the host's hardwareDetails show it, such as eui.0025388801b4f8a1 or 0x5000c500a1b2c3d4")
+		}
 	}
 }
 

@@ -56,7 +56,17 @@ func TestValidateAcceptsValidSpecs(t *testing.T) {
 			c.Spec.HCloud.Workers["gpu"] = Pool{Replicas: ptr[int32](12), Type: "ccx33"}
 		}},
 		{name: "hrobot workers", edit: func(c *Capi) {
+			c.Spec.HCloud.Network = nil // defaulted off with hrobot
 			c.Spec.HRobot = &HRobot{Workers: map[string]Pool{"storage": {Replicas: ptr[int32](2), Type: "ax41"}}}
+		}},
+		{name: "hrobot hosts", edit: func(c *Capi) {
+			c.Spec.HCloud.Network = &HCloudNetwork{Enabled: ptr(false)}
+			c.Spec.HRobot = &HRobot{Workers: map[string]Pool{"storage": {Replicas: ptr[int32](2), Type: "ax41"}}, Hosts: []HRobotHost{
+				{ServerID: 2317525, Name: "ax41-a", Type: "ax41", RootDeviceHints: &RootDeviceHints{WWN: "eui.0025388801b4f8a1"}},
+				{ServerID: 2105469, Name: "ax41-b", Type: "ax41", RootDeviceHints: &RootDeviceHints{WWN: "0x5000c500a1b2c3d4"}, MaintenanceMode: ptr(true)},
+				// A type no pool selects (yet) is a spare.
+				{ServerID: 2400001, Name: "spare", Type: "sx65", RootDeviceHints: &RootDeviceHints{WWN: "naa.5000c500a1b2c3d5"}},
+			}}
 		}},
 		{name: "addon objects", edit: func(c *Capi) {
 			c.Spec.Bootstrap = []Addon{{Name: "cilium", Version: "1.16.3"}, {Name: "ccm", Version: "v1.20.0-beta.1"}, {Name: "cert-manager", Values: map[string]any{"crds": true}}}
@@ -173,6 +183,7 @@ func TestValidateRules(t *testing.T) {
 		{"two providers", ec2, func(c *Capi) { c.Spec.HCloud = loadTestdata(t, "prod.yaml").Spec.HCloud }, "spec", "spec.hcloud and spec.aws: only one provider may be set"},
 		{"three providers", ec2, func(c *Capi) {
 			c.Spec.HCloud = loadTestdata(t, "prod.yaml").Spec.HCloud
+			c.Spec.HCloud.Network = nil
 			c.Spec.HRobot = &HRobot{}
 		}, "spec", "spec.hcloud, spec.hrobot and spec.aws: only one provider may be set"},
 
@@ -211,14 +222,59 @@ func TestValidateRules(t *testing.T) {
 			c.Spec.HRobot = &HRobot{Workers: map[string]Pool{"metal": {Type: "ax41"}}}
 		}, "spec.hcloud", "bare-metal workers need an hcloud control plane"},
 		{"hrobot pool negative", hcloud, func(c *Capi) {
+			c.Spec.HCloud.Network = nil
 			c.Spec.HRobot = &HRobot{Workers: map[string]Pool{"metal": {Replicas: ptr[int32](-2), Type: "ax41"}}}
 		}, "spec.hrobot.workers.metal.replicas", "must not be negative"},
 		{"hrobot pool type missing", hcloud, func(c *Capi) {
+			c.Spec.HCloud.Network = nil
 			c.Spec.HRobot = &HRobot{Workers: map[string]Pool{"metal": {}}}
 		}, "spec.hrobot.workers.metal.type", "required"},
 		{"hrobot pool name", hcloud, func(c *Capi) {
+			c.Spec.HCloud.Network = nil
 			c.Spec.HRobot = &HRobot{Workers: map[string]Pool{"-metal": {Type: "ax41"}}}
 		}, "spec.hrobot.workers.-metal", "pool name must be a DNS-1123 label"},
+		// hcloud-cloud-controller-manager v1.35.0 docs/explanation/robot-support.md
+		// ("Routes"): no pod routes through the network in Robot mode.
+		{"hrobot with the private network", hcloud, func(c *Capi) {
+			c.Spec.HCloud.Network = &HCloudNetwork{Enabled: ptr(true)}
+			c.Spec.HRobot = &HRobot{Workers: map[string]Pool{"metal": {Type: "ax41"}}}
+		}, "spec.hcloud.network.enabled", "must be false with spec.hrobot"},
+		{"hrobot host duplicate server", hcloud, func(c *Capi) {
+			c.Spec.HCloud.Network = nil
+			c.Spec.HRobot = &HRobot{Hosts: []HRobotHost{
+				{ServerID: 7, Name: "a", Type: "ax41", RootDeviceHints: &RootDeviceHints{WWN: "eui.1"}},
+				{ServerID: 7, Name: "b", Type: "ax41", RootDeviceHints: &RootDeviceHints{WWN: "eui.2"}},
+			}}
+		}, "spec.hrobot.hosts[1].serverID", "duplicate: spec.hrobot.hosts[0] is the same server"},
+		{"hrobot host duplicate name", hcloud, func(c *Capi) {
+			c.Spec.HCloud.Network = nil
+			c.Spec.HRobot = &HRobot{Hosts: []HRobotHost{
+				{ServerID: 7, Name: "a", Type: "ax41", RootDeviceHints: &RootDeviceHints{WWN: "eui.1"}},
+				{ServerID: 8, Name: "a", Type: "ax41", RootDeviceHints: &RootDeviceHints{WWN: "eui.2"}},
+			}}
+		}, "spec.hrobot.hosts[1].name", "duplicate"},
+		{"hrobot host without server", hcloud, func(c *Capi) {
+			c.Spec.HCloud.Network = nil
+			c.Spec.HRobot = &HRobot{Hosts: []HRobotHost{{Name: "a", Type: "ax41", RootDeviceHints: &RootDeviceHints{WWN: "eui.1"}}}}
+		}, "spec.hrobot.hosts[0].serverID", "required"},
+		{"hrobot host name", hcloud, func(c *Capi) {
+			c.Spec.HCloud.Network = nil
+			c.Spec.HRobot = &HRobot{Hosts: []HRobotHost{{ServerID: 7, Name: "Rack_1", Type: "ax41", RootDeviceHints: &RootDeviceHints{WWN: "eui.1"}}}}
+		}, "spec.hrobot.hosts[0].name", "RFC 1123 label"},
+		{"hrobot host type", hcloud, func(c *Capi) {
+			c.Spec.HCloud.Network = nil
+			c.Spec.HRobot = &HRobot{Hosts: []HRobotHost{{ServerID: 7, Name: "a", RootDeviceHints: &RootDeviceHints{WWN: "eui.1"}}}}
+		}, "spec.hrobot.hosts[0].type", "required"},
+		// CAPH v1.1.8 RootDeviceHints.IsValidWithMessage: a host without a
+		// root disk waits for one.
+		{"hrobot host without root disk", hcloud, func(c *Capi) {
+			c.Spec.HCloud.Network = nil
+			c.Spec.HRobot = &HRobot{Hosts: []HRobotHost{{ServerID: 7, Name: "a", Type: "ax41"}}}
+		}, "spec.hrobot.hosts[0].rootDeviceHints.wwn", "required"},
+		{"hrobot host wwn", hcloud, func(c *Capi) {
+			c.Spec.HCloud.Network = nil
+			c.Spec.HRobot = &HRobot{Hosts: []HRobotHost{{ServerID: 7, Name: "a", Type: "ax41", RootDeviceHints: &RootDeviceHints{WWN: "eui 1"}}}}
+		}, "spec.hrobot.hosts[0].rootDeviceHints.wwn", "must be a WWN"},
 
 		// spec.aws
 		{"aws region missing", ec2, func(c *Capi) { c.Spec.AWS.Region = "" }, "spec.aws.region", "required"},
