@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"lok8s.dev/provisioner/internal/api"
 	"lok8s.dev/provisioner/internal/seal"
 )
 
@@ -32,6 +33,8 @@ type config struct {
 	LogFormat      string
 	LogLevel       slog.Level
 	Workers        int
+	// MaxInFlight bounds the requests worked at once.
+	MaxInFlight int
 	// CheckInterval paces the wait steps; ProvisionTimeout bounds them.
 	CheckInterval    time.Duration
 	ProvisionTimeout time.Duration
@@ -107,6 +110,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 		bad("LOK8S_WORKERS", "must be a whole number ≥ 0 (0 runs no workers: an API-only replica)")
 	}
 	c.Workers = workers
+	inFlight, err := strconv.Atoi(or(getenv("LOK8S_MAX_IN_FLIGHT"), strconv.Itoa(api.DefaultMaxInFlight)))
+	if err != nil || inFlight < 1 {
+		bad("LOK8S_MAX_IN_FLIGHT", "must be a whole number ≥ 1")
+	}
+	c.MaxInFlight = inFlight
 	durations := []struct {
 		name, def string
 		dst       *time.Duration
@@ -144,6 +152,7 @@ func (c config) LogValue() slog.Value {
 		slog.String("addon_values_dir", c.AddonValuesDir),
 		slog.String("chart_cache_dir", c.ChartCacheDir),
 		slog.Int("workers", c.Workers),
+		slog.Int("max_in_flight", c.MaxInFlight),
 		slog.Duration("check_interval", c.CheckInterval),
 		slog.Duration("provision_timeout", c.ProvisionTimeout),
 		slog.Duration("event_retention", c.EventRetention),

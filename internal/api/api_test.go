@@ -100,8 +100,9 @@ func setup(t testing.TB) *bundle {
 // setupOptions vary setup: events runs an event hub; dbURL shares a
 // database with another server (a second replica).
 type setupOptions struct {
-	events bool
-	dbURL  string
+	events      bool
+	dbURL       string
+	maxInFlight int
 }
 
 func setupWith(t testing.TB, opts setupOptions) *bundle {
@@ -158,6 +159,7 @@ func setupWith(t testing.TB, opts setupOptions) *bundle {
 		ManagementClusterKnown: (&mgmt.Registry{KubeconfigDir: mgmtDir}).Known,
 		OpenAPI:                provisioner.OpenAPI,
 		Kubeconfigs:            &kubeconfigs.Source{Store: st, Keyring: keyring, Catalog: catalog, Clusters: &mgmt.Registry{KubeconfigDir: mgmtDir}},
+		MaxInFlight:            opts.maxInFlight,
 	}, catalog, addonCatalog))
 	if err != nil {
 		t.Fatal(err)

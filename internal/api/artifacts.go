@@ -19,8 +19,9 @@ import (
 // is no such cluster (or it was deleted), 409 until the kubeconfig step
 // found it, 503 when the management or the workload cluster does not
 // answer. ?form=exec gives an EKS cluster's exec-plugin kubeconfig
-// instead (no credentials: the user's own AWS identity). Every issue is
-// audit-logged with its identity and expiry.
+// instead (no credentials: the user's own AWS identity), and a simulated
+// workload API server's (the in-memory dev provider's) is handed out as
+// it is. Every issue is audit-logged with its identity and expiry.
 func (s *Server) clusterKubeconfig(w http.ResponseWriter, r *http.Request) {
 	c, _, err := s.clusterWithOperation(r)
 	if err != nil {
@@ -70,8 +71,16 @@ func (s *Server) clusterKubeconfig(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/yaml")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s.kubeconfig"`, c.Name))
 	w.Header().Set("Cache-Control", "no-store")
-	if q.Get("form") == "exec" {
-		if err := s.store.Audit(r.Context(), s.actor(r), "cluster.kubeconfig", "clusters/"+c.Name, map[string]any{"form": "exec"}); err != nil {
+	simulated, err := s.Kubeconfigs.Simulated(c)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	if form := q.Get("form"); form == "exec" || simulated {
+		if simulated {
+			form = "simulated"
+		}
+		if err := s.store.Audit(r.Context(), s.actor(r), "cluster.kubeconfig", "clusters/"+c.Name, map[string]any{"form": form}); err != nil {
 			s.writeProblem(w, r, err)
 			return
 		}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -121,6 +122,10 @@ func errManagementUnavailable(err error) *apiError {
 		detail: "the cluster's management cluster could not be read; retry after the time in Retry-After", cause: err}
 }
 
+// statusClientClosedRequest is the status logged for a request whose
+// client went away before the answer.
+const statusClientClosedRequest = 499
+
 // retryAfterUnavailable is the Retry-After of a 503, in seconds.
 const retryAfterUnavailable = "5"
 
@@ -178,6 +183,14 @@ func fieldErrors(fe spec.FieldErrors) []FieldError {
 
 // writeProblem sends err as problem+json, logging errors that are not the client's.
 func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		// The client went away (or its deadline passed) mid-request: not
+		// the service's error. The access log's one INFO line records it
+		// with status 499 (nginx's "client closed request"); nobody reads
+		// a body.
+		w.WriteHeader(statusClientClosedRequest)
+		return
+	}
 	p, known := problemFor(err)
 	p.Instance = r.URL.Path
 	p.RequestID = requestID(r.Context())

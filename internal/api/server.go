@@ -83,7 +83,15 @@ type Config struct {
 	// OpenAPI is the API description served at /openapi.yaml.
 	OpenAPI      []byte
 	MaxBodyBytes int64
+	// MaxInFlight bounds the requests this replica works at once (event
+	// streams, /healthz and /readyz aside); beyond it a request is answered
+	// at once with 503 overloaded and Retry-After, instead of queueing
+	// without bound (default DefaultMaxInFlight; negative: no bound).
+	MaxInFlight int
 }
+
+// DefaultMaxInFlight is Config.MaxInFlight's default.
+const DefaultMaxInFlight = 256
 
 func (c Config) validate() error {
 	switch {
@@ -116,6 +124,8 @@ type Server struct {
 	// endStreams is closed by EndStreams: every event stream returns.
 	endStreams chan struct{}
 	endOnce    sync.Once
+	// inFlight holds a token per request being worked (nil: no bound).
+	inFlight chan struct{}
 }
 
 // EndStreams ends every open event stream at once (clients resume by
@@ -137,7 +147,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
 	s := &Server{Config: cfg, store: cfg.Store, logger: cfg.Logger, endStreams: make(chan struct{})}
+	if cfg.MaxInFlight > 0 {
+		s.inFlight = make(chan struct{}, cfg.MaxInFlight)
+	}
 	s.router = s.routes()
 	return s, nil
 }
@@ -147,7 +163,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.Se
 
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(s.withRequestID, s.logRequests, s.recoverPanics, s.limitBody, s.refuseBadText)
+	r.Use(s.withRequestID, s.logRequests, s.shed, s.recoverPanics, s.limitBody, s.refuseBadText)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, errNotFound("no such endpoint: "+r.URL.Path))
 	})
@@ -280,6 +296,32 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			slog.Int("status", rec.status),
 			slog.String("tenant", rec.tenant),
 			slog.Duration("duration", time.Since(start)))
+	})
+}
+
+// shed answers 503 overloaded, with Retry-After, to a request that finds
+// MaxInFlight requests already being worked: past capacity the replica
+// turns work away at once, so latency and memory stay bounded, and a load
+// balancer or client retries elsewhere or later. Event streams (long-lived
+// and idle), /healthz and /readyz are not counted.
+func (s *Server) shed(next http.Handler) http.Handler {
+	if s.inFlight == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; p == "/healthz" || p == "/readyz" || p == "/v1/events" || strings.HasSuffix(p, "/events") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		select {
+		case s.inFlight <- struct{}{}:
+			defer func() { <-s.inFlight }()
+			next.ServeHTTP(w, r)
+		default:
+			w.Header().Set("Retry-After", "1")
+			s.writeProblem(w, r, &apiError{status: http.StatusServiceUnavailable, slug: "overloaded", title: "Overloaded",
+				detail: "this replica is working as many requests as it takes; retry after the time in Retry-After"})
+		}
 	})
 }
 

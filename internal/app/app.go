@@ -82,6 +82,9 @@ type Config struct {
 	// (zero: the Default* values).
 	ReadTimeout, IdleTimeout time.Duration
 	MaxUnauthenticatedConns  int
+	// MaxInFlight bounds the requests worked at once (api.Config; zero:
+	// api.DefaultMaxInFlight).
+	MaxInFlight int
 	// ShutdownTimeout bounds each part of the graceful stop (the HTTP
 	// server, the queue, the watchers; default DefaultShutdownTimeout).
 	ShutdownTimeout time.Duration
@@ -284,7 +287,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
 		ManagementClusterKnown: registry.Known, OpenAPI: provisioner.OpenAPI,
 		ProviderMissing: avail.providerMissing, ManagementClusters: avail.managementClusters,
-		Kubeconfigs: kubeconfigSource,
+		Kubeconfigs: kubeconfigSource, MaxInFlight: cfg.MaxInFlight,
 	}, catalog, addonCatalog))
 	if err != nil {
 		return err

@@ -92,6 +92,11 @@ type KubeconfigPolicy struct {
 	// sync period): the service never stores it and reads the Secret anew
 	// for every use.
 	Rotates bool `json:"rotates"`
+	// Simulated: the workload API server is a simulation (CAPI's in-memory
+	// provider) with no TokenRequest API that authenticates nobody, so a
+	// download hands out CAPI's kubeconfig itself, instead of a token
+	// issued to the caller. Development providers only.
+	Simulated bool `json:"simulated"`
 }
 
 // MachineFailure is a condition of a provider's machine objects (labelled

@@ -36,6 +36,7 @@ var (
 type Catalog interface {
 	ProviderSections() []string
 	KubeconfigRotates(*spec.Capi) (bool, error)
+	KubeconfigSimulated(*spec.Capi) (bool, error)
 }
 
 // Source returns workload kubeconfigs.
@@ -54,6 +55,21 @@ func (s *Source) Rotates(c store.Cluster) (bool, error) {
 		return false, fmt.Errorf("kubeconfig of %s: spec: %w", c.Name, err)
 	}
 	return s.RotatesFor(sp)
+}
+
+// Simulated reports whether c's workload API server is a simulation
+// (capi.KubeconfigPolicy.Simulated): its kubeconfig is handed out as it
+// is, since none can be issued there.
+func (s *Source) Simulated(c store.Cluster) (bool, error) {
+	sp, err := spec.ParseSections(c.Spec, s.Catalog.ProviderSections())
+	if err != nil {
+		return false, fmt.Errorf("kubeconfig of %s: spec: %w", c.Name, err)
+	}
+	simulated, err := s.Catalog.KubeconfigSimulated(sp)
+	if err != nil {
+		return false, fmt.Errorf("kubeconfig of %s: %w", sp.Metadata.Name, err)
+	}
+	return simulated, nil
 }
 
 // RotatesFor reports whether the kubeconfig of a cluster of spec sp rotates.
