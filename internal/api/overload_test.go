@@ -30,7 +30,9 @@ func TestShedBeyondMaxInFlight(t *testing.T) {
 	}))
 	var wg sync.WaitGroup
 	for range 2 {
-		wg.Go(func() { h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/clusters/slow", nil)) })
+		wg.Go(func() {
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/clusters/slow", nil))
+		})
 		<-entered
 	}
 
