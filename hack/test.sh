@@ -34,5 +34,8 @@ hack/lint.sh
 echo "== go test" >&2
 go test -count=1 ./...
 
+echo "== make bench as a smoke run (${LOK8S_BENCH_SMOKE_CLUSTERS:-10} clusters)" >&2
+LOK8S_BENCH_CLUSTERS=${LOK8S_BENCH_SMOKE_CLUSTERS:-10} go test ./internal/e2e -run '^$' -bench BenchmarkProvisionMany -benchtime=1x
+
 echo "== fuzz the spec parser for ${FUZZTIME:-10s}" >&2
 go test ./internal/spec -run '^$' -fuzz FuzzLoad -fuzztime "${FUZZTIME:-10s}"

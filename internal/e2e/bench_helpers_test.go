@@ -76,7 +76,8 @@ func startBenchService(tb testing.TB, c benchConfig) (s *benchService, stop func
 	cfg := app.Config{
 		Addr: "127.0.0.1:0", DatabaseURL: serviceURL, AdminToken: admin,
 		EncryptionKey: key, MgmtKubeconfig: kubeconfig,
-		Workers: c.workers, CheckInterval: c.checkInterval, ProvisionTimeout: time.Hour,
+		TemplatesDir: benchTemplates(tb),
+		Workers:      c.workers, CheckInterval: c.checkInterval, ProvisionTimeout: time.Hour,
 		JobMaxAttempts: 6, ShutdownTimeout: 30 * time.Second,
 		WrapManagementTransport: c.wrapTransport,
 		Logger:                  slog.New(c.logs),
@@ -152,7 +153,56 @@ func (s *benchService) do(method, path, token, contentType string, body []byte, 
 // playInfrastructureProvider is the harness's, returning its error instead
 // of failing the benchmark (it runs in goroutines).
 func (s *benchService) playInfrastructureProvider(ctx context.Context, name string) error {
-	return markProvisioned(ctx, s.env, s.namespace(), name, s.env.Kubeconfig())
+	if err := markProvisioned(ctx, s.env, s.namespace(), name, s.env.Kubeconfig()); err != nil {
+		return err
+	}
+	return markPoolsReady(ctx, s.env, s.namespace(), name)
+}
+
+// benchTemplates is the repository's provider catalog with the Hetzner
+// provider's addon requirement (a CNI and a CCM) taken out, so that the
+// benchmark's specs need no addons: it measures the service's pipeline,
+// not Helm installing charts into one shared workload cluster.
+func benchTemplates(tb testing.TB) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	testenv.CopyTree(tb, "../../templates", dir)
+	path := filepath.Join(dir, "providers", "hetzner", "provider.yaml")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	without := strings.Replace(string(raw), "\n  addons: [cni, ccm]\n", "\n", 1)
+	if without == string(raw) {
+		tb.Fatal("templates/providers/hetzner/provider.yaml no longer requires addons as the benchmark expects")
+	}
+	if err := os.WriteFile(path, []byte(without), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return dir
+}
+
+// markPoolsReady reports every MachineDeployment of the cluster ready, as
+// CAPI does once its machines' nodes are Ready.
+func markPoolsReady(ctx context.Context, env *testenv.Env, namespace, name string) error {
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(machineDeploymentGVK.GroupVersion().WithKind("MachineDeploymentList"))
+	if err := env.Client.List(ctx, list, client.InNamespace(namespace), client.MatchingLabels{"cluster.x-k8s.io/cluster-name": name}); err != nil {
+		return fmt.Errorf("list pools of %s: %w", name, err)
+	}
+	for i := range list.Items {
+		md := &list.Items[i]
+		replicas, _, _ := unstructured.NestedInt64(md.Object, "spec", "replicas")
+		status := map[string]any{"observedGeneration": md.GetGeneration(), "replicas": replicas, "readyReplicas": replicas,
+			"availableReplicas": replicas, "upToDateReplicas": replicas}
+		if err := unstructured.SetNestedField(md.Object, status, "status"); err != nil {
+			return err
+		}
+		if err := env.Client.Status().Update(ctx, md); err != nil {
+			return fmt.Errorf("pool %s ready: %w", md.GetName(), err)
+		}
+	}
+	return nil
 }
 
 // benchLogCounter is the service's slog handler: it counts records by
@@ -320,7 +370,7 @@ type benchSample struct {
 	ready     int // available and due: jobs waiting for a worker slot
 	snoozed   int // available or scheduled, due later
 	applied   int // provision operations whose apply step succeeded
-	inWait    int // ... whose wait step is running (snoozing or checking)
+	inWait    int // ... whose control-plane-initialized step is running (snoozing or checking)
 	provd     int // clusters Provisioned
 	failed    int // clusters Failed
 	dbConns   int // the service's Postgres connections
@@ -340,7 +390,7 @@ SELECT
   (SELECT count(*) FROM operation_steps s JOIN operations o ON o.id = s.operation_id
      WHERE o.kind = 'provision' AND s.name = 'apply' AND s.state = 'succeeded'),
   (SELECT count(*) FROM operation_steps s JOIN operations o ON o.id = s.operation_id
-     WHERE o.kind = 'provision' AND s.name = 'wait' AND s.state = 'running'),
+     WHERE o.kind = 'provision' AND s.name = 'control-plane-initialized' AND s.state = 'running'),
   (SELECT count(*) FROM clusters WHERE phase = 'Provisioned'),
   (SELECT count(*) FROM clusters WHERE phase = 'Failed'),
   (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1),
