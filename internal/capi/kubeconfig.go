@@ -7,30 +7,31 @@ import "lok8s.dev/provisioner/internal/spec"
 // kubeconfig: {rotates: true}): then it is read from the management
 // cluster for every use and never stored.
 func (c *Catalog) KubeconfigRotates(s *spec.Capi) (bool, error) {
-	p, err := c.Detect(s)
-	if err != nil {
-		return false, err
-	}
-	doc, err := specDocument(s)
-	if err != nil {
-		return false, err
-	}
-	r := p.Manifest.resolve(doc)
-	return r.Kubeconfig != nil && r.Kubeconfig.Rotates, nil
+	p, err := c.kubeconfigPolicy(s)
+	return p.Rotates, err
 }
 
 // KubeconfigSimulated reports whether a valid spec's cluster has a
 // simulated workload API server (its manifest says kubeconfig:
 // {simulated: true}), where kubeconfigs cannot be issued per caller.
 func (c *Catalog) KubeconfigSimulated(s *spec.Capi) (bool, error) {
+	p, err := c.kubeconfigPolicy(s)
+	return p.Simulated, err
+}
+
+// kubeconfigPolicy is the kubeconfig policy of a valid spec's flavor, else
+// its provider (the zero policy when neither states one).
+func (c *Catalog) kubeconfigPolicy(s *spec.Capi) (KubeconfigPolicy, error) {
 	p, err := c.Detect(s)
 	if err != nil {
-		return false, err
+		return KubeconfigPolicy{}, err
 	}
 	doc, err := specDocument(s)
 	if err != nil {
-		return false, err
+		return KubeconfigPolicy{}, err
 	}
-	r := p.Manifest.resolve(doc)
-	return r.Kubeconfig != nil && r.Kubeconfig.Simulated, nil
+	if r := p.Manifest.resolve(doc); r.Kubeconfig != nil {
+		return *r.Kubeconfig, nil
+	}
+	return KubeconfigPolicy{}, nil
 }

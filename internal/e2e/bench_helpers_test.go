@@ -62,10 +62,7 @@ type benchService struct {
 func startBenchService(tb testing.TB, c benchConfig) (s *benchService, stop func()) {
 	tb.Helper()
 	env := testenv.Shared(tb)
-	kubeconfig := filepath.Join(tb.TempDir(), "mgmt.yaml")
-	if err := os.WriteFile(kubeconfig, env.Kubeconfig(), 0o600); err != nil {
-		tb.Fatal(err)
-	}
+	kubeconfig := kubeconfigFile(tb, env)
 	dbURL := dbtest.New(tb)
 	serviceURL := dbURL + benchQuerySep(dbURL) + "application_name=" + benchAppName
 	if c.dbParams != "" {

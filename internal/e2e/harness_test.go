@@ -110,10 +110,7 @@ func startService(t *testing.T, opts options) *service {
 	if env == nil {
 		env = testenv.Shared(t)
 	}
-	kubeconfig := filepath.Join(t.TempDir(), "mgmt.yaml")
-	if err := os.WriteFile(kubeconfig, env.Kubeconfig(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := kubeconfigFile(t, env)
 	if opts.dbURL == "" {
 		opts.dbURL = dbtest.New(t)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -89,4 +90,15 @@ func (p *process) tenant(t *testing.T, env *testenv.Env, adminToken string) *ser
 	s.mustDo(http.MethodPost, "/v1/tenants", adminToken, "application/json", []byte(`{"name":"`+s.tenant+`"}`), http.StatusCreated)
 	s.token = s.mustDo(http.MethodPost, "/v1/tenants/"+s.tenant+"/tokens", adminToken, "application/json", []byte(`{"name":"e2e"}`), http.StatusCreated)["token"].(string)
 	return s
+}
+
+// kubeconfigFile writes env's admin kubeconfig to a file of the test's,
+// for LOK8S_MGMT_KUBECONFIG.
+func kubeconfigFile(tb testing.TB, env *testenv.Env) string {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "mgmt.yaml")
+	if err := os.WriteFile(path, env.Kubeconfig(), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return path
 }

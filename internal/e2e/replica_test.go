@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"net/http"
-	"os"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -26,10 +24,7 @@ func TestAPIOnlyReplica(t *testing.T) {
 	dbURL := dbtest.New(t)
 	adminToken := "admin-token-" + randomName("") + "-padding-padding"
 	key := seal.NewKey()
-	kubeconfig := filepath.Join(t.TempDir(), "mgmt.yaml")
-	if err := os.WriteFile(kubeconfig, env.Kubeconfig(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := kubeconfigFile(t, env)
 	api := startProcess(t, "DATABASE_URL="+dbURL, "LOK8S_ADMIN_TOKEN="+adminToken,
 		"LOK8S_ENCRYPTION_KEY="+key, "LOK8S_MGMT_KUBECONFIG="+kubeconfig, "LOK8S_WORKERS=0")
 	viaAPI := api.tenant(t, env, adminToken)

@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,10 +20,7 @@ import (
 func TestShutdownWithAnOpenStream(t *testing.T) {
 	t.Parallel()
 	env := testenv.Shared(t)
-	kubeconfig := filepath.Join(t.TempDir(), "mgmt.yaml")
-	if err := os.WriteFile(kubeconfig, env.Kubeconfig(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := kubeconfigFile(t, env)
 	adminToken := "admin-token-" + randomName("") + "-padding-padding"
 	server := startProcess(t, "DATABASE_URL="+dbtest.New(t), "LOK8S_ADMIN_TOKEN="+adminToken,
 		"LOK8S_ENCRYPTION_KEY="+seal.NewKey(), "LOK8S_MGMT_KUBECONFIG="+kubeconfig, "LOK8S_WORKERS=2")
