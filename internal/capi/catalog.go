@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 
+	"github.com/drone/envsubst/v2"
 	"sigs.k8s.io/cluster-api/cmd/clusterctl/client/yamlprocessor"
 
 	"lok8s.dev/provisioner/internal/spec"
@@ -28,8 +30,12 @@ type Catalog struct {
 	providers []*Provider // sorted by name
 	bySection map[string]*Provider
 	templates map[string][]byte // path -> content, every template named
-	checked   map[string]bool   // templates checked while loading, valid or not
-	files     map[string]string // path -> content, every value file named
+	// parsed holds each valid template parsed once: its variables (with
+	// their defaults) and its substitution template, so that rendering
+	// neither scans nor parses a template again.
+	parsed  map[string]parsedTemplate
+	checked map[string]bool   // templates checked while loading, valid or not
+	files   map[string]string // path -> content, every value file named
 }
 
 // Provider is one infrastructure provider of the catalog.
@@ -70,7 +76,7 @@ func LoadCatalog(fsys fs.FS) (*Catalog, error) {
 		return nil, fmt.Errorf("capi: no providers/*/%s in the template catalog", ManifestFile)
 	}
 	slices.Sort(manifests)
-	c := &Catalog{fsys: fsys, bySection: map[string]*Provider{}, templates: map[string][]byte{}, checked: map[string]bool{}, files: map[string]string{}}
+	c := &Catalog{fsys: fsys, bySection: map[string]*Provider{}, templates: map[string][]byte{}, parsed: map[string]parsedTemplate{}, checked: map[string]bool{}, files: map[string]string{}}
 	var errs []error
 	names := map[string]string{}
 	for _, file := range manifests {
@@ -109,6 +115,17 @@ func LoadCatalog(fsys fs.FS) (*Catalog, error) {
 	return c, nil
 }
 
+// parsedTemplate is a template's variables (name → default, nil for
+// none) and its parsed substitution template.
+type parsedTemplate struct {
+	vars map[string]*string
+	tmpl *envsubst.Template
+}
+
+// spacedVariable finds a variable written with spaces inside its braces
+// ("${ NAME }"), a form clusterctl's processor still accepts.
+var spacedVariable = regexp.MustCompile(`\$\{(\s+[A-Za-z0-9_$]+\s*|[A-Za-z0-9_$]+\s+)\}`)
+
 // loadTemplates reads and checks the templates a manifest names.
 func (c *Catalog) loadTemplates(manifestFile string, m *Manifest) error {
 	known := knownVariables(m)
@@ -132,7 +149,19 @@ func (c *Catalog) loadTemplates(manifestFile string, m *Manifest) error {
 				continue
 			}
 		}
+		if spaced := spacedVariable.Find(data); spaced != nil {
+			// clusterctl rewrites these before substituting; we take
+			// only the canonical form, so that a parsed template is the
+			// text as written.
+			errs = append(errs, fmt.Errorf("%s: variable %q: write it without spaces, as ${NAME}", file, spaced))
+			continue
+		}
 		vars, err := proc.GetVariableMap(data)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: variable syntax: %w", file, err))
+			continue
+		}
+		tmpl, err := envsubst.Parse(string(data))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: variable syntax: %w", file, err))
 			continue
@@ -160,6 +189,7 @@ func (c *Catalog) loadTemplates(manifestFile string, m *Manifest) error {
 			continue
 		}
 		c.templates[file] = data
+		c.parsed[file] = parsedTemplate{vars: vars, tmpl: tmpl}
 	}
 	for _, file := range m.valueFiles() {
 		if !fs.ValidPath(file) {

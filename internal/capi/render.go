@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/cluster-api/cmd/clusterctl/client/yamlprocessor"
 	"sigs.k8s.io/yaml"
 
 	"lok8s.dev/provisioner/internal/spec"
@@ -206,14 +205,9 @@ func (c *Catalog) Render(in RenderInput) (*Rendered, error) {
 		}
 	}
 
-	proc := yamlprocessor.NewSimpleProcessor()
 	missing := map[string][]string{}
 	for _, u := range append(slices.Clone(units), patches...) {
-		used, err := proc.GetVariableMap(c.templates[u.file])
-		if err != nil {
-			return nil, fmt.Errorf("capi: %s: %w", u.file, err)
-		}
-		for name, def := range used {
+		for name, def := range c.parsed[u.file].vars {
 			if _, ok := u.vars[name]; !ok && def == nil && !slices.Contains(missing[name], u.file) {
 				missing[name] = append(missing[name], u.file)
 			}
@@ -228,7 +222,7 @@ func (c *Catalog) Render(in RenderInput) (*Rendered, error) {
 	seen := map[string]string{}
 	var from []string // the template of each object
 	for _, u := range units {
-		objs, err := c.renderUnit(proc, u)
+		objs, err := c.renderUnit(u)
 		if err != nil {
 			return nil, err
 		}
@@ -255,7 +249,7 @@ func (c *Catalog) Render(in RenderInput) (*Rendered, error) {
 		}
 	}
 	for _, u := range patches {
-		docs, err := c.renderUnit(proc, u)
+		docs, err := c.renderUnit(u)
 		if err != nil {
 			return nil, err
 		}
@@ -275,18 +269,22 @@ func (c *Catalog) Render(in RenderInput) (*Rendered, error) {
 
 // renderUnit substitutes a unit's variables into its template and decodes
 // the objects.
-func (c *Catalog) renderUnit(proc *yamlprocessor.SimpleProcessor, u unit) ([]*unstructured.Unstructured, error) {
-	data, err := proc.Process(c.templates[u.file], func(name string) (string, error) {
+func (c *Catalog) renderUnit(u unit) ([]*unstructured.Unstructured, error) {
+	// As clusterctl's yamlprocessor substitutes (with the same library,
+	// drone/envsubst), on the template parsed at load: an unset variable
+	// is empty, so its ${VAR:=default} applies (Render has reported every
+	// unset one without a default).
+	data, err := c.parsed[u.file].tmpl.Execute(func(name string) string {
 		v, ok := u.vars[name]
 		if !ok {
-			return "", fmt.Errorf("variable %s not set", name)
+			return ""
 		}
-		return escapeValue(v), nil
+		return escapeValue(v)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("capi: %s: %w", u.file, err)
 	}
-	objs, err := decodeObjects(data)
+	objs, err := decodeObjects([]byte(data))
 	if err != nil {
 		return nil, fmt.Errorf("capi: %s rendered: %w", u.file, err)
 	}
@@ -316,7 +314,6 @@ func (c *Catalog) Variables(s *spec.Capi, namespace string) (map[string]string, 
 	if err != nil {
 		return nil, err
 	}
-	proc := yamlprocessor.NewSimpleProcessor()
 	files := slices.Clone(r.Templates)
 	for _, pt := range r.Patches {
 		if pt.When.applies(doc) {
@@ -324,11 +321,7 @@ func (c *Catalog) Variables(s *spec.Capi, namespace string) (map[string]string, 
 		}
 	}
 	for _, file := range files {
-		used, err := proc.GetVariableMap(c.templates[file])
-		if err != nil {
-			return nil, fmt.Errorf("capi: %s: %w", file, err)
-		}
-		for name, def := range used {
+		for name, def := range c.parsed[file].vars {
 			if _, set := vars[name]; !set && def != nil && !strings.Contains(*def, "$") {
 				vars[name] = *def
 			}
