@@ -322,6 +322,7 @@ func TestLoadCatalogErrorsNameTheFile(t *testing.T) {
 		"section claimed twice":  {"providers/aws/provider.yaml", "name: aws2\nsections: [hcloud]\ninfrastructure: {apiVersion: a/v1, clusterKind: A, machineTemplateKind: B}\ntemplates: [core/cluster.yaml]\ncredentials: {keys: []}\n", "also claimed"},
 		"not yaml":               {"core/cluster.yaml", "kind: [\n", "core/cluster.yaml"},
 		"no kind":                {"core/cluster.yaml", "apiVersion: v1\nmetadata: {name: x}\n", "kind"},
+		"spaced variable":        {"core/cluster.yaml", "apiVersion: v1\nkind: X\nmetadata: {name: \"${ CLUSTER_NAME }\"}\n", "without spaces"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
