@@ -68,9 +68,6 @@ func (s *Server) clusterKubeconfig(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, fmt.Errorf("kubeconfig of %s: %w", c.Name, err))
 		return
 	}
-	w.Header().Set("Content-Type", "application/yaml")
-	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s.kubeconfig"`, c.Name))
-	w.Header().Set("Cache-Control", "no-store")
 	simulated, err := s.Kubeconfigs.Simulated(c)
 	if err != nil {
 		s.writeProblem(w, r, err)
@@ -84,6 +81,7 @@ func (s *Server) clusterKubeconfig(w http.ResponseWriter, r *http.Request) {
 			s.writeProblem(w, r, err)
 			return
 		}
+		kubeconfigHeaders(w, c.Name)
 		_, _ = w.Write(kubeconfig)
 		return
 	}
@@ -108,10 +106,19 @@ func (s *Server) clusterKubeconfig(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
+	kubeconfigHeaders(w, c.Name)
 	w.Header().Set("Lok8s-Kubeconfig-User", issued.User)
 	w.Header().Set("Lok8s-Kubeconfig-Expires-At", issued.ExpiresAt.Format(time.RFC3339))
 	_, _ = fmt.Fprintf(w, "# lok8s: cluster %s as %s, valid until %s\n", c.Name, issued.User, issued.ExpiresAt.Format(time.RFC3339))
 	_, _ = w.Write(issued.Kubeconfig)
+}
+
+// kubeconfigHeaders are a kubeconfig download's (set only once it is
+// certain: a problem is not an attachment).
+func kubeconfigHeaders(w http.ResponseWriter, cluster string) {
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s.kubeconfig"`, cluster))
+	w.Header().Set("Cache-Control", "no-store")
 }
 
 // kubeconfigTTL reads ?ttl= (a Go duration such as 30m or 8h): default 1 h
