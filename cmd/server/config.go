@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"lok8s.dev/provisioner/internal/api"
+	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/seal"
 )
 
@@ -35,6 +36,10 @@ type config struct {
 	Workers        int
 	// MaxInFlight bounds the requests worked at once.
 	MaxInFlight int
+	// MgmtQPS and MgmtBurst bound the requests per second to each
+	// management cluster.
+	MgmtQPS   int
+	MgmtBurst int
 	// CheckInterval paces the wait steps; ProvisionTimeout bounds them.
 	CheckInterval    time.Duration
 	ProvisionTimeout time.Duration
@@ -115,6 +120,17 @@ func loadConfig(getenv func(string) string) (config, error) {
 		bad("LOK8S_MAX_IN_FLIGHT", "must be a whole number ≥ 1")
 	}
 	c.MaxInFlight = inFlight
+	for _, v := range []struct {
+		name string
+		def  int
+		dst  *int
+	}{{"LOK8S_MGMT_QPS", mgmt.DefaultQPS, &c.MgmtQPS}, {"LOK8S_MGMT_BURST", mgmt.DefaultBurst, &c.MgmtBurst}} {
+		n, err := strconv.Atoi(or(getenv(v.name), strconv.Itoa(v.def)))
+		if err != nil || n < 1 {
+			bad(v.name, "must be a whole number ≥ 1")
+		}
+		*v.dst = n
+	}
 	durations := []struct {
 		name, def string
 		dst       *time.Duration
@@ -153,6 +169,8 @@ func (c config) LogValue() slog.Value {
 		slog.String("chart_cache_dir", c.ChartCacheDir),
 		slog.Int("workers", c.Workers),
 		slog.Int("max_in_flight", c.MaxInFlight),
+		slog.Int("mgmt_qps", c.MgmtQPS),
+		slog.Int("mgmt_burst", c.MgmtBurst),
 		slog.Duration("check_interval", c.CheckInterval),
 		slog.Duration("provision_timeout", c.ProvisionTimeout),
 		slog.Duration("event_retention", c.EventRetention),

@@ -47,7 +47,12 @@ type Config struct {
 	// MgmtKubeconfig is the SaaS management cluster's kubeconfig; "" uses
 	// in-cluster config when running in a pod.
 	MgmtKubeconfig string
-	KubeconfigDir  string
+	// MgmtQPS and MgmtBurst bound the requests per second to each
+	// management cluster (mgmt.Registry; zero: mgmt.DefaultQPS and
+	// mgmt.DefaultBurst).
+	MgmtQPS       float32
+	MgmtBurst     int
+	KubeconfigDir string
 	// TemplatesDir, when set, replaces the embedded provider templates.
 	TemplatesDir string
 	// AddonsDir, when set, replaces the embedded addon catalogue;
@@ -265,7 +270,8 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	if cfg.AddonValuesDir != "" {
 		overrides = os.DirFS(cfg.AddonValuesDir)
 	}
-	registry := &mgmt.Registry{DefaultKubeconfig: cfg.MgmtKubeconfig, KubeconfigDir: cfg.KubeconfigDir, WrapTransport: cfg.WrapManagementTransport}
+	registry := &mgmt.Registry{DefaultKubeconfig: cfg.MgmtKubeconfig, KubeconfigDir: cfg.KubeconfigDir, WrapTransport: cfg.WrapManagementTransport,
+		QPS: cfg.MgmtQPS, Burst: cfg.MgmtBurst}
 	kubeconfigSource := &kubeconfigs.Source{Store: st, Keyring: keyring, Clusters: registry, Catalog: catalog}
 	pipeline := jobs.NewPipeline(jobs.Deps{
 		Store: st, Keyring: keyring, Catalog: catalog, Clusters: registry, Kubeconfigs: kubeconfigSource,

@@ -42,6 +42,7 @@ type benchConfig struct {
 	workers       int
 	checkInterval time.Duration
 	dbParams      string // appended to the database URL, e.g. pool_max_conns=20
+	mgmtQPS       int    // requests/s to the management cluster (burst twice that)
 	wrapTransport func(http.RoundTripper) http.RoundTripper
 	logs          *benchLogCounter
 }
@@ -73,8 +74,8 @@ func startBenchService(tb testing.TB, c benchConfig) (s *benchService, stop func
 	cfg := app.Config{
 		Addr: "127.0.0.1:0", DatabaseURL: serviceURL, AdminToken: admin,
 		EncryptionKey: key, MgmtKubeconfig: kubeconfig,
-		TemplatesDir: benchTemplates(tb),
-		Workers:      c.workers, CheckInterval: c.checkInterval, ProvisionTimeout: time.Hour,
+		TemplatesDir: benchTemplates(tb), MgmtQPS: float32(c.mgmtQPS), MgmtBurst: 2 * c.mgmtQPS,
+		Workers: c.workers, CheckInterval: c.checkInterval, ProvisionTimeout: time.Hour,
 		JobMaxAttempts: 6, ShutdownTimeout: 30 * time.Second,
 		WrapManagementTransport: c.wrapTransport,
 		Logger:                  slog.New(c.logs),

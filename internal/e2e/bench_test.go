@@ -15,6 +15,7 @@ package e2e
 //	LOK8S_BENCH_WAIT_HOLD       how long all clusters are left in wait (default max(5s, 3 check intervals))
 //	LOK8S_BENCH_TIMEOUT         hard deadline of one run (default 10m)
 //	LOK8S_BENCH_DB_PARAMS       appended to the service's database URL, e.g. pool_max_conns=20
+//	LOK8S_BENCH_MGMT_QPS        requests/s to the management cluster (default 50, the server's; burst twice that)
 //
 // Each b.N iteration runs the whole scenario once, on a service and
 // database of its own; ns/op is one scenario from the first POST to all
@@ -56,6 +57,7 @@ type benchParams struct {
 	hold          time.Duration
 	timeout       time.Duration
 	dbParams      string
+	mgmtQPS       int
 	seed          string
 }
 
@@ -66,6 +68,7 @@ func BenchmarkProvisionMany(b *testing.B) {
 		checkInterval: benchEnvDuration(b, "LOK8S_BENCH_CHECK_INTERVAL", 2*time.Second),
 		timeout:       benchEnvDuration(b, "LOK8S_BENCH_TIMEOUT", 10*time.Minute),
 		dbParams:      os.Getenv("LOK8S_BENCH_DB_PARAMS"),
+		mgmtQPS:       benchEnvInt(b, "LOK8S_BENCH_MGMT_QPS", 50),
 	}
 	p.hold = benchEnvDuration(b, "LOK8S_BENCH_WAIT_HOLD", max(5*time.Second, 3*p.checkInterval))
 	seed, err := os.ReadFile("../../examples/prod.yaml")
@@ -124,7 +127,7 @@ func benchScenario(b *testing.B, p benchParams) []benchMetric {
 	logs := newBenchLogCounter()
 	reqs := newBenchRequests(benchPhases)
 	s, stop := startBenchService(b, benchConfig{
-		workers: p.workers, checkInterval: p.checkInterval, dbParams: p.dbParams,
+		workers: p.workers, checkInterval: p.checkInterval, dbParams: p.dbParams, mgmtQPS: p.mgmtQPS,
 		wrapTransport: reqs.wrap, logs: logs,
 	})
 	defer stop()
@@ -349,8 +352,8 @@ func benchScenario(b *testing.B, p benchParams) []benchMetric {
 	mib := func(v uint64) float64 { return float64(v) / (1 << 20) }
 
 	var r strings.Builder
-	fmt.Fprintf(&r, "BenchmarkProvisionMany: %d clusters, %d workers, check interval %s, %d CPUs, DB params %q\n",
-		p.clusters, p.workers, p.checkInterval, runtime.NumCPU(), p.dbParams)
+	fmt.Fprintf(&r, "BenchmarkProvisionMany: %d clusters, %d workers, check interval %s, %d CPUs, DB params %q, management %d requests/s\n",
+		p.clusters, p.workers, p.checkInterval, runtime.NumCPU(), p.dbParams, p.mgmtQPS)
 	fmt.Fprintf(&r, "  POST /v1/clusters ×%d at once: all answered in %s; latency p50 %s  p99 %s  max %s\n",
 		p.clusters, postsDone.Round(time.Millisecond), benchPct(latencies, 0.50), benchPct(latencies, 0.99), latencies[len(latencies)-1].Round(time.Millisecond))
 	fmt.Fprintf(&r, "  all-applied: %s after the first POST; per cluster (created → apply succeeded) p50 %s  p99 %s\n",
