@@ -313,7 +313,10 @@ func (s *Store) CompleteOperation(ctx context.Context, id uuid.UUID, phase Phase
 
 // SetStepMessage shows progress on a running step.
 func (s *Store) SetStepMessage(ctx context.Context, id uuid.UUID, name, message string) error {
-	if err := s.exec(ctx, `UPDATE operation_steps SET message = $3 WHERE operation_id = $1 AND name = $2`, id, name, message); err != nil {
+	// The same message again (a check that found nothing new) writes
+	// nothing: no row version, no event.
+	if err := s.exec(ctx, `UPDATE operation_steps SET message = $3 WHERE operation_id = $1 AND name = $2 AND message IS DISTINCT FROM $3`,
+		id, name, message); err != nil {
 		return fmt.Errorf("set message of step %q: %w", name, err)
 	}
 	return nil

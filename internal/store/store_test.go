@@ -645,3 +645,43 @@ func TestIdempotencyKeyUnderConcurrency(t *testing.T) {
 		t.Fatalf("one key, %d bodies: %d created, %d clusters (want 1)", requests, created, n)
 	}
 }
+
+// TestSameStepMessageWritesNothing: a wait check that finds nothing new
+// sets the same message again; that writes no row version (so no event
+// and no lock), a new message writes one.
+func TestSameStepMessageWritesNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	_, op, _, err := b.store.CreateCluster(ctx, b.actor, newCluster("prod"), b.enqueue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xmin := func() string {
+		t.Helper()
+		var v string
+		if err := b.pool.QueryRow(ctx, `SELECT xmin::text FROM operation_steps WHERE operation_id = $1 AND name = 'detect'`, op.ID).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	events := func() int { return b.count(t, `SELECT count(*) FROM events WHERE type = 'step'`) }
+	if err := b.store.SetStepMessage(ctx, op.ID, "detect", "waiting for CAPI"); err != nil {
+		t.Fatal(err)
+	}
+	version, n := xmin(), events()
+	for range 3 {
+		if err := b.store.SetStepMessage(ctx, op.ID, "detect", "waiting for CAPI"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if xmin() != version || events() != n {
+		t.Fatalf("the same message rewrote the row (xmin %s → %s) or emitted events (%d → %d)", version, xmin(), n, events())
+	}
+	if err := b.store.SetStepMessage(ctx, op.ID, "detect", "1/3 ready"); err != nil {
+		t.Fatal(err)
+	}
+	if xmin() == version || events() != n+1 {
+		t.Fatalf("a new message: xmin %s (was %s), events %d (was %d)", xmin(), version, events(), n)
+	}
+}
