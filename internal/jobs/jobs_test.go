@@ -402,3 +402,33 @@ func TestPruneEventsJob(t *testing.T) {
 		t.Fatal("the prune job deleted events inside the retention")
 	}
 }
+
+// TestWakeDuringACheckIsNotLost: a change arrives (Wake) while the wait
+// step is in the middle of a check that read the state before it; the
+// check then snoozes for its whole interval (ten minutes here), and the
+// wake must still run the job again at once.
+func TestWakeDuringACheckIsNotLost(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var checks atomic.Int32
+	p := testPipeline(Step{Name: "wait", Run: func(context.Context, *Run) (Outcome, error) {
+		if checks.Add(1) == 1 {
+			close(entered)
+			<-release // the change happens now, after this check read the state
+			return Outcome{RecheckIn: 10 * time.Minute}, nil
+		}
+		return Outcome{}, nil
+	}})
+	q := b.startQueue(t, p)
+	op := b.submit(t, q, p, "prod", seedJSON)
+	<-entered
+	if err := q.Wake(context.Background(), *op.RiverJobID); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	done := b.waitFor(t, op.ID)
+	if done.State != store.OpSucceeded || checks.Load() != 2 {
+		t.Fatalf("state %s after %d checks: the wake during the check was lost", done.State, checks.Load())
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -120,6 +121,14 @@ type Queue struct {
 	// refuses to start a client without queues, and there is nothing to
 	// start or stop.
 	insertOnly bool
+
+	// Wakes of jobs in the middle of a check (Wake): one goroutine per
+	// job, ended by Stop.
+	wakeMu   sync.Mutex
+	waking   map[int64]bool
+	wakes    sync.WaitGroup
+	wakeCtx  context.Context
+	stopWake context.CancelFunc
 }
 
 // NewQueue builds a River client on pool with the provision and deprovision workers.
@@ -161,29 +170,85 @@ func NewQueue(pool *pgxpool.Pool, cfg Config) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jobs: new river client: %w", err)
 	}
-	return &Queue{client: client, logger: cfg.Logger, insertOnly: cfg.Workers == 0}, nil
+	wakeCtx, stopWake := context.WithCancel(context.Background())
+	return &Queue{client: client, logger: cfg.Logger, insertOnly: cfg.Workers == 0,
+		waking: map[int64]bool{}, wakeCtx: wakeCtx, stopWake: stopWake}, nil
 }
 
 // Client is the River client, for River's own UI.
 func (q *Queue) Client() *river.Client[pgx.Tx] { return q.client }
 
 // Wake runs job id now if it is waiting for its next check (snoozed):
-// a job that is running, queued or done is left alone.
+// a job that is queued or done is left alone. A job in the middle of a
+// check may have read the state before the change that wakes it and then
+// snooze for a whole interval: for a running job, Wake returns at once and
+// a goroutine of the queue's watches it (at most wakeWaitForCheck, one per
+// job) and wakes it once it is snoozed, so no change is lost.
 func (q *Queue) Wake(ctx context.Context, id int64) error {
 	job, err := q.client.JobGet(ctx, id)
 	if err != nil {
 		return fmt.Errorf("wake job %d: %w", id, err)
 	}
-	if job.State != rivertype.JobStateScheduled {
-		return nil
+	switch job.State {
+	case rivertype.JobStateScheduled:
+		return q.retry(ctx, id)
+	case rivertype.JobStateRunning:
+		q.wakeMu.Lock()
+		defer q.wakeMu.Unlock()
+		if q.waking[id] {
+			return nil
+		}
+		q.waking[id] = true
+		q.wakes.Go(func() {
+			defer func() { q.wakeMu.Lock(); delete(q.waking, id); q.wakeMu.Unlock() }()
+			q.wakeAfterCheck(id)
+		})
 	}
-	// Should the job have run and finished since JobGet, running it again
-	// is harmless: its operation has ended, so the worker returns at once.
+	return nil
+}
+
+// wakeAfterCheck waits for job id's running check to end and wakes the job
+// if it snoozed.
+func (q *Queue) wakeAfterCheck(id int64) {
+	ctx := q.wakeCtx
+	deadline := time.Now().Add(wakeWaitForCheck)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wakePoll):
+		}
+		job, err := q.client.JobGet(ctx, id)
+		if err != nil {
+			return
+		}
+		switch job.State {
+		case rivertype.JobStateRunning:
+			continue
+		case rivertype.JobStateScheduled:
+			if err := q.retry(ctx, id); err != nil && ctx.Err() == nil {
+				q.logger.Warn("could not wake a job after its check", "job", id, "error", err)
+			}
+		}
+		return
+	}
+}
+
+// retry runs a scheduled job now. Should the job have run and finished
+// since it was read, running it again is harmless: its operation has
+// ended, so the worker returns at once.
+func (q *Queue) retry(ctx context.Context, id int64) error {
 	if _, err := q.client.JobRetry(ctx, id); err != nil {
 		return fmt.Errorf("wake job %d: %w", id, err)
 	}
 	return nil
 }
+
+// How long Wake waits for a running check to end, and how often it looks.
+const (
+	wakeWaitForCheck = 10 * time.Second
+	wakePoll         = 50 * time.Millisecond
+)
 
 // Start starts working jobs (no-op for an insert-only queue).
 func (q *Queue) Start(ctx context.Context) error {
@@ -196,9 +261,13 @@ func (q *Queue) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops fetching new jobs (no-op for an insert-only queue) and waits for running ones to finish or ctx
-// to end; jobs cut short are retried later and resume at their saved step.
+// Stop ends the pending wakes, stops fetching new jobs and waits for
+// running ones to finish or ctx to end (an insert-only queue has no jobs
+// of its own); jobs cut short are retried later and resume at their saved
+// step.
 func (q *Queue) Stop(ctx context.Context) error {
+	q.stopWake()
+	q.wakes.Wait()
 	if q.insertOnly {
 		return nil
 	}
