@@ -173,11 +173,18 @@ func startService(t *testing.T, opts options) *service {
 	}
 	// Each test works as its own tenant, so its objects get a namespace of
 	// their own on the shared management cluster.
-	s.tenant = randomName("e2e-")
-	s.mustDo(http.MethodPost, "/v1/tenants", cfg.AdminToken, "application/json", []byte(`{"name":"`+s.tenant+`"}`), http.StatusCreated)
-	tok := s.mustDo(http.MethodPost, "/v1/tenants/"+s.tenant+"/tokens", cfg.AdminToken, "application/json", []byte(`{"name":"e2e"}`), http.StatusCreated)
-	s.token = tok["token"].(string)
+	s.tenant, s.token = s.newTenant("e2e-")
 	return s
+}
+
+// newTenant makes a tenant (a random name with prefix) through the API
+// with the admin token, and a token "e2e" of it.
+func (s *service) newTenant(prefix string) (name, token string) {
+	s.t.Helper()
+	name = randomName(prefix)
+	s.mustDo(http.MethodPost, "/v1/tenants", s.admin, "application/json", []byte(`{"name":"`+name+`"}`), http.StatusCreated)
+	token = s.mustDo(http.MethodPost, "/v1/tenants/"+name+"/tokens", s.admin, "application/json", []byte(`{"name":"e2e"}`), http.StatusCreated)["token"].(string)
+	return name, token
 }
 
 // serve runs the whole service with cfg and returns the address it

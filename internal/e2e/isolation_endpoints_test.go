@@ -71,9 +71,7 @@ func isolationSuite(t *testing.T, named bool) {
 	viewBefore := victimView()
 	opID := s.mustDo(http.MethodGet, "/v1/clusters/prod/operations", "", "", nil, http.StatusOK)["items"].([]any)[0].(map[string]any)["id"].(string)
 
-	attacker := randomName("attacker-")
-	s.mustDo(http.MethodPost, "/v1/tenants", s.admin, "application/json", []byte(`{"name":"`+attacker+`"}`), http.StatusCreated)
-	token := s.mustDo(http.MethodPost, "/v1/tenants/"+attacker+"/tokens", s.admin, "application/json", []byte(`{"name":"e2e"}`), http.StatusCreated)["token"].(string)
+	attacker, token := s.newTenant("attacker-")
 
 	bodies := map[string]attack{
 		"POST /v1/clusters":                               {body: spec, content: "application/yaml"},

@@ -36,9 +36,7 @@ func TestTenantsDoNotCollideOnANamedManagementCluster(t *testing.T) {
 	})
 
 	// A second tenant, the same placement.
-	other := randomName("rival-")
-	s.mustDo(http.MethodPost, "/v1/tenants", s.admin, "application/json", []byte(`{"name":"`+other+`"}`), http.StatusCreated)
-	rival := s.mustDo(http.MethodPost, "/v1/tenants/"+other+"/tokens", s.admin, "application/json", []byte(`{"name":"e2e"}`), http.StatusCreated)["token"].(string)
+	_, rival := s.newTenant("rival-")
 	if status, body := s.do(http.MethodPut, "/v1/credentials/prod-credentials", rival, "application/json",
 		[]byte(`{"provider":"hetzner","hcloudToken":"rival-token"}`)); status != http.StatusCreated {
 		t.Fatalf("rival's credential: %d %s", status, body)

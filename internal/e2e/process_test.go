@@ -86,9 +86,7 @@ func (p *process) tenant(t *testing.T, env *testenv.Env, adminToken string) *ser
 	t.Helper()
 	s := &service{t: t, url: p.url, env: env, admin: adminToken,
 		client: &http.Client{Transport: validator.RoundTripper(t, nil), Timeout: 30 * time.Second}}
-	s.tenant = randomName("e2e-")
-	s.mustDo(http.MethodPost, "/v1/tenants", adminToken, "application/json", []byte(`{"name":"`+s.tenant+`"}`), http.StatusCreated)
-	s.token = s.mustDo(http.MethodPost, "/v1/tenants/"+s.tenant+"/tokens", adminToken, "application/json", []byte(`{"name":"e2e"}`), http.StatusCreated)["token"].(string)
+	s.tenant, s.token = s.newTenant("e2e-")
 	return s
 }
 
