@@ -43,7 +43,7 @@ func (s *Server) clusterKubeconfig(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := principal(r.Context())
-	quota, _, err := s.store.Quota(r.Context(), p.TenantID)
+	quota, err := s.store.QuotaLimits(r.Context(), p.TenantID)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return

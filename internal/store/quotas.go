@@ -73,15 +73,25 @@ func (s *Store) SetQuota(ctx context.Context, actor Actor, tenantID uuid.UUID, q
 
 // Quota returns the tenant's quota (all nil without one) and usage.
 func (s *Store) Quota(ctx context.Context, tenantID uuid.UUID) (Quota, Usage, error) {
+	q, err := s.QuotaLimits(ctx, tenantID)
+	if err != nil {
+		return Quota{}, Usage{}, err
+	}
+	u, err := usage(ctx, s.pool, tenantID, uuid.Nil)
+	return q, u, err
+}
+
+// QuotaLimits returns the tenant's quota (all nil without one), without
+// summing its usage.
+func (s *Store) QuotaLimits(ctx context.Context, tenantID uuid.UUID) (Quota, error) {
 	var q Quota
 	err := s.pool.QueryRow(ctx, `
 		SELECT clusters, machines_per_cluster, machines, kubeconfig_max_ttl_seconds FROM tenant_quotas WHERE tenant_id = $1`,
 		tenantID).Scan(&q.Clusters, &q.MachinesPerCluster, &q.Machines, &q.KubeconfigMaxTTL)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return Quota{}, Usage{}, fmt.Errorf("read quota: %w", err)
+		return Quota{}, fmt.Errorf("read quota: %w", err)
 	}
-	u, err := usage(ctx, s.pool, tenantID, uuid.Nil)
-	return q, u, err
+	return q, nil
 }
 
 // usage sums the tenant's live clusters other than except.
