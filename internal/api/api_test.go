@@ -103,6 +103,9 @@ type setupOptions struct {
 	events      bool
 	dbURL       string
 	maxInFlight int
+	// bench serves the handler without the OpenAPI validator and with
+	// the production pool size, as cmd/server does.
+	bench bool
 }
 
 func setupWith(t testing.TB, opts setupOptions) *bundle {
@@ -112,12 +115,18 @@ func setupWith(t testing.TB, opts setupOptions) *bundle {
 		dbURL = dbtest.New(t)
 	}
 	pool, err := pgxpool.New(context.Background(), dbURL)
+	if opts.bench {
+		pool, err = store.Connect(context.Background(), dbURL)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if opts.bench { // as in production: JSON at INFO, not kept in memory
+		logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
 	st := store.New(pool, logger)
 	key, _ := seal.ParseKey(seal.NewKey())
 	keyring, _ := seal.NewKeyring(key)
@@ -164,7 +173,11 @@ func setupWith(t testing.TB, opts setupOptions) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(validator.Middleware(t, handler))
+	var h http.Handler = handler
+	if !opts.bench {
+		h = validator.Middleware(t, handler)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &bundle{t: t, url: srv.URL, dbURL: dbURL, pool: pool, adminToken: adminToken, logs: logs, mgmtDir: mgmtDir}
 }

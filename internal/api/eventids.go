@@ -9,11 +9,13 @@ import (
 	"github.com/google/uuid"
 
 	"lok8s.dev/provisioner/internal/seal"
+	"lok8s.dev/provisioner/internal/store"
 )
 
-// Event ids on the wire are opaque: the store's id is one sequence for
-// every tenant, and handing it out would tell each tenant how busy the
-// others are. A stream's id is the store's id sealed with the service's
+// Event ids on the wire are opaque: the store's positions (transaction id
+// and event id) are sequences shared by every tenant, and handing them out
+// would tell each tenant how busy the others are. A stream's id is the
+// event's position sealed with the service's
 // keyring (AES-GCM, a fresh nonce each time) and bound to the tenant, so
 // it reveals nothing, differs between streams, and another tenant's id
 // does not open. Ids sealed with a key still in the keyring (rotated out
@@ -28,10 +30,11 @@ var errEventID = errInvalid(FieldError{Field: "Last-Event-ID", Message: "must be
 
 func eventIDAAD(tenant uuid.UUID) []byte { return []byte("lok8s/event-ids/" + tenant.String()) }
 
-// encodeEventID turns the tenant's event id into its opaque form: the key
-// id, the nonce and the ciphertext, base64url.
-func encodeEventID(k *seal.Keyring, tenant uuid.UUID, id int64) (string, error) {
-	plain := binary.BigEndian.AppendUint64(nil, uint64(id))
+// encodeEventID turns the position of the tenant's event (its transaction
+// and its id, 16 bytes) into its opaque form: the key id, the nonce and
+// the ciphertext, base64url.
+func encodeEventID(k *seal.Keyring, tenant uuid.UUID, p store.Position) (string, error) {
+	plain := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, p.Tx), uint64(p.ID))
 	sealed, err := k.Seal(plain, eventIDAAD(tenant))
 	if err != nil {
 		return "", fmt.Errorf("seal event id: %w", err)
@@ -51,20 +54,28 @@ const (
 )
 
 // decodeEventID opens an opaque id the tenant was sent; ok is false for
-// anything else (malformed, another tenant's, a key no longer held).
-func decodeEventID(k *seal.Keyring, tenant uuid.UUID, s string) (id int64, ok bool) {
+// anything else (malformed, another tenant's, a key no longer held). An id
+// sent before migration 00017 holds the event id alone: its position is
+// (0, id), where that migration put the events it found.
+func decodeEventID(k *seal.Keyring, tenant uuid.UUID, s string) (p store.Position, ok bool) {
 	raw, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil || len(raw) <= eventKeyIDLen+eventNonceLen {
-		return 0, false
+		return store.Position{}, false
 	}
 	plain, err := k.Open(seal.Sealed{
 		KeyID:      hex.EncodeToString(raw[:eventKeyIDLen]),
 		Nonce:      raw[eventKeyIDLen : eventKeyIDLen+eventNonceLen],
 		Ciphertext: raw[eventKeyIDLen+eventNonceLen:],
 	}, eventIDAAD(tenant))
-	if err != nil || len(plain) != 8 {
-		return 0, false
+	switch {
+	case err != nil:
+		return store.Position{}, false
+	case len(plain) == 8:
+		p.ID = int64(binary.BigEndian.Uint64(plain))
+	case len(plain) == 16:
+		p.Tx, p.ID = binary.BigEndian.Uint64(plain), int64(binary.BigEndian.Uint64(plain[8:]))
+	default:
+		return store.Position{}, false
 	}
-	id = int64(binary.BigEndian.Uint64(plain))
-	return id, id >= 0
+	return p, p.ID >= 0
 }

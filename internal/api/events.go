@@ -28,6 +28,10 @@ const (
 	// streamWriteTimeout ends a stream whose client does not take its data:
 	// it resumes by Last-Event-ID, and meanwhile holds nothing up.
 	streamWriteTimeout = 10 * time.Second
+	// recheckMin and recheckMax bound the wait before a stream looks again
+	// for events held back behind a transaction in flight.
+	recheckMin = 10 * time.Millisecond
+	recheckMax = 500 * time.Millisecond
 )
 
 // streamAllEvents is GET /v1/events: every event of the caller's tenant.
@@ -50,7 +54,9 @@ const GapEvent = "stream.gap"
 
 // streamEvents writes the tenant's events (of one cluster when cluster is
 // set) as Server-Sent Events: those after Last-Event-ID first, then each new
-// one as it commits, with comment heartbeats in between.
+// one as it commits, with comment heartbeats in between. The order is the
+// store's (store.Position): an event comes once every transaction before
+// its own has ended, so resuming after an id misses none.
 func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster string) {
 	if s.Events == nil {
 		s.writeProblem(w, r, &apiError{status: http.StatusServiceUnavailable, slug: "not-ready", title: "Not ready",
@@ -62,15 +68,15 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 	wake, cancel := s.Events.Subscribe(tenant)
 	defer cancel()
 
-	var last, pruned int64
+	var last, pruned store.Position
 	if v := strings.TrimSpace(r.Header.Get("Last-Event-ID")); v != "" {
 		if v != FromStart {
-			id, ok := decodeEventID(s.Keyring, tenant, v)
+			p, ok := decodeEventID(s.Keyring, tenant, v)
 			if !ok {
 				s.writeProblem(w, r, errEventID)
 				return
 			}
-			last = id
+			last = p
 		}
 		var err error
 		if pruned, err = s.store.PrunedThrough(r.Context()); err != nil {
@@ -78,12 +84,12 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 			return
 		}
 	} else {
-		id, err := s.store.LatestEventID(r.Context(), tenant)
+		p, err := s.store.StreamStart(r.Context())
 		if err != nil {
 			s.writeProblem(w, r, err)
 			return
 		}
-		last = id
+		last = p
 	}
 
 	rc := http.NewResponseController(w)
@@ -111,7 +117,7 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 	if err := write(": stream of lok8s events\n\n"); err != nil {
 		return
 	}
-	if last < pruned {
+	if last.Before(pruned) {
 		// Events after last are gone (older than the retention): say so,
 		// so the client reads the current state instead of trusting it has
 		// seen every change. No id: the client's Last-Event-ID stays.
@@ -123,8 +129,9 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 	}
 	heartbeat := time.NewTicker(s.Heartbeat)
 	defer heartbeat.Stop()
+	recheck := recheckMin
 	for {
-		events, err := s.store.EventsAfter(r.Context(), tenant, cluster, last, streamBatch)
+		events, held, err := s.store.EventsAfter(r.Context(), tenant, cluster, last, streamBatch)
 		if err != nil {
 			if r.Context().Err() == nil {
 				s.logger.ErrorContext(r.Context(), "event stream: read events", "error", err, "request_id", requestID(r.Context()))
@@ -140,10 +147,20 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 			if err := write(frame); err != nil {
 				return // the client left or is too slow: it resumes by Last-Event-ID
 			}
-			last = e.ID
+			last = e.Position
 		}
 		if len(events) == streamBatch {
 			continue
+		}
+		// Events held back wait for a transaction that may end without a
+		// NOTIFY (aborted, or one that wrote no event): look again soon,
+		// less often the longer it lasts.
+		var again <-chan time.Time
+		if held {
+			again = time.After(recheck)
+			recheck = min(2*recheck, recheckMax)
+		} else {
+			recheck = recheckMin
 		}
 		select {
 		case <-r.Context().Done():
@@ -151,6 +168,7 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 		case <-s.endStreams:
 			return // shutting down: the client resumes by Last-Event-ID
 		case <-wake:
+		case <-again:
 		case <-heartbeat.C:
 			// A revoked or rotated token, or a session signed out, ends
 			// its streams too (within a heartbeat).
@@ -176,7 +194,7 @@ func eventFrame(k *seal.Keyring, tenant uuid.UUID, e store.Event, raw bool) (str
 			data[k] = forAudience(text, raw)
 		}
 	}
-	id, err := encodeEventID(k, tenant, e.ID)
+	id, err := encodeEventID(k, tenant, e.Position)
 	if err != nil {
 		return "", err
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -15,45 +16,82 @@ import (
 const EventsChannel = "lok8s_events"
 
 // Event is one change a user cares about, as database triggers recorded it
-// in the same transaction as the change: its type (cluster.phase,
+// in the same transaction as the change (migrations 00006 and 00017:
+// lok8s_emit and the triggers calling it on clusters, operations,
+// operation_steps and cluster_addons): its type (cluster.phase,
 // cluster.observed, operation, step, addon) and a JSON object.
 type Event struct {
-	ID      int64
+	Position
 	Cluster string
 	Type    string
 	Data    json.RawMessage
 	At      time.Time
 }
 
-// EventsAfter returns the tenant's events with ids above after, oldest
-// first, at most limit; cluster, when not empty, keeps only that cluster's.
-func (s *Store) EventsAfter(ctx context.Context, tenantID uuid.UUID, cluster string, after int64, limit int) ([]Event, error) {
-	rows, err := s.pool.Query(ctx, `
-		SELECT id, cluster, type, data, at FROM events
-		WHERE tenant_id = $1 AND ($2 = '' OR cluster = $2) AND id > $3
-		ORDER BY id LIMIT $4`, tenantID, cluster, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("read events: %w", err)
-	}
-	events, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Event, error) {
-		var e Event
-		err := r.Scan(&e.ID, &e.Cluster, &e.Type, &e.Data, &e.At)
-		return e, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read events: %w", err)
-	}
-	return events, nil
+// Position is where an event stands in its tenant's stream: streams are
+// ordered by the writing transaction's id (Postgres's xid8), then by the
+// event's id. Events are read only once every transaction below their own
+// has ended (see EventsAfter), so nothing ever appears before a position
+// a reader has passed. Events written before migration 00017 have Tx 0.
+type Position struct {
+	Tx uint64
+	ID int64
 }
 
-// LatestEventID is the id of the tenant's newest event (0 when none): where
-// a stream without Last-Event-ID starts.
-func (s *Store) LatestEventID(ctx context.Context, tenantID uuid.UUID) (int64, error) {
-	var id int64
-	if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM events WHERE tenant_id = $1`, tenantID).Scan(&id); err != nil {
-		return 0, fmt.Errorf("latest event: %w", err)
+// Before reports whether p comes before q.
+func (p Position) Before(q Position) bool {
+	return p.Tx < q.Tx || p.Tx == q.Tx && p.ID < q.ID
+}
+
+// EventsAfter returns the tenant's events after position after, in stream
+// order, at most limit; cluster, when not empty, keeps only that cluster's.
+//
+// It returns only events whose transaction is below the xmin of the
+// query's snapshot: every transaction below it has committed or aborted,
+// so no event can later appear before the ones returned. held reports
+// that later events exist but were held back because a transaction before
+// theirs was still in flight: read again shortly, as that transaction may
+// end without announcing anything (an abort, or a transaction that wrote
+// no event).
+func (s *Store) EventsAfter(ctx context.Context, tenantID uuid.UUID, cluster string, after Position, limit int) (events []Event, held bool, err error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT id, tx::text::bigint, cluster, type, data, at, tx < pg_snapshot_xmin(pg_current_snapshot()) FROM events
+		WHERE tenant_id = $1 AND ($2 = '' OR cluster = $2) AND (tx, id) > ($3::bigint::text::xid8, $4)
+		ORDER BY tx, id LIMIT $5`, tenantID, cluster, int64(after.Tx), after.ID, limit)
+	if err != nil {
+		return nil, false, fmt.Errorf("read events: %w", err)
 	}
-	return id, nil
+	defer rows.Close()
+	for rows.Next() {
+		var e Event
+		var tx int64
+		var final bool
+		if err := rows.Scan(&e.ID, &tx, &e.Cluster, &e.Type, &e.Data, &e.At, &final); err != nil {
+			return nil, false, fmt.Errorf("read events: %w", err)
+		}
+		if !final { // and so are all after it
+			held = true
+			break
+		}
+		e.Tx = uint64(tx)
+		events = append(events, e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("read events: %w", err)
+	}
+	return events, held, nil
+}
+
+// StreamStart is where a stream without Last-Event-ID starts: before every
+// event of a transaction still in flight or yet to come, after every other.
+func (s *Store) StreamStart(ctx context.Context) (Position, error) {
+	var xmin int64
+	if err := s.pool.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&xmin); err != nil {
+		return Position{}, fmt.Errorf("stream start: %w", err)
+	}
+	// (xmin, 0) precedes every event of transaction xmin (ids start at 1).
+	return Position{Tx: uint64(xmin)}, nil
 }
 
 // pruneBatch bounds the rows one statement of PruneEvents deletes, so a
@@ -61,25 +99,34 @@ func (s *Store) LatestEventID(ctx context.Context, tenantID uuid.UUID) (int64, e
 const pruneBatch = 10000
 
 // PruneEvents deletes the events older than before (all tenants) and
-// records the highest id it deleted (see PrunedThrough). It returns how
-// many it deleted.
+// records the position of the last of them in stream order (see
+// PrunedThrough). It returns how many it deleted.
 func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int64, error) {
-	var through *int64
-	if err := s.pool.QueryRow(ctx, `SELECT max(id) FROM events WHERE at < $1`, before).Scan(&through); err != nil {
-		return 0, fmt.Errorf("prune events: %w", err)
-	}
-	if through == nil {
+	var through Position
+	var tx int64
+	err := s.pool.QueryRow(ctx, `SELECT tx::text::bigint, id FROM events WHERE at < $1 ORDER BY tx DESC, id DESC LIMIT 1`, before).Scan(&tx, &through.ID)
+	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil
 	}
-	// Recorded first: a stream resuming meanwhile is told of the gap even
-	// if the deletes below are interrupted.
-	if _, err := s.pool.Exec(ctx, `UPDATE event_retention SET pruned_through = greatest(pruned_through, $1)`, *through); err != nil {
+	if err != nil {
 		return 0, fmt.Errorf("prune events: %w", err)
 	}
+	through.Tx = uint64(tx)
+	// Recorded first: a stream resuming meanwhile is told of the gap even
+	// if the deletes below are interrupted.
+	if _, err := s.pool.Exec(ctx, `
+		UPDATE event_retention SET pruned_tx = $1::bigint::text::xid8, pruned_through = $2
+		WHERE (pruned_tx, pruned_through) < ($1::bigint::text::xid8, $2)`, tx, through.ID); err != nil {
+		return 0, fmt.Errorf("prune events: %w", err)
+	}
+	// Only events at or before the recorded position: one of a transaction
+	// that started before the cut-off but committed since may come after
+	// it, and stays until the next run.
 	var total int64
 	for {
 		tag, err := s.pool.Exec(ctx, `DELETE FROM events WHERE id IN (
-			SELECT id FROM events WHERE id <= $1 ORDER BY id LIMIT $2)`, *through, pruneBatch)
+			SELECT id FROM events WHERE at < $1 AND (tx, id) <= ($2::bigint::text::xid8, $3) LIMIT $4)`,
+			before, tx, through.ID, pruneBatch)
 		if err != nil {
 			return total, fmt.Errorf("prune events: %w", err)
 		}
@@ -90,12 +137,15 @@ func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int64, error
 	}
 }
 
-// PrunedThrough is the highest event id pruned so far (0 when none): a
-// stream resuming from a lower id has missed events that are gone.
-func (s *Store) PrunedThrough(ctx context.Context) (int64, error) {
-	var id int64
-	if err := s.pool.QueryRow(ctx, `SELECT pruned_through FROM event_retention`).Scan(&id); err != nil {
-		return 0, fmt.Errorf("pruned events: %w", err)
+// PrunedThrough is the position of the last event pruned so far (zero
+// when none): a stream resuming from before it may have missed events that
+// are gone.
+func (s *Store) PrunedThrough(ctx context.Context) (Position, error) {
+	var p Position
+	var tx int64
+	if err := s.pool.QueryRow(ctx, `SELECT pruned_tx::text::bigint, pruned_through FROM event_retention`).Scan(&tx, &p.ID); err != nil {
+		return Position{}, fmt.Errorf("pruned events: %w", err)
 	}
-	return id, nil
+	p.Tx = uint64(tx)
+	return p, nil
 }

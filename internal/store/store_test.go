@@ -436,7 +436,7 @@ func TestLatestOperations(t *testing.T) {
 }
 
 // TestPruneEvents deletes, in batches, exactly the events older than the
-// cut-off, and records the highest id deleted.
+// cut-off, and records the position of the last deleted.
 func TestPruneEvents(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -446,10 +446,12 @@ func TestPruneEvents(t *testing.T) {
 		SELECT $1, 'old', 'step', '{}', now() - interval '2 days' FROM generate_series(1, $2)`, b.actor.TenantID, stale); err != nil {
 		t.Fatal(err)
 	}
-	var lastStale int64
-	if err := b.pool.QueryRow(ctx, `SELECT max(id) FROM events`).Scan(&lastStale); err != nil {
+	var lastStale store.Position
+	var tx int64
+	if err := b.pool.QueryRow(ctx, `SELECT tx::text::bigint, id FROM events ORDER BY tx DESC, id DESC LIMIT 1`).Scan(&tx, &lastStale.ID); err != nil {
 		t.Fatal(err)
 	}
+	lastStale.Tx = uint64(tx)
 	if _, _, _, err := b.store.CreateCluster(ctx, b.actor, newCluster("fresh"), b.enqueue); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,203 @@
+package api_test
+
+// BenchmarkCreateClusters: POST /v1/clusters from LOK8S_BENCH_WRITERS
+// (default 32) concurrent clients through the real handler (no OpenAPI
+// validator, the production pool of 20 connections, an event hub running)
+// against a real Postgres, for LOK8S_BENCH_SECONDS (default 10) each, the
+// clusters spread over LOK8S_BENCH_TENANTS tenants (default 1). It runs
+// twice on fresh databases: as the code is, and with the events trigger
+// taking the global advisory lock it took before migration 00017 (the
+// reference), and prints for each the clusters per second sustained, POST
+// p50/p99, and the database sessions sampled waiting on a lock. Run:
+//
+//	make bench-writes
+//	go test ./internal/api -run '^$' -bench BenchmarkCreateClusters -benchtime=1x
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// oldEmit is lok8s_emit as migration 00006 wrote it: every event writer
+// takes one advisory lock, held until its transaction ends.
+const oldEmit = `
+CREATE OR REPLACE FUNCTION lok8s_emit(tenant uuid, cluster_id uuid, cluster text, kind text, data jsonb) RETURNS void AS $$
+DECLARE
+    event_id bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(7465);
+    INSERT INTO events (tenant_id, cluster_id, cluster, type, data)
+    VALUES (tenant, cluster_id, cluster, kind, data) RETURNING id INTO event_id;
+    PERFORM pg_notify('lok8s_events', tenant::text || ':' || event_id::text);
+END;
+$$ LANGUAGE plpgsql`
+
+func BenchmarkCreateClusters(b *testing.B) {
+	writers := benchEnv("LOK8S_BENCH_WRITERS", 32)
+	seconds := benchEnv("LOK8S_BENCH_SECONDS", 10)
+	tenants := benchEnv("LOK8S_BENCH_TENANTS", 1)
+	for i := 0; i < b.N; i++ {
+		for _, mode := range []string{"global lock (before 00017, reference)", "as is"} {
+			b.StopTimer()
+			s := setupWith(b, setupOptions{events: true, bench: true})
+			if strings.HasPrefix(mode, "global lock") {
+				if _, err := s.pool.Exec(context.Background(), oldEmit); err != nil {
+					b.Fatal(err)
+				}
+			}
+			tokens := []string{s.adminToken}
+			for t := 1; t < tenants; t++ {
+				tokens = append(tokens, s.newTenant(fmt.Sprintf("tenant-%d", t)))
+			}
+			for _, tok := range tokens {
+				s.putHetznerCredential(tok, "prod-credentials")
+			}
+			b.StartTimer()
+			r := benchWrites(b, s, tokens, writers, time.Duration(seconds)*time.Second)
+			b.StopTimer()
+			fmt.Printf("BenchmarkCreateClusters, %s: %d writers, %d tenant(s), %s\n", mode, writers, tenants, r.duration.Round(time.Millisecond))
+			fmt.Printf("  %d clusters created: %.0f clusters/s; POST p50 %s  p99 %s  max %s; %d errors\n",
+				r.created, float64(r.created)/r.duration.Seconds(), r.pct(0.5), r.pct(0.99), r.pct(1), r.errors)
+			fmt.Printf("  DB sessions of this database, sampled every 50 ms: mean %.1f active, %.1f waiting on a lock (%s)\n",
+				r.active, r.waiting, r.waits)
+			if strings.HasPrefix(mode, "as is") {
+				b.ReportMetric(float64(r.created)/r.duration.Seconds(), "clusters/s")
+				b.ReportMetric(float64(r.pct(0.99))/float64(time.Millisecond), "ms-p99")
+			}
+			if r.errors > 0 {
+				b.Errorf("%s: %d POSTs failed: %s", mode, r.errors, r.firstError)
+			}
+		}
+	}
+}
+
+type writesResult struct {
+	created, errors int64
+	firstError      string
+	duration        time.Duration
+	latencies       []time.Duration
+	active, waiting float64
+	waits           string
+}
+
+func (r *writesResult) pct(q float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	return r.latencies[int(q*float64(len(r.latencies)-1))].Round(100 * time.Microsecond)
+}
+
+// benchWrites POSTs clusters from writers goroutines for d and samples
+// pg_stat_activity meanwhile.
+func benchWrites(b *testing.B, s *bundle, tokens []string, writers int, d time.Duration) *writesResult {
+	spec := string(seedSpec(b))
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: writers}}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	r := &writesResult{}
+	var mu sync.Mutex
+	var seq atomic.Int64
+	var wg sync.WaitGroup
+
+	// Sampler: this database's sessions, active and waiting on a lock.
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		waits := map[string]int{}
+		var samples, active, waiting int
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				if samples > 0 {
+					r.active, r.waiting = float64(active)/float64(samples), float64(waiting)/float64(samples)
+				}
+				var parts []string
+				for k, v := range waits {
+					parts = append(parts, fmt.Sprintf("%s %d", k, v))
+				}
+				sort.Strings(parts)
+				r.waits = "sampled waits: " + strings.Join(parts, ", ")
+				if len(parts) == 0 {
+					r.waits = "no lock waits sampled"
+				}
+				return
+			case <-tick.C:
+			}
+			rows, err := s.pool.Query(context.Background(), `
+				SELECT state = 'active', coalesce(wait_event_type, ''), coalesce(wait_event, '') FROM pg_stat_activity
+				WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`)
+			if err != nil {
+				continue
+			}
+			samples++
+			for rows.Next() {
+				var isActive bool
+				var typ, ev string
+				if rows.Scan(&isActive, &typ, &ev) != nil {
+					continue
+				}
+				if isActive {
+					active++
+				}
+				if typ == "Lock" {
+					waiting++
+					waits["Lock:"+ev]++
+				}
+			}
+			rows.Close()
+		}
+	}()
+
+	start := time.Now()
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for ctx.Err() == nil {
+				n := seq.Add(1)
+				name := fmt.Sprintf("c%d", n)
+				body := strings.Replace(spec, "name: prod", "name: "+name, 1)
+				req, _ := http.NewRequest(http.MethodPost, s.url+"/v1/clusters", strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+tokens[int(n)%len(tokens)])
+				req.Header.Set("Content-Type", "application/yaml")
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				took := time.Since(t0)
+				status := 0
+				if err == nil {
+					status = resp.StatusCode
+					resp.Body.Close()
+				}
+				mu.Lock()
+				if status == http.StatusAccepted {
+					r.created++
+					mine = append(mine, took)
+				} else {
+					r.errors++
+					if r.firstError == "" {
+						r.firstError = fmt.Sprintf("status %d: %v", status, err)
+					}
+				}
+				mu.Unlock()
+			}
+			mu.Lock()
+			r.latencies = append(r.latencies, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	r.duration = time.Since(start)
+	<-sampled
+	sort.Slice(r.latencies, func(i, j int) bool { return r.latencies[i] < r.latencies[j] })
+	return r
+}
