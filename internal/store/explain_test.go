@@ -106,8 +106,14 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 		{"latest operation (status)", func() error { _, err := st.LatestOperation(ctx, c.ID); return err }},
 		{"latest operations (list)", func() error { _, err := st.LatestOperations(ctx, []uuid.UUID{c.ID}); return err }},
 		{"operations", func() error { _, err := st.Operations(ctx, tenant, c.ID, 20); return err }},
-		{"events after id", func() error { _, _, err := st.EventsAfter(ctx, tenant, "", store.Position{Tx: 1000, ID: 20000}, 100); return err }},
-		{"a cluster's events after id", func() error { _, _, err := st.EventsAfter(ctx, tenant, "c-4321", store.Position{Tx: 1000, ID: 100}, 100); return err }},
+		{"events after id", func() error {
+			_, _, err := st.EventsAfter(ctx, tenant, "", store.Position{Tx: 1000, ID: 20000}, 100)
+			return err
+		}},
+		{"a cluster's events after id", func() error {
+			_, _, err := st.EventsAfter(ctx, tenant, "c-4321", store.Position{Tx: 1000, ID: 100}, 100)
+			return err
+		}},
 		{"credential by name", func() error { _, err := st.Credential(ctx, tenant, "cred-1000"); return err }},
 		{"token by hash", func() error {
 			_, err := st.Authenticate(ctx, []byte("no such hash, but the lookup is the same"))
