@@ -130,12 +130,14 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) error
 
 // inTx runs fn in a transaction, committing if fn returns nil.
 //
-// A transaction Postgres aborts to break a deadlock (or for a serialization
-// conflict) is run again, up to txAttempts times in all. Deadlocks are
-// possible by design: event writers take one advisory lock when their
-// first event is written, mid-transaction, so a transaction holding it may
-// wait for a row that another, waiting for the lock, has updated. fn must
-// therefore do nothing outside tx that a rerun would repeat.
+// A transaction Postgres aborts to break a deadlock, or for a
+// serialization failure, is run again, up to txAttempts times in all. The
+// events trigger raises the latter when an event would sort before one of
+// its cluster's that a later transaction already committed (migration
+// 00017: the stream is ordered by transaction id, handed out at a
+// transaction's first write, which may precede a wait for a row): run
+// again, the transaction gets a later id. fn must therefore do nothing
+// outside tx that a rerun would repeat.
 func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		err := pgx.BeginFunc(ctx, s.pool, fn)
@@ -157,7 +159,7 @@ func abortedByPostgres(err error) bool {
 }
 
 // exec runs one statement in a transaction of its own through inTx: for
-// statements that fire the event triggers, so they are retried the same way.
+// statements that fire the event triggers, so they are run again the same way.
 func (s *Store) exec(ctx context.Context, sql string, args ...any) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, sql, args...)

@@ -1,11 +1,13 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -500,44 +502,113 @@ func TestActiveJobID(t *testing.T) {
 	}
 }
 
-// TestDeadlockedWriteIsRunAgain: a step message's event waits for the
-// events lock held by another transaction, which then waits for that step's
-// row; Postgres aborts one of them to break the deadlock, and the store
-// runs its statement again instead of failing.
-func TestDeadlockedWriteIsRunAgain(t *testing.T) {
+// TestEventWritersAreNotSerialised: a transaction that has written an
+// event and is still open holds up no other writer. (Before migration
+// 00017 every event writer took one advisory lock to commit, so the
+// second cluster's creation waited for the first transaction to end.)
+func TestEventWritersAreNotSerialised(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	_, op, _, err := b.store.CreateCluster(ctx, b.actor, newCluster("prod"), b.enqueue)
+	if _, _, _, err := b.store.CreateCluster(ctx, b.actor, newCluster("prod"), b.enqueue); err != nil {
+		t.Fatal(err)
+	}
+	open, err := b.pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := b.pool.Begin(ctx)
+	defer func() { _ = open.Rollback(ctx) }()
+	if _, err := open.Exec(ctx, `UPDATE clusters SET message = 'held open' WHERE name = 'prod'`); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.count(t, `SELECT count(*) FROM events WHERE cluster = 'prod'`); n != 2 { // the open one's is not visible
+		t.Fatalf("%d events of prod, want 2", n)
+	}
+	// Another cluster of the same tenant, and one of another tenant.
+	other, err := b.store.EnsureAdminToken(ctx, "globex", []byte("hash-globex"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = other.Rollback(ctx) }()
-	if _, err := other.Exec(ctx, `SELECT pg_advisory_xact_lock(7465)`); err != nil { // as writing an event does
+	for _, w := range []struct {
+		actor store.Actor
+		name  string
+	}{{b.actor, "staging"}, {store.Actor{TenantID: other.TenantID, TokenID: other.TokenID}, "prod"}} {
+		wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		start := time.Now()
+		_, _, _, err := b.store.CreateCluster(wctx, w.actor, newCluster(w.name), b.enqueue)
+		cancel()
+		if err != nil {
+			t.Fatalf("creating %s beside an open transaction with an event: %v after %s", w.name, err, time.Since(start))
+		}
+	}
+	if err := open.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOutOfOrderEventIsRunAgain: a transaction given its id before another
+// (here: its UPDATE waits for a row lock) writes an event of a cluster
+// after that other, later transaction committed one of the same cluster;
+// it would sort before it, so the event is refused (a serialization
+// failure) and the store runs the transaction again, which succeeds with a
+// later id: the cluster's events stay in the order of its changes. (This
+// replaces TestDeadlockedWriteIsRunAgain: the deadlock it reproduced came
+// from the global events lock, which migration 00017 removed.)
+func TestOutOfOrderEventIsRunAgain(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	var logs bytes.Buffer
+	st := store.New(b.pool, slog.New(slog.NewTextHandler(&logs, nil)))
+	_, op, _, err := st.CreateCluster(ctx, b.actor, newCluster("prod"), b.enqueue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	locker, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = locker.Rollback(ctx) }()
+	if _, err := locker.Exec(ctx, `SELECT 1 FROM operation_steps WHERE operation_id = $1 AND name = 'detect' FOR UPDATE`, op.ID); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- b.store.SetStepMessage(ctx, op.ID, "detect", "checking") }()
-	// Once the message's event waits for the lock, want the row it holds.
-	for b.count(t, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`) == 0 {
+	go func() { done <- st.SetStepMessage(ctx, op.ID, "detect", "checking") }()
+	// Once the message's UPDATE (which has its transaction id) waits for
+	// the row, a later transaction writes an event of the same cluster.
+	for b.count(t, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) == 0 {
 		time.Sleep(10 * time.Millisecond)
 	}
-	_, otherErr := other.Exec(ctx, `UPDATE operation_steps SET attempts = attempts WHERE operation_id = $1 AND name = 'detect'`, op.ID)
-	if otherErr == nil {
-		otherErr = other.Commit(ctx)
-	} else {
-		_ = other.Rollback(ctx)
+	if _, err := b.pool.Exec(ctx, `UPDATE clusters SET message = 'meanwhile' WHERE name = 'prod'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := locker.Rollback(ctx); err != nil {
+		t.Fatal(err)
 	}
 	if err := <-done; err != nil {
-		t.Fatalf("the step message was lost to the deadlock: %v (the other transaction: %v)", err, otherErr)
+		t.Fatalf("the step message was lost: %v", err)
 	}
 	var msg string
 	if err := b.pool.QueryRow(ctx, `SELECT message FROM operation_steps WHERE operation_id = $1 AND name = 'detect'`, op.ID).Scan(&msg); err != nil || msg != "checking" {
 		t.Fatalf("message %q: %v", msg, err)
+	}
+	rows, err := b.pool.Query(ctx, `SELECT type, coalesce(data->>'message', '') FROM events WHERE cluster = 'prod' ORDER BY tx, id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var typ, msg string
+		err := r.Scan(&typ, &msg)
+		return typ + ":" + msg, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "cluster.phase: operation: cluster.phase:meanwhile step:checking"; strings.Join(got, " ") != want {
+		t.Fatalf("prod's events in stream order: %v, want %s", got, want)
+	}
+	if !strings.Contains(logs.String(), "running it again") || !strings.Contains(logs.String(), "40001") {
+		t.Fatalf("the store did not run the transaction again: %s", logs.String())
 	}
 }
 
