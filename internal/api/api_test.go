@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"cmp"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -106,6 +107,8 @@ type setupOptions struct {
 	// bench serves the handler without the OpenAPI validator and with
 	// the production pool size, as cmd/server does.
 	bench bool
+	// heartbeat of the event streams (200 ms when zero).
+	heartbeat time.Duration
 }
 
 func setupWith(t testing.TB, opts setupOptions) *bundle {
@@ -163,7 +166,7 @@ func setupWith(t testing.TB, opts setupOptions) *bundle {
 		t.Fatal(err)
 	}
 	handler, err := api.New(app.WithCatalog(api.Config{
-		Store: st, Keyring: keyring, Logger: logger, Events: hub, Heartbeat: 200 * time.Millisecond,
+		Store: st, Keyring: keyring, Logger: logger, Events: hub, Heartbeat: cmp.Or(opts.heartbeat, 200*time.Millisecond),
 		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
 		ManagementClusterKnown: (&mgmt.Registry{KubeconfigDir: mgmtDir}).Known,
 		OpenAPI:                provisioner.OpenAPI,

@@ -69,6 +69,7 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 	defer cancel()
 
 	var last, pruned store.Position
+	var seen map[int64]bool // committed before the stream started
 	if v := strings.TrimSpace(r.Header.Get("Last-Event-ID")); v != "" {
 		if v != FromStart {
 			p, ok := decodeEventID(s.Keyring, tenant, v)
@@ -84,12 +85,15 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 			return
 		}
 	} else {
-		p, err := s.store.StreamStart(r.Context())
+		p, ids, err := s.store.StreamStart(r.Context(), tenant)
 		if err != nil {
 			s.writeProblem(w, r, err)
 			return
 		}
-		last = p
+		last, seen = p, make(map[int64]bool, len(ids))
+		for _, id := range ids {
+			seen[id] = true
+		}
 	}
 
 	rc := http.NewResponseController(w)
@@ -139,6 +143,11 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 			return
 		}
 		for _, e := range events {
+			if seen[e.ID] {
+				delete(seen, e.ID)
+				last = e.Position
+				continue
+			}
 			frame, err := eventFrame(s.Keyring, tenant, e, seesInternals(r))
 			if err != nil {
 				s.logger.ErrorContext(r.Context(), "event stream: encode event", "error", err, "event", e.ID)

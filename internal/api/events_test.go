@@ -319,3 +319,75 @@ func TestEventIDsRevealNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestLateCommitIsDeliveredInOrder: a transaction writes an event of alpha
+// and stays open while beta is created (its events get later ids and are
+// committed first). The stream holds beta's events back until the open
+// transaction commits, then delivers alpha's first: delivering beta's at
+// once would have put alpha's behind the stream's position, never to be
+// sent, nor on resuming.
+func TestLateCommitIsDeliveredInOrder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setupWith(t, setupOptions{events: true})
+	b.createNamed(b.adminToken, "alpha")
+	s := b.openStream("/v1/events", b.adminToken, "")
+	late, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = late.Rollback(ctx) }()
+	if _, err := late.Exec(ctx, `UPDATE clusters SET message = 'late' WHERE name = 'alpha'`); err != nil {
+		t.Fatal(err)
+	}
+	b.createNamed(b.adminToken, "beta")
+	time.Sleep(300 * time.Millisecond) // the stream has read, and been woken by beta's NOTIFY
+	if err := late.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := s.collect(t, 3, 5*time.Second)
+	kinds := func(evs []sseEvent) string {
+		var out []string
+		for _, ev := range evs {
+			out = append(out, ev.Data["cluster"].(string)+":"+ev.Type)
+		}
+		return strings.Join(out, " ")
+	}
+	if k := kinds(got); k != "alpha:cluster.phase beta:cluster.phase beta:operation" || got[0].Data["message"] != "late" {
+		t.Fatalf("events: %s (%v)", k, got[0].Data)
+	}
+	s.quiet(t, 300*time.Millisecond)
+	// Resumed from alpha's late event: beta's, and nothing else.
+	resumed := b.openStream("/v1/events", b.adminToken, got[0].ID)
+	if k := kinds(resumed.collect(t, 2, 5*time.Second)); k != "beta:cluster.phase beta:operation" {
+		t.Fatalf("resumed: %s", k)
+	}
+	resumed.quiet(t, 300*time.Millisecond)
+}
+
+// TestHeldBackEventsComeWhenTheBlockerAborts: events held back behind a
+// transaction in flight come once it ends, even when it ends without a
+// NOTIFY (rolled back, having written no event): the stream looks again
+// by itself, well before its next heartbeat.
+func TestHeldBackEventsComeWhenTheBlockerAborts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setupWith(t, setupOptions{events: true, heartbeat: time.Minute})
+	s := b.openStream("/v1/events", b.adminToken, "")
+	blocker, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = blocker.Rollback(ctx) }()
+	if _, err := blocker.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil { // a transaction id, no event
+		t.Fatal(err)
+	}
+	b.createNamed(b.adminToken, "beta")
+	time.Sleep(300 * time.Millisecond)
+	if err := blocker.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.collect(t, 2, 3*time.Second); got[0].Data["cluster"] != "beta" || got[1].Data["cluster"] != "beta" {
+		t.Fatalf("events: %+v", got)
+	}
+}

@@ -83,15 +83,20 @@ func (s *Store) EventsAfter(ctx context.Context, tenantID uuid.UUID, cluster str
 	return events, held, nil
 }
 
-// StreamStart is where a stream without Last-Event-ID starts: before every
-// event of a transaction still in flight or yet to come, after every other.
-func (s *Store) StreamStart(ctx context.Context) (Position, error) {
+// StreamStart is where a stream of the tenant without Last-Event-ID
+// starts: after every event of a transaction that had ended when it
+// started (below the snapshot's xmin). Events after that position already
+// committed are in seen, the ids of events the stream must skip: it
+// carries only what commits after it started.
+func (s *Store) StreamStart(ctx context.Context, tenantID uuid.UUID) (after Position, seen []int64, err error) {
 	var xmin int64
-	if err := s.pool.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&xmin); err != nil {
-		return Position{}, fmt.Errorf("stream start: %w", err)
+	if err := s.pool.QueryRow(ctx, `
+		SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, coalesce(array_agg(id), '{}') FROM events
+		WHERE tenant_id = $1 AND tx >= pg_snapshot_xmin(pg_current_snapshot())`, tenantID).Scan(&xmin, &seen); err != nil {
+		return Position{}, nil, fmt.Errorf("stream start: %w", err)
 	}
 	// (xmin, 0) precedes every event of transaction xmin (ids start at 1).
-	return Position{Tx: uint64(xmin)}, nil
+	return Position{Tx: uint64(xmin)}, seen, nil
 }
 
 // pruneBatch bounds the rows one statement of PruneEvents deletes, so a
