@@ -196,30 +196,34 @@ func insertOperationWithID(ctx context.Context, tx pgx.Tx, id uuid.UUID, actor A
 	if actor.TokenID == uuid.Nil {
 		op.RequestedBy = nil
 	}
-	err := tx.QueryRow(ctx, `
-		INSERT INTO operations (id, tenant_id, cluster_id, kind, state, generation, requested_by)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
-		RETURNING created_at, coalesce((SELECT name FROM api_tokens WHERE id = $7), '')`,
-		op.ID, op.TenantID, op.ClusterID, op.Kind, op.State, op.Generation, op.RequestedBy).Scan(&op.CreatedAt, &op.RequestedByName)
+	// The job first, so the operation is written with its id; then the
+	// operation and its steps in one statement (one round trip).
+	jobID, err := enqueue(ctx, tx, op)
+	if err != nil {
+		return Operation{}, fmt.Errorf("enqueue %s job: %w", kind, err)
+	}
+	if steps == nil {
+		steps = []string{}
+	}
+	err = tx.QueryRow(ctx, `
+		WITH op AS (
+			INSERT INTO operations (id, tenant_id, cluster_id, kind, state, generation, requested_by, river_job_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			RETURNING created_at
+		), steps AS (
+			INSERT INTO operation_steps (operation_id, ordinal, name, state)
+			SELECT $1, s.ordinal - 1, s.name, $10 FROM unnest($9::text[]) WITH ORDINALITY AS s (name, ordinal)
+		)
+		SELECT created_at, coalesce((SELECT name FROM api_tokens WHERE id = $7), '') FROM op`,
+		op.ID, op.TenantID, op.ClusterID, op.Kind, op.State, op.Generation, op.RequestedBy, jobID, steps, StepPending).Scan(&op.CreatedAt, &op.RequestedByName)
 	if isUniqueViolation(err, "operations_one_active") {
 		return Operation{}, fmt.Errorf("cluster %q has an operation in progress: %w", c.Name, ErrConflict)
 	}
 	if err != nil {
 		return Operation{}, fmt.Errorf("insert operation: %w", err)
 	}
-	for i, name := range steps {
-		if _, err := tx.Exec(ctx, `INSERT INTO operation_steps (operation_id, ordinal, name, state) VALUES ($1, $2, $3, $4)`,
-			op.ID, i, name, StepPending); err != nil {
-			return Operation{}, fmt.Errorf("insert step %q: %w", name, err)
-		}
+	for _, name := range steps {
 		op.Steps = append(op.Steps, Step{Name: name, State: StepPending})
-	}
-	jobID, err := enqueue(ctx, tx, op)
-	if err != nil {
-		return Operation{}, fmt.Errorf("enqueue %s job: %w", kind, err)
-	}
-	if _, err := tx.Exec(ctx, `UPDATE operations SET river_job_id = $2 WHERE id = $1`, op.ID, jobID); err != nil {
-		return Operation{}, fmt.Errorf("record job id: %w", err)
 	}
 	op.RiverJobID = &jobID
 	return op, nil

@@ -87,6 +87,14 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 	exec(`ANALYZE`)
 
 	st := store.New(pool, nil)
+	// position is where event id stands in the stream (streams resume there).
+	position := func(id int64) store.Position {
+		var tx int64
+		if err := pool.QueryRow(ctx, `SELECT tx::text::bigint FROM events WHERE id = $1`, id).Scan(&tx); err != nil {
+			t.Fatalf("event %d: %v", id, err)
+		}
+		return store.Position{Tx: uint64(tx), ID: id}
+	}
 	c, err := st.Cluster(ctx, tenant, "c-4321")
 	if err != nil {
 		t.Fatal(err)
@@ -107,11 +115,11 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 		{"latest operations (list)", func() error { _, err := st.LatestOperations(ctx, []uuid.UUID{c.ID}); return err }},
 		{"operations", func() error { _, err := st.Operations(ctx, tenant, c.ID, 20); return err }},
 		{"events after id", func() error {
-			_, _, err := st.EventsAfter(ctx, tenant, "", store.Position{Tx: 1000, ID: 20000}, 100)
+			_, _, err := st.EventsAfter(ctx, tenant, "", position(20000), 100)
 			return err
 		}},
 		{"a cluster's events after id", func() error {
-			_, _, err := st.EventsAfter(ctx, tenant, "c-4321", store.Position{Tx: 1000, ID: 100}, 100)
+			_, _, err := st.EventsAfter(ctx, tenant, "c-4321", position(100), 100)
 			return err
 		}},
 		{"credential by name", func() error { _, err := st.Credential(ctx, tenant, "cred-1000"); return err }},
