@@ -15,10 +15,12 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	provisioner "lok8s.dev/provisioner"
@@ -91,6 +93,7 @@ type bundle struct {
 	adminToken string
 	logs       *syncBuffer
 	mgmtDir    string
+	queries    *queryCounter // statements sent, counted with setupOptions.bench
 }
 
 func setup(t testing.TB) *bundle {
@@ -118,8 +121,12 @@ func setupWith(t testing.TB, opts setupOptions) *bundle {
 		dbURL = dbtest.New(t)
 	}
 	pool, err := pgxpool.New(context.Background(), dbURL)
+	queries := &queryCounter{}
 	if opts.bench {
-		pool, err = store.Connect(context.Background(), dbURL)
+		pool.Close()
+		cfg, _ := pgxpool.ParseConfig(dbURL)
+		cfg.MaxConns, cfg.ConnConfig.Tracer = store.DefaultMaxConns, queries
+		pool, err = pgxpool.NewWithConfig(context.Background(), cfg)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -182,8 +189,18 @@ func setupWith(t testing.TB, opts setupOptions) *bundle {
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &bundle{t: t, url: srv.URL, dbURL: dbURL, pool: pool, adminToken: adminToken, logs: logs, mgmtDir: mgmtDir}
+	return &bundle{t: t, url: srv.URL, dbURL: dbURL, pool: pool, adminToken: adminToken, logs: logs, mgmtDir: mgmtDir, queries: queries}
 }
+
+// queryCounter is a pgx tracer counting the statements sent (a round trip each).
+type queryCounter struct{ n atomic.Int64 }
+
+func (q *queryCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	q.n.Add(1)
+	return ctx
+}
+
+func (q *queryCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
 type response struct {
 	status int

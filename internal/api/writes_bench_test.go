@@ -7,22 +7,30 @@ package api_test
 // clusters spread over LOK8S_BENCH_TENANTS tenants (default 1). It runs
 // twice on fresh databases: as the code is, and with the events trigger
 // taking the global advisory lock it took before migration 00017 (the
-// reference), and prints for each the clusters per second sustained, POST
+// reference), and a third time without the events' NOTIFY (to show what
+// it costs), and prints for each the clusters per second sustained, POST
 // p50/p99, and the database sessions sampled waiting on a lock. Run:
 //
 //	make bench-writes
 //	go test ./internal/api -run '^$' -bench BenchmarkCreateClusters -benchtime=1x
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // oldEmit is lok8s_emit as migration 00006 wrote it: every event writer
@@ -39,16 +47,36 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql`
 
+// withoutNotify is lok8s_emit as migration 00017 wrote it, without the
+// NOTIFY: Postgres serialises the commits of notifying transactions
+// (PreCommit_Notify takes a lock held through the commit's WAL flush).
+const withoutNotify = `
+CREATE OR REPLACE FUNCTION lok8s_emit(tenant uuid, cluster_id uuid, cluster text, kind text, data jsonb) RETURNS void AS $$
+DECLARE
+    me xid8 := pg_current_xact_id();
+BEGIN
+    IF EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = lok8s_emit.tenant AND e.cluster = lok8s_emit.cluster AND e.tx > me) THEN
+        RAISE EXCEPTION 'out of order' USING ERRCODE = 'serialization_failure';
+    END IF;
+    INSERT INTO events (tenant_id, cluster_id, cluster, type, data, tx) VALUES (tenant, cluster_id, cluster, kind, data, me);
+END;
+$$ LANGUAGE plpgsql`
+
 func BenchmarkCreateClusters(b *testing.B) {
 	writers := benchEnv("LOK8S_BENCH_WRITERS", 32)
 	seconds := benchEnv("LOK8S_BENCH_SECONDS", 10)
 	tenants := benchEnv("LOK8S_BENCH_TENANTS", 1)
 	for i := 0; i < b.N; i++ {
-		for _, mode := range []string{"global lock (before 00017, reference)", "as is"} {
+		for _, mode := range []string{"global lock (before 00017, reference)", "as is", "as is without NOTIFY (what NOTIFY costs; streams would not wake)"} {
 			b.StopTimer()
 			s := setupWith(b, setupOptions{events: true, bench: true})
-			if strings.HasPrefix(mode, "global lock") {
+			switch {
+			case strings.HasPrefix(mode, "global lock"):
 				if _, err := s.pool.Exec(context.Background(), oldEmit); err != nil {
+					b.Fatal(err)
+				}
+			case strings.HasSuffix(mode, "would not wake)"):
+				if _, err := s.pool.Exec(context.Background(), withoutNotify); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -65,9 +93,13 @@ func BenchmarkCreateClusters(b *testing.B) {
 			fmt.Printf("BenchmarkCreateClusters, %s: %d writers, %d tenant(s), %s\n", mode, writers, tenants, r.duration.Round(time.Millisecond))
 			fmt.Printf("  %d clusters created: %.0f clusters/s; POST p50 %s  p99 %s  max %s; %d errors\n",
 				r.created, float64(r.created)/r.duration.Seconds(), r.pct(0.5), r.pct(0.99), r.pct(1), r.errors)
+			fmt.Printf("  %.1f statements (round trips) to Postgres per POST\n", float64(r.statements)/float64(max(r.created, 1)))
+			perPOST := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / float64(max(r.created, 1)) }
+			fmt.Printf("  CPU per POST: %.2f ms in this process (server and clients), %.2f ms in its Postgres backends: at most %.0f POST/s on %d cores\n",
+				perPOST(r.selfCPU), perPOST(r.pgCPU), float64(runtime.NumCPU())*1000/(perPOST(r.selfCPU)+perPOST(r.pgCPU)), runtime.NumCPU())
 			fmt.Printf("  DB sessions of this database, sampled every 50 ms: mean %.1f active, %.1f waiting on a lock (%s)\n",
 				r.active, r.waiting, r.waits)
-			if strings.HasPrefix(mode, "as is") {
+			if mode == "as is" {
 				b.ReportMetric(float64(r.created)/r.duration.Seconds(), "clusters/s")
 				b.ReportMetric(float64(r.pct(0.99))/float64(time.Millisecond), "ms-p99")
 			}
@@ -80,6 +112,8 @@ func BenchmarkCreateClusters(b *testing.B) {
 
 type writesResult struct {
 	created, errors int64
+	statements      int64 // sent to Postgres, all writers
+	selfCPU, pgCPU  time.Duration
 	firstError      string
 	duration        time.Duration
 	latencies       []time.Duration
@@ -106,7 +140,13 @@ func benchWrites(b *testing.B, s *bundle, tokens []string, writers int, d time.D
 	var seq atomic.Int64
 	var wg sync.WaitGroup
 
-	// Sampler: this database's sessions, active and waiting on a lock.
+	// Sampler: this database's sessions, active and waiting on a lock (on
+	// a connection of its own: its queries are not counted).
+	sampler, err := pgx.Connect(context.Background(), s.dbURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sampler.Close(context.Background())
 	sampled := make(chan struct{})
 	go func() {
 		defer close(sampled)
@@ -132,7 +172,7 @@ func benchWrites(b *testing.B, s *bundle, tokens []string, writers int, d time.D
 				return
 			case <-tick.C:
 			}
-			rows, err := s.pool.Query(context.Background(), `
+			rows, err := sampler.Query(context.Background(), `
 				SELECT state = 'active', coalesce(wait_event_type, ''), coalesce(wait_event, '') FROM pg_stat_activity
 				WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`)
 			if err != nil {
@@ -157,7 +197,8 @@ func benchWrites(b *testing.B, s *bundle, tokens []string, writers int, d time.D
 		}
 	}()
 
-	start := time.Now()
+	start, queries := time.Now(), s.queries.n.Load()
+	selfCPU, pgStart := processCPU(), backendCPU(b, sampler)
 	for w := 0; w < writers; w++ {
 		wg.Add(1)
 		go func() {
@@ -197,7 +238,51 @@ func benchWrites(b *testing.B, s *bundle, tokens []string, writers int, d time.D
 	}
 	wg.Wait()
 	r.duration = time.Since(start)
+	r.statements = s.queries.n.Load() - queries
+	r.selfCPU = processCPU() - selfCPU
+	for pid, t := range backendCPU(b, sampler) {
+		r.pgCPU += t - pgStart[pid]
+	}
 	<-sampled
 	sort.Slice(r.latencies, func(i, j int) bool { return r.latencies[i] < r.latencies[j] })
 	return r
+}
+
+// processCPU is the CPU time this process has used (user and system).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// backendCPU is the CPU time used so far by each Postgres backend of this
+// database, read from /proc (Postgres on this machine); empty elsewhere.
+func backendCPU(b *testing.B, conn *pgx.Conn) map[int]time.Duration {
+	out := map[int]time.Duration{}
+	rows, err := conn.Query(context.Background(), `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, pid := range pids {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// Fields 14 and 15 (utime, stime, in clock ticks of 10 ms) follow
+		// the command name in parentheses.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) < 13 {
+			continue
+		}
+		utime, _ := strconv.ParseInt(fields[11], 10, 64)
+		stime, _ := strconv.ParseInt(fields[12], 10, 64)
+		out[int(pid)] = time.Duration(utime+stime) * 10 * time.Millisecond
+	}
+	return out
 }
