@@ -15,8 +15,8 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 

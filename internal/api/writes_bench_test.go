@@ -94,7 +94,9 @@ func BenchmarkCreateClusters(b *testing.B) {
 			fmt.Printf("  %d clusters created: %.0f clusters/s; POST p50 %s  p99 %s  max %s; %d errors\n",
 				r.created, float64(r.created)/r.duration.Seconds(), r.pct(0.5), r.pct(0.99), r.pct(1), r.errors)
 			fmt.Printf("  %.1f statements (round trips) to Postgres per POST\n", float64(r.statements)/float64(max(r.created, 1)))
-			perPOST := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / float64(max(r.created, 1)) }
+			perPOST := func(d time.Duration) float64 {
+				return float64(d) / float64(time.Millisecond) / float64(max(r.created, 1))
+			}
 			fmt.Printf("  CPU per POST: %.2f ms in this process (server and clients), %.2f ms in its Postgres backends: at most %.0f POST/s on %d cores\n",
 				perPOST(r.selfCPU), perPOST(r.pgCPU), float64(runtime.NumCPU())*1000/(perPOST(r.selfCPU)+perPOST(r.pgCPU)), runtime.NumCPU())
 			fmt.Printf("  DB sessions of this database, sampled every 50 ms: mean %.1f active, %.1f waiting on a lock (%s)\n",
