@@ -7,8 +7,8 @@ package api_test
 // clusters spread over LOK8S_BENCH_TENANTS tenants (default 1). It runs
 // twice on fresh databases: as the code is, and with the events trigger
 // taking the global advisory lock it took before migration 00017 (the
-// reference), and a third time without the events' NOTIFY (to show what
-// it costs), and prints for each the clusters per second sustained, POST
+// reference), then without the events' NOTIFY and without the event
+// triggers at all (to show what each costs), and prints for each the clusters per second sustained, POST
 // p50/p99, and the database sessions sampled waiting on a lock. Run:
 //
 //	make bench-writes
@@ -67,7 +67,8 @@ func BenchmarkCreateClusters(b *testing.B) {
 	seconds := benchEnv("LOK8S_BENCH_SECONDS", 10)
 	tenants := benchEnv("LOK8S_BENCH_TENANTS", 1)
 	for i := 0; i < b.N; i++ {
-		for _, mode := range []string{"global lock (before 00017, reference)", "as is", "as is without NOTIFY (what NOTIFY costs; streams would not wake)"} {
+		for _, mode := range []string{"global lock (before 00017, reference)", "as is", "as is without NOTIFY (what NOTIFY costs; streams would not wake)",
+			"as is without the event triggers (what events cost in all; no events)"} {
 			b.StopTimer()
 			s := setupWith(b, setupOptions{events: true, bench: true})
 			switch {
@@ -77,6 +78,11 @@ func BenchmarkCreateClusters(b *testing.B) {
 				}
 			case strings.HasSuffix(mode, "would not wake)"):
 				if _, err := s.pool.Exec(context.Background(), withoutNotify); err != nil {
+					b.Fatal(err)
+				}
+			case strings.HasSuffix(mode, "no events)"):
+				if _, err := s.pool.Exec(context.Background(), `ALTER TABLE clusters DISABLE TRIGGER clusters_events;
+					ALTER TABLE operations DISABLE TRIGGER operations_events`); err != nil {
 					b.Fatal(err)
 				}
 			}
