@@ -1,11 +1,13 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -28,10 +30,9 @@ const (
 	// streamWriteTimeout ends a stream whose client does not take its data:
 	// it resumes by Last-Event-ID, and meanwhile holds nothing up.
 	streamWriteTimeout = 10 * time.Second
-	// recheckMin and recheckMax bound the wait before a stream looks again
-	// for events held back behind a transaction in flight.
-	recheckMin = 10 * time.Millisecond
-	recheckMax = 500 * time.Millisecond
+	// xminPoll is how often a replica looks whether the oldest
+	// transaction in flight has ended, while a stream holds events back.
+	xminPoll = 10 * time.Millisecond
 )
 
 // streamAllEvents is GET /v1/events: every event of the caller's tenant.
@@ -133,9 +134,8 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 	}
 	heartbeat := time.NewTicker(s.Heartbeat)
 	defer heartbeat.Stop()
-	recheck := recheckMin
 	for {
-		events, held, err := s.store.EventsAfter(r.Context(), tenant, cluster, last, streamBatch)
+		events, heldBehind, err := s.store.EventsAfter(r.Context(), tenant, cluster, last, streamBatch)
 		if err != nil {
 			if r.Context().Err() == nil {
 				s.logger.ErrorContext(r.Context(), "event stream: read events", "error", err, "request_id", requestID(r.Context()))
@@ -162,14 +162,11 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 			continue
 		}
 		// Events held back wait for a transaction that may end without a
-		// NOTIFY (aborted, or one that wrote no event): look again soon,
-		// less often the longer it lasts.
-		var again <-chan time.Time
-		if held {
-			again = time.After(recheck)
-			recheck = min(2*recheck, recheckMax)
-		} else {
-			recheck = recheckMin
+		// NOTIFY (aborted, or one that wrote no event): look again once
+		// the oldest transaction in flight has ended.
+		var again <-chan struct{}
+		if heldBehind != 0 {
+			again = s.xmin.past(heldBehind)
 		}
 		select {
 		case <-r.Context().Done():
@@ -213,4 +210,56 @@ func eventFrame(k *seal.Keyring, tenant uuid.UUID, e store.Event, raw bool) (str
 		return "", err
 	}
 	return fmt.Sprintf("id: %s\nevent: %s\ndata: %s\n\n", id, e.Type, encoded), nil
+}
+
+// xminWatch wakes streams holding events back behind a transaction in
+// flight once the server's xmin has moved past it: one goroutine per
+// replica polls it (every xminPoll, only while a stream waits), rather
+// than every such stream reading its events again and again.
+type xminWatch struct {
+	store *store.Store
+
+	mu      sync.Mutex
+	waiting map[chan struct{}]uint64 // a stream's wake-up → the xmin it saw
+	polling bool
+}
+
+// past returns a channel closed once the xmin is beyond xmin (or the
+// watch could not read it: the stream then reads again anyway).
+func (w *xminWatch) past(xmin uint64) <-chan struct{} {
+	ch := make(chan struct{})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.waiting == nil {
+		w.waiting = map[chan struct{}]uint64{}
+	}
+	w.waiting[ch] = xmin
+	if !w.polling {
+		w.polling = true
+		go w.poll()
+	}
+	return ch
+}
+
+func (w *xminWatch) poll() {
+	tick := time.NewTicker(xminPoll)
+	defer tick.Stop()
+	for range tick.C {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		now, err := w.store.Xmin(ctx)
+		cancel()
+		w.mu.Lock()
+		for ch, seen := range w.waiting {
+			if err != nil || now > seen {
+				close(ch)
+				delete(w.waiting, ch)
+			}
+		}
+		if len(w.waiting) == 0 {
+			w.polling = false
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+	}
 }

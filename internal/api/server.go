@@ -123,7 +123,9 @@ type Server struct {
 	router chi.Router
 	// endStreams is closed by EndStreams: every event stream returns.
 	endStreams chan struct{}
-	endOnce    sync.Once
+	// xmin wakes the streams holding events back (see streamEvents).
+	xmin    *xminWatch
+	endOnce sync.Once
 	// inFlight holds a token per request being worked (nil: no bound).
 	inFlight chan struct{}
 }
@@ -151,6 +153,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.MaxInFlight = DefaultMaxInFlight
 	}
 	s := &Server{Config: cfg, store: cfg.Store, logger: cfg.Logger, endStreams: make(chan struct{})}
+	s.xmin = &xminWatch{store: cfg.Store}
 	if cfg.MaxInFlight > 0 {
 		s.inFlight = make(chan struct{}, cfg.MaxInFlight)
 	}

@@ -48,29 +48,28 @@ func (p Position) Before(q Position) bool {
 //
 // It returns only events whose transaction is below the xmin of the
 // query's snapshot: every transaction below it has committed or aborted,
-// so no event can later appear before the ones returned. held reports
-// that later events exist but were held back because a transaction before
-// theirs was still in flight: read again shortly, as that transaction may
-// end without announcing anything (an abort, or a transaction that wrote
-// no event).
-func (s *Store) EventsAfter(ctx context.Context, tenantID uuid.UUID, cluster string, after Position, limit int) (events []Event, held bool, err error) {
+// so no event can later appear before the ones returned. heldBehind, when
+// not zero, is that xmin: later events exist but were held back behind a
+// transaction in flight. Read again once the xmin has moved past it (see
+// Xmin), as that transaction may end without announcing anything (an
+// abort, or a transaction that wrote no event).
+func (s *Store) EventsAfter(ctx context.Context, tenantID uuid.UUID, cluster string, after Position, limit int) (events []Event, heldBehind uint64, err error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT id, tx::text::bigint, cluster, type, data, at, tx < pg_snapshot_xmin(pg_current_snapshot()) FROM events
+		SELECT id, tx::text::bigint, cluster, type, data, at, pg_snapshot_xmin(pg_current_snapshot())::text::bigint FROM events
 		WHERE tenant_id = $1 AND ($2 = '' OR cluster = $2) AND (tx, id) > ($3::bigint::text::xid8, $4)
 		ORDER BY tx, id LIMIT $5`, tenantID, cluster, int64(after.Tx), after.ID, limit)
 	if err != nil {
-		return nil, false, fmt.Errorf("read events: %w", err)
+		return nil, 0, fmt.Errorf("read events: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var e Event
-		var tx int64
-		var final bool
-		if err := rows.Scan(&e.ID, &tx, &e.Cluster, &e.Type, &e.Data, &e.At, &final); err != nil {
-			return nil, false, fmt.Errorf("read events: %w", err)
+		var tx, xmin int64
+		if err := rows.Scan(&e.ID, &tx, &e.Cluster, &e.Type, &e.Data, &e.At, &xmin); err != nil {
+			return nil, 0, fmt.Errorf("read events: %w", err)
 		}
-		if !final { // and so are all after it
-			held = true
+		if tx >= xmin { // and so are all after it
+			heldBehind = uint64(xmin)
 			break
 		}
 		e.Tx = uint64(tx)
@@ -78,9 +77,20 @@ func (s *Store) EventsAfter(ctx context.Context, tenantID uuid.UUID, cluster str
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("read events: %w", err)
+		return nil, 0, fmt.Errorf("read events: %w", err)
 	}
-	return events, held, nil
+	return events, heldBehind, nil
+}
+
+// Xmin is the oldest transaction still in flight on the server (or the
+// next to be given an id when none is): events of transactions below it
+// are final.
+func (s *Store) Xmin(ctx context.Context) (uint64, error) {
+	var xmin int64
+	if err := s.pool.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&xmin); err != nil {
+		return 0, fmt.Errorf("xmin: %w", err)
+	}
+	return uint64(xmin), nil
 }
 
 // StreamStart is where a stream of the tenant without Last-Event-ID
