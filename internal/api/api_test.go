@@ -29,6 +29,7 @@ import (
 	"lok8s.dev/provisioner/internal/jobs"
 	"lok8s.dev/provisioner/internal/kubeconfigs"
 	"lok8s.dev/provisioner/internal/mgmt"
+	"lok8s.dev/provisioner/internal/readmodel"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/store"
 )
@@ -90,6 +91,7 @@ type bundle struct {
 	adminToken string
 	logs       *syncBuffer
 	mgmtDir    string
+	reads      *readmodel.Model
 }
 
 func setup(t testing.TB) *bundle {
@@ -103,6 +105,11 @@ type setupOptions struct {
 	events      bool
 	dbURL       string
 	maxInFlight int
+	// noReads serves every read from Postgres (no read model); readsDB,
+	// when set, makes the read model listen to another database, so it
+	// hears of no change but those the server makes itself.
+	noReads bool
+	readsDB string
 }
 
 func setupWith(t testing.TB, opts setupOptions) *bundle {
@@ -149,12 +156,27 @@ func setupWith(t testing.TB, opts setupOptions) *bundle {
 		t.Cleanup(func() { cancel(); <-done })
 		hub = h
 	}
+	var reads *readmodel.Model
+	if !opts.noReads {
+		readsPool := pool
+		if opts.readsDB != "" {
+			if readsPool, err = pgxpool.New(context.Background(), opts.readsDB); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(readsPool.Close)
+		}
+		reads = readmodel.New(readsPool, logger)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = reads.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
 	mgmtDir := t.TempDir()
 	if err := os.WriteFile(mgmtDir+"/mgmt.example.com.yaml", []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	handler, err := api.New(app.WithCatalog(api.Config{
-		Store: st, Keyring: keyring, Logger: logger, Events: hub, Heartbeat: 200 * time.Millisecond,
+		Store: st, Keyring: keyring, Logger: logger, Events: hub, Reads: reads, Heartbeat: 200 * time.Millisecond,
 		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
 		ManagementClusterKnown: (&mgmt.Registry{KubeconfigDir: mgmtDir}).Known,
 		OpenAPI:                provisioner.OpenAPI,
@@ -166,7 +188,7 @@ func setupWith(t testing.TB, opts setupOptions) *bundle {
 	}
 	srv := httptest.NewServer(validator.Middleware(t, handler))
 	t.Cleanup(srv.Close)
-	return &bundle{t: t, url: srv.URL, dbURL: dbURL, pool: pool, adminToken: adminToken, logs: logs, mgmtDir: mgmtDir}
+	return &bundle{t: t, url: srv.URL, dbURL: dbURL, pool: pool, adminToken: adminToken, logs: logs, mgmtDir: mgmtDir, reads: reads}
 }
 
 type response struct {
