@@ -112,7 +112,7 @@ func BenchmarkStatusReads(b *testing.B) {
 
 	// Overload: twice the most the service served, as an open-loop rate.
 	over := int(2 * most[0].Throughput)
-	stop := rss.sample(50*time.Millisecond)
+	stop := rss.sample(50 * time.Millisecond)
 	overload := service.attack(n, over, dur, 4096, false)
 	rssPeak := stop()
 	time.Sleep(3 * time.Second)
