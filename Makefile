@@ -3,7 +3,7 @@ SHELL := /bin/bash
 FUZZTIME ?= 10s
 BENCH_CLUSTERS ?= 200
 
-.PHONY: run run-service test build migrate vet lint fuzz bench bench-events bench-writes clean-test-dbs
+.PHONY: run run-service test build migrate vet lint fuzz bench bench-events bench-writes bench-reads clean-test-dbs
 
 run: ## run the service with a local management cluster (Postgres started if none answers)
 	hack/dev.sh
@@ -43,6 +43,11 @@ bench-events: ## 500 event streams on one server while 100 clusters change state
 bench-writes: ## POST clusters from 32 concurrent clients for 10 s, beside the old global events lock
 	hack/postgres.sh
 	go test ./internal/api -run '^$$' -bench BenchmarkCreateClusters -benchtime=1x
+
+bench-reads: ## status reads of 10,000 clusters from the server process beside kube-apiserver GETs of as many CAPI Clusters
+	hack/postgres.sh
+	KUBEBUILDER_ASSETS=$$(hack/test-assets.sh) LOK8S_BENCH_READS_CLUSTERS=$${LOK8S_BENCH_READS_CLUSTERS:-10000} \
+		go test ./internal/e2e -run '^$$' -bench BenchmarkStatusReads -benchtime=1x -timeout 30m
 
 clean-test-dbs: ## drop databases left by interrupted test runs
 	psql -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT 'DROP DATABASE \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'lok8s_test_%' OR datname LIKE 'lok8s_tmpl_%'" | psql -h 127.0.0.1 -U postgres -d postgres -q

@@ -34,8 +34,11 @@ hack/lint.sh
 echo "== go test" >&2
 go test -count=1 ./...
 
-echo "== make bench as a smoke run (${LOK8S_BENCH_SMOKE_CLUSTERS:-10} clusters)" >&2
-LOK8S_BENCH_CLUSTERS=${LOK8S_BENCH_SMOKE_CLUSTERS:-10} go test ./internal/e2e -run '^$' -bench BenchmarkProvisionMany -benchtime=1x
+# One go test for both, so they share one envtest start; the reads
+# benchmark's smoke run (100 clusters, 0.3 s a phase) adds about 10 s.
+echo "== make bench and make bench-reads as smoke runs (${LOK8S_BENCH_SMOKE_CLUSTERS:-10} clusters; 100 for reads)" >&2
+LOK8S_BENCH_CLUSTERS=${LOK8S_BENCH_SMOKE_CLUSTERS:-10} LOK8S_BENCH_READS_CLUSTERS=100 LOK8S_BENCH_READS_DURATION=300ms \
+	go test ./internal/e2e -run '^$' -bench 'BenchmarkProvisionMany|BenchmarkStatusReads' -benchtime=1x
 
 echo "== fuzz the spec parser for ${FUZZTIME:-10s}" >&2
 go test ./internal/spec -run '^$' -fuzz FuzzLoad -fuzztime "${FUZZTIME:-10s}"

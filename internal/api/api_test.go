@@ -32,6 +32,7 @@ import (
 	"lok8s.dev/provisioner/internal/jobs"
 	"lok8s.dev/provisioner/internal/kubeconfigs"
 	"lok8s.dev/provisioner/internal/mgmt"
+	"lok8s.dev/provisioner/internal/readmodel"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/store"
 )
@@ -94,6 +95,7 @@ type bundle struct {
 	logs       *syncBuffer
 	mgmtDir    string
 	queries    *queryCounter // statements sent, counted with setupOptions.bench
+	reads      *readmodel.Model
 }
 
 func setup(t testing.TB) *bundle {
@@ -112,6 +114,11 @@ type setupOptions struct {
 	bench bool
 	// heartbeat of the event streams (200 ms when zero).
 	heartbeat time.Duration
+	// noReads serves every read from Postgres (no read model); readsDB,
+	// when set, makes the read model listen to another database, so it
+	// hears of no change but those the server makes itself.
+	noReads bool
+	readsDB string
 }
 
 func setupWith(t testing.TB, opts setupOptions) *bundle {
@@ -168,12 +175,27 @@ func setupWith(t testing.TB, opts setupOptions) *bundle {
 		t.Cleanup(func() { cancel(); <-done })
 		hub = h
 	}
+	var reads *readmodel.Model
+	if !opts.noReads {
+		readsPool := pool
+		if opts.readsDB != "" {
+			if readsPool, err = pgxpool.New(context.Background(), opts.readsDB); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(readsPool.Close)
+		}
+		reads = readmodel.New(readsPool, logger)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = reads.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
 	mgmtDir := t.TempDir()
 	if err := os.WriteFile(mgmtDir+"/mgmt.example.com.yaml", []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	handler, err := api.New(app.WithCatalog(api.Config{
-		Store: st, Keyring: keyring, Logger: logger, Events: hub, Heartbeat: cmp.Or(opts.heartbeat, 200*time.Millisecond),
+		Store: st, Keyring: keyring, Logger: logger, Events: hub, Reads: reads, Heartbeat: cmp.Or(opts.heartbeat, 200*time.Millisecond),
 		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
 		ManagementClusterKnown: (&mgmt.Registry{KubeconfigDir: mgmtDir}).Known,
 		OpenAPI:                provisioner.OpenAPI,
@@ -189,7 +211,7 @@ func setupWith(t testing.TB, opts setupOptions) *bundle {
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &bundle{t: t, url: srv.URL, dbURL: dbURL, pool: pool, adminToken: adminToken, logs: logs, mgmtDir: mgmtDir, queries: queries}
+	return &bundle{t: t, url: srv.URL, dbURL: dbURL, pool: pool, adminToken: adminToken, logs: logs, mgmtDir: mgmtDir, queries: queries, reads: reads}
 }
 
 // queryCounter is a pgx tracer counting the statements sent (a round trip each).

@@ -83,7 +83,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.writeProblem(w, r, errUnauthorized)
 			return
 		}
-		p, err := s.store.Authenticate(r.Context(), HashToken(strings.TrimSpace(token)))
+		p, err := s.authenticateToken(r.Context(), HashToken(strings.TrimSpace(token)))
 		if errors.Is(err, store.ErrNotFound) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="lok8s", error="invalid_token"`)
 			s.writeProblem(w, r, errUnauthorized)

@@ -196,6 +196,7 @@ func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) {
 		Name: capi.Metadata.Name, Provider: provider, ManagementDomain: mgmtDomain, Namespace: namespace, Spec: specJSON,
 		Machines: machines, Steps: s.StepNames(store.OpProvision), IdempotencyKey: key, RequestHash: hash[:],
 	}, s.Enqueue)
+	s.clusterChanged(r, capi.Metadata.Name)
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		s.writeProblem(w, r, errConflict(fmt.Sprintf("a cluster named %q already exists; choose another name or delete it first", capi.Metadata.Name)))
@@ -319,30 +320,40 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
-	c, op, err := s.clusterWithOperation(r)
+	body, err := s.statusBody(r)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
 	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}
+
+// loadStatus reads the request's cluster status from Postgres.
+func (s *Server) loadStatus(r *http.Request) (StatusView, error) {
+	c, op, err := s.clusterWithOperation(r)
+	if err != nil {
+		return StatusView{}, err
+	}
 	addons, err := s.store.Addons(r.Context(), c.ID)
 	if err != nil {
-		s.writeProblem(w, r, err)
-		return
+		return StatusView{}, err
 	}
 	view := statusView(c, op, addons, seesInternals(r))
 	switch g, err := s.store.GitOpsState(r.Context(), c.ID); {
 	case err == nil:
 		view.GitOps = &GitOpsView{Provider: g.Provider, Repo: g.Repo, Ready: g.Ready, Reason: g.Reason, Message: g.Message, UpdatedAt: g.UpdatedAt}
 	case !errors.Is(err, store.ErrNotFound):
-		s.writeProblem(w, r, err)
-		return
+		return StatusView{}, err
 	}
-	writeJSON(w, http.StatusOK, view)
+	return view, nil
 }
 
 func (s *Server) deleteCluster(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "name")
 	c, op, err := s.store.StartDeprovision(r.Context(), s.actor(r), name, s.StepNames(store.OpDeprovision), s.Enqueue, s.CancelJob)
+	s.clusterChanged(r, name)
 	if errors.Is(err, store.ErrNotFound) {
 		e := errNotFound(fmt.Sprintf("no cluster named %q", name))
 		e.phase = "NotFound"

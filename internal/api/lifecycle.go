@@ -147,6 +147,7 @@ func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request, body []by
 		return
 	}
 	c, op, err := s.store.UpdateSpec(r.Context(), s.actor(r), name, ifGen, specJSON, machines, s.StepNames(store.OpUpdate), s.Enqueue)
+	s.clusterChanged(r, name)
 	switch {
 	case errors.Is(err, store.ErrPreconditionFailed):
 		s.writeProblem(w, r, errPrecondition("the cluster changed meanwhile: GET it again and reapply your change"))
@@ -194,6 +195,7 @@ func (s *Server) cancelOperation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, op, err := s.store.CancelOperation(r.Context(), s.actor(r), name, id, s.CancelJob)
+	s.clusterChanged(r, name)
 	if errors.Is(err, store.ErrNotFound) {
 		s.writeProblem(w, r, errNotFound(fmt.Sprintf("cluster %q has no operation %s", name, id)))
 		return
@@ -209,6 +211,7 @@ func (s *Server) cancelOperation(w http.ResponseWriter, r *http.Request) {
 func (s *Server) retryCluster(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "name")
 	c, op, err := s.store.RetryOperation(r.Context(), s.actor(r), name, s.StepNames, s.Enqueue)
+	s.clusterChanged(r, name)
 	if errors.Is(err, store.ErrNotFound) {
 		s.writeProblem(w, r, errNotFound(fmt.Sprintf("no cluster named %q", name)))
 		return

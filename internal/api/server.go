@@ -20,6 +20,7 @@ import (
 
 	"lok8s.dev/provisioner/internal/access"
 	"lok8s.dev/provisioner/internal/kubeconfigs"
+	"lok8s.dev/provisioner/internal/readmodel"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
@@ -76,6 +77,9 @@ type Config struct {
 	// IssueKubeconfig issues a principal's kubeconfig on the workload
 	// cluster that admin (CAPI's kubeconfig) reaches; nil: access.Issue.
 	IssueKubeconfig func(ctx context.Context, admin []byte, cluster string, p access.Principal, ttl time.Duration) (access.Issued, error)
+	// Reads keeps cluster statuses and API tokens in memory, kept current
+	// by Postgres's announcements (nil: every read goes to Postgres).
+	Reads *readmodel.Model
 	// Events wakes the event streams (nil: streams answer 503).
 	Events EventsHub
 	// Heartbeat is how often an idle stream sends a comment (default 15s).

@@ -217,7 +217,11 @@ func (s *Server) revokeTokenOf(w http.ResponseWriter, r *http.Request, tenantOf 
 		s.writeProblem(w, r, errNotFound("no such token"))
 		return
 	}
-	if err := s.store.RevokeToken(r.Context(), s.actor(r), t.ID, id); err != nil {
+	err = s.store.RevokeToken(r.Context(), s.actor(r), t.ID, id)
+	if s.Reads != nil {
+		s.Reads.InvalidateToken(id) // this replica: at once; the others hear of it
+	}
+	if err != nil {
 		s.writeProblem(w, r, err)
 		return
 	}

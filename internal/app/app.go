@@ -30,6 +30,7 @@ import (
 	"lok8s.dev/provisioner/internal/jobs"
 	"lok8s.dev/provisioner/internal/kubeconfigs"
 	"lok8s.dev/provisioner/internal/mgmt"
+	"lok8s.dev/provisioner/internal/readmodel"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
@@ -287,9 +288,10 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 		return err
 	}
 	hub := events.NewHub(pool, log)
+	reads := readmodel.New(pool, log)
 	avail := &availability{catalog: catalog, registry: registry}
 	handler, err := api.New(WithCatalog(api.Config{
-		Store: st, Keyring: keyring, Logger: log, Events: hub, Heartbeat: cfg.StreamHeartbeat,
+		Store: st, Keyring: keyring, Logger: log, Events: hub, Reads: reads, Heartbeat: cfg.StreamHeartbeat,
 		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
 		ManagementClusterKnown: registry.Known, OpenAPI: provisioner.OpenAPI,
 		ProviderMissing: avail.providerMissing, ManagementClusters: avail.managementClusters,
@@ -330,7 +332,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	// Every goroutine the service starts besides the server and the queue
-	// (the LISTEN hub, one watcher per management cluster) runs in this
+	// (the LISTEN hub, the read model, one watcher per management cluster) runs in this
 	// group, stopped and waited for at shutdown.
 	var group sync.WaitGroup
 	watchCtx, stopWatching := context.WithCancel(ctx)
@@ -339,6 +341,11 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	group.Go(func() {
 		if err := hub.Run(watchCtx); err != nil {
 			log.Error("event hub stopped", "error", err)
+		}
+	})
+	group.Go(func() {
+		if err := reads.Run(watchCtx); err != nil {
+			log.Error("read model stopped", "error", err)
 		}
 	})
 	if err := queue.Start(ctx); err != nil {

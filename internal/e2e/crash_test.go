@@ -34,7 +34,7 @@ var (
 )
 
 // serverBinary builds cmd/server once per test binary.
-func serverBinary(t *testing.T) string {
+func serverBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "lok8s-e2e-bin-")

@@ -29,7 +29,7 @@ type process struct {
 // startProcess runs `lok8s-server serve` with the environment given (on top
 // of the test's; LOK8S_ADDR=127.0.0.1:0 and JSON logs are set) and waits
 // until it listens. The process is killed when the test ends.
-func startProcess(t *testing.T, env ...string) *process {
+func startProcess(t testing.TB, env ...string) *process {
 	t.Helper()
 	p := &process{cmd: exec.Command(serverBinary(t), "serve"), scanned: make(chan struct{})}
 	p.cmd.Env = append(append(os.Environ(), "LOK8S_ADDR=127.0.0.1:0", "LOK8S_LOG_FORMAT=json"), env...)

@@ -88,22 +88,41 @@ func (s *Store) EnsureAdminToken(ctx context.Context, tenantName string, hash []
 // Authenticate returns the principal of the unrevoked token with hash, and
 // records its use (at most once a minute, to keep reads cheap).
 func (s *Store) Authenticate(ctx context.Context, hash []byte) (Principal, error) {
+	p, _, err := s.AuthenticateToken(ctx, hash)
+	return p, err
+}
+
+// AuthenticateToken is Authenticate that also returns when the token
+// expires (nil: never), for a caller that keeps it in memory.
+func (s *Store) AuthenticateToken(ctx context.Context, hash []byte) (Principal, *time.Time, error) {
 	var p Principal
+	var expires *time.Time
 	err := s.pool.QueryRow(ctx, `
 		WITH tok AS (
-			SELECT t.id, t.tenant_id, t.name, t.admin, n.name AS tenant_name
+			SELECT t.id, t.tenant_id, t.name, t.admin, t.expires_at, n.name AS tenant_name
 			FROM api_tokens t JOIN tenants n ON n.id = t.tenant_id
 			WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())
 		), touch AS (
 			UPDATE api_tokens SET last_used_at = now()
 			WHERE id = (SELECT id FROM tok) AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
 		)
-		SELECT id, tenant_id, name, admin, tenant_name FROM tok`, hash).
-		Scan(&p.TokenID, &p.TenantID, &p.TokenName, &p.Admin, &p.TenantName)
+		SELECT id, tenant_id, name, admin, tenant_name, expires_at FROM tok`, hash).
+		Scan(&p.TokenID, &p.TenantID, &p.TokenName, &p.Admin, &p.TenantName, &expires)
 	if err != nil {
-		return Principal{}, notFound(err, "token")
+		return Principal{}, nil, notFound(err, "token")
 	}
-	return p, nil
+	return p, expires, nil
+}
+
+// TouchToken records a use of token id (at most once a minute), for a
+// caller that authenticated it from memory.
+func (s *Store) TouchToken(ctx context.Context, id uuid.UUID) error {
+	_, err := s.pool.Exec(ctx, `UPDATE api_tokens SET last_used_at = now()
+		WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')`, id)
+	if err != nil {
+		return fmt.Errorf("record token use: %w", err)
+	}
+	return nil
 }
 
 // Token is an API token's metadata (never the token).
