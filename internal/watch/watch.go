@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -151,20 +152,33 @@ func (w *Watcher) Run(ctx context.Context) error {
 		<-ctx.Done()
 		queue.ShutDown()
 	}()
-	for {
-		k, quit := queue.Get()
-		if quit {
-			return nil
-		}
-		if err := w.sync(ctx, k, c); err != nil {
-			w.logger.WarnContext(ctx, "could not record observed status", "cluster", k.name, "namespace", k.namespace, "error", err)
-			queue.AddRateLimited(k)
-		} else {
-			queue.Forget(k)
-		}
-		queue.Done(k)
+	// Each sync is a write and a wake, round trips to Postgres: several
+	// run at once (the queue never hands one cluster to two at a time),
+	// or a thousand clusters changing together wait on one another.
+	var workers sync.WaitGroup
+	for range syncWorkers {
+		workers.Go(func() {
+			for {
+				k, quit := queue.Get()
+				if quit {
+					return
+				}
+				if err := w.sync(ctx, k, c); err != nil {
+					w.logger.WarnContext(ctx, "could not record observed status", "cluster", k.name, "namespace", k.namespace, "error", err)
+					queue.AddRateLimited(k)
+				} else {
+					queue.Forget(k)
+				}
+				queue.Done(k)
+			}
+		})
 	}
+	workers.Wait()
+	return nil
 }
+
+// syncWorkers is how many clusters a watcher records at once.
+const syncWorkers = 8
 
 // servedResources says which of the watched resources the management
 // cluster serves (a MachinePool or KubeadmControlPlane CRD may be absent).
