@@ -183,7 +183,9 @@ func (s *Store) BeginOperation(ctx context.Context, id uuid.UUID) (Operation, er
 		if err != nil {
 			return fmt.Errorf("begin operation %s: %w", id, err)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE clusters SET phase = $2, updated_at = now() WHERE id = $1`,
+		// A resumed operation (every wait check) finds the phase set:
+		// nothing to write.
+		if _, err := tx.Exec(ctx, `UPDATE clusters SET phase = $2, updated_at = now() WHERE id = $1 AND phase IS DISTINCT FROM $2`,
 			op.ClusterID, phaseWhileRunning(op.Kind)); err != nil {
 			return fmt.Errorf("set cluster phase: %w", err)
 		}
