@@ -288,11 +288,6 @@ func (s *steps) apply(ctx context.Context, r *Run) (Outcome, error) {
 	}
 	// The namespace exists: the credentials step, which always runs first, made it.
 	for _, obj := range objs {
-		// A new cluster's objects do not exist yet: creating one proves
-		// it the tenant's without reading it first.
-		if r.Operation.Kind == store.OpProvision && mc.ApplyNew(ctx, obj) {
-			continue
-		}
 		if err := s.applyOwned(ctx, mc, r, obj); err != nil {
 			return Outcome{}, err
 		}

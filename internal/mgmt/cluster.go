@@ -9,13 +9,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -63,22 +61,6 @@ func (c *Cluster) Apply(ctx context.Context, obj *unstructured.Unstructured) err
 		return fmt.Errorf("apply %s %s: %w", obj.GetKind(), objectKey(obj), err)
 	}
 	return nil
-}
-
-// ApplyNew server-side applies obj only if no object of its name exists,
-// in one request: the applied configuration carries a fresh metadata.uid,
-// which the apiserver replaces with its own when it creates the object and
-// refuses when one exists (a uid cannot change). created is false when it
-// was not created: the object exists, or the apiserver refused it for
-// another reason; the caller then checks ownership and applies as usual,
-// which reports that reason.
-func (c *Cluster) ApplyNew(ctx context.Context, obj *unstructured.Unstructured) (created bool) {
-	obj = obj.DeepCopy()
-	obj.SetManagedFields(nil)
-	obj.SetResourceVersion("")
-	obj.SetUID(types.UID(uuid.NewString()))
-	//nolint:staticcheck // client.Apply with unstructured objects is the supported SSA path here.
-	return c.client.Patch(ctx, obj, client.Apply, client.FieldOwner(FieldManager)) == nil
 }
 
 // Delete deletes the object named by gvk, namespace and name; absent is fine.
