@@ -41,8 +41,10 @@ type config struct {
 	MgmtQPS   int
 	MgmtBurst int
 	// CheckInterval paces the wait steps; ProvisionTimeout bounds them.
-	CheckInterval    time.Duration
-	ProvisionTimeout time.Duration
+	CheckInterval time.Duration
+	// WatchedCheckInterval paces them when the watcher wakes them.
+	WatchedCheckInterval time.Duration
+	ProvisionTimeout     time.Duration
 	// EventRetention is how long the event streams' history is kept.
 	EventRetention time.Duration
 }
@@ -136,6 +138,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		dst       *time.Duration
 	}{
 		{"LOK8S_CHECK_INTERVAL", "15s", &c.CheckInterval},
+		{"LOK8S_WATCHED_CHECK_INTERVAL", "2m", &c.WatchedCheckInterval},
 		{"LOK8S_PROVISION_TIMEOUT", "45m", &c.ProvisionTimeout},
 		{"LOK8S_ADDON_TIMEOUT", "5m", &c.AddonTimeout},
 		{"LOK8S_EVENT_RETENTION", "168h", &c.EventRetention},
@@ -172,6 +175,7 @@ func (c config) LogValue() slog.Value {
 		slog.Int("mgmt_qps", c.MgmtQPS),
 		slog.Int("mgmt_burst", c.MgmtBurst),
 		slog.Duration("check_interval", c.CheckInterval),
+		slog.Duration("watched_check_interval", c.WatchedCheckInterval),
 		slog.Duration("provision_timeout", c.ProvisionTimeout),
 		slog.Duration("event_retention", c.EventRetention),
 	)

@@ -66,8 +66,11 @@ type Config struct {
 	AddonTimeout   time.Duration
 	Workers        int
 	// CheckInterval and ProvisionTimeout pace and bound the wait steps.
-	CheckInterval    time.Duration
-	ProvisionTimeout time.Duration
+	CheckInterval time.Duration
+	// WatchedCheckInterval paces them instead when the management
+	// cluster's watcher serves and wakes them (jobs.Deps; zero: the default).
+	WatchedCheckInterval time.Duration
+	ProvisionTimeout     time.Duration
 	// EventRetention is how long events are kept (0: for ever).
 	EventRetention time.Duration
 	// JobMaxAttempts, JobTimeout and JobRescueAfter tune River (0: defaults).
@@ -277,7 +280,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	pipeline := jobs.NewPipeline(jobs.Deps{
 		Store: st, Keyring: keyring, Catalog: catalog, Clusters: registry, Kubeconfigs: kubeconfigSource,
 		Addons: addonCatalog, Installer: installer, AddonOverrides: overrides,
-		CheckInterval: cfg.CheckInterval, WaitTimeout: cfg.ProvisionTimeout,
+		CheckInterval: cfg.CheckInterval, WatchedCheckInterval: cfg.WatchedCheckInterval, WaitTimeout: cfg.ProvisionTimeout,
 	})
 	queue, err := jobs.NewQueue(pool, jobs.Config{
 		Store: st, Logger: log, Pipeline: pipeline, Workers: cfg.Workers,
@@ -405,10 +408,12 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 // every named one.
 func startWatchers(ctx context.Context, group *sync.WaitGroup, registry *mgmt.Registry, st *store.Store, queue *jobs.Queue, log *slog.Logger) {
 	// A change the watcher records may be what a waiting step waits for:
-	// run it now rather than at its next check.
+	// run it now rather than at its next check. A job in another step
+	// is left alone: when it reaches a wait, its first check reads the
+	// cache, which already holds the change.
 	wake := func(ctx context.Context, tenant uuid.UUID, name string) {
-		id, err := st.ActiveJobID(ctx, tenant, name)
-		if err == nil && id != 0 {
+		id, step, err := st.ActiveJob(ctx, tenant, name)
+		if err == nil && id != 0 && jobs.WaitsOnWatcher(step) {
 			err = queue.Wake(ctx, id)
 		}
 		if err != nil && ctx.Err() == nil {

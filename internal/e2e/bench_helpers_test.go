@@ -41,8 +41,9 @@ const benchAppName = "lok8s-bench-service"
 type benchConfig struct {
 	workers       int
 	checkInterval time.Duration
-	dbParams      string // appended to the database URL, e.g. pool_max_conns=20
-	mgmtQPS       int    // requests/s to the management cluster (burst twice that)
+	watched       time.Duration // the wait steps' interval when the watcher wakes them
+	dbParams      string        // appended to the database URL, e.g. pool_max_conns=20
+	mgmtQPS       int           // requests/s to the management cluster (burst twice that)
 	wrapTransport func(http.RoundTripper) http.RoundTripper
 	logs          *benchLogCounter
 }
@@ -75,7 +76,7 @@ func startBenchService(tb testing.TB, c benchConfig) (s *benchService, stop func
 		Addr: "127.0.0.1:0", DatabaseURL: serviceURL, AdminToken: admin,
 		EncryptionKey: key, MgmtKubeconfig: kubeconfig,
 		TemplatesDir: benchTemplates(tb), MgmtQPS: float32(c.mgmtQPS), MgmtBurst: 2 * c.mgmtQPS,
-		Workers: c.workers, CheckInterval: c.checkInterval, ProvisionTimeout: time.Hour,
+		Workers: c.workers, CheckInterval: c.checkInterval, WatchedCheckInterval: c.watched, ProvisionTimeout: time.Hour,
 		JobMaxAttempts: 6, ShutdownTimeout: 30 * time.Second,
 		WrapManagementTransport: c.wrapTransport,
 		Logger:                  slog.New(c.logs),
@@ -370,6 +371,7 @@ type benchSample struct {
 	applied   int // provision operations whose apply step succeeded
 	inWait    int // ... whose control-plane-initialized step is running (snoozing or checking)
 	provd     int // clusters Provisioned
+	checks    int // attempts of the provision wait steps, summed
 	failed    int // clusters Failed
 	dbConns   int // the service's Postgres connections
 	dbBusy    int // ... not idle (active or in a transaction)
@@ -390,6 +392,8 @@ SELECT
   (SELECT count(*) FROM operation_steps s JOIN operations o ON o.id = s.operation_id
      WHERE o.kind = 'provision' AND s.name = 'control-plane-initialized' AND s.state = 'running'),
   (SELECT count(*) FROM clusters WHERE phase = 'Provisioned'),
+  (SELECT coalesce(sum(s.attempts), 0) FROM operation_steps s JOIN operations o ON o.id = s.operation_id
+     WHERE o.kind = 'provision' AND s.name IN ('control-plane-initialized', 'kubeconfig', 'nodes-ready')),
   (SELECT count(*) FROM clusters WHERE phase = 'Failed'),
   (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1),
   (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1 AND state <> 'idle'),
@@ -398,7 +402,7 @@ SELECT
 func (s *benchService) sample(ctx context.Context, phase int) (benchSample, error) {
 	x := benchSample{at: time.Now(), phase: phase}
 	err := s.db.QueryRow(ctx, benchSampleSQL, benchAppName).Scan(&x.running, &x.ready, &x.snoozed,
-		&x.applied, &x.inWait, &x.provd, &x.failed, &x.dbConns, &x.dbBusy, &x.dbWaiting)
+		&x.applied, &x.inWait, &x.provd, &x.checks, &x.failed, &x.dbConns, &x.dbBusy, &x.dbWaiting)
 	x.working, x.throttled, x.dbAcquire = benchGoroutines()
 	return x, err
 }
@@ -437,21 +441,31 @@ type benchStats struct {
 	dbWaitingMax                           int
 	workingMax, throttledMax, dbAcquireMax int
 	workingMean, throttledMean             float64
+	// checksPerSec: wait-step attempts per second over the phase's samples.
+	checksPerSec float64
 }
 
 func benchSummarise(samples []benchSample, phase int) benchStats {
 	var st benchStats
 	var run, ready, busy, working, throttled int
-	for _, x := range samples {
+	var first, last *benchSample
+	for i, x := range samples {
 		if x.phase != phase {
 			continue
 		}
+		if first == nil {
+			first = &samples[i]
+		}
+		last = &samples[i]
 		st.n++
 		run, ready, busy = run+x.running, ready+x.ready, busy+x.dbBusy
 		working, throttled = working+x.working, throttled+x.throttled
 		st.workingMax, st.throttledMax, st.dbAcquireMax = max(st.workingMax, x.working), max(st.throttledMax, x.throttled), max(st.dbAcquireMax, x.dbAcquire)
 		st.runningMax, st.readyMax = max(st.runningMax, x.running), max(st.readyMax, x.ready)
 		st.dbBusyMax, st.dbMax, st.dbWaitingMax = max(st.dbBusyMax, x.dbBusy), max(st.dbMax, x.dbConns), max(st.dbWaitingMax, x.dbWaiting)
+	}
+	if first != nil && last.at.After(first.at) {
+		st.checksPerSec = float64(last.checks-first.checks) / last.at.Sub(first.at).Seconds()
 	}
 	if st.n > 0 {
 		st.runningMean, st.readyMean, st.dbBusyMean = float64(run)/float64(st.n), float64(ready)/float64(st.n), float64(busy)/float64(st.n)

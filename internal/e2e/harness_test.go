@@ -94,8 +94,10 @@ type options struct {
 	mgmt *testenv.Env
 	// addonNamespace is where the catalogue runs cilium and the ccm.
 	addonNamespace string
-	// checkInterval paces the wait steps (default 200ms).
-	checkInterval time.Duration
+	// checkInterval paces the wait steps (default 200ms);
+	// watchedCheckInterval paces them when the watcher wakes them (zero:
+	// the service's default).
+	checkInterval, watchedCheckInterval time.Duration
 }
 
 func randomName(prefix string) string {
@@ -147,7 +149,7 @@ func startService(t *testing.T, opts options) *service {
 		EncryptionKey: key, MgmtKubeconfig: kubeconfig, KubeconfigDir: kubeconfigDir, TemplatesDir: opts.templatesDir,
 		JobRescueAfter: opts.rescueAfter, JobTimeout: opts.jobTimeout,
 		AddonsDir: opts.addonsDir, AddonValuesDir: opts.addonValuesDir, ChartCacheDir: t.TempDir(), AddonTimeout: 30 * time.Second,
-		Workers: 4, CheckInterval: opts.checkInterval, ProvisionTimeout: 2 * time.Minute,
+		Workers: 4, CheckInterval: opts.checkInterval, WatchedCheckInterval: opts.watchedCheckInterval, ProvisionTimeout: 2 * time.Minute,
 		JobMaxAttempts: 6, ShutdownTimeout: 10 * time.Second,
 		ReadTimeout: opts.readTimeout, MaxUnauthenticatedConns: opts.maxUnauthenticatedConns,
 		OrphanCheckInterval: opts.orphanCheckInterval, OrphanGrace: opts.orphanGrace, StreamHeartbeat: opts.streamHeartbeat,

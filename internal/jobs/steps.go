@@ -57,6 +57,17 @@ const (
 	StepCredentialsCleanup = "credentials-cleanup"
 )
 
+// WaitsOnWatcher reports whether step waits on what the management
+// cluster's watcher watches (a CAPI Cluster, its pools and control plane),
+// so that the watcher should wake it when those change.
+func WaitsOnWatcher(step string) bool {
+	switch step {
+	case StepControlPlaneInitialized, StepNodesReady, StepRollout:
+		return true
+	}
+	return false
+}
+
 // Labels the service puts on everything it creates on a management cluster.
 const (
 	LabelTenant  = "lok8s.dev/tenant"
@@ -79,9 +90,17 @@ type Deps struct {
 	AddonOverrides fs.FS
 	// CheckInterval is how long the wait steps snooze between checks.
 	CheckInterval time.Duration
+	// WatchedCheckInterval is how long they snooze instead when the
+	// management cluster's watcher serves what they read from its cache
+	// and wakes them when it changes (mgmt.Cluster.Watched): the check
+	// then only guards against a lost wake and the deadline.
+	WatchedCheckInterval time.Duration
 	// WaitTimeout bounds how long CAPI may take to provision (or delete) a cluster.
 	WaitTimeout time.Duration
 }
+
+// DefaultWatchedCheckInterval is Deps.WatchedCheckInterval's default.
+const DefaultWatchedCheckInterval = 2 * time.Minute
 
 // WithDefaults returns d with unset durations defaulted, and a kubeconfig
 // Source over d's store, keys, management clusters and catalog if none is set.
@@ -91,6 +110,9 @@ func (d Deps) WithDefaults() Deps {
 	}
 	if d.WaitTimeout == 0 {
 		d.WaitTimeout = 45 * time.Minute
+	}
+	if d.WatchedCheckInterval == 0 {
+		d.WatchedCheckInterval = DefaultWatchedCheckInterval
 	}
 	if d.Kubeconfigs == nil {
 		d.Kubeconfigs = &kubeconfigs.Source{Store: d.Store, Keyring: d.Keyring, Clusters: d.Clusters, Catalog: d.Catalog}
@@ -302,7 +324,7 @@ func (s *steps) controlPlaneInitialized(ctx context.Context, r *Run) (Outcome, e
 	if st.ControlPlaneInitialized() {
 		return Outcome{Message: "control plane initialized: the workload API server answers"}, nil
 	}
-	return s.recheck(r, "waiting for the control plane to initialize (CAPI phase "+orUnknown(st.Phase)+")")
+	return s.recheckWithin(r, "waiting for the control plane to initialize (CAPI phase "+orUnknown(st.Phase)+")", s.WaitTimeout, s.every(st.watched))
 }
 
 // nodesReady re-checks the CAPI Cluster until it is Ready as users mean
@@ -328,38 +350,40 @@ func (s *steps) nodesReady(ctx context.Context, r *Run) (Outcome, error) {
 	if rd.Ready {
 		return Outcome{Message: "ready: " + rd.Progress}, nil
 	}
-	timeout, err := s.machinesWait(ctx, r)
+	timeout, polled, err := s.machinesWait(ctx, r)
 	if err != nil {
 		return Outcome{}, err
 	}
 	if err := s.Store.SetStepMessage(ctx, r.Operation.ID, StepNodesReady, rd.Progress); err != nil {
 		return Outcome{}, err
 	}
-	return s.recheckWithin(r, rd.Progress, timeout)
+	return s.recheckWithin(r, rd.Progress, timeout, s.every(st.watched && !polled))
 }
 
 // machinesWait reads the provider's machine failures (capi.Waits) and
 // fails the run with the first that holds; otherwise it returns how long
 // the machines may take: the service's wait timeout, or the provider's
-// waitTimeout when longer (bare metal installs for up to an hour).
-func (s *steps) machinesWait(ctx context.Context, r *Run) (time.Duration, error) {
+// waitTimeout when longer (bare metal installs for up to an hour). polled
+// says the provider has machine failures to look for: the watcher does not
+// watch those objects, so the wait keeps polling at CheckInterval.
+func (s *steps) machinesWait(ctx context.Context, r *Run) (timeout time.Duration, polled bool, err error) {
 	w, err := s.Catalog.Waits(r.Spec)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	mc, err := s.managementCluster(r)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	for _, mf := range w.MachineFailures {
 		gv, err := schema.ParseGroupVersion(mf.APIVersion)
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		hits, err := mc.ObjectsWithCondition(ctx, r.Cluster.Namespace, r.Cluster.Name, mgmt.ConditionQuery{
 			GVK: gv.WithKind(mf.Kind), Type: mf.Condition.Type, Status: mf.Condition.Status, Reason: mf.Condition.Reason})
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		for _, h := range hits {
 			if !heldFor(h.Condition, r.StepStarted, time.Now(), mf.Duration()) {
@@ -370,39 +394,62 @@ func (s *steps) machinesWait(ctx context.Context, r *Run) (time.Duration, error)
 				what = "pool " + h.Pool + ": " + what
 			}
 			reason := fmt.Sprintf("%s: %s %s (%s): %s", what, h.Condition.Type, h.Condition.Status, h.Condition.Reason, h.Condition.Message)
-			return 0, Permanent(coded(errors.New(reason), mf.Code, mf.Retryable, mf.Remediation, reason))
+			return 0, false, Permanent(coded(errors.New(reason), mf.Code, mf.Retryable, mf.Remediation, reason))
 		}
 	}
-	return max(s.WaitTimeout, w.Timeout), nil
+	return max(s.WaitTimeout, w.Timeout), len(w.MachineFailures) > 0, nil
 }
 
-// observe reads and records the CAPI Cluster's status with its pools. It
-// returns an Outcome to end the check with when the Cluster is not there
-// yet, and a permanent error when CAPI reports it failed.
-func (s *steps) observe(ctx context.Context, r *Run) (mgmt.Status, *Outcome, error) {
+// observed is a CAPI Cluster's status as a check read it.
+type observed struct {
+	mgmt.Status
+	// watched: read from the watcher's cache, which wakes the check when
+	// the Cluster or its pools change.
+	watched bool
+}
+
+// observe reads the CAPI Cluster's status with its pools: from the
+// management cluster watcher's cache when it has synced (no request; the
+// watcher records the observed status, so the check writes none), else
+// from the apiserver, recording what it read. It returns an Outcome to
+// end the check with when the Cluster is not there yet, and a permanent
+// error when CAPI reports it failed.
+func (s *steps) observe(ctx context.Context, r *Run) (observed, *Outcome, error) {
 	mc, err := s.managementCluster(r)
 	if err != nil {
-		return mgmt.Status{}, nil, err
+		return observed{}, nil, err
 	}
+	watched := mc.Watched()
 	st, err := mc.ObservedStatus(ctx, r.Cluster.Namespace, r.Cluster.Name)
 	switch {
 	case errors.Is(err, mgmt.ErrNotFound):
-		out, err := s.recheck(r, "the CAPI Cluster does not exist yet")
-		return mgmt.Status{}, &out, err
+		out, err := s.recheckWithin(r, "the CAPI Cluster does not exist yet", s.WaitTimeout, s.every(watched))
+		return observed{}, &out, err
 	case err != nil:
-		return mgmt.Status{}, nil, err
+		return observed{}, nil, err
 	}
 	if st.Tenant != tenantOf(r) {
-		return mgmt.Status{}, nil, notOwned(fmt.Errorf("cluster %s/%s: %w", r.Cluster.Namespace, r.Cluster.Name, mgmt.ErrNotOwned))
+		return observed{}, nil, notOwned(fmt.Errorf("cluster %s/%s: %w", r.Cluster.Namespace, r.Cluster.Name, mgmt.ErrNotOwned))
 	}
-	if err := s.saveObserved(ctx, r, st); err != nil {
-		return mgmt.Status{}, nil, err
+	if !watched {
+		if err := s.saveObserved(ctx, r, st); err != nil {
+			return observed{}, nil, err
+		}
 	}
 	if reason, failed := st.Failure(); failed {
-		return mgmt.Status{}, nil, Permanent(coded(fmt.Errorf("CAPI reports the cluster failed: %s", reason), CodeProviderFailed, false,
+		return observed{}, nil, Permanent(coded(fmt.Errorf("CAPI reports the cluster failed: %s", reason), CodeProviderFailed, false,
 			"read CAPI's reason, fix the cause (spec, credential or provider account), then delete and recreate the cluster", reason))
 	}
-	return st, nil, nil
+	return observed{Status: st, watched: watched}, nil, nil
+}
+
+// every is how long a wait snoozes between checks: CheckInterval, or
+// WatchedCheckInterval when the watcher wakes it on a change.
+func (s *steps) every(watched bool) time.Duration {
+	if watched {
+		return max(s.WatchedCheckInterval, s.CheckInterval)
+	}
+	return s.CheckInterval
 }
 
 // heldFor reports whether a condition has held for d at now: since its
@@ -415,19 +462,23 @@ func heldFor(c mgmt.Condition, waitStarted, now time.Time, d time.Duration) bool
 	return now.Sub(since) >= d
 }
 
-// recheck snoozes the step, or fails it once the deadline has passed.
+// recheck snoozes the step for CheckInterval, or fails it once the
+// deadline has passed.
 func (s *steps) recheck(r *Run, state string) (Outcome, error) {
-	return s.recheckWithin(r, state, s.WaitTimeout)
+	return s.recheckWithin(r, state, s.WaitTimeout, s.CheckInterval)
 }
 
-// recheckWithin is recheck with the step's own timeout.
-func (s *steps) recheckWithin(r *Run, state string, timeout time.Duration) (Outcome, error) {
-	if waited := time.Since(r.StepStarted); waited > timeout {
+// recheckWithin snoozes the step for every, or fails it once timeout has
+// passed since it started; a snooze never passes the deadline by more
+// than CheckInterval.
+func (s *steps) recheckWithin(r *Run, state string, timeout, every time.Duration) (Outcome, error) {
+	waited := time.Since(r.StepStarted)
+	if waited > timeout {
 		return Outcome{}, Permanent(coded(fmt.Errorf("timed out after %s: %s", timeout, state), CodeTimeout, true,
 			"CAPI did not finish in time: check the provider's conditions in the status, then retry", state))
 	}
 	r.Logger.Info("not ready yet", "state", state)
-	return Outcome{RecheckIn: s.CheckInterval}, nil
+	return Outcome{RecheckIn: min(every, timeout-waited+s.CheckInterval)}, nil
 }
 
 func (s *steps) saveObserved(ctx context.Context, r *Run, st mgmt.Status) error {
@@ -542,14 +593,14 @@ func (s *steps) rollout(ctx context.Context, r *Run) (Outcome, error) {
 	if ro.Done {
 		return Outcome{Message: "rolled out: " + ro.Progress}, nil
 	}
-	timeout, err := s.machinesWait(ctx, r)
+	timeout, polled, err := s.machinesWait(ctx, r)
 	if err != nil {
 		return Outcome{}, err
 	}
 	if err := s.Store.SetStepMessage(ctx, r.Operation.ID, StepRollout, ro.Progress); err != nil {
 		return Outcome{}, err
 	}
-	return s.recheckWithin(r, "rolling out: "+ro.Progress, timeout)
+	return s.recheckWithin(r, "rolling out: "+ro.Progress, timeout, s.every(ro.Cached && !polled))
 }
 
 // deprovisionTarget is the management cluster to delete from, or none

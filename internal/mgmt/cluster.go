@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,6 +33,8 @@ type Cluster struct {
 	Domain string
 	Config *rest.Config
 	client client.Client
+	// cache, when set, is the watcher's view the wait and rollout checks read (SetCache).
+	cache atomic.Pointer[cacheBox]
 }
 
 // Client is the cluster's client, for callers that need more than this type offers.
@@ -108,8 +111,12 @@ func (c *Cluster) Kubeconfig(ctx context.Context, namespace, cluster string) ([]
 	return value, nil
 }
 
-// ClusterStatus reads the CAPI Cluster namespace/name.
+// ClusterStatus reads the CAPI Cluster namespace/name, from the
+// watcher's cache when it holds it.
 func (c *Cluster) ClusterStatus(ctx context.Context, namespace, name string) (Status, error) {
+	if obj, ok := c.cachedObject(ClusterGVK, namespace, name); ok {
+		return StatusOf(obj)
+	}
 	obj := &unstructured.Unstructured{}
 	obj.SetGroupVersionKind(ClusterGVK)
 	err := c.client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj)

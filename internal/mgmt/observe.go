@@ -62,13 +62,26 @@ func PoolReplicas(obj *unstructured.Unstructured) Replicas {
 
 // ObservedStatus reads the CAPI Cluster namespace/name and the replicas
 // of each of its pools (the MachineDeployments and MachinePools labelled
-// lok8s.dev/cluster=name).
+// lok8s.dev/cluster=name): from the watcher's cache where it holds them
+// (no request), else from the apiserver.
 func (c *Cluster) ObservedStatus(ctx context.Context, namespace, name string) (Status, error) {
 	st, err := c.ClusterStatus(ctx, namespace, name)
 	if err != nil {
 		return Status{}, err
 	}
+	cache := c.cached()
 	for _, gvk := range PoolKinds {
+		if cache != nil {
+			if objs, held := cache.ListOfCluster(gvk, namespace, name); held {
+				for _, o := range objs {
+					if st.Pools == nil {
+						st.Pools = map[string]Replicas{}
+					}
+					st.Pools[PoolName(name, o)] = PoolReplicas(o)
+				}
+				continue
+			}
+		}
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
 		if err := c.client.List(ctx, list, client.InNamespace(namespace), client.MatchingLabels{LabelCluster: name}); err != nil {

@@ -22,8 +22,15 @@ var ErrNotOwned = errors.New("exists and is not the tenant's")
 
 // CheckOwner returns ErrNotOwned when the object named by gvk, namespace
 // and name exists and its lok8s.dev/tenant label is not tenant; an absent
-// object is fine (the service may create it).
+// object is fine (the service may create it). An object the watcher's
+// cache holds with the tenant's label needs no request; anything else
+// (not cached, another owner, absent from the cache) is read from the
+// apiserver, so the cache never makes an object look the tenant's that the
+// apiserver would not.
 func (c *Cluster) CheckOwner(ctx context.Context, gvk schema.GroupVersionKind, namespace, name, tenant string) error {
+	if obj, ok := c.cachedObject(gvk, namespace, name); ok && tenant != "" && obj.GetLabels()[LabelTenant] == tenant {
+		return nil
+	}
 	meta := &metav1.PartialObjectMetadata{}
 	meta.SetGroupVersionKind(gvk)
 	err := c.client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, meta)

@@ -183,7 +183,9 @@ func (s *Store) BeginOperation(ctx context.Context, id uuid.UUID) (Operation, er
 		if err != nil {
 			return fmt.Errorf("begin operation %s: %w", id, err)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE clusters SET phase = $2, updated_at = now() WHERE id = $1`,
+		// A resumed operation (every wait check) finds the phase set:
+		// nothing to write.
+		if _, err := tx.Exec(ctx, `UPDATE clusters SET phase = $2, updated_at = now() WHERE id = $1 AND phase IS DISTINCT FROM $2`,
 			op.ClusterID, phaseWhileRunning(op.Kind)); err != nil {
 			return fmt.Errorf("set cluster phase: %w", err)
 		}
@@ -322,20 +324,20 @@ func (s *Store) SetStepMessage(ctx context.Context, id uuid.UUID, name, message 
 	return nil
 }
 
-// ActiveJobID is the River job of the tenant's live cluster name's active
-// operation, or 0 when none is running.
-func (s *Store) ActiveJobID(ctx context.Context, tenantID uuid.UUID, name string) (int64, error) {
-	var id *int64
-	err := s.pool.QueryRow(ctx, `
-		SELECT o.river_job_id FROM operations o JOIN clusters c ON c.id = o.cluster_id
-		WHERE c.tenant_id = $1 AND c.name = $2 AND c.deleted_at IS NULL AND o.state = 'running'`, tenantID, name).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && id == nil) {
-		return 0, nil
+// ActiveJob is the River job of the tenant's live cluster name's active
+// operation and the step it is at, or 0 when none is running.
+func (s *Store) ActiveJob(ctx context.Context, tenantID uuid.UUID, name string) (id int64, step string, err error) {
+	var job *int64
+	err = s.pool.QueryRow(ctx, `
+		SELECT o.river_job_id, o.step FROM operations o JOIN clusters c ON c.id = o.cluster_id
+		WHERE c.tenant_id = $1 AND c.name = $2 AND c.deleted_at IS NULL AND o.state = 'running'`, tenantID, name).Scan(&job, &step)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && job == nil) {
+		return 0, "", nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("active job of cluster %q: %w", name, err)
+		return 0, "", fmt.Errorf("active job of cluster %q: %w", name, err)
 	}
-	return *id, nil
+	return *job, step, nil
 }
 
 // FailOrphanedOperations ends, as failed, every queued or running

@@ -477,8 +477,8 @@ func TestPruneEvents(t *testing.T) {
 	}
 }
 
-// TestActiveJobID names the River job of a running operation only.
-func TestActiveJobID(t *testing.T) {
+// TestActiveJob names the River job of a running operation only.
+func TestActiveJob(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
@@ -486,17 +486,23 @@ func TestActiveJobID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id, err := b.store.ActiveJobID(ctx, b.actor.TenantID, "prod"); err != nil || id != 0 {
+	if id, _, err := b.store.ActiveJob(ctx, b.actor.TenantID, "prod"); err != nil || id != 0 {
 		t.Fatalf("queued operation: job %d, %v; want none", id, err)
 	}
 	if _, err := b.store.BeginOperation(ctx, op.ID); err != nil {
 		t.Fatal(err)
 	}
-	if id, err := b.store.ActiveJobID(ctx, b.actor.TenantID, "prod"); err != nil || id != *op.RiverJobID {
-		t.Fatalf("running operation: job %d, %v; want %d", id, err, *op.RiverJobID)
+	if id, step, err := b.store.ActiveJob(ctx, b.actor.TenantID, "prod"); err != nil || id != *op.RiverJobID || step != "" {
+		t.Fatalf("running operation: job %d at step %q, %v; want %d at no step yet", id, step, err, *op.RiverJobID)
+	}
+	if _, err := b.store.StartStep(ctx, op.ID, "detect"); err != nil {
+		t.Fatal(err)
+	}
+	if _, step, err := b.store.ActiveJob(ctx, b.actor.TenantID, "prod"); err != nil || step != "detect" {
+		t.Fatalf("running operation: step %q, %v; want detect", step, err)
 	}
 	for tenant, name := range map[uuid.UUID]string{uuid.New(): "prod", b.actor.TenantID: "nope"} {
-		if id, err := b.store.ActiveJobID(ctx, tenant, name); err != nil || id != 0 {
+		if id, _, err := b.store.ActiveJob(ctx, tenant, name); err != nil || id != 0 {
 			t.Fatalf("%s/%s: job %d, %v; want none", tenant, name, id, err)
 		}
 	}

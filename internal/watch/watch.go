@@ -1,7 +1,10 @@
 // Package watch keeps each cluster's observed CAPI status in the store: one
-// watch per management cluster (informers on the CAPI Clusters and
-// MachineDeployments the service labelled), not one request per poll, so
-// GET .../status reads Postgres and never the management cluster.
+// watch per management cluster (informers on the CAPI Clusters,
+// MachineDeployments, MachinePools and KubeadmControlPlanes the service
+// labelled), not one request per poll, so GET .../status reads Postgres
+// and never the management cluster. Its informers' cache is also the
+// management cluster's mgmt.Cache: the pipeline's wait and rollout checks
+// read it, and the watcher wakes them when what they wait on changes.
 package watch
 
 import (
@@ -9,13 +12,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
@@ -33,7 +38,23 @@ const (
 var (
 	clustersGVR           = schema.GroupVersionResource{Group: "cluster.x-k8s.io", Version: "v1beta2", Resource: "clusters"}
 	machineDeploymentsGVR = schema.GroupVersionResource{Group: "cluster.x-k8s.io", Version: "v1beta2", Resource: "machinedeployments"}
+	machinePoolsGVR       = schema.GroupVersionResource{Group: "cluster.x-k8s.io", Version: "v1beta2", Resource: "machinepools"}
+	controlPlanesGVR      = schema.GroupVersionResource{Group: "controlplane.cluster.x-k8s.io", Version: "v1beta2", Resource: "kubeadmcontrolplanes"}
 )
+
+// watched are the kinds a watcher keeps: the CAPI Cluster and what the
+// wait and rollout checks read besides it. Only the Cluster is required;
+// the others are watched when the management cluster serves them.
+var watched = []struct {
+	gvk      schema.GroupVersionKind
+	gvr      schema.GroupVersionResource
+	required bool
+}{
+	{mgmt.ClusterGVK, clustersGVR, true},
+	{mgmt.PoolKinds[0], machineDeploymentsGVR, true},
+	{mgmt.PoolKinds[1], machinePoolsGVR, false},
+	{schema.GroupVersionKind{Group: "controlplane.cluster.x-k8s.io", Version: "v1beta2", Kind: "KubeadmControlPlane"}, controlPlanesGVR, false},
+}
 
 // Store is where observed status goes.
 type Store interface {
@@ -78,10 +99,23 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch: dynamic client: %w", err)
 	}
+	served, err := servedResources(w.cluster)
+	if err != nil {
+		return err
+	}
 	factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 10*time.Minute, metav1.NamespaceAll,
 		func(o *metav1.ListOptions) { o.LabelSelector = labelCluster })
-	clusters := factory.ForResource(clustersGVR)
-	deployments := factory.ForResource(machineDeploymentsGVR)
+	c := &view{informers: map[schema.GroupVersionKind]cache.SharedIndexInformer{}}
+	for _, k := range watched {
+		if !k.required && !served[k.gvr] {
+			continue
+		}
+		inf := factory.ForResource(k.gvr).Informer()
+		if err := inf.AddIndexers(cache.Indexers{byCluster: clusterIndex}); err != nil {
+			return fmt.Errorf("watch: %w", err)
+		}
+		c.informers[k.gvk] = inf
+	}
 
 	queue := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[key]())
 	defer queue.ShutDown()
@@ -101,44 +135,85 @@ func (w *Watcher) Run(ctx context.Context) error {
 		AddFunc: enqueue, DeleteFunc: enqueue,
 		UpdateFunc: func(_, obj any) { enqueue(obj) },
 	}
-	if _, err := clusters.Informer().AddEventHandler(handler); err != nil {
-		return fmt.Errorf("watch: %w", err)
-	}
-	if _, err := deployments.Informer().AddEventHandler(handler); err != nil {
-		return fmt.Errorf("watch: %w", err)
+	for _, inf := range c.informers {
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			return fmt.Errorf("watch: %w", err)
+		}
 	}
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
-	w.logger.InfoContext(ctx, "watching CAPI clusters")
+	w.logger.InfoContext(ctx, "watching CAPI clusters", "kinds", len(c.informers))
+	// The checks read the cache from the moment it is complete, and the
+	// apiserver again once the watch ends.
+	w.cluster.SetCache(c)
+	defer w.cluster.SetCache(nil)
 
 	go func() {
 		<-ctx.Done()
 		queue.ShutDown()
 	}()
-	for {
-		k, quit := queue.Get()
-		if quit {
-			return nil
-		}
-		if err := w.sync(ctx, k, clusters.Lister(), deployments.Lister()); err != nil {
-			w.logger.WarnContext(ctx, "could not record observed status", "cluster", k.name, "namespace", k.namespace, "error", err)
-			queue.AddRateLimited(k)
-		} else {
-			queue.Forget(k)
-		}
-		queue.Done(k)
+	// Each sync is a write and a wake, round trips to Postgres: several
+	// run at once (the queue never hands one cluster to two at a time),
+	// or a thousand clusters changing together wait on one another.
+	var workers sync.WaitGroup
+	for range syncWorkers {
+		workers.Go(func() {
+			for {
+				k, quit := queue.Get()
+				if quit {
+					return
+				}
+				if err := w.sync(ctx, k, c); err != nil {
+					w.logger.WarnContext(ctx, "could not record observed status", "cluster", k.name, "namespace", k.namespace, "error", err)
+					queue.AddRateLimited(k)
+				} else {
+					queue.Forget(k)
+				}
+				queue.Done(k)
+			}
+		})
 	}
+	workers.Wait()
+	return nil
 }
 
-// sync records the observed status of the lok8s cluster k.
-func (w *Watcher) sync(ctx context.Context, k key, clusters, deployments cache.GenericLister) error {
-	obj, err := clusters.ByNamespace(k.namespace).Get(k.name)
+// syncWorkers is how many clusters a watcher records at once.
+const syncWorkers = 8
+
+// servedResources says which of the watched resources the management
+// cluster serves (a MachinePool or KubeadmControlPlane CRD may be absent).
+func servedResources(mc *mgmt.Cluster) (map[schema.GroupVersionResource]bool, error) {
+	dc, err := discovery.NewDiscoveryClientForConfig(mc.Config)
 	if err != nil {
-		// Deleted (or not there yet): the deprovision steps own that story.
-		return nil //nolint:nilerr // absence is not an error for the watcher
+		return nil, fmt.Errorf("watch: discovery client: %w", err)
 	}
-	u, ok := obj.(*unstructured.Unstructured)
-	if !ok {
+	served := map[schema.GroupVersionResource]bool{}
+	for _, k := range watched {
+		if k.required {
+			continue
+		}
+		list, err := dc.ServerResourcesForGroupVersion(k.gvr.GroupVersion().String())
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("watch: discover %s: %w", k.gvr.GroupVersion(), err)
+		}
+		for _, r := range list.APIResources {
+			if r.Name == k.gvr.Resource {
+				served[k.gvr] = true
+			}
+		}
+	}
+	return served, nil
+}
+
+// sync records the observed status of the lok8s cluster k and wakes
+// what waits on it.
+func (w *Watcher) sync(ctx context.Context, k key, c *view) error {
+	u, found, _ := c.Get(mgmt.ClusterGVK, k.namespace, k.name)
+	if !found {
+		// Deleted (or not there yet): the deprovision steps own that story.
 		return nil
 	}
 	tenant, err := uuid.Parse(u.GetLabels()[labelTenant])
@@ -149,19 +224,14 @@ func (w *Watcher) sync(ctx context.Context, k key, clusters, deployments cache.G
 	if err != nil {
 		return err
 	}
-	mds, err := deployments.ByNamespace(k.namespace).List(labels.SelectorFromSet(labels.Set{labelCluster: k.name}))
-	if err != nil {
-		return err
-	}
-	for _, o := range mds {
-		md, ok := o.(*unstructured.Unstructured)
-		if !ok {
-			continue
+	for _, gvk := range mgmt.PoolKinds {
+		pools, _ := c.ListOfCluster(gvk, k.namespace, k.name)
+		for _, md := range pools {
+			if st.Pools == nil {
+				st.Pools = map[string]mgmt.Replicas{}
+			}
+			st.Pools[mgmt.PoolName(k.name, md)] = mgmt.PoolReplicas(md)
 		}
-		if st.Pools == nil {
-			st.Pools = map[string]mgmt.Replicas{}
-		}
-		st.Pools[mgmt.PoolName(k.name, md)] = mgmt.PoolReplicas(md)
 	}
 	raw, err := json.Marshal(st)
 	if err != nil {
@@ -170,8 +240,72 @@ func (w *Watcher) sync(ctx context.Context, k key, clusters, deployments cache.G
 	if err := w.store.SetObservedByName(ctx, tenant, k.name, raw); err != nil {
 		return err
 	}
+	// Any change of a watched object may be what a check waits for (a
+	// control plane's rollout is not in the observed status).
 	if w.onChange != nil {
 		w.onChange(ctx, tenant, k.name)
 	}
 	return nil
+}
+
+// view is the watcher's mgmt.Cache: its informers' stores.
+type view struct {
+	informers map[schema.GroupVersionKind]cache.SharedIndexInformer
+}
+
+var _ mgmt.Cache = (*view)(nil)
+
+// Get implements mgmt.Cache.
+func (c *view) Get(gvk schema.GroupVersionKind, namespace, name string) (*unstructured.Unstructured, bool, bool) {
+	inf, ok := c.informers[gvk]
+	if !ok || !inf.HasSynced() {
+		return nil, false, false
+	}
+	obj, exists, err := inf.GetStore().GetByKey(storeKey(namespace, name))
+	if err != nil || !exists {
+		return nil, false, true
+	}
+	u, ok := obj.(*unstructured.Unstructured)
+	return u, ok, true
+}
+
+// ListOfCluster implements mgmt.Cache.
+func (c *view) ListOfCluster(gvk schema.GroupVersionKind, namespace, cluster string) ([]*unstructured.Unstructured, bool) {
+	inf, ok := c.informers[gvk]
+	if !ok || !inf.HasSynced() {
+		return nil, false
+	}
+	objs, err := inf.GetIndexer().ByIndex(byCluster, storeKey(namespace, cluster))
+	if err != nil {
+		return nil, false
+	}
+	out := make([]*unstructured.Unstructured, 0, len(objs))
+	for _, o := range objs {
+		if u, ok := o.(*unstructured.Unstructured); ok {
+			out = append(out, u)
+		}
+	}
+	return out, true
+}
+
+// byCluster indexes objects by namespace and lok8s.dev/cluster label.
+const byCluster = "lok8s-cluster"
+
+func clusterIndex(obj any) ([]string, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return nil, nil
+	}
+	name := u.GetLabels()[labelCluster]
+	if name == "" {
+		return nil, nil
+	}
+	return []string{storeKey(u.GetNamespace(), name)}, nil
+}
+
+func storeKey(namespace, name string) string {
+	if namespace == "" {
+		return name
+	}
+	return namespace + "/" + name
 }
