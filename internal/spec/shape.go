@@ -206,7 +206,11 @@ func (d *decoder) normaliseProvider(doc *Document, s map[string]any, ignore func
 			doc.noProvider = true
 			return
 		}
-		section, config = d.providerObject(p, s, ignore)
+		var movedSecret bool
+		section, config, movedSecret = d.providerObject(p, s, ignore)
+		if movedSecret {
+			doc.renames = append(doc.renames, rename{"spec.credentials.secretName", "spec.provider.credentials.secretRef"})
+		}
 		for _, name := range legacy {
 			d.fail("spec."+name, "set the provider's settings once, in spec.provider.config: spec."+name+" is the deprecated form")
 		}
@@ -309,7 +313,7 @@ func (d *decoder) normaliseProvider(doc *Document, s map[string]any, ignore func
 // its name selects and that section's settings (a copy of config), and
 // moves credentials.secretRef to spec.credentials.secretName. It returns
 // "" when the provider cannot be told, having reported why.
-func (d *decoder) providerObject(p map[string]any, s map[string]any, ignore func(field, reason string)) (string, map[string]any) {
+func (d *decoder) providerObject(p map[string]any, s map[string]any, ignore func(field, reason string)) (section string, config map[string]any, movedSecret bool) {
 	for _, k := range sortedKeys(p) {
 		switch k {
 		case "name", "config", "configRef", "credentials":
@@ -317,7 +321,7 @@ func (d *decoder) providerObject(p map[string]any, s map[string]any, ignore func
 			d.fail(joinKey("spec.provider", k), "unknown field")
 		}
 	}
-	config := map[string]any{}
+	config = map[string]any{}
 	switch c := p["config"].(type) {
 	case nil:
 	case map[string]any:
@@ -366,6 +370,7 @@ func (d *decoder) providerObject(p map[string]any, s map[string]any, ignore func
 				old = cloneMap(old)
 				old["secretName"] = ref
 				s["credentials"] = old
+				movedSecret = true
 			default:
 				d.fail(joinKey("spec.provider.credentials", k), "unknown field")
 			}
@@ -375,19 +380,19 @@ func (d *decoder) providerObject(p map[string]any, s map[string]any, ignore func
 	switch {
 	case p["name"] == nil:
 		d.fail("spec.provider.name", "required: the infrastructure provider, one of "+strings.Join(d.providerNames(), ", "))
-		return "", nil
+		return "", nil, movedSecret
 	case !ok:
 		d.fail("spec.provider.name", "must be a string"+describe(p["name"]))
-		return "", nil
+		return "", nil, movedSecret
 	}
 	if section, ok := providerSections[name]; ok {
-		return section, cloneMap(config)
+		return section, cloneMap(config), movedSecret
 	}
 	if slices.Contains(d.sections, name) && !slices.Contains(BuiltinSections, name) {
-		return name, cloneMap(config)
+		return name, cloneMap(config), movedSecret
 	}
 	d.fail("spec.provider.name", fmt.Sprintf("unknown provider %q: this service provides %s", name, strings.Join(d.providerNames(), ", ")))
-	return "", nil
+	return "", nil, movedSecret
 }
 
 // providerNames are the names spec.provider.name accepts: the built-in
