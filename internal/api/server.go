@@ -163,7 +163,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.Se
 
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(s.withRequestID, s.logRequests, s.shed, s.recoverPanics, s.limitBody, s.refuseBadText)
+	r.Use(s.withRequestID, s.logRequests, s.shed, s.recoverPanics, s.limitBody, s.refuseBadText, s.refuseUnknownQuery)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, errNotFound("no such endpoint: "+r.URL.Path))
 	})
