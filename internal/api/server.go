@@ -1,6 +1,7 @@
 // Package api is the service's HTTP API: a chi router under /v1 with bearer
 // token auth, tenant scoping, RFC 9457 problem+json errors and request
-// limits, plus /healthz, /readyz and /openapi.yaml.
+// limits, the lok8s CLI's hosted-mode API under /api (a second view of the
+// same clusters), plus /healthz, /readyz and /openapi.yaml.
 package api
 
 import (
@@ -214,12 +215,28 @@ func (s *Server) routes() chi.Router {
 			r.Delete("/{tenant}/tokens/{id}", s.revokeToken)
 			r.Get("/{tenant}/quota", s.getTenantQuota)
 			r.Put("/{tenant}/quota", s.putTenantQuota)
+			r.Get("/{tenant}/hosted-profiles/{provider}", s.getHostedProfile)
+			r.Put("/{tenant}/hosted-profiles/{provider}", s.putHostedProfile)
 		})
 		r.Get("/quota", s.getOwnQuota)
 		r.Route("/tokens", func(r chi.Router) {
 			r.Get("/", s.listOwnTokens)
 			r.Post("/", s.createOwnToken)
 			r.Delete("/{id}", s.revokeOwnToken)
+		})
+	})
+	// The hosted-mode API of the lok8s CLI (hosted.go): the same clusters,
+	// store, pipeline and auth, by id and domain.
+	r.Route("/api", func(r chi.Router) {
+		r.Post("/clusters/register", s.hostedRegister) // the CLI sends no token
+		r.Group(func(r chi.Router) {
+			r.Use(s.authenticate)
+			r.Post("/clusters", s.hostedCreate)
+			r.Get("/clusters", s.hostedList)
+			r.Delete("/clusters", s.hostedDeleteByDomain)
+			r.Get("/clusters/{id}", s.hostedGet)
+			r.Get("/clusters/{id}/kubeconfig", s.hostedKubeconfig)
+			r.Delete("/clusters/{id}", s.hostedDelete)
 		})
 	})
 	return r
