@@ -87,8 +87,8 @@ type Cluster struct {
 	Provider         string
 	ManagementDomain string
 	// Namespace is where the cluster's objects live on the management cluster.
-	Namespace  string
-	Spec       json.RawMessage
+	Namespace string
+	Spec      json.RawMessage
 	// SpecShape is the shape Spec was submitted in (spec.Shape); Spec
 	// itself is normalised.
 	SpecShape  string
