@@ -130,6 +130,9 @@ func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request, body []by
 	old.Default()
 	updated := doc.Capi
 	if errs := spec.ValidateUpdate(old, updated, c.Provider, provider); len(errs) > 0 {
+		for i := range errs {
+			errs[i].Field = doc.Field(errs[i].Field) // as the document wrote it
+		}
 		s.writeProblem(w, r, errInvalid(fieldErrors(errs)...))
 		return
 	}

@@ -168,4 +168,13 @@ func TestGetReturnsTheSubmittedShape(t *testing.T) {
 	if got := shop["workers"].(map[string]any)["web"].(map[string]any)["replicas"]; got != 3.0 || shop["provider"] == nil {
 		t.Errorf("after the patch: %v", shop)
 	}
+	// An immutable field is named as the document has it.
+	if _, err := b.pool.Exec(t.Context(), `UPDATE operations SET state = 'succeeded'`); err != nil {
+		t.Fatal(err)
+	}
+	p := problem(t, b.do(http.MethodPatch, "/v1/clusters/shop", b.adminToken, "application/merge-patch+json",
+		[]byte(`{"spec":{"provider":{"config":{"region":"hel1"}}}}`)), http.StatusUnprocessableEntity)
+	if msg := fieldMessages(t, p)["spec.provider.config.region"]; !strings.HasPrefix(msg, "is immutable") {
+		t.Errorf("region change: %v", p["errors"])
+	}
 }
