@@ -39,6 +39,8 @@ func TestUnknownQueryParameters(t *testing.T) {
 			t.Errorf("%s %s: no error on %s: %s", tc.method, tc.path, tc.field, r.body)
 		}
 	}
+	// Without a token, 401 comes first: a token in the URL is no token.
+	problem(t, b.do(http.MethodGet, "/v1/clusters?access_token="+b.adminToken, "", "", nil), http.StatusUnauthorized)
 	if n := b.count(`SELECT count(*) FROM operations WHERE kind = 'deprovision'`); n != 0 {
 		t.Errorf("a refused DELETE started %d deprovisions", n)
 	}

@@ -164,7 +164,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.Se
 
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(s.withRequestID, s.logRequests, s.shed, s.recoverPanics, s.limitBody, s.refuseBadText, s.refuseUnknownQuery)
+	r.Use(s.withRequestID, s.logRequests, s.shed, s.recoverPanics, s.limitBody, s.refuseBadText)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, errNotFound("no such endpoint: "+r.URL.Path))
 	})
@@ -173,17 +173,21 @@ func (s *Server) routes() chi.Router {
 			title: "Method not allowed", detail: r.Method + " is not allowed on " + r.URL.Path})
 	})
 
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+	// Unknown query parameters are refused (refuseUnknownQuery): here at
+	// once, and behind authentication where a token is needed, so that a
+	// request without one hears 401 first.
+	open := r.With(s.refuseUnknownQuery)
+	open.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	r.Get("/readyz", s.ready)
-	r.Get("/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
+	open.Get("/readyz", s.ready)
+	open.Get("/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(s.OpenAPI)
 	})
 
 	r.Route("/v1", func(r chi.Router) {
-		r.Use(s.authenticate)
+		r.Use(s.authenticate, s.refuseUnknownQuery)
 		r.Get("/catalog", s.catalog)
 		r.Route("/clusters", func(r chi.Router) {
 			r.Post("/", s.createCluster)
@@ -228,9 +232,9 @@ func (s *Server) routes() chi.Router {
 	// The hosted-mode API of the lok8s CLI (hosted.go): the same clusters,
 	// store, pipeline and auth, by id and domain.
 	r.Route("/api", func(r chi.Router) {
-		r.Post("/clusters/register", s.hostedRegister) // the CLI sends no token
+		r.With(s.refuseUnknownQuery).Post("/clusters/register", s.hostedRegister) // the CLI sends no token
 		r.Group(func(r chi.Router) {
-			r.Use(s.authenticate)
+			r.Use(s.authenticate, s.refuseUnknownQuery)
 			r.Post("/clusters", s.hostedCreate)
 			r.Get("/clusters", s.hostedList)
 			r.Delete("/clusters", s.hostedDeleteByDomain)
