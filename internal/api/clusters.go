@@ -63,72 +63,79 @@ func readBody(body io.Reader) ([]byte, error) {
 // loadSpec parses, defaults and validates a spec, then checks what only the
 // service knows: the provider, the named management cluster and the
 // credential. Every problem found is returned in one validation error.
-func (s *Server) loadSpec(r *http.Request, body []byte) (*spec.Capi, string, error) {
-	capi, err := spec.Load(body, s.SpecOptions)
+//
+// The document may be of either shape (spec.Shape); every error names its
+// field as the document wrote it, and the fields it accepts and ignores
+// are reported with warnWith.
+func (s *Server) loadSpec(r *http.Request, body []byte) (*spec.Document, string, error) {
+	doc, err := spec.LoadDocument(body, s.SpecOptions)
 	var specErrs spec.FieldErrors
 	if err != nil && !errors.As(err, &specErrs) {
 		return nil, "", err
 	}
+	capi := doc.Capi
 	fields := fieldErrors(specErrs)
 	reported := func(prefix string) bool {
+		if prefix != "spec" {
+			prefix = doc.Field(prefix)
+		}
 		for _, f := range specErrs {
-			if f.Field == prefix || strings.HasPrefix(f.Field, prefix+".") || f.Field == "spec" {
+			if f.Field == prefix || strings.HasPrefix(f.Field, prefix+".") || f.Field == doc.Field("spec") {
 				return true
 			}
 		}
 		return false
 	}
+	// add reports a problem the service finds, on the document's field.
+	add := func(field, msg string) { fields = append(fields, FieldError{Field: doc.Field(field), Message: msg}) }
 	provider := ""
 	if !reported("spec") {
 		if provider, err = s.DetectProvider(capi); err != nil {
-			fields = append(fields, FieldError{Field: "spec", Message: err.Error()})
+			add("spec", err.Error())
 		}
 	}
 	if provider != "" && s.CheckRequirements != nil {
-		fields = append(fields, fieldErrors(s.CheckRequirements(capi))...)
+		for _, fe := range s.CheckRequirements(capi) {
+			add(fe.Field, fe.Message)
+		}
 	}
-	if mc := capi.Spec.ManagementCluster; mc != nil && !reported("spec.managementCluster") {
+	if mc := capi.Spec.ManagementCluster; mc != nil && !reported("spec.managementCluster.domain") {
 		switch {
 		case !s.ManagementClusterKnown(mc.Domain):
-			fields = append(fields, FieldError{Field: "spec.managementCluster.domain",
-				Message: fmt.Sprintf("no management cluster %q is configured on this service", mc.Domain)})
+			add("spec.managementCluster.domain", fmt.Sprintf("no management cluster %q is configured on this service", mc.Domain))
 		case provider != "" && s.ProviderMissing != nil:
 			if why := s.ProviderMissing(r.Context(), mc.Domain, capi); why != "" {
-				fields = append(fields, FieldError{Field: "spec.managementCluster.domain", Message: why})
+				add("spec.managementCluster.domain", why)
 			}
 		}
 	}
-	if secretName := capi.Spec.Credentials.SecretName; secretName != "" && !reported("spec.credentials") {
+	if secretName := capi.Spec.Credentials.SecretName; secretName != "" && !reported("spec.credentials.secretName") {
 		cred, err := s.store.Credential(r.Context(), principal(r.Context()).TenantID, secretName)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			fields = append(fields, FieldError{Field: "spec.credentials.secretName",
-				Message: fmt.Sprintf("no credential %q: create it first with PUT /v1/credentials/%s", secretName, secretName)})
+			add("spec.credentials.secretName", fmt.Sprintf("no credential %q: create it first with PUT /v1/credentials/%s", secretName, secretName))
 		case err != nil:
 			return nil, "", err
 		case provider != "" && cred.Provider != provider:
-			fields = append(fields, FieldError{Field: "spec.credentials.secretName",
-				Message: fmt.Sprintf("credential %q is for provider %s, the spec uses %s", secretName, cred.Provider, provider)})
+			add("spec.credentials.secretName", fmt.Sprintf("credential %q is for provider %s, the spec uses %s", secretName, cred.Provider, provider))
 		}
 	}
-	if g := capi.Spec.GitOps; g != nil && g.SecretName != "" && !reported("spec.gitops") {
+	if g := capi.Spec.GitOps; g != nil && g.SecretName != "" && !reported("spec.gitops.secretName") {
 		cred, err := s.store.Credential(r.Context(), principal(r.Context()).TenantID, g.SecretName)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			fields = append(fields, FieldError{Field: "spec.gitops.secretName",
-				Message: fmt.Sprintf("no credential %q: create it first with PUT /v1/credentials/%s (provider git)", g.SecretName, g.SecretName)})
+			add("spec.gitops.secretName", fmt.Sprintf("no credential %q: create it first with PUT /v1/credentials/%s (provider git)", g.SecretName, g.SecretName))
 		case err != nil:
 			return nil, "", err
 		case cred.Provider != "git":
-			fields = append(fields, FieldError{Field: "spec.gitops.secretName",
-				Message: fmt.Sprintf("credential %q is for provider %s: a repository needs a git credential", g.SecretName, cred.Provider)})
+			add("spec.gitops.secretName", fmt.Sprintf("credential %q is for provider %s: a repository needs a git credential", g.SecretName, cred.Provider))
 		}
 	}
 	if len(fields) > 0 {
 		sortFields(fields)
 		return nil, "", errInvalid(fields...)
 	}
-	return capi, provider, nil
+	return doc, provider, nil
 }
 
 // placement decides where a cluster's objects go: in SaaS mode the
@@ -145,10 +152,28 @@ func placement(p store.Principal, c *spec.Capi) (domain, namespace string) {
 // TenantNamespacePrefix prefixes a tenant's namespace on the SaaS management cluster.
 const TenantNamespacePrefix = "lok8s-"
 
-// DryRunView is the answer to a dry run: the spec as it would be stored.
+// DryRunView is the answer to a dry run: the spec as it would be stored,
+// in the shape it was written in, and the fields it had that are ignored.
 type DryRunView struct {
-	Valid bool      `json:"valid"`
-	Spec  spec.Capi `json:"spec"`
+	Valid    bool            `json:"valid"`
+	Spec     json.RawMessage `json:"spec"`
+	Warnings []string        `json:"warnings,omitempty"`
+}
+
+// warnIgnored reports the fields a document had that the service accepts
+// and ignores: a Warning header each (299, as the Kubernetes API server
+// warns) and the list for the response body.
+func warnIgnored(w http.ResponseWriter, doc *spec.Document) []string {
+	if len(doc.Ignored) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(doc.Ignored))
+	for _, i := range doc.Ignored {
+		msg := i.String()
+		w.Header().Add("Warning", "299 - "+strconv.QuoteToASCII(msg))
+		out = append(out, msg)
+	}
+	return out
 }
 
 func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) {
@@ -167,57 +192,86 @@ func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, errInvalid(FieldError{Field: "Idempotency-Key", Message: fmt.Sprintf("must be at most %d characters", maxIdempotencyKey)}))
 		return
 	}
-	capi, provider, err := s.loadSpec(r, body)
-	if err != nil {
-		s.writeProblem(w, r, err)
-		return
-	}
-	machines, err := s.machines(capi)
+	doc, provider, err := s.loadSpec(r, body)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
 	}
 	if dryRun {
-		if err := s.store.CheckQuota(r.Context(), principal(r.Context()).TenantID, machines); err != nil {
+		view, err := s.dryRun(r, doc)
+		if err != nil {
 			s.writeProblem(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, DryRunView{Valid: true, Spec: *capi})
-		return
-	}
-	specJSON, err := json.Marshal(capi)
-	if err != nil {
-		s.writeProblem(w, r, fmt.Errorf("marshal spec: %w", err))
+		view.Warnings = warnIgnored(w, doc)
+		writeJSON(w, http.StatusOK, view)
 		return
 	}
 	hash := sha256.Sum256(body)
-	mgmtDomain, namespace := placement(principal(r.Context()), capi)
-	c, op, _, err := s.store.CreateCluster(r.Context(), s.actor(r), store.NewCluster{
-		Name: capi.Metadata.Name, Provider: provider, ManagementDomain: mgmtDomain, Namespace: namespace, Spec: specJSON,
-		Machines: machines, Steps: s.StepNames(store.OpProvision), IdempotencyKey: key, RequestHash: hash[:],
-	}, s.Enqueue)
-	s.clusterChanged(r, capi.Metadata.Name)
-	switch {
-	case errors.Is(err, store.ErrConflict):
-		s.writeProblem(w, r, errConflict(fmt.Sprintf("a cluster named %q already exists; choose another name or delete it first", capi.Metadata.Name)))
-		return
-	case errors.Is(err, store.ErrPlacementTaken):
-		// Only on a named management cluster: SaaS namespaces are the tenant's own.
-		s.writeProblem(w, r, errInvalid(FieldError{Field: "spec.cluster.namespace",
-			Message: fmt.Sprintf("namespace %q of management cluster %q belongs to another tenant: choose another namespace", namespace, mgmtDomain)}))
-		return
-	case errors.Is(err, store.ErrIdempotencyMismatch):
-		s.writeProblem(w, r, &apiError{status: http.StatusUnprocessableEntity, slug: "idempotency-key-reused",
-			title: "Idempotency-Key reused", detail: "this Idempotency-Key was used with a different request body; use a new key"})
-		return
-	case err != nil:
+	c, op, err := s.provision(r, doc, provider, key, hash[:])
+	if err != nil {
 		s.writeProblem(w, r, err)
 		return
 	}
 	w.Header().Set("ETag", etag(c))
-	s.logger.InfoContext(r.Context(), "cluster accepted", "cluster", c.Name, "operation", op.ID.String(), "request_id", requestID(r.Context()))
 	w.Header().Set("Location", "/v1/clusters/"+c.Name)
-	writeJSON(w, http.StatusAccepted, clusterView(c, &op, seesInternals(r)))
+	view := clusterView(c, &op, seesInternals(r))
+	view.Warnings = warnIgnored(w, doc)
+	writeJSON(w, http.StatusAccepted, view)
+}
+
+// dryRun checks a loaded spec against the tenant's quota and returns it as
+// it would be stored, in its document's shape.
+func (s *Server) dryRun(r *http.Request, doc *spec.Document) (DryRunView, error) {
+	machines, err := s.machines(doc.Capi)
+	if err != nil {
+		return DryRunView{}, err
+	}
+	if err := s.store.CheckQuota(r.Context(), principal(r.Context()).TenantID, machines); err != nil {
+		return DryRunView{}, err
+	}
+	rendered, err := spec.Render(doc.Capi, doc.Shape)
+	if err != nil {
+		return DryRunView{}, fmt.Errorf("render spec: %w", err)
+	}
+	return DryRunView{Valid: true, Spec: rendered}, nil
+}
+
+// provision stores a loaded spec as a new cluster of the caller's tenant
+// and enqueues its provisioning: what POST /v1/clusters and POST
+// /api/clusters both do. key and hash make a retry with the same
+// Idempotency-Key replay the first request.
+func (s *Server) provision(r *http.Request, doc *spec.Document, provider, key string, hash []byte) (store.Cluster, store.Operation, error) {
+	capi := doc.Capi
+	machines, err := s.machines(capi)
+	if err != nil {
+		return store.Cluster{}, store.Operation{}, err
+	}
+	specJSON, err := json.Marshal(capi)
+	if err != nil {
+		return store.Cluster{}, store.Operation{}, fmt.Errorf("marshal spec: %w", err)
+	}
+	mgmtDomain, namespace := placement(principal(r.Context()), capi)
+	c, op, _, err := s.store.CreateCluster(r.Context(), s.actor(r), store.NewCluster{
+		Name: capi.Metadata.Name, Provider: provider, ManagementDomain: mgmtDomain, Namespace: namespace, Spec: specJSON,
+		SpecShape: string(doc.Shape), Machines: machines, Steps: s.StepNames(store.OpProvision), IdempotencyKey: key, RequestHash: hash,
+	}, s.Enqueue)
+	s.clusterChanged(r, capi.Metadata.Name)
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return c, op, errConflict(fmt.Sprintf("a cluster named %q already exists; choose another name or delete it first", capi.Metadata.Name))
+	case errors.Is(err, store.ErrPlacementTaken):
+		// Only on a named management cluster: SaaS namespaces are the tenant's own.
+		return c, op, errInvalid(FieldError{Field: "spec.cluster.namespace",
+			Message: fmt.Sprintf("namespace %q of management cluster %q belongs to another tenant: choose another namespace", namespace, mgmtDomain)})
+	case errors.Is(err, store.ErrIdempotencyMismatch):
+		return c, op, &apiError{status: http.StatusUnprocessableEntity, slug: "idempotency-key-reused",
+			title: "Idempotency-Key reused", detail: "this Idempotency-Key was used with a different request body; use a new key"}
+	case err != nil:
+		return c, op, err
+	}
+	s.logger.InfoContext(r.Context(), "cluster accepted", "cluster", c.Name, "operation", op.ID.String(), "request_id", requestID(r.Context()))
+	return c, op, nil
 }
 
 // ClusterList is a page of clusters.

@@ -66,7 +66,7 @@ func (s *Server) replaceCluster(w http.ResponseWriter, r *http.Request) {
 }
 
 // patchCluster is PATCH /v1/clusters/{name}: a JSON merge patch (RFC 7386)
-// of the stored spec.
+// of the stored spec, in the shape it was submitted in.
 func (s *Server) patchCluster(w http.ResponseWriter, r *http.Request) {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/merge-patch+json" {
 		s.writeProblem(w, r, &apiError{status: http.StatusUnsupportedMediaType, slug: "unsupported-media-type",
@@ -86,7 +86,8 @@ func (s *Server) patchCluster(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
-	merged, err := jsonpatch.MergePatch(c.Spec, patch)
+	// The patch applies to the spec as GET shows it: in its shape.
+	merged, err := jsonpatch.MergePatch(specInShape(c), patch)
 	if err != nil {
 		s.writeProblem(w, r, errBadRequest("the merge patch does not apply: "+err.Error()))
 		return
@@ -116,7 +117,7 @@ func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request, body []by
 		s.writeProblem(w, r, errPrecondition(fmt.Sprintf("the cluster is at generation %d, not %d: GET it again and reapply your change", c.Generation, ifGen)))
 		return
 	}
-	updated, provider, err := s.loadSpec(r, body)
+	doc, provider, err := s.loadSpec(r, body)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
@@ -127,13 +128,19 @@ func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request, body []by
 		return
 	}
 	old.Default()
+	updated := doc.Capi
 	if errs := spec.ValidateUpdate(old, updated, c.Provider, provider); len(errs) > 0 {
+		for i := range errs {
+			errs[i].Field = doc.Field(errs[i].Field) // as the document wrote it
+		}
 		s.writeProblem(w, r, errInvalid(fieldErrors(errs)...))
 		return
 	}
 	if reflect.DeepEqual(old, updated) {
 		w.Header().Set("ETag", etag(c))
-		writeJSON(w, http.StatusOK, clusterView(c, nil, seesInternals(r)))
+		view := clusterView(c, nil, seesInternals(r))
+		view.Warnings = warnIgnored(w, doc)
+		writeJSON(w, http.StatusOK, view)
 		return
 	}
 	specJSON, err := json.Marshal(updated)
@@ -146,7 +153,7 @@ func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request, body []by
 		s.writeProblem(w, r, err)
 		return
 	}
-	c, op, err := s.store.UpdateSpec(r.Context(), s.actor(r), name, ifGen, specJSON, machines, s.StepNames(store.OpUpdate), s.Enqueue)
+	c, op, err := s.store.UpdateSpec(r.Context(), s.actor(r), name, ifGen, specJSON, string(doc.Shape), machines, s.StepNames(store.OpUpdate), s.Enqueue)
 	s.clusterChanged(r, name)
 	switch {
 	case errors.Is(err, store.ErrPreconditionFailed):
@@ -159,7 +166,9 @@ func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request, body []by
 	s.logger.InfoContext(r.Context(), "cluster update accepted", "cluster", name, "generation", c.Generation, "operation", op.ID.String(), "request_id", requestID(r.Context()))
 	w.Header().Set("ETag", etag(c))
 	w.Header().Set("Location", "/v1/clusters/"+name)
-	writeJSON(w, http.StatusAccepted, clusterView(c, &op, seesInternals(r)))
+	view := clusterView(c, &op, seesInternals(r))
+	view.Warnings = warnIgnored(w, doc)
+	writeJSON(w, http.StatusAccepted, view)
 }
 
 // OperationList is a cluster's operations, newest first.

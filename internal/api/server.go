@@ -1,6 +1,7 @@
 // Package api is the service's HTTP API: a chi router under /v1 with bearer
 // token auth, tenant scoping, RFC 9457 problem+json errors and request
-// limits, plus /healthz, /readyz and /openapi.yaml.
+// limits, the lok8s CLI's hosted-mode API under /api (a second view of the
+// same clusters), plus /healthz, /readyz and /openapi.yaml.
 package api
 
 import (
@@ -179,17 +180,21 @@ func (s *Server) routes() chi.Router {
 			title: "Method not allowed", detail: r.Method + " is not allowed on " + r.URL.Path})
 	})
 
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+	// Unknown query parameters are refused (refuseUnknownQuery): here at
+	// once, and behind authentication where a token is needed, so that a
+	// request without one hears 401 first.
+	open := r.With(s.refuseUnknownQuery)
+	open.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	r.Get("/readyz", s.ready)
-	r.Get("/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
+	open.Get("/readyz", s.ready)
+	open.Get("/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(s.OpenAPI)
 	})
 
 	r.Route("/v1", func(r chi.Router) {
-		r.Use(s.authenticate)
+		r.Use(s.authenticate, s.refuseUnknownQuery)
 		r.Get("/catalog", s.catalog)
 		r.Route("/clusters", func(r chi.Router) {
 			r.Post("/", s.createCluster)
@@ -221,12 +226,28 @@ func (s *Server) routes() chi.Router {
 			r.Delete("/{tenant}/tokens/{id}", s.revokeToken)
 			r.Get("/{tenant}/quota", s.getTenantQuota)
 			r.Put("/{tenant}/quota", s.putTenantQuota)
+			r.Get("/{tenant}/hosted-profiles/{provider}", s.getHostedProfile)
+			r.Put("/{tenant}/hosted-profiles/{provider}", s.putHostedProfile)
 		})
 		r.Get("/quota", s.getOwnQuota)
 		r.Route("/tokens", func(r chi.Router) {
 			r.Get("/", s.listOwnTokens)
 			r.Post("/", s.createOwnToken)
 			r.Delete("/{id}", s.revokeOwnToken)
+		})
+	})
+	// The hosted-mode API of the lok8s CLI (hosted.go): the same clusters,
+	// store, pipeline and auth, by id and domain.
+	r.Route("/api", func(r chi.Router) {
+		r.With(s.refuseUnknownQuery).Post("/clusters/register", s.hostedRegister) // the CLI sends no token
+		r.Group(func(r chi.Router) {
+			r.Use(s.authenticate, s.refuseUnknownQuery)
+			r.Post("/clusters", s.hostedCreate)
+			r.Get("/clusters", s.hostedList)
+			r.Delete("/clusters", s.hostedDeleteByDomain)
+			r.Get("/clusters/{id}", s.hostedGet)
+			r.Get("/clusters/{id}/kubeconfig", s.hostedKubeconfig)
+			r.Delete("/clusters/{id}", s.hostedDelete)
 		})
 	})
 	return r

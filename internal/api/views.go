@@ -5,25 +5,30 @@ import (
 	"regexp"
 	"time"
 
+	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
 )
 
 // ClusterView is a cluster as the API shows it.
 type ClusterView struct {
-	Name              string          `json:"name"`
-	Provider          string          `json:"provider"`
-	ManagementCluster string          `json:"managementCluster,omitempty"`
-	Phase             store.Phase     `json:"phase"`
-	Message           string          `json:"message,omitempty"`
-	Generation        int64           `json:"generation"`
-	Spec              json.RawMessage `json:"spec"`
-	Operation         *OperationView  `json:"operation,omitempty"`
+	Name              string      `json:"name"`
+	Provider          string      `json:"provider"`
+	ManagementCluster string      `json:"managementCluster,omitempty"`
+	Phase             store.Phase `json:"phase"`
+	Message           string      `json:"message,omitempty"`
+	Generation        int64       `json:"generation"`
+	// Spec is the spec in the shape it was submitted in (spec.Shape).
+	Spec      json.RawMessage `json:"spec"`
+	Operation *OperationView  `json:"operation,omitempty"`
 	// Nodes are the machines ready and desired (control plane and
 	// workers), as the management cluster last reported them.
 	Nodes     *NodesView `json:"nodes,omitempty"`
 	CreatedAt time.Time  `json:"createdAt"`
 	UpdatedAt time.Time  `json:"updatedAt"`
 	DeletedAt *time.Time `json:"deletedAt,omitempty"`
+	// Warnings are the submitted document's fields the service accepted
+	// and ignored (also sent as Warning headers); on writes only.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // OperationView is an operation as the API shows it.
@@ -180,7 +185,7 @@ func forAudience(text string, raw bool) string {
 func clusterView(c store.Cluster, op *store.Operation, raw bool) ClusterView {
 	v := ClusterView{
 		Name: c.Name, Provider: c.Provider, ManagementCluster: c.ManagementDomain, Phase: c.Phase,
-		Message: forAudience(c.Message, raw), Generation: c.Generation, Spec: c.Spec,
+		Message: forAudience(c.Message, raw), Generation: c.Generation, Spec: specInShape(c),
 		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, DeletedAt: c.DeletedAt,
 	}
 	if op != nil {
@@ -198,6 +203,23 @@ func clusterView(c store.Cluster, op *store.Operation, raw bool) ClusterView {
 		}
 	}
 	return v
+}
+
+// specInShape is a cluster's stored (normalised) spec in the shape it was
+// submitted in; the stored spec itself when it cannot be rendered.
+func specInShape(c store.Cluster) json.RawMessage {
+	if c.SpecShape != string(spec.ShapeProvider) {
+		return c.Spec
+	}
+	var capi spec.Capi
+	if err := json.Unmarshal(c.Spec, &capi); err != nil {
+		return c.Spec
+	}
+	out, err := spec.Render(&capi, spec.ShapeProvider)
+	if err != nil {
+		return c.Spec
+	}
+	return out
 }
 
 func operationView(op store.Operation, raw bool) OperationView {

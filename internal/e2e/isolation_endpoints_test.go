@@ -84,7 +84,17 @@ func isolationSuite(t *testing.T, named bool) {
 		"POST /v1/tokens":                                 {body: `{"name":"own"}`, content: "application/json"},
 		"POST /v1/clusters/{name}/retry":                  {},
 		"POST /v1/clusters/{name}/operations/{id}/cancel": {},
+		"POST /api/clusters": {body: `{"domain":"prod.example.com","kind":"Capi","provider":"hetzner","region":"fsn1","kubernetesVersion":"v1.34.2","controlPlaneReplicas":3}`,
+			content: "application/json"},
+		"PUT /v1/tenants/{tenant}/hosted-profiles/{provider}": {body: `{"credential":"prod-credentials","controlPlaneType":"cax21"}`, content: "application/json"},
 	}
+	// The first tenant's cluster by its /api id.
+	var byDomain []map[string]any
+	_, data := s.do(http.MethodGet, "/api/clusters?domain=prod.example.com", "", "", nil)
+	if err := json.Unmarshal(data, &byDomain); err != nil || len(byDomain) != 1 {
+		t.Fatalf("the first tenant's cluster by domain: %s", data)
+	}
+	victimID := byDomain[0]["id"].(string)
 	// What the second tenant gets, holding none of its own yet.
 	want := map[string]int{
 		"GET /healthz": 200, "GET /readyz": 200, "GET /openapi.yaml": 200, "GET /v1/catalog": 200, "GET /v1/quota": 200,
@@ -100,6 +110,11 @@ func isolationSuite(t *testing.T, named bool) {
 		// Its own tokens: it lists only its own, makes one of its own, and
 		// cannot revoke the first tenant's (by that token's id).
 		"GET /v1/tokens": 200, "POST /v1/tokens": 201, "DELETE /v1/tokens/{id}": 404,
+		// The hosted-mode API: by the first tenant's cluster id and domain,
+		// nothing; a create without a profile of its own is refused.
+		"GET /api/clusters/{id}": 404, "DELETE /api/clusters/{id}": 404, "GET /api/clusters/{id}/kubeconfig": 404,
+		"GET /api/clusters": 200, "DELETE /api/clusters": 404, "POST /api/clusters": 422, "POST /api/clusters/register": 501,
+		"GET /v1/tenants/{tenant}/hosted-profiles/{provider}": 403, "PUT /v1/tenants/{tenant}/hosted-profiles/{provider}": 403,
 		// Last: in SaaS mode the second tenant gets a cluster of that name
 		// in its own namespace; on the shared cluster, the namespace is the
 		// first tenant's.
@@ -114,7 +129,8 @@ func isolationSuite(t *testing.T, named bool) {
 	})
 	victimTokenID := ownTokenID(t, s, s.token)
 	fill := strings.NewReplacer("/v1/credentials/{name}", "/v1/credentials/prod-credentials",
-		"/tokens/{id}", "/tokens/"+victimTokenID, "{name}", "prod", "{id}", opID, "{tenant}", s.tenant)
+		"/tokens/{id}", "/tokens/"+victimTokenID, "/api/clusters/{id}", "/api/clusters/"+victimID,
+		"{name}", "prod", "{id}", opID, "{tenant}", s.tenant, "{provider}", "hetzner")
 	for _, op := range ops {
 		status, ok := want[op]
 		if !ok {
@@ -123,6 +139,9 @@ func isolationSuite(t *testing.T, named bool) {
 		}
 		method, path, _ := strings.Cut(op, " ")
 		path = fill.Replace(path)
+		if path == "/api/clusters" && method != http.MethodPost {
+			path += "?domain=prod.example.com" // the first tenant's domain
+		}
 		if strings.HasSuffix(path, "/events") {
 			got, data := readStream(t, s.url+path, token)
 			if got != status || strings.Contains(data, "data:") {
@@ -137,6 +156,9 @@ func isolationSuite(t *testing.T, named bool) {
 		}
 		if (!named && strings.Contains(string(body), victimNS)) || strings.Contains(string(body), hcloudToken) {
 			t.Errorf("%s: the answer names the first tenant's namespace or secret: %.300s", op, body)
+		}
+		if op == "GET /api/clusters" && strings.TrimSpace(string(body)) != "[]" {
+			t.Errorf("%s: the second tenant finds %s", op, body)
 		}
 		if op == "GET /v1/clusters" || op == "GET /v1/credentials" {
 			var list map[string]any

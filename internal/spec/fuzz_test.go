@@ -10,9 +10,9 @@ import (
 
 // FuzzLoad checks that Load never panics, fails only with a *SyntaxError or
 // FieldErrors, and that a spec it accepts survives json.Marshal and Load
-// unchanged.
+// unchanged, and Render in the document's shape and Load too.
 func FuzzLoad(f *testing.F) {
-	for _, name := range []string{"prod.yaml", "prod.json"} {
+	for _, name := range []string{"prod.yaml", "prod.json", "upstream-hetzner.yaml", "upstream-hetzner-ha.yaml", "upstream-aws.yaml", "upstream-hetzner-gitops.yaml"} {
 		data, err := readFile(name)
 		if err != nil {
 			f.Fatal(err)
@@ -39,7 +39,11 @@ func FuzzLoad(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := Load(data, ValidateOptions{})
+		doc, err := LoadDocument(data, ValidateOptions{})
+		var c *Capi
+		if doc != nil {
+			c = doc.Capi
+		}
 		if err != nil {
 			var se *SyntaxError
 			var fes FieldErrors
@@ -67,6 +71,18 @@ func FuzzLoad(f *testing.F) {
 		}
 		if !reflect.DeepEqual(c, again) {
 			t.Fatalf("round trip changed the spec:\n%#v\n%#v", c, again)
+		}
+		// Rendered in the shape it was written in, it loads the same.
+		rendered, err := Render(c, doc.Shape)
+		if err != nil {
+			t.Fatalf("Render %s: %v", doc.Shape, err)
+		}
+		again, err = Load(rendered, ValidateOptions{})
+		if err != nil {
+			t.Fatalf("Load of the %s rendering: %v\n%s", doc.Shape, err, rendered)
+		}
+		if !reflect.DeepEqual(c, again) {
+			t.Fatalf("%s round trip changed the spec:\n%#v\n%#v", doc.Shape, c, again)
 		}
 	})
 }

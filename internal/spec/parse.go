@@ -34,23 +34,42 @@ func Parse(data []byte) (*Capi, error) {
 // ClusterSpec.Extra. Pass the template catalog's sections
 // (ValidateOptions.ProviderSections) to read a spec stored after Load.
 func ParseSections(data []byte, sections []string) (*Capi, error) {
-	doc, err := parseDocument(data)
+	doc, err := ParseDocument(data, sections)
+	if doc == nil {
+		return nil, err
+	}
+	return doc.Capi, err
+}
+
+// ParseDocument is ParseSections that also returns the document's shape,
+// the fields it ignored and the mapping of the normalised spec's fields
+// to the document's own (Document.Field). A document of ShapeProvider is
+// normalised to the same Capi as one of ShapeSections; its errors name
+// the fields as the document wrote them. On a *SyntaxError the Document
+// is nil; with FieldErrors it holds the best-effort spec.
+func ParseDocument(data []byte, sections []string) (*Document, error) {
+	parsed, err := parseDocument(data)
 	if err != nil {
 		return nil, err
 	}
-	root, ok := doc.(map[string]any)
+	root, ok := parsed.(map[string]any)
 	if !ok {
-		return nil, &SyntaxError{Line: 1, Message: "document must be a mapping of fields" + describe(doc)}
+		return nil, &SyntaxError{Line: 1, Message: "document must be a mapping of fields" + describe(parsed)}
 	}
 	var c Capi
 	d := decoder{sections: sections}
 	d.checkText("", root)
+	doc := d.normalise(root)
+	errs := d.errs
+	d.errs = nil
 	d.decodeValue("", root, reflectValueOf(&c))
-	if len(d.errs) > 0 {
-		d.errs.sortByField()
-		return &c, d.errs
+	errs = append(errs, doc.fieldErrors(d.errs)...)
+	doc.Capi = &c
+	if len(errs) > 0 {
+		errs.sortByField()
+		return doc, errs
 	}
-	return &c, nil
+	return doc, nil
 }
 
 // checkText reports every string (and object key) of the document that

@@ -320,8 +320,8 @@ func TestParseUnknownFields(t *testing.T) {
 	doc := `
 apiVersion: cluster.lok8s.dev/v1beta1
 kind: Capi
-status: {}
-metadata: {name: prod, namespace: default}
+stauts: {}
+metadata: {name: prod, namespcae: default}
 spec:
   kubernetes: {version: v1.31.10}
   cluster: {domain: prod.example.com}
@@ -344,7 +344,7 @@ spec:
 	c, err := Parse([]byte(doc))
 	errs := fieldErrors(t, err)
 	want := FieldErrors{
-		{"metadata.namespace", "unknown field"},
+		{"metadata.namespcae", "unknown field"},
 		{"spec.bootstrap[1].verison", "unknown field"},
 		{"spec.gitops.brnach", "unknown field"},
 		{"spec.hcloud.Region", "unknown field"},
@@ -354,7 +354,7 @@ spec:
 		{"spec.hcloud.placementGroup", "unknown field"},
 		{"spec.hcloud.workers.gpu.size", "unknown field"},
 		{`spec.hcloud.workers["odd.name"].tpye`, "unknown field"},
-		{"status", "unknown field"},
+		{"stauts", "unknown field"},
 	}
 	if !reflect.DeepEqual(errs, want) {
 		t.Fatalf("errors:\n%v\nwant:\n%v", errs, want)

@@ -273,8 +273,9 @@ type GitOps struct {
 }
 
 // Addon is an add-on applied after the cluster is up. In a document it is
-// either a bare name ("cilium") or an object {name, version, values}; Values
-// is free-form and passed to the add-on as is.
+// a bare name ("cilium"), an object {name, version, values}, or the map
+// form {<name>: <values>} ("ccm: {networking: {enabled: true}}"); Values is
+// free-form and passed to the add-on as is.
 type Addon struct {
 	Name    string         `json:"name"`
 	Version string         `json:"version,omitempty"`
@@ -323,12 +324,41 @@ func (a *Addon) decodeGeneric(d *decoder, path string, in any) {
 	case string:
 		*a = Addon{Name: v}
 	case map[string]any:
+		if name, values, ok := addonMapForm(v); ok {
+			*a = Addon{Name: name}
+			switch vals := values.(type) {
+			case nil:
+			case map[string]any:
+				if len(vals) > 0 {
+					a.Values = vals
+				}
+			default:
+				d.fail(joinKey(path, name), "must be the addon's values, an object"+describe(values))
+			}
+			return
+		}
 		var obj addonObject
 		d.decodeValue(path, in, reflectValueOf(&obj))
 		*a = Addon(obj)
 	default:
-		d.fail(path, "must be an addon name or an object with name, version and values")
+		d.fail(path, "must be an addon name or an object with name, version and values (or {<name>: <values>})")
 	}
+}
+
+// addonMapForm reads the map form of an addon, {<name>: <values>} (the
+// lok8s CLI's "- ccm: {networking: {enabled: true}}"): one key that is not
+// a field of the object form.
+func addonMapForm(m map[string]any) (name string, values any, ok bool) {
+	if len(m) != 1 {
+		return "", nil, false
+	}
+	for k, v := range m {
+		name, values = k, v
+	}
+	if _, field := jsonFields(reflect.TypeFor[addonObject]())[name]; field {
+		return "", nil, false
+	}
+	return name, values, true
 }
 
 // Provider returns ProviderHetzner when spec.hcloud and/or spec.hrobot is

@@ -84,14 +84,26 @@ var (
 // returned together in one FieldErrors, sorted by field, along with the
 // best-effort spec. Without errors it returns the defaulted spec.
 func Load(data []byte, opts ValidateOptions) (*Capi, error) {
-	c, err := ParseSections(data, opts.ProviderSections)
+	doc, err := LoadDocument(data, opts)
+	if doc == nil {
+		return nil, err
+	}
+	return doc.Capi, err
+}
+
+// LoadDocument is Load that also returns what ParseDocument learned about
+// the document (its shape, the fields it ignored); the errors name fields
+// as the document wrote them.
+func LoadDocument(data []byte, opts ValidateOptions) (*Document, error) {
+	doc, err := ParseDocument(data, opts.ProviderSections)
 	var parseErrs FieldErrors
 	if err != nil && !errors.As(err, &parseErrs) {
 		return nil, err
 	}
+	c := doc.Capi
 	c.Default()
 	errs := parseErrs
-	for _, fe := range c.Validate(opts) {
+	for _, fe := range doc.fieldErrors(c.Validate(opts)) {
 		// A field that failed to decode is zero; do not also report it as missing.
 		if !slices.ContainsFunc(parseErrs, func(pe FieldError) bool { return within(fe.Field, pe.Field) }) {
 			errs = append(errs, fe)
@@ -99,9 +111,9 @@ func Load(data []byte, opts ValidateOptions) (*Capi, error) {
 	}
 	if len(errs) > 0 {
 		errs.sortByField()
-		return c, errs
+		return doc, errs
 	}
-	return c, nil
+	return doc, nil
 }
 
 // Validate returns every problem with the spec, sorted by field. It checks

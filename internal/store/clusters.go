@@ -35,6 +35,8 @@ type NewCluster struct {
 	// Namespace is where the cluster's objects go on the management cluster.
 	Namespace string
 	Spec      json.RawMessage
+	// SpecShape is the shape Spec was submitted in (default "sections").
+	SpecShape string
 	// Machines is what Spec asks for, held against the tenant's quota.
 	Machines int64
 	// Steps names the provisioning operation's steps, in order.
@@ -48,11 +50,11 @@ type NewCluster struct {
 // idempotencyTTL is how long an Idempotency-Key is remembered.
 const idempotencyTTL = 24 * time.Hour
 
-const clusterColumns = `id, tenant_id, name, provider, management_domain, namespace, spec, generation, machines, phase, message, observed, created_at, updated_at, deleted_at`
+const clusterColumns = `id, tenant_id, name, provider, management_domain, namespace, spec, spec_shape, generation, machines, phase, message, observed, created_at, updated_at, deleted_at`
 
 func scanCluster(row pgx.Row) (Cluster, error) {
 	var c Cluster
-	err := row.Scan(&c.ID, &c.TenantID, &c.Name, &c.Provider, &c.ManagementDomain, &c.Namespace, &c.Spec, &c.Generation, &c.Machines,
+	err := row.Scan(&c.ID, &c.TenantID, &c.Name, &c.Provider, &c.ManagementDomain, &c.Namespace, &c.Spec, &c.SpecShape, &c.Generation, &c.Machines,
 		&c.Phase, &c.Message, &c.Observed, &c.CreatedAt, &c.UpdatedAt, &c.DeletedAt)
 	return c, err
 }
@@ -136,10 +138,10 @@ func (s *Store) createCluster(ctx context.Context, actor Actor, nc NewCluster, e
 		}
 		var err error
 		c, err = scanCluster(tx.QueryRow(ctx, `
-			INSERT INTO clusters (id, tenant_id, name, provider, management_domain, namespace, spec, machines, phase)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			INSERT INTO clusters (id, tenant_id, name, provider, management_domain, namespace, spec, spec_shape, machines, phase)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 			RETURNING `+clusterColumns,
-			clusterID, actor.TenantID, nc.Name, nc.Provider, nc.ManagementDomain, nc.Namespace, nc.Spec, nc.Machines, PhasePending))
+			clusterID, actor.TenantID, nc.Name, nc.Provider, nc.ManagementDomain, nc.Namespace, nc.Spec, specShape(nc.SpecShape), nc.Machines, PhasePending))
 		if isUniqueViolation(err, "clusters_tenant_name_live") {
 			return fmt.Errorf("cluster %q already exists: %w", nc.Name, ErrConflict)
 		}
@@ -249,6 +251,41 @@ func (s *Store) ClusterByID(ctx context.Context, id uuid.UUID) (Cluster, error) 
 		return Cluster{}, notFound(err, fmt.Sprintf("cluster %s", id))
 	}
 	return c, nil
+}
+
+// ClusterOfTenant returns the tenant's cluster with id, live or deleted.
+func (s *Store) ClusterOfTenant(ctx context.Context, tenantID, id uuid.UUID) (Cluster, error) {
+	c, err := scanCluster(s.pool.QueryRow(ctx, `SELECT `+clusterColumns+` FROM clusters WHERE id = $1 AND tenant_id = $2`, id, tenantID))
+	if err != nil {
+		return Cluster{}, notFound(err, fmt.Sprintf("cluster %s", id))
+	}
+	return c, nil
+}
+
+// ClustersByDomain returns the tenant's live clusters whose
+// spec.cluster.domain is domain, oldest first (index
+// clusters_tenant_domain_live).
+func (s *Store) ClustersByDomain(ctx context.Context, tenantID uuid.UUID, domain string) ([]Cluster, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT `+clusterColumns+` FROM clusters
+		WHERE tenant_id = $1 AND (spec -> 'spec' -> 'cluster' ->> 'domain') = $2 AND deleted_at IS NULL
+		ORDER BY created_at, id`, tenantID, domain)
+	if err != nil {
+		return nil, fmt.Errorf("clusters by domain: %w", err)
+	}
+	clusters, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Cluster, error) { return scanCluster(r) })
+	if err != nil {
+		return nil, fmt.Errorf("clusters by domain: %w", err)
+	}
+	return clusters, nil
+}
+
+// specShape is the stored shape of a spec: "sections" unless said.
+func specShape(shape string) string {
+	if shape == "" {
+		return "sections"
+	}
+	return shape
 }
 
 // ListClustersParams selects a page of clusters.

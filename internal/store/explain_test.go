@@ -46,7 +46,7 @@ func (r *recorder) take() []recorded {
 // TestHotQueriesUseIndexes: with thousands of rows (10,000 clusters of one
 // tenant, deleted ones among them, their operations, steps and events,
 // 2,000 credentials and tokens), every query of the API's hot reads —
-// cluster by name, a list page, the status's operation and steps, the
+// cluster by name, by id and by domain (/api), a list page, the status's operation and steps, the
 // operation history, events after an id, a credential by name, a token by
 // hash — is planned without a sequential scan of a big table.
 func TestHotQueriesUseIndexes(t *testing.T) {
@@ -72,7 +72,8 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 	tenant, other := uuid.New(), uuid.New()
 	exec(`INSERT INTO tenants (id, name) VALUES ($1, 'acme'), ($2, 'globex')`, tenant, other)
 	exec(`INSERT INTO clusters (id, tenant_id, name, provider, spec, phase, deleted_at)
-		SELECT gen_random_uuid(), CASE WHEN i % 10 = 0 THEN $2::uuid ELSE $1::uuid END, 'c-' || (i % 9000), 'hetzner', '{}',
+		SELECT gen_random_uuid(), CASE WHEN i % 10 = 0 THEN $2::uuid ELSE $1::uuid END, 'c-' || (i % 9000), 'hetzner',
+		       json_build_object('spec', json_build_object('cluster', json_build_object('domain', 'c-' || (i % 9000) || '.example.com'))),
 		       'Provisioned', CASE WHEN i >= 9000 THEN now() END
 		FROM generate_series(0, 10999) i`, tenant, other)
 	exec(`INSERT INTO operations (id, tenant_id, cluster_id, kind, state, step, generation)
@@ -122,6 +123,8 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 			_, _, err := st.EventsAfter(ctx, tenant, "c-4321", position(100), 100)
 			return err
 		}},
+		{"cluster by id (/api)", func() error { _, err := st.ClusterOfTenant(ctx, tenant, c.ID); return err }},
+		{"clusters by domain (/api)", func() error { _, err := st.ClustersByDomain(ctx, tenant, "c-1234.example.com"); return err }},
 		{"credential by name", func() error { _, err := st.Credential(ctx, tenant, "cred-1000"); return err }},
 		{"token by hash", func() error {
 			_, err := st.Authenticate(ctx, []byte("no such hash, but the lookup is the same"))

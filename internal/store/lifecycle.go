@@ -55,7 +55,7 @@ func notBusy(ctx context.Context, tx pgx.Tx, c Cluster) error {
 // ErrPreconditionFailed); a cluster with an active operation gives a
 // *BusyError. A spec asking for more machines is held against the
 // tenant's quota (a *QuotaExceededError).
-func (s *Store) UpdateSpec(ctx context.Context, actor Actor, name string, ifGeneration int64, spec json.RawMessage, machines int64, steps []string, enqueue EnqueueFunc) (Cluster, Operation, error) {
+func (s *Store) UpdateSpec(ctx context.Context, actor Actor, name string, ifGeneration int64, spec json.RawMessage, shape string, machines int64, steps []string, enqueue EnqueueFunc) (Cluster, Operation, error) {
 	var c Cluster
 	var op Operation
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
@@ -73,8 +73,8 @@ func (s *Store) UpdateSpec(ctx context.Context, actor Actor, name string, ifGene
 			return err
 		}
 		c, err = scanCluster(tx.QueryRow(ctx, `
-			UPDATE clusters SET spec = $2, machines = $4, generation = generation + 1, phase = $3, message = '', updated_at = now()
-			WHERE id = $1 RETURNING `+clusterColumns, c.ID, spec, PhaseUpdating, machines))
+			UPDATE clusters SET spec = $2, spec_shape = $5, machines = $4, generation = generation + 1, phase = $3, message = '', updated_at = now()
+			WHERE id = $1 RETURNING `+clusterColumns, c.ID, spec, PhaseUpdating, machines, specShape(shape)))
 		if err != nil {
 			return fmt.Errorf("update spec of %q: %w", name, err)
 		}

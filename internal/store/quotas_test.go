@@ -71,9 +71,9 @@ func TestQuotaIsHeldAtCreateAndUpdate(t *testing.T) {
 		}
 	}
 	finish("b")
-	_, _, err = b.store.UpdateSpec(ctx, b.actor, "b", 0, newCluster("b").Spec, 21, []string{"apply"}, b.enqueue)
+	_, _, err = b.store.UpdateSpec(ctx, b.actor, "b", 0, newCluster("b").Spec, "", 21, []string{"apply"}, b.enqueue)
 	quotaErr(t, err, store.QuotaMachines, 60, 40, 21)
-	c, _, err := b.store.UpdateSpec(ctx, b.actor, "b", 0, newCluster("b").Spec, 15, []string{"apply"}, b.enqueue)
+	c, _, err := b.store.UpdateSpec(ctx, b.actor, "b", 0, newCluster("b").Spec, "", 15, []string{"apply"}, b.enqueue)
 	if err != nil || c.Machines != 15 {
 		t.Fatalf("scale down: %v (machines %d)", err, c.Machines)
 	}
@@ -87,11 +87,11 @@ func TestQuotaIsHeldAtCreateAndUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	finish("b")
-	if _, _, err := b.store.UpdateSpec(ctx, b.actor, "b", 0, newCluster("b").Spec, 12, []string{"apply"}, b.enqueue); err != nil {
+	if _, _, err := b.store.UpdateSpec(ctx, b.actor, "b", 0, newCluster("b").Spec, "", 12, []string{"apply"}, b.enqueue); err != nil {
 		t.Fatalf("shrinking under a lowered quota: %v", err)
 	}
 	finish("b")
-	_, _, err = b.store.UpdateSpec(ctx, b.actor, "b", 0, newCluster("b").Spec, 13, []string{"apply"}, b.enqueue)
+	_, _, err = b.store.UpdateSpec(ctx, b.actor, "b", 0, newCluster("b").Spec, "", 13, []string{"apply"}, b.enqueue)
 	quotaErr(t, err, store.QuotaMachines, 10, 40, 13)
 
 	// A deleted cluster frees its share; another tenant's use is not counted.

@@ -87,8 +87,11 @@ type Cluster struct {
 	Provider         string
 	ManagementDomain string
 	// Namespace is where the cluster's objects live on the management cluster.
-	Namespace  string
-	Spec       json.RawMessage
+	Namespace string
+	Spec      json.RawMessage
+	// SpecShape is the shape Spec was submitted in (spec.Shape); Spec
+	// itself is normalised.
+	SpecShape  string
 	Generation int64
 	// Machines is what the spec asks for: control plane and pools.
 	Machines  int64

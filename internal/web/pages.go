@@ -135,8 +135,9 @@ type specPool struct {
 	Replicas      int64
 }
 
-// specPools lists the worker pools of every provider section of a stored
-// spec (any spec.<section>.workers map), by section and name.
+// specPools lists the worker pools of every provider section of a spec
+// (any spec.<section>.workers map), by section and name, and those of a
+// spec of the CLI's current shape (spec.workers), with section "".
 func specPools(spec []byte) []specPool {
 	var doc struct {
 		Spec map[string]json.RawMessage `json:"spec"`
@@ -150,6 +151,9 @@ func specPools(spec []byte) []specPool {
 			Workers map[string]struct {
 				Replicas int64 `json:"replicas"`
 			} `json:"workers"`
+		}
+		if section == "workers" {
+			raw, section = json.RawMessage(`{"workers":`+string(raw)+`}`), ""
 		}
 		if json.Unmarshal(raw, &s) != nil {
 			continue
@@ -226,14 +230,20 @@ func (h *Handler) retryCluster(w http.ResponseWriter, r *http.Request) {
 // through the API, which validates it and starts the update.
 func (h *Handler) scalePool(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "name")
-	section, pool, _ := strings.Cut(r.PostFormValue("pool"), "/") // <section>/<pool>
+	// <section>/<pool>, or /<pool> for spec.workers (the CLI's current shape)
+	section, pool, found := strings.Cut(r.PostFormValue("pool"), "/")
 	replicas, err := strconv.ParseInt(r.PostFormValue("replicas"), 10, 32)
-	if err != nil || section == "" || pool == "" {
+	if err != nil || !found || pool == "" {
 		h.renderCluster(w, r, http.StatusUnprocessableEntity, pageData{Problem: &api.Problem{Title: "Invalid request",
 			Detail: "choose a pool and a whole number of replicas"}}, "")
 		return
 	}
-	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{section: map[string]any{"workers": map[string]any{pool: map[string]any{"replicas": replicas}}}}})
+	workers := map[string]any{"workers": map[string]any{pool: map[string]any{"replicas": replicas}}}
+	var specPatch any = map[string]any{section: workers}
+	if section == "" {
+		specPatch = workers
+	}
+	patch, _ := json.Marshal(map[string]any{"spec": specPatch})
 	res := h.call(r, http.MethodPatch, "/v1/clusters/"+pathEscape(name), "application/merge-patch+json", patch)
 	if res.Problem != nil {
 		h.renderCluster(w, r, res.Status, pageData{Problem: res.Problem}, "")

@@ -54,7 +54,7 @@ const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 
 type Config struct {
 	Store *store.Store
 	// API is the API handler (api.Server); the dashboard forwards to it,
-	// and serves /v1, /healthz, /readyz and /openapi.yaml with it.
+	// and serves /v1, /api, /healthz, /readyz and /openapi.yaml with it.
 	API    http.Handler
 	Logger *slog.Logger
 	// RiverUI, when set, is River's own UI, served under RiverUIPath to
@@ -109,7 +109,8 @@ func New(cfg Config) (*Handler, error) {
 // came, the rest to the dashboard.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch p := r.URL.Path; {
-	case p == "/v1" || strings.HasPrefix(p, "/v1/") || p == "/healthz" || p == "/readyz" || p == "/openapi.yaml":
+	case p == "/v1" || strings.HasPrefix(p, "/v1/") || p == "/api" || strings.HasPrefix(p, "/api/") ||
+		p == "/healthz" || p == "/readyz" || p == "/openapi.yaml":
 		h.cfg.API.ServeHTTP(w, r)
 	default:
 		h.router.ServeHTTP(w, r)
