@@ -50,9 +50,12 @@ type Config struct {
 	// MgmtQPS and MgmtBurst bound the requests per second to each
 	// management cluster (mgmt.Registry; zero: mgmt.DefaultQPS and
 	// mgmt.DefaultBurst).
-	MgmtQPS       float32
-	MgmtBurst     int
-	KubeconfigDir string
+	MgmtQPS   float32
+	MgmtBurst int
+	// MgmtTenantRole is the ClusterRole the service binds to itself in each
+	// tenant namespace of the default management cluster ("" binds none).
+	MgmtTenantRole string
+	KubeconfigDir  string
 	// TemplatesDir, when set, replaces the embedded provider templates.
 	TemplatesDir string
 	// AddonsDir, when set, replaces the embedded addon catalogue;
@@ -271,7 +274,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 		overrides = os.DirFS(cfg.AddonValuesDir)
 	}
 	registry := &mgmt.Registry{DefaultKubeconfig: cfg.MgmtKubeconfig, KubeconfigDir: cfg.KubeconfigDir, WrapTransport: cfg.WrapManagementTransport,
-		QPS: cfg.MgmtQPS, Burst: cfg.MgmtBurst}
+		QPS: cfg.MgmtQPS, Burst: cfg.MgmtBurst, TenantRole: cfg.MgmtTenantRole}
 	kubeconfigSource := &kubeconfigs.Source{Store: st, Keyring: keyring, Clusters: registry, Catalog: catalog}
 	pipeline := jobs.NewPipeline(jobs.Deps{
 		Store: st, Keyring: keyring, Catalog: catalog, Clusters: registry, Kubeconfigs: kubeconfigSource,

@@ -96,6 +96,10 @@ type options struct {
 	addonNamespace string
 	// checkInterval paces the wait steps (default 200ms).
 	checkInterval time.Duration
+	// mgmtKubeconfig, when set, is how the service reaches the management
+	// cluster (default: env's admin); tenantRole is LOK8S_MGMT_TENANT_ROLE.
+	mgmtKubeconfig []byte
+	tenantRole     string
 }
 
 func randomName(prefix string) string {
@@ -111,6 +115,12 @@ func startService(t *testing.T, opts options) *service {
 		env = testenv.Shared(t)
 	}
 	kubeconfig := kubeconfigFile(t, env)
+	if opts.mgmtKubeconfig != nil {
+		kubeconfig = filepath.Join(t.TempDir(), "mgmt.yaml")
+		if err := os.WriteFile(kubeconfig, opts.mgmtKubeconfig, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if opts.dbURL == "" {
 		opts.dbURL = dbtest.New(t)
 	}
@@ -144,7 +154,7 @@ func startService(t *testing.T, opts options) *service {
 	}
 	cfg := app.Config{
 		Addr: "127.0.0.1:0", DatabaseURL: opts.dbURL, AdminToken: opts.adminToken,
-		EncryptionKey: key, MgmtKubeconfig: kubeconfig, KubeconfigDir: kubeconfigDir, TemplatesDir: opts.templatesDir,
+		EncryptionKey: key, MgmtKubeconfig: kubeconfig, MgmtTenantRole: opts.tenantRole, KubeconfigDir: kubeconfigDir, TemplatesDir: opts.templatesDir,
 		JobRescueAfter: opts.rescueAfter, JobTimeout: opts.jobTimeout,
 		AddonsDir: opts.addonsDir, AddonValuesDir: opts.addonValuesDir, ChartCacheDir: t.TempDir(), AddonTimeout: 30 * time.Second,
 		Workers: 4, CheckInterval: opts.checkInterval, ProvisionTimeout: 2 * time.Minute,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,6 +33,10 @@ type Cluster struct {
 	Domain string
 	Config *rest.Config
 	client client.Client
+	// tenantRole is the ClusterRole the service binds to itself in each
+	// tenant namespace ("" binds none: the service's own RBAC covers them).
+	tenantRole      string
+	boundNamespaces sync.Map
 }
 
 // Client is the cluster's client, for callers that need more than this type offers.

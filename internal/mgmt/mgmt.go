@@ -44,6 +44,10 @@ type Registry struct {
 	// worker waiting on the limiter (see internal/e2e's benchmark).
 	QPS   float32
 	Burst int
+	// TenantRole, when set, is a ClusterRole the service binds to itself in
+	// each tenant namespace it makes on the SaaS default management cluster
+	// (LOK8S_MGMT_TENANT_ROLE; the Helm chart's least-privilege RBAC).
+	TenantRole string
 
 	mu       sync.Mutex
 	clusters map[string]*Cluster
@@ -111,6 +115,9 @@ func (r *Registry) Cluster(domain string) (*Cluster, error) {
 	c, err := NewCluster(domain, cfg)
 	if err != nil {
 		return nil, err
+	}
+	if domain == "" {
+		c.tenantRole = r.TenantRole
 	}
 	if r.clusters == nil {
 		r.clusters = map[string]*Cluster{}
