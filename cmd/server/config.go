@@ -42,6 +42,8 @@ type config struct {
 	MgmtBurst int
 	// MgmtTenantRole is the ClusterRole bound in each tenant namespace.
 	MgmtTenantRole string
+	// MetricsAddr is where /metrics is served ("" serves none).
+	MetricsAddr string
 	// CheckInterval paces the wait steps; ProvisionTimeout bounds them.
 	CheckInterval    time.Duration
 	ProvisionTimeout time.Duration
@@ -61,6 +63,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		AdminToken:     getenv("LOK8S_ADMIN_TOKEN"),
 		MgmtKubeconfig: getenv("LOK8S_MGMT_KUBECONFIG"),
 		MgmtTenantRole: getenv("LOK8S_MGMT_TENANT_ROLE"),
+		MetricsAddr:    getenv("LOK8S_METRICS_ADDR"),
 		KubeconfigDir:  getenv("LOK8S_KUBECONFIG_DIR"),
 		TemplatesDir:   getenv("LOK8S_TEMPLATES_DIR"),
 		AddonsDir:      getenv("LOK8S_ADDONS_DIR"),
@@ -175,6 +178,7 @@ func (c config) LogValue() slog.Value {
 		slog.Int("mgmt_qps", c.MgmtQPS),
 		slog.Int("mgmt_burst", c.MgmtBurst),
 		slog.String("mgmt_tenant_role", c.MgmtTenantRole),
+		slog.String("metrics_addr", c.MetricsAddr),
 		slog.Duration("check_interval", c.CheckInterval),
 		slog.Duration("provision_timeout", c.ProvisionTimeout),
 		slog.Duration("event_retention", c.EventRetention),

@@ -45,7 +45,8 @@ func valueMatrix() map[string]map[string]any {
 				"tls": []any{map[string]any{"secretName": "lok8s-tls", "hosts": []any{"lok8s.example.com"}}}},
 			"networkPolicy": map[string]any{"enabled": true, "from": []any{map[string]any{
 				"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "ingress-nginx"}}}}},
-			"config": map[string]any{"extraEnv": map[string]any{"LOK8S_EVENT_RETENTION": "72h"}},
+			"config":  map[string]any{"extraEnv": map[string]any{"LOK8S_EVENT_RETENTION": "72h"}},
+			"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}},
 		}),
 		"no rbac, own service account": base(map[string]any{
 			"rbac":           map[string]any{"create": false},
@@ -55,6 +56,7 @@ func valueMatrix() map[string]map[string]any {
 			"rbac":                map[string]any{"credentialNamespaces": []any{}, "admissionPolicy": false},
 			"podDisruptionBudget": map[string]any{"enabled": false},
 			"topologySpread":      false,
+			"metrics":             map[string]any{"enabled": false},
 		}),
 	}
 }
@@ -119,8 +121,19 @@ func TestChartAppliesToTheAPIServer(t *testing.T) {
 				t.Fatal(err)
 			}
 			kinds := map[string]int{}
+			var service, monitor *unstructured.Unstructured
 			for _, obj := range objs {
 				kinds[obj.GetKind()]++
+				switch obj.GetKind() {
+				case "Service":
+					service = obj
+				case "ServiceMonitor":
+					// prometheus-operator's CRD is not in the test
+					// apiserver (nor on the module proxy): checked
+					// against the Service below instead.
+					monitor = obj
+					continue
+				}
 				if err := env.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner("helm"),
 					client.ForceOwnership, client.DryRunAll); err != nil {
 					t.Errorf("%s %s: %v", obj.GetKind(), obj.GetName(), err)
@@ -131,6 +144,9 @@ func TestChartAppliesToTheAPIServer(t *testing.T) {
 			}
 			if kinds["Deployment"] != 1 || kinds["Service"] != 1 {
 				t.Fatalf("rendered kinds %v", kinds)
+			}
+			if monitor != nil {
+				checkMonitorFindsService(t, monitor, service)
 			}
 			rbac := values["rbac"] == nil || values["rbac"].(map[string]any)["create"] != false
 			if rbac != (kinds["ClusterRole"] == 2) {
@@ -169,5 +185,29 @@ func checkPodIsRestricted(t *testing.T, env *testenv.Env, namespace string, depl
 	}
 	if c.ReadinessProbe != nil && c.ReadinessProbe.HTTPGet != nil && c.ReadinessProbe.HTTPGet.Path != "/readyz" {
 		t.Errorf("readiness probe %s, want /readyz", c.ReadinessProbe.HTTPGet.Path)
+	}
+}
+
+// checkMonitorFindsService checks that the ServiceMonitor selects the
+// Service by its labels and scrapes a port the Service has.
+func checkMonitorFindsService(t *testing.T, monitor, service *unstructured.Unstructured) {
+	t.Helper()
+	selector, _, _ := unstructured.NestedStringMap(monitor.Object, "spec", "selector", "matchLabels")
+	for k, v := range selector {
+		if service.GetLabels()[k] != v {
+			t.Errorf("the ServiceMonitor selects %s=%s; the Service is labelled %v", k, v, service.GetLabels())
+		}
+	}
+	endpoints, _, _ := unstructured.NestedSlice(monitor.Object, "spec", "endpoints")
+	ports, _, _ := unstructured.NestedSlice(service.Object, "spec", "ports")
+	for _, e := range endpoints {
+		port := e.(map[string]any)["port"]
+		found := false
+		for _, p := range ports {
+			found = found || p.(map[string]any)["name"] == port
+		}
+		if !found {
+			t.Errorf("the ServiceMonitor scrapes port %v; the Service has %v", port, ports)
+		}
 	}
 }

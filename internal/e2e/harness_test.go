@@ -55,6 +55,8 @@ type service struct {
 	tenant         string
 	admin          string // the admin token
 	client         *http.Client
+	// metricsURL is the /metrics of the service started with options.metrics.
+	metricsURL string
 	// clouds are the cloud stand-ins playing the tenant's clusters.
 	clouds map[string]*cloud
 }
@@ -100,6 +102,8 @@ type options struct {
 	// cluster (default: env's admin); tenantRole is LOK8S_MGMT_TENANT_ROLE.
 	mgmtKubeconfig []byte
 	tenantRole     string
+	// metrics serves /metrics on a listener of its own (service.metricsURL).
+	metrics bool
 }
 
 func randomName(prefix string) string {
@@ -152,8 +156,13 @@ func startService(t *testing.T, opts options) *service {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var metricsAddr string
+	if opts.metrics {
+		metricsAddr = freeAddr(t)
+	}
 	cfg := app.Config{
-		Addr: "127.0.0.1:0", DatabaseURL: opts.dbURL, AdminToken: opts.adminToken,
+		MetricsAddr: metricsAddr,
+		Addr:        "127.0.0.1:0", DatabaseURL: opts.dbURL, AdminToken: opts.adminToken,
 		EncryptionKey: key, MgmtKubeconfig: kubeconfig, MgmtTenantRole: opts.tenantRole, KubeconfigDir: kubeconfigDir, TemplatesDir: opts.templatesDir,
 		JobRescueAfter: opts.rescueAfter, JobTimeout: opts.jobTimeout,
 		AddonsDir: opts.addonsDir, AddonValuesDir: opts.addonValuesDir, ChartCacheDir: t.TempDir(), AddonTimeout: 30 * time.Second,
@@ -177,6 +186,9 @@ func startService(t *testing.T, opts options) *service {
 	s := &service{t: t, url: "http://" + addr, dbURL: opts.dbURL, db: pool, env: env, workload: opts.workload, addonNamespace: opts.addonNamespace,
 		client: &http.Client{Transport: validator.RoundTripper(t, nil), Timeout: 30 * time.Second}}
 	s.admin = cfg.AdminToken
+	if metricsAddr != "" {
+		s.metricsURL = "http://" + metricsAddr + "/metrics"
+	}
 	if opts.tenant != "" {
 		s.tenant, s.token = opts.tenant, opts.token
 		return s

@@ -38,6 +38,9 @@ type Registry struct {
 	// WrapTransport, when set, wraps the transport of every management
 	// cluster client (instrumentation; tests inject faults with it).
 	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// Instrument, when set, wraps the transport of each management
+	// cluster's client, told the cluster's domain (the service's metrics).
+	Instrument func(domain string, next http.RoundTripper) http.RoundTripper
 	// QPS and Burst bound the requests per second to each management
 	// cluster (0: DefaultQPS and DefaultBurst). client-go's own default of 5
 	// per second made 200 clusters take two minutes to apply and left every
@@ -104,6 +107,9 @@ func (r *Registry) Cluster(domain string) (*Cluster, error) {
 	}
 	if r.WrapTransport != nil {
 		cfg.Wrap(r.WrapTransport)
+	}
+	if r.Instrument != nil {
+		cfg.Wrap(func(next http.RoundTripper) http.RoundTripper { return r.Instrument(domain, next) })
 	}
 	cfg.QPS, cfg.Burst = DefaultQPS, DefaultBurst
 	if r.QPS > 0 {
