@@ -40,6 +40,10 @@ type config struct {
 	// management cluster.
 	MgmtQPS   int
 	MgmtBurst int
+	// MgmtTenantRole is the ClusterRole bound in each tenant namespace.
+	MgmtTenantRole string
+	// MetricsAddr is where /metrics is served ("" serves none).
+	MetricsAddr string
 	// CheckInterval paces the wait steps; ProvisionTimeout bounds them.
 	CheckInterval time.Duration
 	// WatchedCheckInterval paces them when the watcher wakes them.
@@ -60,6 +64,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		DatabaseURL:    or(getenv("DATABASE_URL"), "postgres://postgres@127.0.0.1:5432/lok8s?sslmode=disable"),
 		AdminToken:     getenv("LOK8S_ADMIN_TOKEN"),
 		MgmtKubeconfig: getenv("LOK8S_MGMT_KUBECONFIG"),
+		MgmtTenantRole: getenv("LOK8S_MGMT_TENANT_ROLE"),
+		MetricsAddr:    getenv("LOK8S_METRICS_ADDR"),
 		KubeconfigDir:  getenv("LOK8S_KUBECONFIG_DIR"),
 		TemplatesDir:   getenv("LOK8S_TEMPLATES_DIR"),
 		AddonsDir:      getenv("LOK8S_ADDONS_DIR"),
@@ -174,6 +180,8 @@ func (c config) LogValue() slog.Value {
 		slog.Int("max_in_flight", c.MaxInFlight),
 		slog.Int("mgmt_qps", c.MgmtQPS),
 		slog.Int("mgmt_burst", c.MgmtBurst),
+		slog.String("mgmt_tenant_role", c.MgmtTenantRole),
+		slog.String("metrics_addr", c.MetricsAddr),
 		slog.Duration("check_interval", c.CheckInterval),
 		slog.Duration("watched_check_interval", c.WatchedCheckInterval),
 		slog.Duration("provision_timeout", c.ProvisionTimeout),

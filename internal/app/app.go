@@ -29,6 +29,7 @@ import (
 	"lok8s.dev/provisioner/internal/gitops"
 	"lok8s.dev/provisioner/internal/jobs"
 	"lok8s.dev/provisioner/internal/kubeconfigs"
+	"lok8s.dev/provisioner/internal/metrics"
 	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/readmodel"
 	"lok8s.dev/provisioner/internal/seal"
@@ -51,9 +52,15 @@ type Config struct {
 	// MgmtQPS and MgmtBurst bound the requests per second to each
 	// management cluster (mgmt.Registry; zero: mgmt.DefaultQPS and
 	// mgmt.DefaultBurst).
-	MgmtQPS       float32
-	MgmtBurst     int
-	KubeconfigDir string
+	MgmtQPS   float32
+	MgmtBurst int
+	// MetricsAddr, when set, is where /metrics is served (its own
+	// listener, so it is never exposed with the API).
+	MetricsAddr string
+	// MgmtTenantRole is the ClusterRole the service binds to itself in each
+	// tenant namespace of the default management cluster ("" binds none).
+	MgmtTenantRole string
+	KubeconfigDir  string
 	// TemplatesDir, when set, replaces the embedded provider templates.
 	TemplatesDir string
 	// AddonsDir, when set, replaces the embedded addon catalogue;
@@ -274,16 +281,28 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	if cfg.AddonValuesDir != "" {
 		overrides = os.DirFS(cfg.AddonValuesDir)
 	}
+	var observe *metrics.Metrics
+	if cfg.MetricsAddr != "" {
+		observe = metrics.New()
+		observe.Gauges("clusters", "Live clusters by phase.", "phase", st.ClustersByPhase, log)
+		observe.Gauges("jobs", "River jobs by state (scheduled: waiting for their next check or retry).", "state", st.JobsByState, log)
+	}
 	registry := &mgmt.Registry{DefaultKubeconfig: cfg.MgmtKubeconfig, KubeconfigDir: cfg.KubeconfigDir, WrapTransport: cfg.WrapManagementTransport,
-		QPS: cfg.MgmtQPS, Burst: cfg.MgmtBurst}
+		QPS: cfg.MgmtQPS, Burst: cfg.MgmtBurst, TenantRole: cfg.MgmtTenantRole}
 	kubeconfigSource := &kubeconfigs.Source{Store: st, Keyring: keyring, Clusters: registry, Catalog: catalog}
 	pipeline := jobs.NewPipeline(jobs.Deps{
 		Store: st, Keyring: keyring, Catalog: catalog, Clusters: registry, Kubeconfigs: kubeconfigSource,
 		Addons: addonCatalog, Installer: installer, AddonOverrides: overrides,
 		CheckInterval: cfg.CheckInterval, WatchedCheckInterval: cfg.WatchedCheckInterval, WaitTimeout: cfg.ProvisionTimeout,
 	})
+	var observer jobs.Observer
+	if observe != nil {
+		registry.Instrument = observe.ManagementTransport
+		observer = observe
+	}
 	queue, err := jobs.NewQueue(pool, jobs.Config{
-		Store: st, Logger: log, Pipeline: pipeline, Workers: cfg.Workers,
+		Observer: observer,
+		Store:    st, Logger: log, Pipeline: pipeline, Workers: cfg.Workers,
 		MaxAttempts: cfg.JobMaxAttempts, StepTimeout: cfg.JobTimeout, RescueAfter: cfg.JobRescueAfter,
 		EventRetention: cfg.EventRetention, OrphanCheckInterval: cfg.OrphanCheckInterval, OrphanGrace: cfg.OrphanGrace,
 	})
@@ -329,7 +348,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	// MaxUnauthenticatedConns connections wait for a first authenticated
 	// request. No write timeout: event streams set a deadline per write.
 	guard := connguard.New(positiveOr(cfg.MaxUnauthenticatedConns, DefaultMaxUnauthenticatedConns))
-	srv := &http.Server{Handler: root, ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: observe.Middleware(root), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: positiveOr(cfg.ReadTimeout, DefaultReadTimeout), IdleTimeout: positiveOr(cfg.IdleTimeout, DefaultIdleTimeout),
 		ConnState: guard.ConnState, ConnContext: guard.ConnContext,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
@@ -359,6 +378,13 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	srv.RegisterOnShutdown(handler.EndStreams)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	if observe != nil {
+		stopMetrics, err := serveMetrics(cfg.MetricsAddr, observe, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 	log.Info("listening", "addr", ln.Addr().String())
 	if ready != nil {
 		ready <- ln.Addr().String()
@@ -401,6 +427,24 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// serveMetrics serves m at addr's /metrics until the returned stop is called.
+func serveMetrics(addr string, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics listener stopped", "error", err)
+		}
+	}()
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
 }
 
 // startWatchers runs one watcher per configured management cluster: the

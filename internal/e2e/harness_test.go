@@ -55,6 +55,8 @@ type service struct {
 	tenant         string
 	admin          string // the admin token
 	client         *http.Client
+	// metricsURL is the /metrics of the service started with options.metrics.
+	metricsURL string
 	// clouds are the cloud stand-ins playing the tenant's clusters.
 	clouds map[string]*cloud
 }
@@ -98,6 +100,12 @@ type options struct {
 	// watchedCheckInterval paces them when the watcher wakes them (zero:
 	// the service's default).
 	checkInterval, watchedCheckInterval time.Duration
+	// mgmtKubeconfig, when set, is how the service reaches the management
+	// cluster (default: env's admin); tenantRole is LOK8S_MGMT_TENANT_ROLE.
+	mgmtKubeconfig []byte
+	tenantRole     string
+	// metrics serves /metrics on a listener of its own (service.metricsURL).
+	metrics bool
 }
 
 func randomName(prefix string) string {
@@ -113,6 +121,12 @@ func startService(t *testing.T, opts options) *service {
 		env = testenv.Shared(t)
 	}
 	kubeconfig := kubeconfigFile(t, env)
+	if opts.mgmtKubeconfig != nil {
+		kubeconfig = filepath.Join(t.TempDir(), "mgmt.yaml")
+		if err := os.WriteFile(kubeconfig, opts.mgmtKubeconfig, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if opts.dbURL == "" {
 		opts.dbURL = dbtest.New(t)
 	}
@@ -144,9 +158,14 @@ func startService(t *testing.T, opts options) *service {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var metricsAddr string
+	if opts.metrics {
+		metricsAddr = freeAddr(t)
+	}
 	cfg := app.Config{
-		Addr: "127.0.0.1:0", DatabaseURL: opts.dbURL, AdminToken: opts.adminToken,
-		EncryptionKey: key, MgmtKubeconfig: kubeconfig, KubeconfigDir: kubeconfigDir, TemplatesDir: opts.templatesDir,
+		MetricsAddr: metricsAddr,
+		Addr:        "127.0.0.1:0", DatabaseURL: opts.dbURL, AdminToken: opts.adminToken,
+		EncryptionKey: key, MgmtKubeconfig: kubeconfig, MgmtTenantRole: opts.tenantRole, KubeconfigDir: kubeconfigDir, TemplatesDir: opts.templatesDir,
 		JobRescueAfter: opts.rescueAfter, JobTimeout: opts.jobTimeout,
 		AddonsDir: opts.addonsDir, AddonValuesDir: opts.addonValuesDir, ChartCacheDir: t.TempDir(), AddonTimeout: 30 * time.Second,
 		Workers: 4, CheckInterval: opts.checkInterval, WatchedCheckInterval: opts.watchedCheckInterval, ProvisionTimeout: 2 * time.Minute,
@@ -169,6 +188,9 @@ func startService(t *testing.T, opts options) *service {
 	s := &service{t: t, url: "http://" + addr, dbURL: opts.dbURL, db: pool, env: env, workload: opts.workload, addonNamespace: opts.addonNamespace,
 		client: &http.Client{Transport: validator.RoundTripper(t, nil), Timeout: 30 * time.Second}}
 	s.admin = cfg.AdminToken
+	if metricsAddr != "" {
+		s.metricsURL = "http://" + metricsAddr + "/metrics"
+	}
 	if opts.tenant != "" {
 		s.tenant, s.token = opts.tenant, opts.token
 		return s

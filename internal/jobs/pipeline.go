@@ -81,6 +81,7 @@ type operationRunner struct {
 	store    *store.Store
 	pipeline *Pipeline
 	logger   *slog.Logger
+	observer Observer
 }
 
 func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID uuid.UUID) error {
@@ -117,6 +118,14 @@ func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID 
 		out, err := step.Run(ctx, run)
 		if err != nil {
 			final := IsPermanent(err) || job.Attempt >= job.MaxAttempts
+			outcome := "retried"
+			if final {
+				outcome = "failed"
+			}
+			r.observeStep(run, step.Name, outcome)
+			if final {
+				r.observeOperation(op, "failed")
+			}
 			return r.fail(ctx, logger, op, step.Name, err, final)
 		}
 		if out.RecheckIn > 0 {
@@ -131,12 +140,28 @@ func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID 
 			return stopIfEnded(ctx, logger, err)
 		}
 		logger.InfoContext(ctx, "step finished", "step", step.Name, "state", string(state), "duration", time.Since(started).Round(time.Millisecond))
+		r.observeStep(run, step.Name, string(state))
 	}
 	if err := r.store.CompleteOperation(context.WithoutCancel(ctx), op.ID, r.pipeline.done[op.Kind]); err != nil {
 		return stopIfEnded(ctx, logger, err)
 	}
+	r.observeOperation(op, "succeeded")
 	logger.InfoContext(ctx, "operation succeeded")
 	return nil
+}
+
+// observeStep tells the observer that run's step ended with outcome.
+func (r *operationRunner) observeStep(run *Run, step, outcome string) {
+	if r.observer != nil {
+		r.observer.Step(run.Cluster.Provider, string(run.Operation.Kind), step, outcome, time.Since(run.StepStarted))
+	}
+}
+
+// observeOperation tells the observer that op ended with outcome.
+func (r *operationRunner) observeOperation(op store.Operation, outcome string) {
+	if r.observer != nil {
+		r.observer.Operation(string(op.Kind), outcome)
+	}
 }
 
 // fail records a step's error; a final one fails the operation and tells

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,6 +71,21 @@ type Config struct {
 	// for, and OrphanGrace how long such a job must have ended before its
 	// operation is failed (zero: the Default* values).
 	OrphanCheckInterval, OrphanGrace time.Duration
+	// Observer, when set, is told of every step, operation and job run
+	// that ends (the service's metrics).
+	Observer Observer
+}
+
+// Observer is told what the workers did.
+type Observer interface {
+	// Step: a step ended with outcome succeeded, skipped, failed (for
+	// good) or retried, took after it first started.
+	Step(provider, kind, step, outcome string, took time.Duration)
+	// Operation: an operation ended with outcome succeeded or failed.
+	Operation(kind, outcome string)
+	// Job: one run of a River job ended with result completed, snoozed,
+	// failed or cancelled, having waited queueWait to start.
+	Job(kind, result string, queueWait, run time.Duration)
 }
 
 // WithDefaults returns c with unset fields defaulted.
@@ -115,15 +131,16 @@ func (c Config) validate() error {
 
 // Queue enqueues operations' jobs and, with workers, runs them.
 type Queue struct {
-	client *river.Client[pgx.Tx]
-	logger *slog.Logger
+	client   *river.Client[pgx.Tx]
+	logger   *slog.Logger
+	observer Observer
 	// insertOnly is set without workers (an API-only replica): River
 	// refuses to start a client without queues, and there is nothing to
 	// start or stop.
 	insertOnly bool
 
 	// Wakes of jobs in the middle of a check (Wake): one goroutine per
-	// job, ended by Stop.
+	// job, ended by Stop; and the goroutine telling the observer of runs.
 	wakeMu   sync.Mutex
 	waking   map[int64]bool
 	wakes    sync.WaitGroup
@@ -145,7 +162,7 @@ func NewQueue(pool *pgxpool.Pool, cfg Config) (*Queue, error) {
 	}
 	if cfg.Workers > 0 {
 		workers := river.NewWorkers()
-		runner := &operationRunner{store: cfg.Store, pipeline: cfg.Pipeline, logger: cfg.Logger}
+		runner := &operationRunner{store: cfg.Store, pipeline: cfg.Pipeline, logger: cfg.Logger, observer: cfg.Observer}
 		if err := river.AddWorkerSafely(workers, &provisionWorker{runner: runner}); err != nil {
 			return nil, fmt.Errorf("jobs: add provision worker: %w", err)
 		}
@@ -171,7 +188,7 @@ func NewQueue(pool *pgxpool.Pool, cfg Config) (*Queue, error) {
 		return nil, fmt.Errorf("jobs: new river client: %w", err)
 	}
 	wakeCtx, stopWake := context.WithCancel(context.Background())
-	return &Queue{client: client, logger: cfg.Logger, insertOnly: cfg.Workers == 0,
+	return &Queue{client: client, logger: cfg.Logger, insertOnly: cfg.Workers == 0, observer: cfg.Observer,
 		waking: map[int64]bool{}, wakeCtx: wakeCtx, stopWake: stopWake}, nil
 }
 
@@ -255,10 +272,38 @@ func (q *Queue) Start(ctx context.Context) error {
 	if q.insertOnly {
 		return nil
 	}
+	if q.observer != nil {
+		runs, cancel := q.client.Subscribe(river.EventKindJobCompleted, river.EventKindJobSnoozed,
+			river.EventKindJobFailed, river.EventKindJobCancelled)
+		q.wakes.Go(func() {
+			defer cancel()
+			q.observeRuns(runs)
+		})
+	}
 	if err := q.client.Start(ctx); err != nil {
 		return fmt.Errorf("jobs: start: %w", err)
 	}
 	return nil
+}
+
+// observeRuns tells the observer of each job run River reports, until
+// the client stops and closes runs or the queue stops.
+func (q *Queue) observeRuns(runs <-chan *river.Event) {
+	for {
+		select {
+		case <-q.wakeCtx.Done():
+			return
+		case ev, ok := <-runs:
+			if !ok {
+				return
+			}
+			if ev.Job == nil || ev.JobStats == nil {
+				continue
+			}
+			result := strings.TrimPrefix(string(ev.Kind), "job_")
+			q.observer.Job(ev.Job.Kind, result, ev.JobStats.QueueWaitDuration, ev.JobStats.RunDuration)
+		}
+	}
 }
 
 // Stop ends the pending wakes, stops fetching new jobs and waits for

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,10 @@ type Cluster struct {
 	client client.Client
 	// cache, when set, is the watcher's view the wait and rollout checks read (SetCache).
 	cache atomic.Pointer[cacheBox]
+	// tenantRole is the ClusterRole the service binds to itself in each
+	// tenant namespace ("" binds none: the service's own RBAC covers them).
+	tenantRole      string
+	boundNamespaces sync.Map
 }
 
 // Client is the cluster's client, for callers that need more than this type offers.

@@ -38,12 +38,19 @@ type Registry struct {
 	// WrapTransport, when set, wraps the transport of every management
 	// cluster client (instrumentation; tests inject faults with it).
 	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// Instrument, when set, wraps the transport of each management
+	// cluster's client, told the cluster's domain (the service's metrics).
+	Instrument func(domain string, next http.RoundTripper) http.RoundTripper
 	// QPS and Burst bound the requests per second to each management
 	// cluster (0: DefaultQPS and DefaultBurst). client-go's own default of 5
 	// per second made 200 clusters take two minutes to apply and left every
 	// worker waiting on the limiter (see internal/e2e's benchmark).
 	QPS   float32
 	Burst int
+	// TenantRole, when set, is a ClusterRole the service binds to itself in
+	// each tenant namespace it makes on the SaaS default management cluster
+	// (LOK8S_MGMT_TENANT_ROLE; the Helm chart's least-privilege RBAC).
+	TenantRole string
 
 	mu       sync.Mutex
 	clusters map[string]*Cluster
@@ -101,6 +108,9 @@ func (r *Registry) Cluster(domain string) (*Cluster, error) {
 	if r.WrapTransport != nil {
 		cfg.Wrap(r.WrapTransport)
 	}
+	if r.Instrument != nil {
+		cfg.Wrap(func(next http.RoundTripper) http.RoundTripper { return r.Instrument(domain, next) })
+	}
 	cfg.QPS, cfg.Burst = DefaultQPS, DefaultBurst
 	if r.QPS > 0 {
 		cfg.QPS = r.QPS
@@ -111,6 +121,9 @@ func (r *Registry) Cluster(domain string) (*Cluster, error) {
 	c, err := NewCluster(domain, cfg)
 	if err != nil {
 		return nil, err
+	}
+	if domain == "" {
+		c.tenantRole = r.TenantRole
 	}
 	if r.clusters == nil {
 		r.clusters = map[string]*Cluster{}

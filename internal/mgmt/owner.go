@@ -55,7 +55,8 @@ func (c *Cluster) CheckOwner(ctx context.Context, gvk schema.GroupVersionKind, n
 // missing, leaves one that exists unlabelled or labelled for the tenant as
 // it is (a named management cluster's own namespace, such as default, is
 // not relabelled), and refuses, with ErrNotOwned, one labelled for
-// another tenant.
+// another tenant. With a tenant role (Registry.TenantRole) it binds that
+// role to the service in the namespace.
 func (c *Cluster) EnsureTenantNamespace(ctx context.Context, name string, labels map[string]string) error {
 	gvk := schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}
 	meta := &metav1.PartialObjectMetadata{}
@@ -63,12 +64,15 @@ func (c *Cluster) EnsureTenantNamespace(ctx context.Context, name string, labels
 	err := c.client.Get(ctx, client.ObjectKey{Name: name}, meta)
 	switch {
 	case apierrors.IsNotFound(err):
-		return c.EnsureNamespace(ctx, name, labels)
+		if err := c.EnsureNamespace(ctx, name, labels); err != nil {
+			return err
+		}
+		return c.bindTenantRole(ctx, name)
 	case err != nil:
 		return fmt.Errorf("get namespace %s: %w", name, err)
 	}
 	if owner := meta.GetLabels()[LabelTenant]; owner != "" && owner != labels[LabelTenant] {
 		return fmt.Errorf("namespace %s belongs to another tenant: %w", name, ErrNotOwned)
 	}
-	return nil
+	return c.bindTenantRole(ctx, name)
 }
