@@ -48,7 +48,7 @@ type compiledTemplate struct {
 type compiledRef struct {
 	name   string
 	def    *string // the default's text, nil for none
-	quoted bool    // in a double-quoted scalar; else a whole plain scalar (or a comment)
+	quoted bool    // in a double-quoted scalar or a comment; else a whole plain scalar
 }
 
 // cnode is a node of a compiled object: cmap, clist, cstring, cplain, or a
@@ -147,6 +147,9 @@ func compileTemplate(data []byte, t *parse.Tree) *compiledTemplate {
 		if !inComment(text, offsets[i]) {
 			return nil
 		}
+		// A value in a comment changes no object, but YAML still reads
+		// its characters (a NEL breaks the line): checked as a quoted one.
+		ct.refs[i].quoted = true
 	}
 	return ct
 }
@@ -415,6 +418,13 @@ func build(n cnode, vals []any) any {
 // control character below 0x20, and YAML refuses the others.
 func readsBack(v string) bool {
 	for i := 0; i < len(v); {
+		if b := v[i]; b < utf8.RuneSelf {
+			if b == 0x7f {
+				return false
+			}
+			i++
+			continue
+		}
 		r, size := utf8.DecodeRuneInString(v[i:])
 		switch {
 		case r == utf8.RuneError && size <= 1:

@@ -158,6 +158,13 @@ metadata:
 data:
   v: "${B}"
 `,
+	"comment.yaml": `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cm # named ${A}
+data:
+  v: "${B}"
+`,
 	"multiline.yaml": `apiVersion: v1
 kind: ConfigMap
 metadata:
@@ -231,8 +238,14 @@ func TestCompiledEdgeCases(t *testing.T) {
 		files = append(files, name)
 	}
 	c := edgeCatalog(t, fsys, files)
-	if c.parsed["covered.yaml"].compiled == nil {
-		t.Fatal("covered.yaml: not compiled")
+	for _, name := range []string{"covered.yaml", "comment.yaml"} {
+		if c.parsed[name].compiled == nil {
+			t.Fatalf("%s: not compiled", name)
+		}
+	}
+	special := unit{file: "covered.yaml", vars: map[string]string{"A": "quote \" back\\ line\n # x: y", "B": "üñï©ødé", "N": "", "F": ""}}
+	if !sameAsText(t, c, special) {
+		t.Errorf("covered.yaml with %q: not rendered from the compiled template", special.vars)
 	}
 	for _, name := range []string{"multiline.yaml", "single.yaml", "block.yaml", "key.yaml", "plain-inside.yaml", "func.yaml", "plain-name.yaml"} {
 		if c.parsed[name].compiled != nil {
