@@ -3,7 +3,7 @@ SHELL := /bin/bash
 FUZZTIME ?= 10s
 BENCH_CLUSTERS ?= 200
 
-.PHONY: run run-service test build migrate vet lint fuzz bench bench-events clean-test-dbs
+.PHONY: run run-service test build migrate vet lint fuzz bench bench-events bench-render clean-test-dbs
 
 run: ## run the service with a local management cluster (Postgres started if none answers)
 	hack/dev.sh
@@ -39,6 +39,9 @@ bench: ## provision BENCH_CLUSTERS clusters at once through the API against envt
 bench-events: ## 500 event streams on one server while 100 clusters change state
 	hack/postgres.sh
 	go test ./internal/api -run '^$$' -bench BenchmarkEventStreams -benchtime=1x
+
+bench-render: ## Catalog.Render against `clusterctl generate cluster` (built once from the module proxy) on the same template: both and the ratio
+	hack/bench-render.sh
 
 clean-test-dbs: ## drop databases left by interrupted test runs
 	psql -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT 'DROP DATABASE \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'lok8s_test_%' OR datname LIKE 'lok8s_tmpl_%'" | psql -h 127.0.0.1 -U postgres -d postgres -q
