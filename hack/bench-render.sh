@@ -10,9 +10,9 @@
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/lok8s/clusterctl-<version>/
 # A cold build takes a few minutes on 2 cores. Rebuild with: --rebuild
 #
-# Environment: BENCH_RENDER_SPEC (hcloud: a spec of
-# internal/capi/testdata/specs), BENCH_RENDER_RUNS (clusterctl runs, 50),
-# BENCH_RENDER_TIME (go test -benchtime for Catalog.Render, 2s).
+# Environment: BENCH_RENDER_SPEC (hcloud: a spec of internal/capi/testdata/
+# specs), BENCH_RENDER_RUNS (rounds, 50: each runs clusterctl once, Render 10
+# times and the text path once), BENCH_RENDER_TIME (-benchtime, 2s).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -73,8 +73,11 @@ printf '%s\n' "$out"
 # The benchmark reports each figure as a metric; print them as a summary.
 awk '/^BenchmarkRenderVsClusterctl/ {
 	for (i = 2; i < NF; i++) m[$(i + 1)] = $i
-	printf "\nCatalog.Render:          %8.3f ms per cluster (%s allocs)\n", m["ns/op"] / 1e6, m["allocs/op"]
-	printf "clusterctl (process):    %8.3f ms per run (median of %d)\n", m["clusterctl-ms"], m["clusterctl-runs"]
-	printf "text path (as before):   %8.3f ms per cluster\n", m["textpath-ms"]
-	printf "ratio clusterctl/Render: %8.1f x\n", m["ratio"]
+	printf "\nmedians of %d interleaved rounds:\n", m["rounds"]
+	printf "  clusterctl generate cluster (process): %9.3f ms\n", m["clusterctl-ms"]
+	printf "  Catalog.Render:                        %9.3f ms per cluster\n", m["render-ms"]
+	printf "  text path (Render before compiling):   %9.3f ms per cluster\n", m["textpath-ms"]
+	printf "  ratio clusterctl / Render:             %9.1f x\n", m["ratio"]
+	printf "  CPU time (user+sys): clusterctl %.3f ms, Render %.3f ms: %.1f x\n", m["clusterctl-cpu-ms"], m["render-cpu-ms"], m["cpu-ratio"]
+	printf "Catalog.Render alone (go test -bench):   %9.3f ms per cluster, %d allocs\n", m["ns/op"] / 1e6, m["allocs/op"]
 }' <<<"$out"

@@ -348,8 +348,10 @@ func inComment(text string, at int) bool {
 
 // render builds the template's objects with vars, as renderText would
 // decode them; ok is false when a value is outside what the compiled path
-// covers (the caller then renders the text).
-func (ct *compiledTemplate) render(vars map[string]string) (objs []*unstructured.Unstructured, ok bool) {
+// covers (the caller then renders the text). With shared, the objects'
+// constant parts are the compiled template's own: only for objects that
+// are read and dropped (patches), never changed.
+func (ct *compiledTemplate) render(vars map[string]string, shared bool) (objs []*unstructured.Unstructured, ok bool) {
 	vals := make([]any, len(ct.refs))
 	for i, r := range ct.refs {
 		v := vars[r.name]
@@ -371,7 +373,7 @@ func (ct *compiledTemplate) render(vars map[string]string) (objs []*unstructured
 	}
 	objs = make([]*unstructured.Unstructured, len(ct.docs))
 	for i, d := range ct.docs {
-		m, _ := build(d, vals).(map[string]any)
+		m, _ := build(d, vals, shared).(map[string]any)
 		if !hasHead(m) {
 			return nil, false
 		}
@@ -380,20 +382,23 @@ func (ct *compiledTemplate) render(vars map[string]string) (objs []*unstructured
 	return objs, true
 }
 
-func build(n cnode, vals []any) any {
+func build(n cnode, vals []any, shared bool) any {
 	switch n := n.(type) {
 	case constant:
+		if shared {
+			return n.v
+		}
 		return runtime.DeepCopyJSONValue(n.v)
 	case *cmap:
 		m := make(map[string]any, len(n.keys))
 		for i, k := range n.keys {
-			m[k] = build(n.vals[i], vals)
+			m[k] = build(n.vals[i], vals, shared)
 		}
 		return m
 	case clist:
 		l := make([]any, len(n))
 		for i := range n {
-			l[i] = build(n[i], vals)
+			l[i] = build(n[i], vals, shared)
 		}
 		return l
 	case *cstring:
@@ -408,7 +413,7 @@ func build(n cnode, vals []any) any {
 		b.WriteString(n.text[len(n.refs)])
 		return b.String()
 	case cplain:
-		return runtime.DeepCopyJSONValue(vals[n])
+		return vals[n] // a scalar
 	}
 	panic("capi: unknown compiled node") // unreachable: compileTemplate builds only the kinds above
 }

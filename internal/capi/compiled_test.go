@@ -78,22 +78,6 @@ func TestCompiledMatchesText(t *testing.T) {
 			t.Parallel()
 			s := goldenSpec(t, c, name)
 			in := RenderInput{Spec: s, Labels: map[string]string{"lok8s.dev/tenant": "acme"}}
-			pl, err := c.plan(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, u := range append(pl.units, pl.patches...) {
-				got, ok := c.parsed[u.file].compiled.render(u.vars)
-				if !ok {
-					t.Errorf("%s: the compiled path fell back to the text path", u.file)
-					continue
-				}
-				want, err := c.renderText(u)
-				if err != nil {
-					t.Fatalf("%s: %v", u.file, err)
-				}
-				sameObjects(t, u.file, got, want)
-			}
 			got, err := c.Render(in)
 			if err != nil {
 				t.Fatal(err)
@@ -114,7 +98,55 @@ func TestCompiledMatchesText(t *testing.T) {
 			if !bytes.Equal(gy, wy) {
 				t.Errorf("Render YAML differs from the text path's:\n%s\n--- text path:\n%s", gy, wy)
 			}
+			// Nothing a render does changes the compiled templates
+			// (patches share their constant parts), nor does a caller
+			// that changes what Render returned (an apply writes the
+			// server's answer into the objects).
+			for _, o := range got.Objects {
+				scribble(o.Object)
+			}
+			again, err := c.Render(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ay, err := again.YAML(); err != nil || !bytes.Equal(ay, gy) {
+				t.Errorf("a second Render differs from the first (%v):\n%s", err, ay)
+			}
+			// After the renders: each unit still compiled, and the same.
+			pl, err := c.plan(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, u := range append(pl.units, pl.patches...) {
+				got, ok := c.parsed[u.file].compiled.render(u.vars, false)
+				if !ok {
+					t.Errorf("%s: the compiled path fell back to the text path", u.file)
+					continue
+				}
+				want, err := c.renderText(u)
+				if err != nil {
+					t.Fatalf("%s: %v", u.file, err)
+				}
+				sameObjects(t, u.file, got, want)
+			}
 		})
+	}
+}
+
+// scribble changes every map and list under v.
+func scribble(v any) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			scribble(e)
+			v[k] = "scribbled"
+		}
+		v["scribbled"] = true
+	case []any:
+		for i, e := range v {
+			scribble(e)
+			v[i] = "scribbled"
+		}
 	}
 }
 
@@ -303,7 +335,7 @@ func sameAsText(t *testing.T, c *Catalog, u unit) bool {
 	var got []*unstructured.Unstructured
 	ok := false
 	if ct := c.parsed[u.file].compiled; ct != nil {
-		got, ok = ct.render(u.vars)
+		got, ok = ct.render(u.vars, false)
 	}
 	if !ok {
 		return false

@@ -150,7 +150,7 @@ func (c *Catalog) Render(in RenderInput) (*Rendered, error) {
 	seen := map[string]string{}
 	var from []string // the template of each object
 	for _, u := range units {
-		objs, err := c.renderUnit(u)
+		objs, err := c.renderUnit(u, false)
 		if err != nil {
 			return nil, err
 		}
@@ -177,7 +177,7 @@ func (c *Catalog) Render(in RenderInput) (*Rendered, error) {
 		}
 	}
 	for _, u := range patches {
-		docs, err := c.renderUnit(u)
+		docs, err := c.renderUnit(u, true) // read by applyPatch only
 		if err != nil {
 			return nil, err
 		}
@@ -288,10 +288,12 @@ func (c *Catalog) plan(in RenderInput) (*renderPlan, error) {
 }
 
 // renderUnit renders a unit's objects: from its compiled template when it
-// has one and the values allow (compiledTemplate), else as text.
-func (c *Catalog) renderUnit(u unit) ([]*unstructured.Unstructured, error) {
+// has one and the values allow (compiledTemplate), else as text. With
+// readOnly, the objects may share their constant parts with the compiled
+// template: the caller must not change them (patches: applyPatch).
+func (c *Catalog) renderUnit(u unit, readOnly bool) ([]*unstructured.Unstructured, error) {
 	if ct := c.parsed[u.file].compiled; ct != nil {
-		if objs, ok := ct.render(u.vars); ok {
+		if objs, ok := ct.render(u.vars, readOnly); ok {
 			return objs, nil
 		}
 	}
@@ -633,8 +635,9 @@ func checkObject(o *unstructured.Unstructured) error {
 	if m := validation.IsDNS1123Subdomain(o.GetName()); len(m) > 0 {
 		msgs = append(msgs, fmt.Sprintf("name %q: %s", o.GetName(), strings.Join(m, "; ")))
 	}
-	for _, k := range sortedKeys(o.GetLabels()) {
-		v := o.GetLabels()[k]
+	labels := o.GetLabels()
+	for _, k := range sortedKeys(labels) {
+		v := labels[k]
 		if m := validation.IsQualifiedName(k); len(m) > 0 {
 			msgs = append(msgs, fmt.Sprintf("label %q: %s", k, strings.Join(m, "; ")))
 		}
