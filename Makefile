@@ -6,7 +6,7 @@ BENCH_CLUSTERS ?= 200
 BENCH_MGMT_QPS ?= 50
 BENCH_WATCHED_INTERVAL ?=
 
-.PHONY: run run-service test build migrate vet lint fuzz bench bench-events bench-writes bench-reads clean-test-dbs
+.PHONY: run run-service test build migrate vet lint fuzz bench bench-events bench-writes bench-reads bench-render clean-test-dbs
 
 run: ## run the service with a local management cluster (Postgres started if none answers)
 	hack/dev.sh
@@ -52,6 +52,9 @@ bench-reads: ## status reads of 10,000 clusters from the server process beside k
 	hack/postgres.sh
 	KUBEBUILDER_ASSETS=$$(hack/test-assets.sh) LOK8S_BENCH_READS_CLUSTERS=$${LOK8S_BENCH_READS_CLUSTERS:-10000} \
 		go test ./internal/e2e -run '^$$' -bench BenchmarkStatusReads -benchtime=1x -timeout 30m
+
+bench-render: ## Catalog.Render against `clusterctl generate cluster` (built once from the module proxy) on the same template: both and the ratio
+	hack/bench-render.sh
 
 clean-test-dbs: ## drop databases left by interrupted test runs
 	psql -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT 'DROP DATABASE \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'lok8s_test_%' OR datname LIKE 'lok8s_tmpl_%'" | psql -h 127.0.0.1 -U postgres -d postgres -q

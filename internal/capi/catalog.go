@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/drone/envsubst/v2"
+	"github.com/drone/envsubst/v2/parse"
 	"sigs.k8s.io/cluster-api/cmd/clusterctl/client/yamlprocessor"
 
 	"lok8s.dev/provisioner/internal/spec"
@@ -116,10 +117,12 @@ func LoadCatalog(fsys fs.FS) (*Catalog, error) {
 }
 
 // parsedTemplate is a template's variables (name → default, nil for
-// none) and its parsed substitution template.
+// none), its parsed substitution template and, when it has the forms that
+// allow it, its objects compiled (compiledTemplate).
 type parsedTemplate struct {
-	vars map[string]*string
-	tmpl *envsubst.Template
+	vars     map[string]*string
+	tmpl     *envsubst.Template
+	compiled *compiledTemplate
 }
 
 // spacedVariable finds a variable written with spaces inside its braces
@@ -188,8 +191,12 @@ func (c *Catalog) loadTemplates(manifestFile string, m *Manifest) error {
 			errs = append(errs, fmt.Errorf("%s: %w", file, err))
 			continue
 		}
+		pt := parsedTemplate{vars: vars, tmpl: tmpl}
+		if tree, err := parse.Parse(string(data)); err == nil {
+			pt.compiled = compileTemplate(data, tree)
+		}
 		c.templates[file] = data
-		c.parsed[file] = parsedTemplate{vars: vars, tmpl: tmpl}
+		c.parsed[file] = pt
 	}
 	for _, file := range m.valueFiles() {
 		if !fs.ValidPath(file) {

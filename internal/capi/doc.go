@@ -2,8 +2,9 @@
 // the catalog of providers (templates/core and templates/providers/<name>,
 // each provider described by a provider.yaml manifest), detecting a spec's
 // provider, rendering its CAPI objects with clusterctl's variable syntax
-// (${VAR}, ${VAR:=default}) through CAPI's own yamlprocessor and merging the
-// manifest's patches into them, the cluster-level variables of a spec (for
+// (${VAR}, ${VAR:=default}; templates checked with CAPI's own yamlprocessor
+// and decoded once at load, a render filling a copy of their objects:
+// compiledTemplate) and merging the manifest's patches into them, the cluster-level variables of a spec (for
 // the addon values), and building the credentials Secret a provider
 // expects.
 //

@@ -2,6 +2,7 @@ package capi
 
 import (
 	"fmt"
+	"maps"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
@@ -9,19 +10,25 @@ import (
 // applyPatch merges patch into the object of objs it names: the same
 // apiVersion group, kind and metadata.name. The patch's apiVersion, kind,
 // metadata.name and metadata.namespace identify the target and are not
-// merged.
+// merged. It only reads patch, and keeps none of it: the objects get
+// copies (Render passes patches that share parts with the compiled
+// templates).
 func applyPatch(objs []*unstructured.Unstructured, patch *unstructured.Unstructured) error {
 	gk := patch.GroupVersionKind().GroupKind()
 	for _, o := range objs {
 		if o.GroupVersionKind().GroupKind() != gk || o.GetName() != patch.GetName() {
 			continue
 		}
-		body := patch.DeepCopy().Object
+		// mergePatch copies what it takes: clone only the maps whose
+		// keys are dropped, so that patch stays as it is.
+		body := maps.Clone(patch.Object)
 		delete(body, "apiVersion")
 		delete(body, "kind")
 		if meta, ok := body["metadata"].(map[string]any); ok {
+			meta = maps.Clone(meta)
 			delete(meta, "name")
 			delete(meta, "namespace")
+			body["metadata"] = meta
 		}
 		mergePatch(o.Object, body)
 		return nil

@@ -127,6 +127,86 @@ type unit struct {
 // string, so a spec value can never add a line, key or document; templates
 // quote string variables ("${VAR}").
 func (c *Catalog) Render(in RenderInput) (*Rendered, error) {
+	pl, err := c.plan(in)
+	if err != nil {
+		return nil, err
+	}
+	p, r, vars, units, patches := pl.provider, pl.resolved, pl.vars, pl.units, pl.patches
+
+	missing := map[string][]string{}
+	for _, u := range append(slices.Clone(units), patches...) {
+		for name, def := range c.parsed[u.file].vars {
+			if _, ok := u.vars[name]; !ok && def == nil && !slices.Contains(missing[name], u.file) {
+				missing[name] = append(missing[name], u.file)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return nil, &MissingVariablesError{Provider: p.Name, Flavor: r.flavor, Variables: missing}
+	}
+
+	out := &Rendered{Provider: p, Flavor: r.flavor}
+	ns := vars[VarClusterNamespace]
+	seen := map[string]string{}
+	var from []string // the template of each object
+	for _, u := range units {
+		objs, err := c.renderUnit(u, false)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range objs {
+			if slices.Contains(p.Manifest.ClusterScopedKinds, o.GetKind()) {
+				o.SetNamespace("")
+			} else {
+				o.SetNamespace(ns)
+			}
+			labels := o.GetLabels()
+			if labels == nil {
+				labels = map[string]string{}
+			}
+			maps.Copy(labels, in.Labels)
+			o.SetLabels(labels)
+			gk := o.GroupVersionKind().GroupKind()
+			key := gk.String() + " " + o.GetNamespace() + "/" + o.GetName()
+			if prev, dup := seen[key]; dup {
+				return nil, fmt.Errorf("capi: %s and %s both render %s %q", prev, u.file, gk.Kind, o.GetName())
+			}
+			seen[key] = u.file
+			out.Objects = append(out.Objects, o)
+			from = append(from, u.file)
+		}
+	}
+	for _, u := range patches {
+		docs, err := c.renderUnit(u, true) // read by applyPatch only
+		if err != nil {
+			return nil, err
+		}
+		for _, patch := range docs {
+			if err := applyPatch(out.Objects, patch); err != nil {
+				return nil, fmt.Errorf("capi: patch %s: %w", u.file, err)
+			}
+		}
+	}
+	for i, o := range out.Objects {
+		if err := checkObject(o); err != nil {
+			return nil, fmt.Errorf("capi: %s rendered: %w", from[i], err)
+		}
+	}
+	return out, nil
+}
+
+// renderPlan is what Render renders: the provider, its rendering with the
+// spec's flavor applied, the cluster's variables, and each template and
+// patch with the variables it is rendered with, in order.
+type renderPlan struct {
+	provider       *Provider
+	resolved       resolved
+	vars           map[string]string
+	units, patches []unit
+}
+
+// plan lists the units Render renders for in.
+func (c *Catalog) plan(in RenderInput) (*renderPlan, error) {
 	if in.Spec == nil {
 		return nil, errors.New("capi: render: no spec")
 	}
@@ -204,72 +284,25 @@ func (c *Catalog) Render(in RenderInput) (*Rendered, error) {
 			}
 		}
 	}
-
-	missing := map[string][]string{}
-	for _, u := range append(slices.Clone(units), patches...) {
-		for name, def := range c.parsed[u.file].vars {
-			if _, ok := u.vars[name]; !ok && def == nil && !slices.Contains(missing[name], u.file) {
-				missing[name] = append(missing[name], u.file)
-			}
-		}
-	}
-	if len(missing) > 0 {
-		return nil, &MissingVariablesError{Provider: p.Name, Flavor: r.flavor, Variables: missing}
-	}
-
-	out := &Rendered{Provider: p, Flavor: r.flavor}
-	ns := vars[VarClusterNamespace]
-	seen := map[string]string{}
-	var from []string // the template of each object
-	for _, u := range units {
-		objs, err := c.renderUnit(u)
-		if err != nil {
-			return nil, err
-		}
-		for _, o := range objs {
-			if slices.Contains(p.Manifest.ClusterScopedKinds, o.GetKind()) {
-				o.SetNamespace("")
-			} else {
-				o.SetNamespace(ns)
-			}
-			labels := o.GetLabels()
-			if labels == nil {
-				labels = map[string]string{}
-			}
-			maps.Copy(labels, in.Labels)
-			o.SetLabels(labels)
-			gk := o.GroupVersionKind().GroupKind()
-			key := gk.String() + " " + o.GetNamespace() + "/" + o.GetName()
-			if prev, dup := seen[key]; dup {
-				return nil, fmt.Errorf("capi: %s and %s both render %s %q", prev, u.file, gk.Kind, o.GetName())
-			}
-			seen[key] = u.file
-			out.Objects = append(out.Objects, o)
-			from = append(from, u.file)
-		}
-	}
-	for _, u := range patches {
-		docs, err := c.renderUnit(u)
-		if err != nil {
-			return nil, err
-		}
-		for _, patch := range docs {
-			if err := applyPatch(out.Objects, patch); err != nil {
-				return nil, fmt.Errorf("capi: patch %s: %w", u.file, err)
-			}
-		}
-	}
-	for i, o := range out.Objects {
-		if err := checkObject(o); err != nil {
-			return nil, fmt.Errorf("capi: %s rendered: %w", from[i], err)
-		}
-	}
-	return out, nil
+	return &renderPlan{provider: p, resolved: r, vars: vars, units: units, patches: patches}, nil
 }
 
-// renderUnit substitutes a unit's variables into its template and decodes
+// renderUnit renders a unit's objects: from its compiled template when it
+// has one and the values allow (compiledTemplate), else as text. With
+// readOnly, the objects may share their constant parts with the compiled
+// template: the caller must not change them (patches: applyPatch).
+func (c *Catalog) renderUnit(u unit, readOnly bool) ([]*unstructured.Unstructured, error) {
+	if ct := c.parsed[u.file].compiled; ct != nil {
+		if objs, ok := ct.render(u.vars, readOnly); ok {
+			return objs, nil
+		}
+	}
+	return c.renderText(u)
+}
+
+// renderText substitutes a unit's variables into its template and decodes
 // the objects.
-func (c *Catalog) renderUnit(u unit) ([]*unstructured.Unstructured, error) {
+func (c *Catalog) renderText(u unit) ([]*unstructured.Unstructured, error) {
 	// As clusterctl's yamlprocessor substitutes (with the same library,
 	// drone/envsubst), on the template parsed at load: an unset variable
 	// is empty, so its ${VAR:=default} applies (Render has reported every
@@ -602,8 +635,9 @@ func checkObject(o *unstructured.Unstructured) error {
 	if m := validation.IsDNS1123Subdomain(o.GetName()); len(m) > 0 {
 		msgs = append(msgs, fmt.Sprintf("name %q: %s", o.GetName(), strings.Join(m, "; ")))
 	}
-	for _, k := range sortedKeys(o.GetLabels()) {
-		v := o.GetLabels()[k]
+	labels := o.GetLabels()
+	for _, k := range sortedKeys(labels) {
+		v := labels[k]
 		if m := validation.IsQualifiedName(k); len(m) > 0 {
 			msgs = append(msgs, fmt.Sprintf("label %q: %s", k, strings.Join(m, "; ")))
 		}
