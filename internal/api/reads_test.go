@@ -165,8 +165,10 @@ func TestRevokedTokenFailsOnEveryReplica(t *testing.T) {
 	}
 	token, id := newToken("ci", nil)
 	for _, x := range []*bundle{a, b} {
-		if !works(x, token) || !works(x, token) {
-			t.Fatal("a new token does not work")
+		for range 2 { // the second use is served from the replica's memory
+			if !works(x, token) {
+				t.Fatal("a new token does not work")
+			}
 		}
 	}
 	a.expect(a.do(http.MethodDelete, "/v1/tenants/initech/tokens/"+id, admin, "", nil), http.StatusNoContent)
@@ -178,8 +180,10 @@ func TestRevokedTokenFailsOnEveryReplica(t *testing.T) {
 
 	expires := time.Now().Add(1500 * time.Millisecond)
 	short, _ := newToken("short", &expires)
-	if !works(b, short) || !works(b, short) {
-		t.Fatal("a token that has not expired yet does not work")
+	for range 2 { // the second use is served from the replica's memory
+		if !works(b, short) {
+			t.Fatal("a token that has not expired yet does not work")
+		}
 	}
 	time.Sleep(time.Until(expires))
 	if works(b, short) {

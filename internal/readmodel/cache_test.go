@@ -30,7 +30,7 @@ func TestCache(t *testing.T) {
 		t.Fatalf("a fill that raced a change was kept (%d, held %v)", v, held)
 	}
 	// The same across a reset.
-	c.Load("a", func() (int, bool, error) { c.Reset(); return 4, true, nil })
+	mustLoad(t, c, "a", func() (int, bool, error) { c.Reset(); return 4, true, nil })
 	if _, held := c.Get("a"); held {
 		t.Fatal("a fill that raced a reset was kept")
 	}
@@ -39,13 +39,13 @@ func TestCache(t *testing.T) {
 	if _, err := c.Load("b", load(0, false, errors.New("down"))); err == nil {
 		t.Fatal("the loader's error was lost")
 	}
-	c.Load("b", load(5, false, nil))
+	mustLoad(t, c, "b", load(5, false, nil))
 	if _, held := c.Get("b"); held {
 		t.Fatal("a value not to keep was kept")
 	}
 
 	// Not fresh: nothing served from memory, nothing kept.
-	c.Load("c", load(6, true, nil))
+	mustLoad(t, c, "c", load(6, true, nil))
 	fresh = false
 	loads = 0
 	if v, _ := c.Load("c", load(7, true, nil)); v != 7 || loads != 1 {
@@ -57,13 +57,21 @@ func TestCache(t *testing.T) {
 	}
 
 	// Bounded: a third key evicts one.
-	c.Load("d", load(8, true, nil))
-	c.Load("e", load(9, true, nil))
+	mustLoad(t, c, "d", load(8, true, nil))
+	mustLoad(t, c, "e", load(9, true, nil))
 	if n := c.Len(); n != 2 {
 		t.Fatalf("%d held, at most 2", n)
 	}
 	c.InvalidateFunc(func(v int) bool { return v == 9 })
 	if _, held := c.Get("e"); held {
 		t.Fatal("InvalidateFunc kept a value it matched")
+	}
+}
+
+// mustLoad loads key into c and fails t on the loader's error.
+func mustLoad(t *testing.T, c *Cache[string, int], key string, load func() (int, bool, error)) {
+	t.Helper()
+	if _, err := c.Load(key, load); err != nil {
+		t.Fatal(err)
 	}
 }

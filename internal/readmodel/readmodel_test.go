@@ -36,8 +36,11 @@ func TestModel(t *testing.T) {
 	keep := func() ([]byte, bool, error) { return []byte("status"), true, nil }
 	held := func(k ClusterKey) bool { _, ok := m.Statuses.Get(k); return ok }
 	other := ClusterKey{Tenant: uuid.New(), Name: "prod"}
-	m.Statuses.Load(key, keep)
-	m.Statuses.Load(other, keep)
+	for _, k := range []ClusterKey{key, other} {
+		if _, err := m.Statuses.Load(k, keep); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, err := pool.Exec(context.Background(), `SELECT pg_notify($1, $2)`, Channel, "c:"+tenant.String()+":prod"); err != nil {
 		t.Fatal(err)
 	}
