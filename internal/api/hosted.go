@@ -424,12 +424,7 @@ func hostedDomain(r *http.Request) (string, error) {
 // hostedList is GET /api/clusters?domain=D: the tenant's live clusters of
 // that domain, as an array ([] when none).
 func (s *Server) hostedList(w http.ResponseWriter, r *http.Request) {
-	domain, err := hostedDomain(r)
-	if err != nil {
-		s.writeProblem(w, r, err)
-		return
-	}
-	clusters, err := s.store.ClustersByDomain(r.Context(), principal(r.Context()).TenantID, domain)
+	_, clusters, err := s.domainClusters(r)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
@@ -439,6 +434,16 @@ func (s *Server) hostedList(w http.ResponseWriter, r *http.Request) {
 		out = append(out, hostedView(c, seesInternals(r)))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// domainClusters reads ?domain= and the tenant's live clusters of it.
+func (s *Server) domainClusters(r *http.Request) (string, []store.Cluster, error) {
+	domain, err := hostedDomain(r)
+	if err != nil {
+		return "", nil, err
+	}
+	clusters, err := s.store.ClustersByDomain(r.Context(), principal(r.Context()).TenantID, domain)
+	return domain, clusters, err
 }
 
 // deprovision starts deleting the tenant's live cluster c, as DELETE
@@ -473,12 +478,7 @@ func (s *Server) hostedDelete(w http.ResponseWriter, r *http.Request) {
 // hostedDeleteByDomain is DELETE /api/clusters?domain=D: every live
 // cluster of the domain (one, as creates keep it), 404 when none.
 func (s *Server) hostedDeleteByDomain(w http.ResponseWriter, r *http.Request) {
-	domain, err := hostedDomain(r)
-	if err != nil {
-		s.writeProblem(w, r, err)
-		return
-	}
-	clusters, err := s.store.ClustersByDomain(r.Context(), principal(r.Context()).TenantID, domain)
+	domain, clusters, err := s.domainClusters(r)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
