@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"lok8s.dev/provisioner/internal/dbtest"
+	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/testenv"
 )
@@ -168,7 +169,7 @@ func TestWorkerKilledResumesOnAnother(t *testing.T) {
 	}
 	a := startProcess(t, "DATABASE_URL="+dbURL, "LOK8S_ADMIN_TOKEN="+adminToken,
 		"LOK8S_ENCRYPTION_KEY="+key, "LOK8S_MGMT_KUBECONFIG="+proxied,
-		"LOK8S_CHECK_INTERVAL=1s", "LOK8S_WORKERS=2")
+		"LOK8S_CHECK_INTERVAL=1s", "LOK8S_WATCHED_CHECK_INTERVAL=1s", "LOK8S_WORKERS=2")
 
 	viaA := a.tenant(t, env, adminToken)
 	viaA.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
@@ -178,6 +179,12 @@ func TestWorkerKilledResumesOnAnother(t *testing.T) {
 		return w != nil && w["state"] == "running" && w["attempts"].(float64) >= 1
 	})
 	before := resourceVersions(t, viaA, "prod")
+
+	// A's checks read its watcher's cache, which needs no request: take the
+	// CAPI Cluster out of the cache (the watcher watches objects labelled
+	// lok8s.dev/cluster), so A's next check asks the apiserver.
+	setClusterLabel(t, viaA, "prod", false)
+	time.Sleep(2 * time.Second) // A's informer hears of it
 
 	// Cut A off from the management cluster: its next check hangs. Kill A
 	// once its job has been running for seconds (a check takes
@@ -216,6 +223,7 @@ func TestWorkerKilledResumesOnAnother(t *testing.T) {
 	b.waitStatus("prod", 90*time.Second, func(st map[string]any) bool {
 		return stepOf(st, "control-plane-initialized")["attempts"].(float64) > 1 // B checked
 	})
+	setClusterLabel(t, b, "prod", true)
 	b.playCloud("prod")
 	done := b.waitStatus("prod", 60*time.Second, func(st map[string]any) bool {
 		return st["phase"] == "Provisioned" || st["phase"] == "Failed"
@@ -268,4 +276,21 @@ func resourceVersions(t *testing.T, s *service, name string) map[string]string {
 		out[fmt.Sprintf("%s/%s", got.GetKind(), got.GetName())] = fmt.Sprintf("generation %d, %x", got.GetGeneration(), sha256.Sum256(raw))
 	}
 	return out
+}
+
+// setClusterLabel puts back (or takes off) the lok8s.dev/cluster label of
+// the CAPI Cluster name, as the service applies it.
+func setClusterLabel(t *testing.T, s *service, name string, on bool) {
+	t.Helper()
+	cluster := s.get(clusterGVK, s.namespace(), name)
+	labels := cluster.GetLabels()
+	if on {
+		labels[mgmt.LabelCluster] = name
+	} else {
+		delete(labels, mgmt.LabelCluster)
+	}
+	cluster.SetLabels(labels)
+	if err := s.env.Client.Update(context.Background(), cluster); err != nil {
+		t.Fatal(err)
+	}
 }
