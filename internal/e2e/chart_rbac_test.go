@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"lok8s.dev/provisioner/internal/chart"
@@ -80,17 +79,7 @@ func installChartRBAC(t *testing.T, env *testenv.Env, release string) chartIdent
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := clientcmd.Load(env.Kubeconfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cluster := raw.Clusters[raw.Contexts[raw.CurrentContext].Cluster]
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["mgmt"] = cluster
-	kc.AuthInfos["lok8s"] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
-	kc.Contexts["mgmt"] = &clientcmdapi.Context{Cluster: "mgmt", AuthInfo: "lok8s"}
-	kc.CurrentContext = "mgmt"
-	data, err := clientcmd.Write(*kc)
+	data, err := env.KubeconfigWithToken(tr.Status.Token)
 	if err != nil {
 		t.Fatal(err)
 	}

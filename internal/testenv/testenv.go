@@ -168,6 +168,12 @@ func (e *Env) KubeconfigFor(name string, groups ...string) ([]byte, error) {
 	return kubeconfigFromREST(u.Config())
 }
 
+// KubeconfigWithToken returns a kubeconfig that reaches the apiserver with
+// a bearer token (a ServiceAccount's, from TokenRequest) and nothing else.
+func (e *Env) KubeconfigWithToken(token string) ([]byte, error) {
+	return kubeconfigFromREST(&rest.Config{Host: e.Config.Host, TLSClientConfig: rest.TLSClientConfig{CAData: e.Config.CAData}, BearerToken: token})
+}
+
 // kubeconfigFromREST writes cfg (server, CA, client certificate or token)
 // as a kubeconfig file.
 func kubeconfigFromREST(cfg *rest.Config) ([]byte, error) {
