@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -81,6 +82,16 @@ func TestMetricsMatchWhatHappened(t *testing.T) {
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
 	provisionAndFinish(t, s, "prod", seedSpecWithoutAddons(t))
 
+	// River marks the job completed, and reports it, only after the
+	// operation's last write, which the status shows: wait for that report.
+	completedRun := map[string]string{"kind": "provision", "result": "completed"}
+	for deadline := time.Now().Add(10 * time.Second); sample(s.scrape(), "lok8s_job_runs_total", completedRun) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("River reported no completed run of the provision job within 10 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
 	st := s.mustDo(http.MethodGet, "/v1/clusters/prod/status", "", "", nil, http.StatusOK)
 	before := s.scrape()
 	const reads = 3
@@ -109,7 +120,7 @@ func TestMetricsMatchWhatHappened(t *testing.T) {
 	}{
 		{"lok8s_operations_total", map[string]string{"kind": "provision", "outcome": "succeeded"}, 1},
 		{"lok8s_clusters", map[string]string{"phase": "Provisioned"}, 1},
-		{"lok8s_job_runs_total", map[string]string{"kind": "provision", "result": "completed"}, 1},
+		{"lok8s_job_runs_total", completedRun, 1},
 	}
 	for _, c := range checks {
 		if got := sample(after, c.family, c.labels); got != c.want {
