@@ -74,12 +74,22 @@ func rowOf(c api.ClusterView) clusterRow {
 		}
 		_ = json.Unmarshal(s.Spec["kubernetes"], &k)
 		// The provider's section (named after the provider or an alias of
-		// it, e.g. hcloud for hetzner) is the one with a region.
-		for _, raw := range s.Spec {
+		// it, e.g. hcloud for hetzner) is the one with a region; in the
+		// CLI's current shape, spec.provider.config has it.
+		for name, raw := range s.Spec {
 			var p struct {
 				Region string `json:"region"`
+				Config struct {
+					Region string `json:"region"`
+				} `json:"config"`
 			}
-			if json.Unmarshal(raw, &p) == nil && p.Region != "" {
+			if json.Unmarshal(raw, &p) != nil {
+				continue
+			}
+			if name == "provider" {
+				p.Region = p.Config.Region
+			}
+			if p.Region != "" {
 				row.Region = p.Region
 			}
 		}
@@ -325,9 +335,8 @@ func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
 	var inputs map[string]string
 	if r.PostFormValue("mode") == modeForm {
 		d.Mode, d.Form = modeForm, clusterFormOf(r)
-		section := d.Form.section(d.Catalog)
-		inputs = d.Form.formFields(section)
-		doc, err := d.Form.spec(section)
+		inputs = d.Form.formFields()
+		doc, err := d.Form.spec(d.Form.section(d.Catalog))
 		if err != nil {
 			page.Problem = &api.Problem{Title: "The form could not be written as a spec", Detail: err.Error()}
 			h.render(w, r, http.StatusUnprocessableEntity, "new", page)
