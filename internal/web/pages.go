@@ -112,7 +112,7 @@ func (h *Handler) clustersPage(w http.ResponseWriter, r *http.Request) {
 		q.Set("phase", d.Phase)
 	}
 	var list api.ClusterList
-	page := pageData{Title: "Clusters", Nav: "clusters", Notice: notice(r), Stream: "/v1/events", Data: &d}
+	page := pageData{Title: "Clusters", Nav: "clusters", Notice: notice(r), Warnings: h.carriedWarnings(r), Stream: "/v1/events", Data: &d}
 	if p := h.get(r, "/v1/clusters?"+q.Encode(), &list); p != nil {
 		page.Problem = p
 		h.render(w, r, http.StatusOK, "clusters", page)
@@ -357,7 +357,7 @@ func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
 	if res.Problem == nil && action == "create" {
 		res = h.call(r, http.MethodPost, "/v1/clusters", contentType, []byte(d.Spec))
 		if res.Problem == nil {
-			http.Redirect(w, r, "/?done=created", http.StatusSeeOther)
+			http.Redirect(w, r, h.carryWarnings(r, "/?done=created", res.Warnings), http.StatusSeeOther)
 			return
 		}
 	}
@@ -368,6 +368,7 @@ func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Valid = true
 	page.Notice = "The spec is valid. Create it when ready."
+	page.Warnings = res.Warnings
 	h.render(w, r, http.StatusOK, "new", page)
 }
 
