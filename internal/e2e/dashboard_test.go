@@ -185,8 +185,9 @@ func TestDashboard(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`button[value="edit"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#spec")),
 	)
+	// The form writes the lok8s CLI's current shape (spec.provider).
 	if carried := eval[string](t, ctx, "carried spec", `document.getElementById("spec").value`); !strings.Contains(carried, "name: form-check") ||
-		!strings.Contains(carried, "secretName: prod-credentials") {
+		!strings.Contains(carried, "  provider:\n    name: hetzner\n") || !strings.Contains(carried, "secretRef: prod-credentials") {
 		t.Fatalf("the editor got %q", carried)
 	}
 

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -17,19 +16,9 @@ func TestDashboardTokens(t *testing.T) {
 	t.Parallel()
 	s := startService(t, options{})
 	session, csrf := s.sessionFor(s.token)
-	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	page := func(method, path string, form url.Values) (int, string, string) {
 		t.Helper()
-		req, _ := http.NewRequest(method, s.url+path, strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.AddCookie(&http.Cookie{Name: "lok8s_session", Value: session})
-		resp, err := noRedirect.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, resp.Header.Get("Location"), string(body)
+		return s.dashboardPage(session, method, path, form)
 	}
 
 	status, _, body := page(http.MethodGet, "/tokens", nil)

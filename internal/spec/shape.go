@@ -115,8 +115,19 @@ var specIgnored = map[string]string{
 // normalised section its config becomes, for the built-in providers.
 var providerSections = map[string]string{ProviderHetzner: "hcloud", ProviderAWS: "aws"}
 
-// sectionProviderNames is providerSections reversed, plus hrobot.
+// sectionProviderNames is providerSections reversed.
 var sectionProviderNames = map[string]string{"hcloud": ProviderHetzner, "aws": ProviderAWS}
+
+// ProviderName is the spec.provider.name of ShapeProvider that selects
+// the provider section section: hetzner for hcloud, aws for aws, and the
+// section's own name for the other provider sections (ParseSections'
+// sections).
+func ProviderName(section string) string {
+	if n, ok := sectionProviderNames[section]; ok {
+		return n
+	}
+	return section
+}
 
 // normalise rewrites a generic document of either shape, in place, into
 // the seed's form that Capi decodes, and returns what it learned. Errors
@@ -444,10 +455,7 @@ func Render(c *Capi, shape Shape) (json.RawMessage, error) {
 		return nil, fmt.Errorf("render spec: %w", err)
 	}
 	config, _ := generic.Spec[section].(map[string]any)
-	name := section
-	if n, ok := sectionProviderNames[section]; ok {
-		name = n
-	}
+	name := ProviderName(section)
 	out := providerShapeDoc{APIVersion: c.APIVersion, Kind: c.Kind, Metadata: c.Metadata}
 	s := &out.Spec
 	s.Kubernetes, s.Cluster, s.ManagementCluster = c.Spec.Kubernetes, c.Spec.Cluster, c.Spec.ManagementCluster

@@ -28,9 +28,9 @@ type clusterForm struct {
 	CPReplicas, CPType                          string
 	PoolName, PoolReplicas, PoolType            string
 	Addons                                      []string
-	// Hetzner Cloud only (spec.hcloud): the servers' image, and the
-	// private network and placement groups, "true", "false" or "" for
-	// the API's default.
+	// Hetzner Cloud only (spec.provider.config of provider hetzner): the
+	// servers' image, and the private network and placement groups,
+	// "true", "false" or "" for the API's default.
 	Image, Network, PlacementGroups string
 }
 
@@ -79,8 +79,8 @@ func defaultClusterForm(cat api.CatalogView, creds []api.CredentialView) cluster
 	return f
 }
 
-// section is the spec section the form writes the provider's settings to:
-// the provider's main one.
+// section is the provider's main spec section (hcloud for hetzner), which
+// spec.ProviderName turns into the spec.provider.name the form writes.
 func (f clusterForm) section(cat api.CatalogView) string {
 	for _, p := range cat.Providers {
 		if p.Name == f.Provider && len(p.Sections) > 0 {
@@ -90,37 +90,70 @@ func (f clusterForm) section(cat api.CatalogView) string {
 	return f.Provider
 }
 
-// spec writes the form as a Capi document, leaving out what is empty (the
-// API's defaults apply) and passing on what it cannot read as given, so the
-// API's validation names the field.
+// spec writes the form as a Capi document of the lok8s CLI's current
+// shape (spec.ShapeProvider, as its operator/crds/schema/capi.schema.yaml
+// has it: spec.provider {name, config, credentials.secretRef},
+// spec.controlPlane and spec.workers), leaving out what is empty (the
+// API's defaults apply) and passing on what it cannot read as given, so
+// the API's validation names the field. section is the chosen provider's
+// main section (clusterForm.section): spec.ProviderName(section) names it.
+//
+// The shapes differ on one default: a control plane given no number of
+// machines has 1 in this shape and spec.DefaultControlPlaneReplicas (3)
+// in the seed's, which the form wrote until it wrote this one. The form
+// keeps its meaning: a control plane with a type and no number is written
+// with spec.DefaultControlPlaneReplicas.
 func (f clusterForm) spec(section string) ([]byte, error) {
-	provider := mapping()
-	add(provider, "region", str(f.Region))
-	add(provider, "sshKeyName", str(f.SSHKey))
-	cp := mapping()
-	add(cp, "replicas", number(f.CPReplicas))
-	add(cp, "type", str(f.CPType))
-	add(provider, "controlPlane", cp)
-	// The Hetzner Cloud fields go to the section of whichever provider is
+	config := mapping()
+	add(config, "region", str(f.Region))
+	add(config, "sshKeyName", str(f.SSHKey))
+	// The Hetzner Cloud fields go to the config of whichever provider is
 	// chosen: another's validation names them as unknown there.
-	add(provider, "image", str(f.Image))
-	add(provider, "network", pairs("enabled", boolean(f.Network)))
-	add(provider, "placementGroups", boolean(f.PlacementGroups))
+	add(config, "image", str(f.Image))
+	add(config, "network", pairs("enabled", boolean(f.Network)))
+	add(config, "placementGroups", boolean(f.PlacementGroups))
+	provider := mapping()
+	if section != "" {
+		add(provider, "name", str(spec.ProviderName(section)))
+	}
+	add(provider, "config", config)
+	add(provider, "credentials", pairs("secretRef", str(f.Credential)))
+
+	cp := mapping()
+	cpReplicas := f.CPReplicas
+	if cpReplicas == "" && f.CPType != "" {
+		cpReplicas = strconv.Itoa(spec.DefaultControlPlaneReplicas)
+	}
+	add(cp, "replicas", number(cpReplicas))
+	add(cp, "type", str(f.CPType))
+	workers := mapping()
 	if f.PoolName != "" || f.PoolReplicas != "" || f.PoolType != "" {
 		pool := mapping()
 		add(pool, "replicas", number(f.PoolReplicas))
 		add(pool, "type", str(f.PoolType))
-		workers := mapping()
-		add(workers, f.PoolName, pool)
-		add(provider, "workers", workers)
+		// An unnamed pool is written as "", for the API to name.
+		workers.Content = append(workers.Content, key(f.PoolName), orEmpty(pool))
 	}
+
+	s := f.clusterSpec()
+	add(s, "provider", provider)
+	add(s, "controlPlane", cp)
+	add(s, "workers", workers)
+	return f.document(s)
+}
+
+// clusterSpec starts the form's spec with what both shapes write alike:
+// the Kubernetes version and the cluster's domain.
+func (f clusterForm) clusterSpec() *yaml.Node {
 	s := mapping()
 	add(s, "kubernetes", pairs("version", str(f.Version)))
 	add(s, "cluster", pairs("domain", str(f.Domain)))
-	add(s, "credentials", pairs("secretName", str(f.Credential)))
-	if section != "" {
-		add(s, section, provider)
-	}
+	return s
+}
+
+// document ends the form's spec s with its addons and writes it as a Capi
+// document named by the form.
+func (f clusterForm) document(s *yaml.Node) ([]byte, error) {
 	if len(f.Addons) > 0 {
 		seq := &yaml.Node{Kind: yaml.SequenceNode}
 		for _, a := range f.Addons {
@@ -130,10 +163,7 @@ func (f clusterForm) spec(section string) ([]byte, error) {
 	}
 	doc := pairs("apiVersion", str(spec.APIVersion), "kind", str(spec.Kind))
 	add(doc, "metadata", pairs("name", str(f.Name)))
-	if len(s.Content) == 0 {
-		s = &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
-	}
-	doc.Content = append(doc.Content, str("spec"), s)
+	doc.Content = append(doc.Content, key("spec"), orEmpty(s))
 	var out bytes.Buffer
 	enc := yaml.NewEncoder(&out)
 	enc.SetIndent(2)
@@ -144,24 +174,29 @@ func (f clusterForm) spec(section string) ([]byte, error) {
 }
 
 // formFields maps the spec paths the API names in its errors to the form's
-// inputs (by id); a path belongs to the input of its longest listed prefix.
-func (f clusterForm) formFields(section string) map[string]string {
-	sec := "spec." + section
+// inputs (by id); a path belongs to the input of its longest listed
+// prefix. The paths are those of the shape spec writes, as the API names
+// them (spec.Document.Field): spec.provider.config.region, not
+// spec.hcloud.region; the credential the API defaults (the form left it
+// out) is named spec.credentials.secretName.
+func (f clusterForm) formFields() map[string]string {
+	const config = "spec.provider.config"
 	m := map[string]string{
 		"metadata": "f-name", "metadata.name": "f-name",
-		"spec": "f-provider", sec: "f-provider",
+		"spec": "f-provider", "spec.provider": "f-provider", "spec.provider.name": "f-provider", config: "f-provider",
 		"spec.kubernetes": "f-version", "spec.kubernetes.version": "f-version",
 		"spec.cluster": "f-domain", "spec.cluster.domain": "f-domain",
+		"spec.provider.credentials": "f-credential", "spec.provider.credentials.secretRef": "f-credential",
 		"spec.credentials": "f-credential", "spec.credentials.secretName": "f-credential",
-		sec + ".region": "f-region", sec + ".sshKeyName": "f-ssh",
-		sec + ".controlPlane": "f-cp-replicas", sec + ".controlPlane.replicas": "f-cp-replicas", sec + ".controlPlane.type": "f-cp-type",
-		sec + ".workers": "f-pool-name",
-		sec + ".image":   "f-image", sec + ".network": "f-network", sec + ".network.enabled": "f-network",
-		sec + ".placementGroups": "f-placement-groups",
-		"spec.bootstrap":         "f-addons",
+		config + ".region": "f-region", config + ".sshKeyName": "f-ssh",
+		"spec.controlPlane": "f-cp-replicas", "spec.controlPlane.replicas": "f-cp-replicas", "spec.controlPlane.type": "f-cp-type",
+		"spec.workers":    "f-pool-name",
+		config + ".image": "f-image", config + ".network": "f-network", config + ".network.enabled": "f-network",
+		config + ".placementGroups": "f-placement-groups",
+		"spec.bootstrap":            "f-addons",
 	}
 	if f.PoolName != "" {
-		pool := sec + ".workers." + f.PoolName
+		pool := "spec.workers." + f.PoolName
 		m[pool], m[pool+".replicas"], m[pool+".type"] = "f-pool-name", "f-pool-replicas", "f-pool-type"
 	}
 	return m
@@ -224,12 +259,23 @@ func pairs(kv ...any) *yaml.Node {
 	return m
 }
 
-// add sets key to value in mapping m, unless value is nil or an empty mapping.
-func add(m *yaml.Node, key string, value *yaml.Node) {
+// add sets k to value in mapping m, unless value is nil or an empty mapping.
+func add(m *yaml.Node, k string, value *yaml.Node) {
 	if value == nil || (value.Kind == yaml.MappingNode && len(value.Content) == 0) {
 		return
 	}
-	m.Content = append(m.Content, str(key), value)
+	m.Content = append(m.Content, key(k), value)
+}
+
+// key is a mapping's key: a string scalar, "" included.
+func key(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s} }
+
+// orEmpty is m, or {} when m is an empty mapping (written in flow style).
+func orEmpty(m *yaml.Node) *yaml.Node {
+	if len(m.Content) == 0 {
+		return &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
+	}
+	return m
 }
 
 // str is a string scalar, or nil for "".

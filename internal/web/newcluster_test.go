@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,8 @@ func TestClusterFormSpec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The lok8s CLI's current shape, in the order of its examples
+	// (kernpilot/lok8s examples/capi*/, operator/crds/schema/capi.schema.yaml).
 	want := `apiVersion: cluster.lok8s.dev/v1beta1
 kind: Capi
 metadata:
@@ -41,18 +44,20 @@ spec:
     version: v1.34.2
   cluster:
     domain: prod.example.com
-  credentials:
-    secretName: prod-creds
-  hcloud:
-    region: fsn1
-    sshKeyName: ops
-    controlPlane:
-      replicas: 3
-      type: cax21
-    workers:
-      general:
-        replicas: 2
-        type: cax31
+  provider:
+    name: hetzner
+    config:
+      region: fsn1
+      sshKeyName: ops
+    credentials:
+      secretRef: prod-creds
+  controlPlane:
+    replicas: 3
+    type: cax21
+  workers:
+    general:
+      replicas: 2
+      type: cax31
   bootstrap:
     - cilium
     - ccm
@@ -60,10 +65,154 @@ spec:
 	if string(doc) != want {
 		t.Fatalf("spec:\n%s\nwant:\n%s", doc, want)
 	}
+	// The parser reads it as the current shape, ignoring nothing.
+	d, err := spec.ParseDocument(doc, nil)
+	if err != nil || d.Shape != spec.ShapeProvider || len(d.Ignored) != 0 {
+		t.Fatalf("ParseDocument: shape %q, ignored %v, error %v", d.Shape, d.Ignored, err)
+	}
 	// What the form makes is a valid spec.
 	if _, err := spec.Load(doc, spec.ValidateOptions{}); err != nil {
 		t.Fatalf("the form's spec does not load: %v", err)
 	}
+}
+
+// seedShapeSpec is the spec the form wrote before it wrote the CLI's
+// current shape: the provider's settings, control plane and pool in
+// spec.<section>, the credential in spec.credentials.secretName. The
+// current shape must give the same cluster from the same inputs, save one
+// the form does not lead to: a provider with none of its fields filled
+// in, which the seed shape left out (the API then named no provider) and
+// the current shape names (the API then names its required fields).
+func seedShapeSpec(t *testing.T, f clusterForm, section string) []byte {
+	t.Helper()
+	provider := mapping()
+	add(provider, "region", str(f.Region))
+	add(provider, "sshKeyName", str(f.SSHKey))
+	cp := mapping()
+	add(cp, "replicas", number(f.CPReplicas))
+	add(cp, "type", str(f.CPType))
+	add(provider, "controlPlane", cp)
+	add(provider, "image", str(f.Image))
+	add(provider, "network", pairs("enabled", boolean(f.Network)))
+	add(provider, "placementGroups", boolean(f.PlacementGroups))
+	if f.PoolName != "" || f.PoolReplicas != "" || f.PoolType != "" {
+		pool := mapping()
+		add(pool, "replicas", number(f.PoolReplicas))
+		add(pool, "type", str(f.PoolType))
+		workers := mapping()
+		workers.Content = append(workers.Content, key(f.PoolName), orEmpty(pool))
+		add(provider, "workers", workers)
+	}
+	s := f.clusterSpec()
+	add(s, "credentials", pairs("secretName", str(f.Credential)))
+	add(s, section, provider)
+	out, err := f.document(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestClusterFormSpecSameClusterAsTheSeedShape: for every provider the
+// form offers (hetzner, aws, and a provider section of the template
+// catalog such as the development inmemory one) and a range of inputs,
+// valid and not, the form's current-shape spec parses as the current
+// shape with nothing ignored, and gives the same cluster as the seed-shape
+// spec the form wrote before (loaded: parsed, defaulted, validated), with
+// the same errors, each named as the document wrote it and placed beside
+// an input.
+func TestClusterFormSpecSameClusterAsTheSeedShape(t *testing.T) {
+	t.Parallel()
+	catalog := api.CatalogView{Providers: append(slices.Clone(testCatalog.Providers), api.ProviderView{Name: "inmemory", Sections: []string{"inmemory"}})}
+	opts := spec.ValidateOptions{ProviderSections: []string{"aws", "hcloud", "hrobot", "inmemory"}}
+	full := func(provider, region, cpType, poolType string) clusterForm {
+		return clusterForm{Name: "prod", Provider: provider, Version: "v1.34.2", Domain: "prod.example.com", Credential: "prod-creds",
+			Region: region, SSHKey: "ops", CPReplicas: "3", CPType: cpType, PoolName: "general", PoolReplicas: "2", PoolType: poolType,
+			Addons: []string{"cilium", "ccm"}}
+	}
+	with := func(f clusterForm, change func(*clusterForm)) clusterForm { change(&f); return f }
+	hetzner, aws := full("hetzner", "fsn1", "cax21", "cax31"), full("aws", "eu-central-1", "m6i.large", "m6i.xlarge")
+	inmemory := clusterForm{Name: "dev", Provider: "inmemory", Version: "v1.34.2", Domain: "dev.example.com",
+		CPReplicas: "1", PoolName: "workers", PoolReplicas: "1"}
+	for _, tc := range []struct {
+		name  string
+		form  clusterForm
+		valid bool
+	}{
+		{"hetzner", hetzner, true},
+		{"hetzner, hcloud fields set", with(hetzner, func(f *clusterForm) { f.Image, f.Network, f.PlacementGroups = "k8s-v1.34.2", "false", "false" }), true},
+		{"hetzner, hcloud fields on", with(hetzner, func(f *clusterForm) { f.Network, f.PlacementGroups = "true", "true" }), true},
+		{"hetzner, default credential", with(hetzner, func(f *clusterForm) { f.Credential = "" }), true},
+		{"hetzner, control plane type only", with(hetzner, func(f *clusterForm) { f.CPReplicas = "" }), true},
+		{"hetzner, pool type only", with(hetzner, func(f *clusterForm) { f.PoolReplicas = "" }), true},
+		{"hetzner, no pool", with(hetzner, func(f *clusterForm) { f.PoolName, f.PoolReplicas, f.PoolType = "", "", "" }), true},
+		{"hetzner, no addons", with(hetzner, func(f *clusterForm) { f.Addons = nil }), true},
+		{"aws", aws, true},
+		{"aws, no control plane", with(aws, func(f *clusterForm) { f.CPReplicas, f.CPType = "", "" }), false},
+		{"aws, an hcloud field", with(aws, func(f *clusterForm) { f.Image = "ubuntu" }), false},
+		{"inmemory", inmemory, true},
+		{"inmemory, control plane unsized", with(inmemory, func(f *clusterForm) { f.CPReplicas = "" }), true},
+		{"not numbers or booleans", with(hetzner, func(f *clusterForm) { f.CPReplicas, f.PoolReplicas, f.Network = "three", "2x", "maybe" }), false},
+		{"bad values", with(hetzner, func(f *clusterForm) { f.Name, f.Region, f.CPReplicas = "Prod_1", "mars", "2" }), false},
+		{"unnamed pool", with(hetzner, func(f *clusterForm) { f.PoolName = "" }), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			section := tc.form.section(catalog)
+			current, err := tc.form.spec(section)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seed := seedShapeSpec(t, tc.form, section)
+
+			doc, perr := spec.ParseDocument(current, opts.ProviderSections)
+			if doc == nil || doc.Shape != spec.ShapeProvider || len(doc.Ignored) != 0 {
+				t.Fatalf("ParseDocument: %+v, %v\n%s", doc, perr, current)
+			}
+			if seedDoc, err := spec.ParseDocument(seed, opts.ProviderSections); seedDoc == nil || seedDoc.Shape != spec.ShapeSections {
+				t.Fatalf("the seed shape: %+v, %v\n%s", seedDoc, err, seed)
+			}
+
+			// Compared defaulted: the form writes the control plane's
+			// size where the seed shape left it to the default.
+			loaded, err := spec.LoadDocument(current, opts)
+			seedLoaded, seedErr := spec.LoadDocument(seed, opts)
+			if (err == nil) != tc.valid {
+				t.Fatalf("valid %v, want %v: %v\n%s", err == nil, tc.valid, err, current)
+			}
+			if !reflect.DeepEqual(loaded.Capi, seedLoaded.Capi) {
+				t.Fatalf("the cluster differs:\n%s\n%+v\nseed shape:\n%s\n%+v", current, loaded.Capi.Spec, seed, seedLoaded.Capi.Spec)
+			}
+			// The same errors, each on the field the document wrote.
+			var fe, seedFE spec.FieldErrors
+			errors.As(err, &fe)
+			errors.As(seedErr, &seedFE)
+			var got, want []string
+			for _, e := range fe {
+				got = append(got, e.Field+": "+e.Message)
+			}
+			for _, e := range seedFE {
+				want = append(want, doc.Field(e.Field)+": "+e.Message)
+			}
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Fatalf("errors:\n%s\nwant those of the seed shape:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			// Each error the form can have is placed beside an input.
+			if _, rest := placeErrors(apiFieldErrors(fe), tc.form.formFields()); len(rest) != 0 {
+				t.Errorf("errors beside no input: %v", rest)
+			}
+		})
+	}
+}
+
+func apiFieldErrors(fe spec.FieldErrors) []api.FieldError {
+	out := make([]api.FieldError, len(fe))
+	for i, e := range fe {
+		out[i] = api.FieldError{Field: e.Field, Message: e.Message}
+	}
+	return out
 }
 
 // The Hetzner Cloud fields: the image, the private network and placement
@@ -75,15 +224,15 @@ func TestClusterFormHCloudFields(t *testing.T) {
 	for _, tc := range []struct {
 		name                      string
 		image, network, placement string
-		want                      string // the lines after controlPlane
+		want                      string // the lines of spec.provider.config after sshKeyName
 		image2                    string
 		network2, placement2      bool
 	}{
 		{name: "defaults", want: "", image2: "ubuntu-24.04", network2: true, placement2: true},
 		{name: "all set", image: "k8s-v1.35.4", network: "false", placement: "false",
-			want: "    image: k8s-v1.35.4\n    network:\n      enabled: false\n    placementGroups: false\n", image2: "k8s-v1.35.4"},
+			want: "      image: k8s-v1.35.4\n      network:\n        enabled: false\n      placementGroups: false\n", image2: "k8s-v1.35.4"},
 		{name: "on", network: "true", placement: "true",
-			want: "    network:\n      enabled: true\n    placementGroups: true\n", image2: "ubuntu-24.04", network2: true, placement2: true},
+			want: "      network:\n        enabled: true\n      placementGroups: true\n", image2: "ubuntu-24.04", network2: true, placement2: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -93,8 +242,8 @@ func TestClusterFormHCloudFields(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := "      type: cax21\n" + tc.want; !strings.HasSuffix(string(doc), want) {
-				t.Fatalf("spec:\n%s\nwant it to end with:\n%s", doc, want)
+			if want := "    config:\n      region: fsn1\n      sshKeyName: ops\n" + tc.want + "  controlPlane:\n"; !strings.Contains(string(doc), want) {
+				t.Fatalf("spec:\n%s\nwant it to hold:\n%s", doc, want)
 			}
 			c, err := spec.Load(doc, spec.ValidateOptions{})
 			if err != nil {
@@ -110,16 +259,17 @@ func TestClusterFormHCloudFields(t *testing.T) {
 	f := base
 	f.Network = "maybe"
 	doc, _ := f.spec("hcloud")
-	_, err := spec.Load(doc, spec.ValidateOptions{})
+	_, err := spec.LoadDocument(doc, spec.ValidateOptions{})
 	var fe spec.FieldErrors
-	if !errors.As(err, &fe) || len(fe) != 1 || fe[0].Field != "spec.hcloud.network.enabled" || !strings.Contains(fe[0].Message, "boolean") {
+	if !errors.As(err, &fe) || len(fe) != 1 || fe[0].Field != "spec.provider.config.network.enabled" || !strings.Contains(fe[0].Message, "boolean") {
 		t.Errorf("network maybe: %v", err)
 	}
 }
 
-// The page offers the Hetzner Cloud fields with the form's values chosen.
-func TestNewClusterPageHCloudFields(t *testing.T) {
-	t.Parallel()
+// newTestHandler is a dashboard with no database or API behind it, for
+// rendering pages.
+func newTestHandler(t *testing.T) *Handler {
+	t.Helper()
 	key, err := seal.ParseKey(seal.NewKey())
 	if err != nil {
 		t.Fatal(err)
@@ -132,6 +282,13 @@ func TestNewClusterPageHCloudFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return h
+}
+
+// The page offers the Hetzner Cloud fields with the form's values chosen.
+func TestNewClusterPageHCloudFields(t *testing.T) {
+	t.Parallel()
+	h := newTestHandler(t)
 	d := &newClusterData{Mode: modeForm, Catalog: testCatalog,
 		Form:        clusterForm{Provider: "hetzner", Image: "snap", Network: "false"},
 		FieldErrors: map[string][]string{"f-placement-groups": {"at most 9"}}}
@@ -161,7 +318,7 @@ func TestClusterFormSpecLeavesErrorsToTheAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = spec.Load(doc, spec.ValidateOptions{})
+	_, err = spec.LoadDocument(doc, spec.ValidateOptions{})
 	var fe spec.FieldErrors
 	if !errors.As(err, &fe) {
 		t.Fatalf("Load: %v\n%s", err, doc)
@@ -170,7 +327,7 @@ func TestClusterFormSpecLeavesErrorsToTheAPI(t *testing.T) {
 	for _, e := range fe {
 		got[e.Field] = true
 	}
-	for _, field := range []string{"metadata.name", "spec.kubernetes.version", "spec.hcloud.controlPlane.replicas"} {
+	for _, field := range []string{"metadata.name", "spec.kubernetes.version", "spec.controlPlane.replicas"} {
 		if !got[field] {
 			t.Errorf("no error for %s: %v\n%s", field, fe, doc)
 		}
@@ -180,29 +337,33 @@ func TestClusterFormSpecLeavesErrorsToTheAPI(t *testing.T) {
 func TestPlaceErrors(t *testing.T) {
 	t.Parallel()
 	f := clusterForm{Provider: "hetzner", PoolName: "general"}
-	inputs := f.formFields("hcloud")
+	inputs := f.formFields()
 	errs := []api.FieldError{
 		{Field: "metadata.name", Message: "is required"},
-		{Field: "spec.hcloud.controlPlane.replicas", Message: "must be odd"},
-		{Field: "spec.hcloud.workers.general.replicas", Message: "must be at least 0"},
-		{Field: "spec.hcloud", Message: "is required"},
+		{Field: "spec.controlPlane.replicas", Message: "must be odd"},
+		{Field: "spec.workers.general.replicas", Message: "must be at least 0"},
+		{Field: "spec.provider.name", Message: `unknown provider "nope"`},
 		{Field: "spec.bootstrap[1].name", Message: `unknown addon "nope"`},
-		{Field: "spec.hcloud.region", Message: "must be one of fsn1, nbg1"},
+		{Field: "spec.provider.config.region", Message: "must be one of fsn1, nbg1"},
 		{Field: "spec.gitops.repo", Message: "is required"},
-		{Field: "spec.hcloud.image", Message: "must not be empty"},
-		{Field: "spec.hcloud.network.enabled", Message: "must be a boolean"},
-		{Field: "spec.hcloud.workers.general.replicas", Message: "at most 9 with spec.hcloud.placementGroups on"},
+		{Field: "spec.provider.config.image", Message: "must not be empty"},
+		{Field: "spec.provider.config.network.enabled", Message: "must be a boolean"},
+		{Field: "spec.workers.general.replicas", Message: "at most 9 with placement groups on"},
+		{Field: "spec.provider.credentials.secretRef", Message: `no credential "x"`},
+		{Field: "spec.credentials.secretName", Message: `no credential "prod-credentials"`},
+		{Field: "spec.provider.config.flavor", Message: "unknown field"},
 	}
 	placed, rest := placeErrors(errs, inputs)
 	want := map[string][]string{
 		"f-name":          {"is required"},
 		"f-cp-replicas":   {"must be odd"},
-		"f-pool-replicas": {"must be at least 0", "at most 9 with spec.hcloud.placementGroups on"},
+		"f-pool-replicas": {"must be at least 0", "at most 9 with placement groups on"},
 		"f-image":         {"must not be empty"},
 		"f-network":       {"must be a boolean"},
-		"f-provider":      {"is required"},
+		"f-provider":      {`unknown provider "nope"`, "spec.provider.config.flavor: unknown field"},
 		"f-addons":        {`spec.bootstrap[1].name: unknown addon "nope"`},
 		"f-region":        {"must be one of fsn1, nbg1"},
+		"f-credential":    {`no credential "x"`, `no credential "prod-credentials"`},
 	}
 	if !reflect.DeepEqual(placed, want) {
 		t.Errorf("placed:\n%v\nwant:\n%v", placed, want)
@@ -289,7 +450,7 @@ func TestPlaceProblem(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := &newClusterData{Mode: tc.mode, Spec: doc}
-			shown := placeProblem(d, &tc.problem, clusterForm{}.formFields("hcloud"))
+			shown := placeProblem(d, &tc.problem, clusterForm{}.formFields())
 			if (d.Lines != nil) != tc.wantLines || len(shown.Errors) != tc.wantRest || shown.Detail != tc.detail {
 				t.Fatalf("lines %v, rest %v, detail %q", d.Lines != nil, shown.Errors, shown.Detail)
 			}

@@ -74,12 +74,22 @@ func rowOf(c api.ClusterView) clusterRow {
 		}
 		_ = json.Unmarshal(s.Spec["kubernetes"], &k)
 		// The provider's section (named after the provider or an alias of
-		// it, e.g. hcloud for hetzner) is the one with a region.
-		for _, raw := range s.Spec {
+		// it, e.g. hcloud for hetzner) is the one with a region; in the
+		// CLI's current shape, spec.provider.config has it.
+		for name, raw := range s.Spec {
 			var p struct {
 				Region string `json:"region"`
+				Config struct {
+					Region string `json:"region"`
+				} `json:"config"`
 			}
-			if json.Unmarshal(raw, &p) == nil && p.Region != "" {
+			if json.Unmarshal(raw, &p) != nil {
+				continue
+			}
+			if name == "provider" {
+				p.Region = p.Config.Region
+			}
+			if p.Region != "" {
 				row.Region = p.Region
 			}
 		}
@@ -102,7 +112,7 @@ func (h *Handler) clustersPage(w http.ResponseWriter, r *http.Request) {
 		q.Set("phase", d.Phase)
 	}
 	var list api.ClusterList
-	page := pageData{Title: "Clusters", Nav: "clusters", Notice: notice(r), Stream: "/v1/events", Data: &d}
+	page := pageData{Title: "Clusters", Nav: "clusters", Notice: notice(r), Warnings: h.carriedWarnings(r), Stream: "/v1/events", Data: &d}
 	if p := h.get(r, "/v1/clusters?"+q.Encode(), &list); p != nil {
 		page.Problem = p
 		h.render(w, r, http.StatusOK, "clusters", page)
@@ -325,9 +335,8 @@ func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
 	var inputs map[string]string
 	if r.PostFormValue("mode") == modeForm {
 		d.Mode, d.Form = modeForm, clusterFormOf(r)
-		section := d.Form.section(d.Catalog)
-		inputs = d.Form.formFields(section)
-		doc, err := d.Form.spec(section)
+		inputs = d.Form.formFields()
+		doc, err := d.Form.spec(d.Form.section(d.Catalog))
 		if err != nil {
 			page.Problem = &api.Problem{Title: "The form could not be written as a spec", Detail: err.Error()}
 			h.render(w, r, http.StatusUnprocessableEntity, "new", page)
@@ -348,7 +357,7 @@ func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
 	if res.Problem == nil && action == "create" {
 		res = h.call(r, http.MethodPost, "/v1/clusters", contentType, []byte(d.Spec))
 		if res.Problem == nil {
-			http.Redirect(w, r, "/?done=created", http.StatusSeeOther)
+			http.Redirect(w, r, h.carryWarnings(r, "/?done=created", res.Warnings), http.StatusSeeOther)
 			return
 		}
 	}
@@ -359,6 +368,7 @@ func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Valid = true
 	page.Notice = "The spec is valid. Create it when ready."
+	page.Warnings = res.Warnings
 	h.render(w, r, http.StatusOK, "new", page)
 }
 

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -325,6 +326,9 @@ type apiResult struct {
 	Body   []byte
 	// Problem is set when the API answered with an error.
 	Problem *api.Problem
+	// Warnings are the texts of the answer's Warning headers: the fields
+	// of a submitted spec the API accepted and ignored.
+	Warnings []string
 }
 
 // call forwards a request to the API in-process, as the session's principal.
@@ -342,7 +346,7 @@ func (h *Handler) call(r *http.Request, method, path, contentType string, body [
 	}
 	rec := &recorder{header: http.Header{}}
 	h.cfg.API.ServeHTTP(rec, req)
-	res := apiResult{Status: rec.status, Body: rec.body.Bytes()}
+	res := apiResult{Status: rec.status, Body: rec.body.Bytes(), Warnings: warningTexts(rec.header)}
 	if res.Status == 0 {
 		res.Status = http.StatusOK
 	}
@@ -354,6 +358,70 @@ func (h *Handler) call(r *http.Request, method, path, contentType string, body [
 		res.Problem = p
 	}
 	return res
+}
+
+// warningTexts returns the warn-text of each Warning header (RFC 9111
+// 5.5: warn-code SP warn-agent SP quoted warn-text, as the API writes
+// them and the Kubernetes API server does); a header not of that form is
+// skipped.
+func warningTexts(h http.Header) []string {
+	var out []string
+	for _, v := range h.Values("Warning") {
+		_, rest, ok := strings.Cut(v, " ")
+		if _, rest, ok = strings.Cut(rest, " "); !ok {
+			continue
+		}
+		quoted, err := strconv.QuotedPrefix(rest)
+		if err != nil {
+			continue
+		}
+		if text, err := strconv.Unquote(quoted); err == nil {
+			out = append(out, text)
+		}
+	}
+	return out
+}
+
+// warningsPurpose signs the warnings a redirect carries (carryWarnings).
+const warningsPurpose = "dashboard warnings"
+
+// carryWarnings adds warnings to target, the page a form's success
+// redirects to, signed for the session: the page shows them
+// (carriedWarnings), and a link made elsewhere cannot put words on it.
+func (h *Handler) carryWarnings(r *http.Request, target string, warnings []string) string {
+	if len(warnings) == 0 {
+		return target
+	}
+	data, err := json.Marshal(warnings)
+	if err != nil {
+		return target
+	}
+	sep := "?"
+	if strings.Contains(target, "?") {
+		sep = "&"
+	}
+	q := url.Values{"warnings": {base64.RawURLEncoding.EncodeToString(data)}, "sig": {h.signWarnings(r, data)}}
+	return target + sep + q.Encode()
+}
+
+// carriedWarnings returns the warnings carryWarnings put on the request's
+// URL, or nil when there are none or their signature is not this
+// session's.
+func (h *Handler) carriedWarnings(r *http.Request) []string {
+	q := r.URL.Query()
+	data, err := base64.RawURLEncoding.DecodeString(q.Get("warnings"))
+	if err != nil || len(data) == 0 || !sameToken(q.Get("sig"), h.signWarnings(r, data)) {
+		return nil
+	}
+	var out []string
+	if json.Unmarshal(data, &out) != nil {
+		return nil
+	}
+	return out
+}
+
+func (h *Handler) signWarnings(r *http.Request, data []byte) string {
+	return h.cfg.Keyring.Sign(warningsPurpose, append([]byte(session(r.Context()).CSRFToken+"\x00"), data...))
 }
 
 // get forwards a GET and decodes its JSON answer into v.
@@ -390,13 +458,16 @@ func (r *recorder) WriteHeader(status int) {
 
 // pageData is what every page template gets.
 type pageData struct {
-	Title   string
-	Nav     string
-	CSRF    string
-	Tenant  string
-	Notice  string
-	Error   string
-	Problem *api.Problem
+	Title  string
+	Nav    string
+	CSRF   string
+	Tenant string
+	Notice string
+	// Warnings are what the API accepted and ignored of what was
+	// submitted (shown with the notice).
+	Warnings []string
+	Error    string
+	Problem  *api.Problem
 	// Stream is the event stream the page's script listens to, and Cluster
 	// the cluster the page shows.
 	Stream, Cluster string

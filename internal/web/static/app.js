@@ -84,8 +84,11 @@
       .then(function (c) {
         if (!c) { return; }
         var spec = (c.spec && c.spec.spec) || {}, region = '';
+        // The provider's section has the region; in the CLI's current
+        // shape, spec.provider.config has it.
         Object.keys(spec).forEach(function (k) {
-          if (spec[k] && typeof spec[k].region === 'string') { region = spec[k].region; }
+          var s = k === 'provider' ? spec[k] && spec[k].config : spec[k];
+          if (s && typeof s.region === 'string') { region = s.region; }
         });
         text(row.querySelector('[data-field=provider]'), c.provider);
         text(row.querySelector('[data-field=region]'), region);
