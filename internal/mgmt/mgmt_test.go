@@ -8,9 +8,22 @@ import (
 
 func TestKnown(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "mgmt.example.com.yaml"), []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
-		t.Fatal(err)
+	// A kubeconfig beside the directory, and one in a folder inside it:
+	// neither is a management cluster of this registry, so a domain that
+	// walks out of the directory or into a folder must not reach them.
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "clusters")
+	for _, p := range []string{
+		filepath.Join(dir, "mgmt.example.com.yaml"),
+		filepath.Join(parent, "outside.example.com.yaml"),
+		filepath.Join(dir, "nested", "deep.example.com.yaml"),
+	} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.Mkdir(filepath.Join(dir, "adir.example.com.yaml"), 0o700); err != nil {
 		t.Fatal(err)
@@ -23,7 +36,9 @@ func TestKnown(t *testing.T) {
 		{"mgmt.example.com", true},
 		{"other.example.com", false},
 		{"adir.example.com", false},
-		{"../mgmt.example.com", false},
+		{"../outside.example.com", false},
+		{"nested/deep.example.com", false},
+		{"clusters/../../outside.example.com", false},
 		{"", false},
 	} {
 		if got := r.Known(tc.domain); got != tc.want {
