@@ -465,7 +465,7 @@ func specDocument(s *spec.Capi) (map[string]any, error) {
 		return nil, err
 	}
 	specDocs.put(data, doc)
-	return copyJSON(doc).(map[string]any), nil
+	return copyValue(doc).(map[string]any), nil
 }
 
 // decodeSpecDocument is specDocument of a spec's JSON encoding.

@@ -25,7 +25,7 @@ func (c *specDocCache) get(data []byte) (map[string]any, bool) {
 	if !ok {
 		return nil, false
 	}
-	return copyJSON(doc).(map[string]any), true
+	return copyValue(doc).(map[string]any), true
 }
 
 // put keeps doc, which no caller may change afterwards, for data.
@@ -39,24 +39,4 @@ func (c *specDocCache) put(data []byte, doc map[string]any) {
 		}
 	}
 	c.docs[string(data)] = doc
-}
-
-// copyJSON deep-copies a decoded JSON value (objects and arrays; the
-// other values are immutable).
-func copyJSON(v any) any {
-	switch v := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(v))
-		for k, e := range v {
-			out[k] = copyJSON(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(v))
-		for i, e := range v {
-			out[i] = copyJSON(e)
-		}
-		return out
-	}
-	return v
 }
