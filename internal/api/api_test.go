@@ -214,15 +214,44 @@ func setupWith(t testing.TB, opts setupOptions) *bundle {
 	return &bundle{t: t, url: srv.URL, dbURL: dbURL, pool: pool, adminToken: adminToken, logs: logs, mgmtDir: mgmtDir, queries: queries, reads: reads}
 }
 
-// queryCounter is a pgx tracer counting the statements sent (a round trip each).
-type queryCounter struct{ n atomic.Int64 }
+// queryCounter is a pgx tracer counting the round trips to Postgres (a
+// statement each, or a batch of statements sent together) and the
+// statements; with bySQL set it also counts each statement's text.
+type queryCounter struct {
+	n, statements atomic.Int64
+	mu            sync.Mutex
+	bySQL         map[string]int64
+}
 
-func (q *queryCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+func (q *queryCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
 	q.n.Add(1)
+	q.statements.Add(1)
+	q.count(d.SQL)
 	return ctx
 }
 
 func (q *queryCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (q *queryCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceBatchStartData) context.Context {
+	q.n.Add(1)
+	q.statements.Add(int64(d.Batch.Len()))
+	for _, qq := range d.Batch.QueuedQueries {
+		q.count("(batch) " + qq.SQL)
+	}
+	return ctx
+}
+
+func (q *queryCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+
+func (q *queryCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+func (q *queryCounter) count(sql string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.bySQL != nil {
+		q.bySQL[strings.Join(strings.Fields(sql), " ")]++
+	}
+}
 
 type response struct {
 	status int

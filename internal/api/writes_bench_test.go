@@ -9,10 +9,14 @@ package api_test
 // taking the global advisory lock it took before migration 00017 (the
 // reference), then without the events' NOTIFY and without the event
 // triggers at all (to show what each costs), and prints for each the clusters per second sustained, POST
-// p50/p99, and the database sessions sampled waiting on a lock. Run:
+// p50/p99, and the database sessions sampled waiting on a lock.
+// LOK8S_BENCH_MODES, a regular expression, runs only the modes it matches
+// (e.g. "as is$" to profile the code as it is), and LOK8S_BENCH_SQL=1
+// prints how often each statement was sent per POST. Run:
 //
 //	make bench-writes
 //	go test ./internal/api -run '^$' -bench BenchmarkCreateClusters -benchtime=1x
+//	LOK8S_BENCH_MODES='as is$' go test ./internal/api -run '^$' -bench BenchmarkCreateClusters -benchtime=1x -cpuprofile cpu.out
 
 import (
 	"bytes"
@@ -20,6 +24,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -48,7 +53,7 @@ END;
 $$ LANGUAGE plpgsql`
 
 // withoutNotify is lok8s_emit as migration 00017 wrote it, without the
-// NOTIFY: Postgres serialises the commits of notifying transactions
+// NOTIFY (the bench also disables the read model's notifying triggers): Postgres serialises the commits of notifying transactions
 // (PreCommit_Notify takes a lock held through the commit's WAL flush).
 const withoutNotify = `
 CREATE OR REPLACE FUNCTION lok8s_emit(tenant uuid, cluster_id uuid, cluster text, kind text, data jsonb) RETURNS void AS $$
@@ -66,18 +71,33 @@ func BenchmarkCreateClusters(b *testing.B) {
 	writers := benchEnv("LOK8S_BENCH_WRITERS", 32)
 	seconds := benchEnv("LOK8S_BENCH_SECONDS", 10)
 	tenants := benchEnv("LOK8S_BENCH_TENANTS", 1)
+	modes, err := regexp.Compile(os.Getenv("LOK8S_BENCH_MODES"))
+	if err != nil {
+		b.Fatalf("LOK8S_BENCH_MODES: %v", err)
+	}
 	for i := 0; i < b.N; i++ {
-		for _, mode := range []string{"global lock (before 00017, reference)", "as is", "as is without NOTIFY (what NOTIFY costs; streams would not wake)",
+		for _, mode := range []string{"global lock (before 00017, reference)", "as is", "as is without NOTIFY (what NOTIFY costs; streams and read models would not wake)",
 			"as is without the event triggers (what events cost in all; no events)"} {
+			if !modes.MatchString(mode) {
+				continue
+			}
 			b.StopTimer()
 			s := setupWith(b, setupOptions{events: true, bench: true})
+			if os.Getenv("LOK8S_BENCH_SQL") != "" {
+				s.queries.bySQL = map[string]int64{}
+			}
 			switch {
 			case strings.HasPrefix(mode, "global lock"):
 				if _, err := s.pool.Exec(context.Background(), oldEmit); err != nil {
 					b.Fatal(err)
 				}
 			case strings.HasSuffix(mode, "would not wake)"):
+				// Neither the events' NOTIFY nor the read model's (00020).
 				if _, err := s.pool.Exec(context.Background(), withoutNotify); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := s.pool.Exec(context.Background(), `ALTER TABLE clusters DISABLE TRIGGER clusters_reads;
+					ALTER TABLE operations DISABLE TRIGGER operations_reads`); err != nil {
 					b.Fatal(err)
 				}
 			case strings.HasSuffix(mode, "no events)"):
@@ -99,7 +119,11 @@ func BenchmarkCreateClusters(b *testing.B) {
 			fmt.Printf("BenchmarkCreateClusters, %s: %d writers, %d tenant(s), %s\n", mode, writers, tenants, r.duration.Round(time.Millisecond))
 			fmt.Printf("  %d clusters created: %.0f clusters/s; POST p50 %s  p99 %s  max %s; %d errors\n",
 				r.created, float64(r.created)/r.duration.Seconds(), r.pct(0.5), r.pct(0.99), r.pct(1), r.errors)
-			fmt.Printf("  %.1f statements (round trips) to Postgres per POST\n", float64(r.statements)/float64(max(r.created, 1)))
+			fmt.Printf("  %.1f round trips to Postgres per POST (%.1f statements)\n",
+				float64(r.roundTrips)/float64(max(r.created, 1)), float64(r.statements)/float64(max(r.created, 1)))
+			if s.queries.bySQL != nil {
+				printStatements(s.queries, r.created)
+			}
 			perPOST := func(d time.Duration) float64 {
 				return float64(d) / float64(time.Millisecond) / float64(max(r.created, 1))
 			}
@@ -120,6 +144,7 @@ func BenchmarkCreateClusters(b *testing.B) {
 
 type writesResult struct {
 	created, errors int64
+	roundTrips      int64 // to Postgres, all writers: a statement or a batch each
 	statements      int64 // sent to Postgres, all writers
 	selfCPU, pgCPU  time.Duration
 	firstError      string
@@ -205,7 +230,12 @@ func benchWrites(b *testing.B, s *bundle, tokens []string, writers int, d time.D
 		}
 	}()
 
-	start, queries := time.Now(), s.queries.n.Load()
+	start, queries, statements := time.Now(), s.queries.n.Load(), s.queries.statements.Load()
+	if s.queries.bySQL != nil {
+		s.queries.mu.Lock()
+		clear(s.queries.bySQL) // the setup's
+		s.queries.mu.Unlock()
+	}
 	selfCPU, pgStart := processCPU(), backendCPU(b, sampler)
 	for w := 0; w < writers; w++ {
 		wg.Add(1)
@@ -246,7 +276,8 @@ func benchWrites(b *testing.B, s *bundle, tokens []string, writers int, d time.D
 	}
 	wg.Wait()
 	r.duration = time.Since(start)
-	r.statements = s.queries.n.Load() - queries
+	r.roundTrips = s.queries.n.Load() - queries
+	r.statements = s.queries.statements.Load() - statements
 	r.selfCPU = processCPU() - selfCPU
 	for pid, t := range backendCPU(b, sampler) {
 		r.pgCPU += t - pgStart[pid]
@@ -293,4 +324,27 @@ func backendCPU(b *testing.B, conn *pgx.Conn) map[int]time.Duration {
 		out[int(pid)] = time.Duration(utime+stime) * 10 * time.Millisecond
 	}
 	return out
+}
+
+// printStatements prints each statement sent during the run and how often
+// per POST, most frequent first.
+func printStatements(q *queryCounter, created int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	type stmt struct {
+		sql string
+		n   int64
+	}
+	var all []stmt
+	for sql, n := range q.bySQL {
+		all = append(all, stmt{sql, n})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].n > all[j].n || all[i].n == all[j].n && all[i].sql < all[j].sql })
+	for _, st := range all {
+		sql := st.sql
+		if len(sql) > 150 {
+			sql = sql[:150] + "…"
+		}
+		fmt.Printf("    %6.2f  %s\n", float64(st.n)/float64(max(created, 1)), sql)
+	}
 }

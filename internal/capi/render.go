@@ -447,18 +447,36 @@ func (p *Provider) clusterVariables(in RenderInput, doc map[string]any, r resolv
 }
 
 // specDocument is the spec, defaulted, as a generic JSON document (numbers
-// as json.Number) that variable paths point into.
+// as json.Number) that variable paths point into. It is a function of the
+// spec's JSON encoding alone, so the documents of recent encodings are
+// kept (specDocs): a request asks for the same spec's document several
+// times (detection, requirements, the machine count), and only the first
+// decodes it. Each caller gets a copy of its own.
 func specDocument(s *spec.Capi) (map[string]any, error) {
 	data, err := json.Marshal(s)
 	if err != nil {
 		return nil, fmt.Errorf("capi: encoding spec: %w", err)
 	}
+	if doc, ok := specDocs.get(data); ok {
+		return doc, nil
+	}
+	doc, err := decodeSpecDocument(data)
+	if err != nil {
+		return nil, err
+	}
+	specDocs.put(data, doc)
+	return copyValue(doc).(map[string]any), nil
+}
+
+// decodeSpecDocument is specDocument of a spec's JSON encoding.
+func decodeSpecDocument(data []byte) (map[string]any, error) {
 	var c spec.Capi
 	if err := json.Unmarshal(data, &c); err != nil {
 		return nil, fmt.Errorf("capi: decoding spec: %w", err)
 	}
 	c.Default()
-	if data, err = json.Marshal(&c); err != nil {
+	data, err := json.Marshal(&c)
+	if err != nil {
 		return nil, fmt.Errorf("capi: encoding spec: %w", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))

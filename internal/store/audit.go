@@ -11,21 +11,29 @@ import (
 
 // audit appends an entry to the audit log inside tx. details must hold no secret.
 func audit(ctx context.Context, tx pgx.Tx, actor Actor, action, target string, details map[string]any) error {
+	sql, args, err := auditInsert(actor, action, target, details)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, sql, args...); err != nil {
+		return fmt.Errorf("audit %s: %w", action, err)
+	}
+	return nil
+}
+
+// auditInsert is the statement audit runs, for a batch.
+func auditInsert(actor Actor, action, target string, details map[string]any) (string, []any, error) {
 	raw, err := json.Marshal(details)
 	if err != nil {
-		return fmt.Errorf("audit %s: %w", action, err)
+		return "", nil, fmt.Errorf("audit %s: %w", action, err)
 	}
 	var tokenID *uuid.UUID
 	if actor.TokenID != uuid.Nil {
 		tokenID = &actor.TokenID
 	}
-	if _, err := tx.Exec(ctx, `
+	return `
 		INSERT INTO audit_log (tenant_id, token_id, action, target, request_id, details)
-		VALUES ($1, $2, $3, $4, $5, $6)`,
-		actor.TenantID, tokenID, action, target, actor.RequestID, raw); err != nil {
-		return fmt.Errorf("audit %s: %w", action, err)
-	}
-	return nil
+		VALUES ($1, $2, $3, $4, $5, $6)`, []any{actor.TenantID, tokenID, action, target, actor.RequestID, raw}, nil
 }
 
 // Audit appends an entry to the audit log on its own.

@@ -108,51 +108,77 @@ func (s *Store) replay(ctx context.Context, tenantID uuid.UUID, nc NewCluster) (
 	return c, op, true, nil
 }
 
+// createCluster runs the transaction in three round trips besides BEGIN
+// and COMMIT: everything up to the cluster's row in one batch (the
+// idempotency key, the namespace claim, the quota, the row), River's job,
+// then the operation with its steps and the audit entry in another batch.
+// A batch's statements run one after the other, each with a snapshot of
+// its own, as they would one at a time; its results are read in order, so
+// the first problem found is the one reported, as before. When one is,
+// the transaction rolls back whatever ran after it.
 func (s *Store) createCluster(ctx context.Context, actor Actor, nc NewCluster, enqueue EnqueueFunc) (Cluster, Operation, error) {
 	var c Cluster
 	var op Operation
 	clusterID, opID := uuid.New(), uuid.New()
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
 		if nc.IdempotencyKey != "" {
 			// The key first: a concurrent request with it waits here and
 			// then replays this one's result. Only an expired key is
 			// replaced, never a live one.
-			if _, err := tx.Exec(ctx, `
+			b.Queue(`
 				DELETE FROM idempotency_keys
 				WHERE tenant_id = $1 AND key = $2 AND created_at <= now() - make_interval(secs => $3)`,
-				actor.TenantID, nc.IdempotencyKey, idempotencyTTL.Seconds()); err != nil {
-				return fmt.Errorf("expire idempotency key: %w", err)
-			}
-			if _, err := tx.Exec(ctx, `
+				actor.TenantID, nc.IdempotencyKey, idempotencyTTL.Seconds())
+			b.Queue(`
 				INSERT INTO idempotency_keys (tenant_id, key, request_hash, cluster_id, operation_id)
 				VALUES ($1, $2, $3, $4, $5)`,
-				actor.TenantID, nc.IdempotencyKey, nc.RequestHash, clusterID, opID); err != nil {
-				return fmt.Errorf("claim idempotency key: %w", err)
-			}
+				actor.TenantID, nc.IdempotencyKey, nc.RequestHash, clusterID, opID)
 		}
-		if err := claimPlacement(ctx, tx, actor.TenantID, nc.ManagementDomain, nc.Namespace); err != nil {
-			return err
-		}
-		if err := checkQuota(ctx, tx, actor.TenantID, nil, nc.Machines); err != nil {
-			return err
-		}
-		var err error
-		c, err = scanCluster(tx.QueryRow(ctx, `
+		claimPlacementBatch(b, actor.TenantID, nc.ManagementDomain, nc.Namespace)
+		quotaOfNew(b, actor.TenantID)
+		b.Queue(`
 			INSERT INTO clusters (id, tenant_id, name, provider, management_domain, namespace, spec, spec_shape, machines, phase)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 			RETURNING `+clusterColumns,
-			clusterID, actor.TenantID, nc.Name, nc.Provider, nc.ManagementDomain, nc.Namespace, nc.Spec, specShape(nc.SpecShape), nc.Machines, PhasePending))
-		if isUniqueViolation(err, "clusters_tenant_name_live") {
-			return fmt.Errorf("cluster %q already exists: %w", nc.Name, ErrConflict)
-		}
-		if err != nil {
-			return fmt.Errorf("insert cluster: %w", err)
-		}
-		op, err = insertOperationWithID(ctx, tx, opID, actor, c, OpProvision, nc.Steps, enqueue)
+			clusterID, actor.TenantID, nc.Name, nc.Provider, nc.ManagementDomain, nc.Namespace, nc.Spec, specShape(nc.SpecShape), nc.Machines, PhasePending)
+		err := func() error {
+			br := tx.SendBatch(ctx, b)
+			defer br.Close()
+			if nc.IdempotencyKey != "" {
+				if _, err := br.Exec(); err != nil {
+					return fmt.Errorf("expire idempotency key: %w", err)
+				}
+				if _, err := br.Exec(); err != nil {
+					return fmt.Errorf("claim idempotency key: %w", err)
+				}
+			}
+			if err := readPlacementClaim(br, actor.TenantID, nc.Namespace); err != nil {
+				return err
+			}
+			if err := readQuotaOfNew(br, nc.Machines); err != nil {
+				return err
+			}
+			var err error
+			c, err = scanCluster(br.QueryRow())
+			if isUniqueViolation(err, "clusters_tenant_name_live") {
+				return fmt.Errorf("cluster %q already exists: %w", nc.Name, ErrConflict)
+			}
+			if err != nil {
+				return fmt.Errorf("insert cluster: %w", err)
+			}
+			return br.Close()
+		}()
 		if err != nil {
 			return err
 		}
-		return audit(ctx, tx, actor, "cluster.create", "clusters/"+c.Name, map[string]any{"operation": op.ID})
+		sql, args, err := auditInsert(actor, "cluster.create", "clusters/"+c.Name, map[string]any{"operation": opID})
+		if err != nil {
+			return err
+		}
+		op, err = insertOperationAnd(ctx, tx, opID, actor, c, OpProvision, nc.Steps, enqueue,
+			batched{sql: sql, args: args, what: "audit cluster.create"})
+		return err
 	})
 	return c, op, err
 }
@@ -182,6 +208,38 @@ func claimPlacement(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, domain, 
 	return nil
 }
 
+// claimPlacementBatch is claimPlacement's two statements queued in b; the
+// second runs after the first, with a snapshot of its own, as there.
+// readPlacementClaim reads their results.
+func claimPlacementBatch(b *pgx.Batch, tenantID uuid.UUID, domain, namespace string) {
+	if namespace == "" {
+		return
+	}
+	b.Queue(`
+		INSERT INTO placements (management_domain, namespace, tenant_id) VALUES ($1, $2, $3)
+		ON CONFLICT (management_domain, namespace) DO NOTHING`, domain, namespace, tenantID)
+	b.Queue(`SELECT tenant_id FROM placements WHERE management_domain = $1 AND namespace = $2`, domain, namespace)
+}
+
+// readPlacementClaim reads what claimPlacementBatch queued: ErrPlacementTaken
+// when another tenant has the namespace.
+func readPlacementClaim(br pgx.BatchResults, tenantID uuid.UUID, namespace string) error {
+	if namespace == "" {
+		return nil
+	}
+	if _, err := br.Exec(); err != nil {
+		return fmt.Errorf("claim namespace %s: %w", namespace, err)
+	}
+	var owner uuid.UUID
+	if err := br.QueryRow().Scan(&owner); err != nil {
+		return fmt.Errorf("claim namespace %s: %w", namespace, err)
+	}
+	if owner != tenantID {
+		return fmt.Errorf("namespace %q: %w", namespace, ErrPlacementTaken)
+	}
+	return nil
+}
+
 // insertOperation adds a queued operation with pending steps for cluster c
 // and enqueues its job in tx.
 func insertOperation(ctx context.Context, tx pgx.Tx, actor Actor, c Cluster, kind OperationKind, steps []string, enqueue EnqueueFunc) (Operation, error) {
@@ -191,6 +249,20 @@ func insertOperation(ctx context.Context, tx pgx.Tx, actor Actor, c Cluster, kin
 // insertOperationWithID is insertOperation with the operation's id chosen
 // by the caller (an Idempotency-Key names it before it exists).
 func insertOperationWithID(ctx context.Context, tx pgx.Tx, id uuid.UUID, actor Actor, c Cluster, kind OperationKind, steps []string, enqueue EnqueueFunc) (Operation, error) {
+	return insertOperationAnd(ctx, tx, id, actor, c, kind, steps, enqueue)
+}
+
+// batched is a statement sent in the same round trip as another's; what
+// names it in errors.
+type batched struct {
+	sql  string
+	args []any
+	what string
+}
+
+// insertOperationAnd is insertOperationWithID running the statements also
+// after the operation's, in the same round trip.
+func insertOperationAnd(ctx context.Context, tx pgx.Tx, id uuid.UUID, actor Actor, c Cluster, kind OperationKind, steps []string, enqueue EnqueueFunc, also ...batched) (Operation, error) {
 	op := Operation{
 		ID: id, TenantID: c.TenantID, ClusterID: c.ID, Kind: kind, State: OpQueued,
 		Generation: c.Generation, RequestedBy: &actor.TokenID,
@@ -207,7 +279,8 @@ func insertOperationWithID(ctx context.Context, tx pgx.Tx, id uuid.UUID, actor A
 	if steps == nil {
 		steps = []string{}
 	}
-	err = tx.QueryRow(ctx, `
+	b := &pgx.Batch{}
+	b.Queue(`
 		WITH op AS (
 			INSERT INTO operations (id, tenant_id, cluster_id, kind, state, generation, requested_by, river_job_id)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -217,11 +290,25 @@ func insertOperationWithID(ctx context.Context, tx pgx.Tx, id uuid.UUID, actor A
 			SELECT $1, s.ordinal - 1, s.name, $10 FROM unnest($9::text[]) WITH ORDINALITY AS s (name, ordinal)
 		)
 		SELECT created_at, coalesce((SELECT name FROM api_tokens WHERE id = $7), '') FROM op`,
-		op.ID, op.TenantID, op.ClusterID, op.Kind, op.State, op.Generation, op.RequestedBy, jobID, steps, StepPending).Scan(&op.CreatedAt, &op.RequestedByName)
+		op.ID, op.TenantID, op.ClusterID, op.Kind, op.State, op.Generation, op.RequestedBy, jobID, steps, StepPending)
+	for _, a := range also {
+		b.Queue(a.sql, a.args...)
+	}
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	err = br.QueryRow().Scan(&op.CreatedAt, &op.RequestedByName)
 	if isUniqueViolation(err, "operations_one_active") {
 		return Operation{}, fmt.Errorf("cluster %q has an operation in progress: %w", c.Name, ErrConflict)
 	}
 	if err != nil {
+		return Operation{}, fmt.Errorf("insert operation: %w", err)
+	}
+	for _, a := range also {
+		if _, err := br.Exec(); err != nil {
+			return Operation{}, fmt.Errorf("%s: %w", a.what, err)
+		}
+	}
+	if err := br.Close(); err != nil {
 		return Operation{}, fmt.Errorf("insert operation: %w", err)
 	}
 	for _, name := range steps {

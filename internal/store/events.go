@@ -12,7 +12,8 @@ import (
 )
 
 // EventsChannel is the Postgres NOTIFY channel announcing new events; its
-// payload is "<tenant id>:<event id>".
+// payload is "<tenant id>", sent once per transaction (migration 00075;
+// "<tenant id>:<event id>" per event before it).
 const EventsChannel = "lok8s_events"
 
 // Event is one change a user cares about, as database triggers recorded it

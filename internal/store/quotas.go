@@ -133,8 +133,14 @@ func checkQuota(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, existing *Cl
 	if err != nil {
 		return err
 	}
+	return q.check(existing == nil, u, machines)
+}
+
+// check holds a change against the quota: a new cluster (or an existing
+// one growing) of machines, beside what the tenant uses besides it.
+func (q Quota) check(newCluster bool, u Usage, machines int64) error {
 	switch {
-	case existing == nil && q.Clusters != nil && u.Clusters+1 > int64(*q.Clusters):
+	case newCluster && q.Clusters != nil && u.Clusters+1 > int64(*q.Clusters):
 		return &QuotaExceededError{Quota: QuotaClusters, Limit: int64(*q.Clusters), Used: u.Clusters, Requested: 1}
 	case q.MachinesPerCluster != nil && machines > int64(*q.MachinesPerCluster):
 		return &QuotaExceededError{Quota: QuotaMachinesPerCluster, Limit: int64(*q.MachinesPerCluster), Used: 0, Requested: machines}
@@ -142,6 +148,37 @@ func checkQuota(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, existing *Cl
 		return &QuotaExceededError{Quota: QuotaMachines, Limit: int64(*q.Machines), Used: u.Machines, Requested: machines}
 	}
 	return nil
+}
+
+// quotaOfNew is checkQuota for a new cluster as two statements queued in
+// a batch, sent with others: the quota row locked, then (a statement of
+// its own, so that its snapshot sees what the lock waited for) the
+// tenant's usage, summed only when the tenant has a quota. Its result is
+// read with readQuotaOfNew, in the batch's order.
+func quotaOfNew(b *pgx.Batch, tenantID uuid.UUID) {
+	b.Queue(`SELECT clusters, machines_per_cluster, machines FROM tenant_quotas WHERE tenant_id = $1 FOR UPDATE`, tenantID)
+	b.Queue(`
+		SELECT count(*), coalesce(sum(machines), 0) FROM clusters
+		WHERE tenant_id = $1 AND deleted_at IS NULL AND EXISTS (SELECT FROM tenant_quotas WHERE tenant_id = $1)`, tenantID)
+}
+
+// readQuotaOfNew reads what quotaOfNew queued and holds a new cluster of
+// machines against the quota.
+func readQuotaOfNew(br pgx.BatchResults, machines int64) error {
+	var q Quota
+	err := br.QueryRow().Scan(&q.Clusters, &q.MachinesPerCluster, &q.Machines)
+	limited := err == nil
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("read quota: %w", err)
+	}
+	var u Usage
+	if err := br.QueryRow().Scan(&u.Clusters, &u.Machines); err != nil {
+		return fmt.Errorf("read usage: %w", err)
+	}
+	if !limited {
+		return nil
+	}
+	return q.check(true, u, machines)
 }
 
 // CheckQuota holds a new cluster of machines against the tenant's quota
