@@ -108,6 +108,9 @@ type options struct {
 	tenantRole     string
 	// metrics serves /metrics on a listener of its own (service.metricsURL).
 	metrics bool
+	// leaseNamespace and leaseName, when set, locate the watcher lease
+	// (default: testElection's).
+	leaseNamespace, leaseName string
 }
 
 func randomName(prefix string) string {
@@ -164,6 +167,13 @@ func startService(t *testing.T, opts options) *service {
 	if opts.metrics {
 		metricsAddr = freeAddr(t)
 	}
+	election := testElection(opts.dbURL)
+	if opts.leaseNamespace != "" {
+		election.Namespace = opts.leaseNamespace
+	}
+	if opts.leaseName != "" {
+		election.Name = opts.leaseName
+	}
 	cfg := app.Config{
 		MetricsAddr: metricsAddr,
 		Addr:        "127.0.0.1:0", DatabaseURL: opts.dbURL, AdminToken: opts.adminToken,
@@ -175,7 +185,7 @@ func startService(t *testing.T, opts options) *service {
 		ReadTimeout: opts.readTimeout, MaxUnauthenticatedConns: opts.maxUnauthenticatedConns,
 		OrphanCheckInterval: opts.orphanCheckInterval, OrphanGrace: opts.orphanGrace, StreamHeartbeat: opts.streamHeartbeat,
 		WrapManagementTransport: opts.wrapTransport,
-		Election:                testElection(opts.dbURL),
+		Election:                election,
 		Logger:                  slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
 	addr, stop := serve(t, cfg, 30*time.Second)
