@@ -12,9 +12,12 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/tools/leaderelection"
+
 	"lok8s.dev/provisioner/internal/api"
 	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/seal"
+	"lok8s.dev/provisioner/internal/watch"
 )
 
 // config is the server's configuration, read from the environment only here.
@@ -51,6 +54,11 @@ type config struct {
 	ProvisionTimeout     time.Duration
 	// EventRetention is how long the event streams' history is kept.
 	EventRetention time.Duration
+	// LeaseNamespace and LeaseName locate the watcher lease on each
+	// management cluster; LeaseDuration, LeaseRenewDeadline and
+	// LeaseRetryPeriod time its election (watch.Election).
+	LeaseNamespace, LeaseName                           string
+	LeaseDuration, LeaseRenewDeadline, LeaseRetryPeriod time.Duration
 }
 
 // minAdminTokenLen keeps the admin token out of guessing range.
@@ -72,6 +80,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		AddonValuesDir: getenv("LOK8S_ADDON_VALUES_DIR"),
 		ChartCacheDir:  or(getenv("LOK8S_CHART_CACHE_DIR"), defaultChartCache(getenv)),
 		LogFormat:      or(getenv("LOK8S_LOG_FORMAT"), "json"),
+		LeaseNamespace: or(getenv("LOK8S_LEASE_NAMESPACE"), watch.DefaultLeaseNamespace),
+		LeaseName:      or(getenv("LOK8S_LEASE_NAME"), watch.DefaultLeaseName),
 	}
 	var errs []error
 	bad := func(name, format string, args ...any) {
@@ -148,6 +158,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		{"LOK8S_PROVISION_TIMEOUT", "45m", &c.ProvisionTimeout},
 		{"LOK8S_ADDON_TIMEOUT", "5m", &c.AddonTimeout},
 		{"LOK8S_EVENT_RETENTION", "168h", &c.EventRetention},
+		{"LOK8S_LEASE_DURATION", watch.DefaultLeaseDuration.String(), &c.LeaseDuration},
+		{"LOK8S_LEASE_RENEW_DEADLINE", watch.DefaultRenewDeadline.String(), &c.LeaseRenewDeadline},
+		{"LOK8S_LEASE_RETRY_PERIOD", watch.DefaultRetryPeriod.String(), &c.LeaseRetryPeriod},
 	}
 	for _, d := range durations {
 		v, err := time.ParseDuration(or(getenv(d.name), d.def))
@@ -156,10 +169,22 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		*d.dst = v
 	}
+	if c.LeaseDuration > 0 && c.LeaseRenewDeadline > 0 && c.LeaseRetryPeriod > 0 {
+		if err := c.election("config-check").Validate(); err != nil {
+			bad("LOK8S_LEASE_DURATION", "must be longer than LOK8S_LEASE_RENEW_DEADLINE, and that longer than %.1f × LOK8S_LEASE_RETRY_PERIOD (%v)",
+				leaderelection.JitterFactor, err)
+		}
+	}
 	if len(errs) > 0 {
 		return config{}, fmt.Errorf("configuration: %w", errors.Join(errs...))
 	}
 	return c, nil
+}
+
+// election is the watcher lease configuration for the replica named identity.
+func (c config) election(identity string) watch.Election {
+	return watch.Election{Namespace: c.LeaseNamespace, Name: c.LeaseName, Identity: identity,
+		LeaseDuration: c.LeaseDuration, RenewDeadline: c.LeaseRenewDeadline, RetryPeriod: c.LeaseRetryPeriod}
 }
 
 // LogValue keeps secrets out of logs when the configuration is logged.
@@ -186,6 +211,10 @@ func (c config) LogValue() slog.Value {
 		slog.Duration("watched_check_interval", c.WatchedCheckInterval),
 		slog.Duration("provision_timeout", c.ProvisionTimeout),
 		slog.Duration("event_retention", c.EventRetention),
+		slog.String("lease", c.LeaseNamespace+"/"+c.LeaseName),
+		slog.Duration("lease_duration", c.LeaseDuration),
+		slog.Duration("lease_renew_deadline", c.LeaseRenewDeadline),
+		slog.Duration("lease_retry_period", c.LeaseRetryPeriod),
 	)
 }
 

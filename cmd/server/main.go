@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"lok8s.dev/provisioner/internal/app"
+	"lok8s.dev/provisioner/internal/watch"
 )
 
 func main() {
@@ -56,6 +57,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, ready c
 		AddonsDir: cfg.AddonsDir, AddonValuesDir: cfg.AddonValuesDir, ChartCacheDir: cfg.ChartCacheDir, AddonTimeout: cfg.AddonTimeout,
 		Workers: cfg.Workers, CheckInterval: cfg.CheckInterval, WatchedCheckInterval: cfg.WatchedCheckInterval, ProvisionTimeout: cfg.ProvisionTimeout, EventRetention: cfg.EventRetention,
 		MaxInFlight: cfg.MaxInFlight, MgmtQPS: float32(cfg.MgmtQPS), MgmtBurst: cfg.MgmtBurst, MgmtTenantRole: cfg.MgmtTenantRole, MetricsAddr: cfg.MetricsAddr, ShutdownTimeout: app.DefaultShutdownTimeout, Logger: logger,
+		Election: cfg.election(watch.NewIdentity()),
 	}
 	if cmd == "migrate" {
 		if err := app.Migrate(ctx, appCfg); err != nil {

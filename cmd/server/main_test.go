@@ -28,12 +28,13 @@ func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
 		"LOK8S_LOG_LEVEL":           "loud",
 		"LOK8S_WORKERS":             "-2",
 		"LOK8S_EVENT_RETENTION":     "a week",
+		"LOK8S_LEASE_RETRY_PERIOD":  "soon",
 	}))
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
 	for _, name := range []string{"LOK8S_ADMIN_TOKEN", "LOK8S_ENCRYPTION_KEY", "LOK8S_ENCRYPTION_OLD_KEYS", "LOK8S_MGMT_KUBECONFIG",
-		"LOK8S_TEMPLATES_DIR", "LOK8S_LOG_FORMAT", "LOK8S_LOG_LEVEL", "LOK8S_WORKERS", "LOK8S_EVENT_RETENTION"} {
+		"LOK8S_TEMPLATES_DIR", "LOK8S_LOG_FORMAT", "LOK8S_LOG_LEVEL", "LOK8S_WORKERS", "LOK8S_EVENT_RETENTION", "LOK8S_LEASE_RETRY_PERIOD"} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error does not name %s: %v", name, err)
 		}
@@ -41,6 +42,25 @@ func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
 	if _, err := loadConfig(env(map[string]string{"LOK8S_ADMIN_TOKEN": "short", "LOK8S_ENCRYPTION_KEY": seal.NewKey()})); err == nil ||
 		!strings.Contains(err.Error(), "at least 24") {
 		t.Errorf("short admin token: %v", err)
+	}
+	// A lease that lapses before its holder gives up renewing would let
+	// two replicas lead at once.
+	for _, tc := range []struct{ duration, deadline, retry string }{
+		{"10s", "10s", "2s"}, {"15s", "10s", "9s"},
+	} {
+		_, err := loadConfig(env(map[string]string{"LOK8S_ADMIN_TOKEN": "admin-token-that-is-long-enough", "LOK8S_ENCRYPTION_KEY": seal.NewKey(),
+			"LOK8S_LEASE_DURATION": tc.duration, "LOK8S_LEASE_RENEW_DEADLINE": tc.deadline, "LOK8S_LEASE_RETRY_PERIOD": tc.retry}))
+		if err == nil || !strings.Contains(err.Error(), "LOK8S_LEASE_DURATION") {
+			t.Errorf("lease %s, renew deadline %s, retry %s: %v", tc.duration, tc.deadline, tc.retry, err)
+		}
+	}
+	cfg, err := loadConfig(env(map[string]string{"LOK8S_ADMIN_TOKEN": "admin-token-that-is-long-enough", "LOK8S_ENCRYPTION_KEY": seal.NewKey()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := cfg.election("me"); e.Namespace != "lok8s-system" || e.Name != "lok8s-watcher" ||
+		e.LeaseDuration != 15*time.Second || e.RenewDeadline != 10*time.Second || e.RetryPeriod != 2*time.Second {
+		t.Errorf("default election: %+v", e)
 	}
 }
 

@@ -104,7 +104,11 @@ type Config struct {
 	// ShutdownTimeout bounds each part of the graceful stop (the HTTP
 	// server, the queue, the watchers; default DefaultShutdownTimeout).
 	ShutdownTimeout time.Duration
-	Logger          *slog.Logger
+	// Election is the lease a replica holds on a management cluster to
+	// run its watcher, the one writer of observed status (zero fields:
+	// watch's defaults; Identity "": watch.NewIdentity).
+	Election watch.Election
+	Logger   *slog.Logger
 }
 
 // AdminTenant is the tenant of the bootstrap admin token.
@@ -359,7 +363,15 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	var group sync.WaitGroup
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
-	startWatchers(watchCtx, &group, registry, st, queue, log)
+	election := cfg.Election.WithDefaults()
+	if election.Identity == "" {
+		election.Identity = watch.NewIdentity()
+	}
+	if err := election.Validate(); err != nil {
+		return err
+	}
+	election.OnLeading = observe.Leading
+	startWatchers(watchCtx, &group, registry, st, queue, election, observe, log)
 	group.Go(func() {
 		if err := hub.Run(watchCtx); err != nil {
 			log.Error("event hub stopped", "error", err)
@@ -447,14 +459,18 @@ func serveMetrics(addr string, m *metrics.Metrics, log *slog.Logger) (stop func(
 	return func() { _ = srv.Close() }, nil
 }
 
-// startWatchers runs one watcher per configured management cluster: the
-// SaaS default (when a kubeconfig is set or the service runs in a pod) and
-// every named one.
-func startWatchers(ctx context.Context, group *sync.WaitGroup, registry *mgmt.Registry, st *store.Store, queue *jobs.Queue, log *slog.Logger) {
+// startWatchers campaigns for the watcher lease of each configured
+// management cluster (the SaaS default, when a kubeconfig is set or the
+// service runs in a pod, and every named one) and runs that cluster's
+// watcher while this replica holds its lease.
+func startWatchers(ctx context.Context, group *sync.WaitGroup, registry *mgmt.Registry, st *store.Store, queue *jobs.Queue,
+	election watch.Election, observe *metrics.Metrics, log *slog.Logger) {
 	// A change the watcher records may be what a waiting step waits for:
-	// run it now rather than at its next check. A job in another step
-	// is left alone: when it reaches a wait, its first check reads the
-	// cache, which already holds the change.
+	// run it now rather than at its next check. The job may be another
+	// replica's: Wake makes it due in the database, where whichever
+	// replica's queue is free takes it. A job in another step is left
+	// alone: when it reaches a wait, its first check reads the recorded
+	// state, which already holds the change.
 	wake := func(ctx context.Context, tenant uuid.UUID, name string) {
 		id, step, err := st.ActiveJob(ctx, tenant, name)
 		if err == nil && id != 0 && jobs.WaitsOnWatcher(step) {
@@ -480,8 +496,9 @@ func startWatchers(ctx context.Context, group *sync.WaitGroup, registry *mgmt.Re
 		group.Go(func() {
 			w := watch.New(mc, st, log)
 			w.OnChange(wake)
-			if err := w.Run(ctx); err != nil {
-				log.Error("watcher stopped", "domain", domain, "error", err)
+			w.OnLag(observe.WatcherLag)
+			if err := w.RunElected(ctx, election); err != nil {
+				log.Error("watcher election stopped", "domain", domain, "error", err)
 			}
 		})
 	}

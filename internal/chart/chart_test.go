@@ -45,7 +45,8 @@ func valueMatrix() map[string]map[string]any {
 				"tls": []any{map[string]any{"secretName": "lok8s-tls", "hosts": []any{"lok8s.example.com"}}}},
 			"networkPolicy": map[string]any{"enabled": true, "from": []any{map[string]any{
 				"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "ingress-nginx"}}}}},
-			"config":  map[string]any{"extraEnv": map[string]any{"LOK8S_EVENT_RETENTION": "72h"}},
+			"config": map[string]any{"extraEnv": map[string]any{"LOK8S_EVENT_RETENTION": "72h"},
+				"lease": map[string]any{"name": "fleet-watcher", "duration": "30s"}},
 			"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}},
 		}),
 		"no rbac, own service account": base(map[string]any{
@@ -151,6 +152,15 @@ func TestChartAppliesToTheAPIServer(t *testing.T) {
 			rbac := values["rbac"] == nil || values["rbac"].(map[string]any)["create"] != false
 			if rbac != (kinds["ClusterRole"] == 2) {
 				t.Fatalf("rbac %v, rendered kinds %v", rbac, kinds)
+			}
+			// The watcher lease's Role: in the release's namespace only.
+			if rbac != (kinds["Role"] == 1 && kinds["RoleBinding"] >= 1) {
+				t.Fatalf("rbac %v, rendered kinds %v", rbac, kinds)
+			}
+			for _, obj := range objs {
+				if obj.GetKind() == "Role" && obj.GetNamespace() != ns.Name {
+					t.Errorf("Role %s in namespace %q, want the release's %s", obj.GetName(), obj.GetNamespace(), ns.Name)
+				}
 			}
 		})
 	}

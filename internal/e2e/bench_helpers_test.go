@@ -25,6 +25,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -74,7 +75,7 @@ func startBenchService(tb testing.TB, c benchConfig) (s *benchService, stop func
 	key, _ := seal.ParseKey(seal.NewKey())
 	cfg := app.Config{
 		Addr: "127.0.0.1:0", DatabaseURL: serviceURL, AdminToken: admin,
-		EncryptionKey: key, MgmtKubeconfig: kubeconfig,
+		EncryptionKey: key, MgmtKubeconfig: kubeconfig, Election: testElection(dbURL),
 		TemplatesDir: benchTemplates(tb), MgmtQPS: float32(c.mgmtQPS), MgmtBurst: 2 * c.mgmtQPS,
 		Workers: c.workers, CheckInterval: c.checkInterval, WatchedCheckInterval: c.watched, ProvisionTimeout: time.Hour,
 		JobMaxAttempts: 6, ShutdownTimeout: 30 * time.Second,
@@ -562,7 +563,7 @@ func markProvisioned(ctx context.Context, env *testenv.Env, namespace, name stri
 		Type: "cluster.x-k8s.io/secret",
 		Data: map[string][]byte{"value": kubeconfig},
 	}
-	if err := env.Client.Create(ctx, secret); err != nil {
+	if err := env.Client.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create kubeconfig secret of %s: %w", name, err)
 	}
 	now := metav1.Now().UTC().Format(time.RFC3339)

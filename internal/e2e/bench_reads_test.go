@@ -439,7 +439,7 @@ func benchReadsServer(b *testing.B, env ...string) *benchProcess {
 		b.Fatal(err)
 	}
 	cmd := exec.Command(serverBinary(b), "serve")
-	cmd.Env = append(append(os.Environ(), "LOK8S_ADDR="+addr, "LOK8S_LOG_FORMAT=json"), env...)
+	cmd.Env = append(append(append(os.Environ(), "LOK8S_ADDR="+addr, "LOK8S_LOG_FORMAT=json"), leaseOf(env)...), env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -26,6 +27,9 @@ type chartIdentity struct {
 	kubeconfig []byte
 	tenantRole string
 	client     kubernetes.Interface
+	// namespace is the release's, where the watcher lease lives, and
+	// leaseName the lease the chart's Role names.
+	namespace, leaseName string
 }
 
 // installChartRBAC renders the chart as release and applies its
@@ -50,10 +54,22 @@ func installChartRBAC(t *testing.T, env *testenv.Env, release string) chartIdent
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tenantRole, sa string
+	var tenantRole, sa, leaseName string
 	for _, obj := range objs {
 		switch obj.GetKind() {
-		case "Deployment", "Service", "PodDisruptionBudget":
+		case "Deployment":
+			// The lease the chart tells the service to hold.
+			containers, _, _ := unstructured.NestedSlice(obj.Object, "spec", "template", "spec", "containers")
+			for _, c := range containers {
+				env, _, _ := unstructured.NestedSlice(c.(map[string]any), "env")
+				for _, e := range env {
+					if e := e.(map[string]any); e["name"] == "LOK8S_LEASE_NAME" {
+						leaseName, _ = e["value"].(string)
+					}
+				}
+			}
+			continue
+		case "Service", "PodDisruptionBudget":
 			continue
 		case "ServiceAccount":
 			sa = obj.GetName()
@@ -66,7 +82,7 @@ func installChartRBAC(t *testing.T, env *testenv.Env, release string) chartIdent
 		}
 		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), obj) })
 	}
-	if tenantRole == "" || sa == "" {
+	if tenantRole == "" || sa == "" || leaseName == "" {
 		t.Fatalf("the chart rendered no tenant role or service account: %d objects", len(objs))
 	}
 	admin, err := kubernetes.NewForConfig(env.Config)
@@ -91,7 +107,7 @@ func installChartRBAC(t *testing.T, env *testenv.Env, release string) chartIdent
 	if err != nil {
 		t.Fatal(err)
 	}
-	return chartIdentity{kubeconfig: data, tenantRole: tenantRole, client: cs}
+	return chartIdentity{kubeconfig: data, tenantRole: tenantRole, client: cs, namespace: ns.Name, leaseName: leaseName}
 }
 
 // TestChartRBACIsEnoughAndNoMore runs the service with nothing on the
@@ -104,9 +120,26 @@ func TestChartRBACIsEnoughAndNoMore(t *testing.T) {
 	t.Parallel()
 	env := testenv.Shared(t)
 	id := installChartRBAC(t, env, randomName("rbac-"))
-	s := startService(t, options{mgmtKubeconfig: id.kubeconfig, tenantRole: id.tenantRole})
+	// The lease where the chart puts it: the release's namespace, the
+	// chart's name (the harness names each fleet's lease after its
+	// database; here the chart's Role allows only its own).
+	s := startService(t, options{mgmtKubeconfig: id.kubeconfig, tenantRole: id.tenantRole, leaseNamespace: id.namespace, leaseName: id.leaseName})
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
 	provisionAndFinish(t, s, "prod", seedSpecWithoutAddons(t))
+
+	// The service held its watcher lease with the chart's Role, and its
+	// watcher recorded the observed status.
+	lease, err := id.client.CoordinationV1().Leases(id.namespace).Get(context.Background(), id.leaseName, metav1.GetOptions{})
+	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
+		t.Fatalf("the watcher lease %s/%s: %v %+v", id.namespace, id.leaseName, err, lease)
+	}
+	var writer string
+	if err := s.db.QueryRow(context.Background(), `SELECT coalesce(observed_by, '') FROM clusters WHERE name = 'prod'`).Scan(&writer); err != nil {
+		t.Fatal(err)
+	}
+	if writer != *lease.Spec.HolderIdentity {
+		t.Errorf("observed status written by %q; want the lease holder %q", writer, *lease.Spec.HolderIdentity)
+	}
 
 	// The service bound its tenant role in the tenant's namespace, to itself.
 	rb := &rbacv1.RoleBinding{}
@@ -144,7 +177,7 @@ func TestChartRBACIsEnoughAndNoMore(t *testing.T) {
 	}
 	other := env.Namespace(t)
 	sa := rb.Subjects[0]
-	_, err := id.client.RbacV1().RoleBindings(other).Create(ctx, &rbacv1.RoleBinding{
+	_, err = id.client.RbacV1().RoleBindings(other).Create(ctx, &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "escalate"},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: id.tenantRole},
 		Subjects:   []rbacv1.Subject{sa},
@@ -154,5 +187,12 @@ func TestChartRBACIsEnoughAndNoMore(t *testing.T) {
 	}
 	if _, err := id.client.CoreV1().Secrets(other).Get(ctx, "anything", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("reading a Secret in %s after the refused binding: %v, want Forbidden", other, err)
+	}
+	// Leases: only its own, only in the release's namespace.
+	if _, err := id.client.CoordinationV1().Leases("kube-system").Get(ctx, "kube-controller-manager", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the service account reading a Lease in kube-system: %v, want Forbidden", err)
+	}
+	if _, err := id.client.CoordinationV1().Leases(id.namespace).Get(ctx, "someone-elses", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the service account reading another Lease in its namespace: %v, want Forbidden", err)
 	}
 }

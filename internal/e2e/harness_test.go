@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"net/http"
@@ -26,6 +27,7 @@ import (
 	"lok8s.dev/provisioner/internal/dbtest"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/testenv"
+	"lok8s.dev/provisioner/internal/watch"
 )
 
 var validator *apitest.Validator
@@ -106,6 +108,9 @@ type options struct {
 	tenantRole     string
 	// metrics serves /metrics on a listener of its own (service.metricsURL).
 	metrics bool
+	// leaseNamespace and leaseName, when set, locate the watcher lease
+	// (default: testElection's).
+	leaseNamespace, leaseName string
 }
 
 func randomName(prefix string) string {
@@ -162,6 +167,13 @@ func startService(t *testing.T, opts options) *service {
 	if opts.metrics {
 		metricsAddr = freeAddr(t)
 	}
+	election := testElection(opts.dbURL)
+	if opts.leaseNamespace != "" {
+		election.Namespace = opts.leaseNamespace
+	}
+	if opts.leaseName != "" {
+		election.Name = opts.leaseName
+	}
 	cfg := app.Config{
 		MetricsAddr: metricsAddr,
 		Addr:        "127.0.0.1:0", DatabaseURL: opts.dbURL, AdminToken: opts.adminToken,
@@ -173,6 +185,7 @@ func startService(t *testing.T, opts options) *service {
 		ReadTimeout: opts.readTimeout, MaxUnauthenticatedConns: opts.maxUnauthenticatedConns,
 		OrphanCheckInterval: opts.orphanCheckInterval, OrphanGrace: opts.orphanGrace, StreamHeartbeat: opts.streamHeartbeat,
 		WrapManagementTransport: opts.wrapTransport,
+		Election:                election,
 		Logger:                  slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
 	addr, stop := serve(t, cfg, 30*time.Second)
@@ -240,6 +253,30 @@ func serve(tb testing.TB, cfg app.Config, stopWithin time.Duration) (addr string
 			tb.Errorf("service did not stop in %s", stopWithin)
 		}
 	}
+}
+
+// testElection is the watcher lease of the services on database dbURL:
+// services (and server processes, leaseEnv) sharing a database are one
+// fleet and campaign for one lease, while the many tests sharing the
+// envtest management cluster keep apart. The timing is short, so that a
+// service started after another on the same database stopped takes over
+// its watcher within seconds.
+func testElection(dbURL string) watch.Election {
+	h := fnv.New32a()
+	h.Write([]byte(dbURL))
+	return watch.Election{Namespace: "default", Name: fmt.Sprintf("lok8s-watcher-%08x", h.Sum32()),
+		LeaseDuration: testLeaseDuration, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second}
+}
+
+// testLeaseDuration is the tests' lease duration (testElection).
+const testLeaseDuration = 4 * time.Second
+
+// leaseEnv is testElection as a server process's environment.
+func leaseEnv(dbURL string) []string {
+	e := testElection(dbURL)
+	return []string{"LOK8S_LEASE_NAMESPACE=" + e.Namespace, "LOK8S_LEASE_NAME=" + e.Name,
+		"LOK8S_LEASE_DURATION=" + e.LeaseDuration.String(), "LOK8S_LEASE_RENEW_DEADLINE=" + e.RenewDeadline.String(),
+		"LOK8S_LEASE_RETRY_PERIOD=" + e.RetryPeriod.String()}
 }
 
 type testLog struct{ t *testing.T }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,12 +28,14 @@ type process struct {
 }
 
 // startProcess runs `lok8s-server serve` with the environment given (on top
-// of the test's; LOK8S_ADDR=127.0.0.1:0 and JSON logs are set) and waits
-// until it listens. The process is killed when the test ends.
+// of the test's; LOK8S_ADDR=127.0.0.1:0, JSON logs and the watcher lease
+// of its DATABASE_URL, leaseEnv, are set) and waits until it listens. The
+// process is killed when the test ends.
 func startProcess(t testing.TB, env ...string) *process {
 	t.Helper()
 	p := &process{cmd: exec.Command(serverBinary(t), "serve"), scanned: make(chan struct{})}
-	p.cmd.Env = append(append(os.Environ(), "LOK8S_ADDR=127.0.0.1:0", "LOK8S_LOG_FORMAT=json"), env...)
+	// Later values win: env may override the lease's.
+	p.cmd.Env = append(append(append(os.Environ(), "LOK8S_ADDR=127.0.0.1:0", "LOK8S_LOG_FORMAT=json"), leaseOf(env)...), env...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +68,16 @@ func startProcess(t testing.TB, env ...string) *process {
 		t.Fatalf("the server did not start:\n%s", p.log())
 	}
 	return p
+}
+
+// leaseOf is leaseEnv of the DATABASE_URL in env, if any.
+func leaseOf(env []string) []string {
+	for _, kv := range env {
+		if dbURL, ok := strings.CutPrefix(kv, "DATABASE_URL="); ok {
+			return leaseEnv(dbURL)
+		}
+	}
+	return nil
 }
 
 // log is what the process has logged so far.

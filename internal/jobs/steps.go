@@ -409,11 +409,13 @@ type observed struct {
 }
 
 // observe reads the CAPI Cluster's status with its pools: from the
-// management cluster watcher's cache when it has synced (no request; the
-// watcher records the observed status, so the check writes none), else
-// from the apiserver, recording what it read. It returns an Outcome to
-// end the check with when the Cluster is not there yet, and a permanent
-// error when CAPI reports it failed.
+// management cluster watcher's cache when this replica leads it and the
+// cache has synced (no request), else with a read-only GET of the
+// apiserver. It never records observed status: that has one writer, the
+// watcher of the replica holding the management cluster's lease
+// (watch.RunElected), which also wakes this check on a change. It returns
+// an Outcome to end the check with when the Cluster is not there yet, and
+// a permanent error when CAPI reports it failed.
 func (s *steps) observe(ctx context.Context, r *Run) (observed, *Outcome, error) {
 	mc, err := s.managementCluster(r)
 	if err != nil {
@@ -430,11 +432,6 @@ func (s *steps) observe(ctx context.Context, r *Run) (observed, *Outcome, error)
 	}
 	if st.Tenant != tenantOf(r) {
 		return observed{}, nil, notOwned(fmt.Errorf("cluster %s/%s: %w", r.Cluster.Namespace, r.Cluster.Name, mgmt.ErrNotOwned))
-	}
-	if !watched {
-		if err := s.saveObserved(ctx, r, st); err != nil {
-			return observed{}, nil, err
-		}
 	}
 	if reason, failed := st.Failure(); failed {
 		return observed{}, nil, Permanent(coded(fmt.Errorf("CAPI reports the cluster failed: %s", reason), CodeProviderFailed, false,
@@ -479,14 +476,6 @@ func (s *steps) recheckWithin(r *Run, state string, timeout, every time.Duration
 	}
 	r.Logger.Info("not ready yet", "state", state)
 	return Outcome{RecheckIn: min(every, timeout-waited+s.CheckInterval)}, nil
-}
-
-func (s *steps) saveObserved(ctx context.Context, r *Run, st mgmt.Status) error {
-	raw, err := json.Marshal(st)
-	if err != nil {
-		return err
-	}
-	return s.Store.SetObserved(ctx, r.Cluster.ID, raw)
 }
 
 // kubeconfig fetches the workload cluster's kubeconfig and stores it

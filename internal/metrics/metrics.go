@@ -1,9 +1,9 @@
 // Package metrics is the service's Prometheus instrumentation: one
 // registry per server, served on its own listener (LOK8S_METRICS_ADDR).
 // HTTP requests by route and code, pipeline steps by provider, kind, step
-// and outcome, operations by outcome, River jobs, clusters by phase and
-// requests to each management cluster. A nil *Metrics records nothing, so
-// code under test needs none.
+// and outcome, operations by outcome, River jobs, clusters by phase,
+// requests to each management cluster, and each watcher's leader state and
+// lag. A nil *Metrics records nothing, so code under test needs none.
 package metrics
 
 import (
@@ -34,6 +34,8 @@ type Metrics struct {
 	jobsEnded    *prometheus.CounterVec
 	mgmtRequests *prometheus.CounterVec
 	mgmtDuration *prometheus.HistogramVec
+	leader       *prometheus.GaugeVec
+	watcherLag   *prometheus.HistogramVec
 }
 
 // New makes the collectors and registers them, with Go's and the process's.
@@ -63,9 +65,15 @@ func New() *Metrics {
 		mgmtDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "management_request_duration_seconds",
 			Help:    "Latency of requests to management clusters' API servers, by cluster and method.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}}, []string{"cluster", "method"}),
+		leader: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "watcher_leader",
+			Help: "1 while this replica holds the management cluster's watcher lease and runs its watcher (\"\" is the SaaS default), else 0."},
+			[]string{"management_cluster"}),
+		watcherLag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "watcher_lag_seconds",
+			Help:    "Time from a watched object's change reaching this replica's watcher to the cluster's observed status recorded, by management cluster.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"management_cluster"}),
 	}
 	m.reg.MustRegister(m.httpRequests, m.httpDuration, m.steps, m.operations, m.jobWait, m.jobRun, m.jobsEnded,
-		m.mgmtRequests, m.mgmtDuration,
+		m.mgmtRequests, m.mgmtDuration, m.leader, m.watcherLag,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -145,6 +153,28 @@ func (m *Metrics) ManagementTransport(domain string, next http.RoundTripper) htt
 		}
 		return resp, err
 	})
+}
+
+// Leading records whether this replica leads management cluster domain's
+// watcher.
+func (m *Metrics) Leading(domain string, leading bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if leading {
+		v = 1
+	}
+	m.leader.WithLabelValues(domain).Set(v)
+}
+
+// WatcherLag records how long a change took from the watcher's informer
+// to the store.
+func (m *Metrics) WatcherLag(domain string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.watcherLag.WithLabelValues(domain).Observe(d.Seconds())
 }
 
 // Gauges registers gauges read at each scrape: name, help and label, and

@@ -53,25 +53,6 @@ func (s *Store) SealedKubeconfig(ctx context.Context, tenantID, clusterID uuid.U
 	return sealed, nil
 }
 
-// SetObserved records what the management cluster reports about a cluster.
-// Only live clusters are updated; a deleted one keeps its last report. A
-// report without per-pool counts (the wait step reads only the Cluster)
-// keeps the pools the watcher recorded.
-func (s *Store) SetObserved(ctx context.Context, clusterID uuid.UUID, observed json.RawMessage) error {
-	err := s.exec(ctx, `
-		WITH next AS (
-			SELECT CASE WHEN $2::jsonb ? 'pools' OR c.observed->'pools' IS NULL THEN $2::jsonb
-			            ELSE $2::jsonb || jsonb_build_object('pools', c.observed->'pools') END AS observed
-			FROM clusters c WHERE c.id = $1
-		)
-		UPDATE clusters SET observed = next.observed, updated_at = now()
-		FROM next WHERE id = $1 AND deleted_at IS NULL AND clusters.observed IS DISTINCT FROM next.observed`, clusterID, observed)
-	if err != nil {
-		return fmt.Errorf("save observed status: %w", err)
-	}
-	return nil
-}
-
 // ClustersUsingSecret names the other live clusters that share c's
 // management cluster and namespace and use the credentials Secret name.
 func (s *Store) ClustersUsingSecret(ctx context.Context, c Cluster, name string) ([]string, error) {
@@ -91,12 +72,14 @@ func (s *Store) ClustersUsingSecret(ctx context.Context, c Cluster, name string)
 }
 
 // SetObservedByName records what the management cluster reports about the
-// tenant's live cluster name.
-func (s *Store) SetObservedByName(ctx context.Context, tenantID uuid.UUID, name string, observed json.RawMessage) error {
+// tenant's live cluster name, and that writer (the replica whose watcher
+// holds the management cluster's lease) recorded it. Only a change is
+// written: the same report again leaves the row, its writer and its time.
+func (s *Store) SetObservedByName(ctx context.Context, tenantID uuid.UUID, name string, observed json.RawMessage, writer string) error {
 	err := s.exec(ctx, `
-		UPDATE clusters SET observed = $3, updated_at = now()
+		UPDATE clusters SET observed = $3, observed_by = $4, observed_at = now(), updated_at = now()
 		WHERE tenant_id = $1 AND name = $2 AND deleted_at IS NULL AND observed IS DISTINCT FROM $3::jsonb`,
-		tenantID, name, observed)
+		tenantID, name, observed, writer)
 	if err != nil {
 		return fmt.Errorf("save observed status of %q: %w", name, err)
 	}

@@ -2,9 +2,12 @@
 // watch per management cluster (informers on the CAPI Clusters,
 // MachineDeployments, MachinePools and KubeadmControlPlanes the service
 // labelled), not one request per poll, so GET .../status reads Postgres
-// and never the management cluster. Its informers' cache is also the
-// management cluster's mgmt.Cache: the pipeline's wait and rollout checks
-// read it, and the watcher wakes them when what they wait on changes.
+// and never the management cluster. Of a fleet of replicas, only the one
+// holding the management cluster's Lease runs its watcher (RunElected):
+// observed status has one writer, recorded with it. The informers' cache
+// is also the management cluster's mgmt.Cache on that replica: the
+// pipeline's wait and rollout checks read it, and the watcher wakes them,
+// on whichever replica they run, when what they wait on changes.
 package watch
 
 import (
@@ -56,9 +59,9 @@ var watched = []struct {
 	{schema.GroupVersionKind{Group: "controlplane.cluster.x-k8s.io", Version: "v1beta2", Kind: "KubeadmControlPlane"}, controlPlanesGVR, false},
 }
 
-// Store is where observed status goes.
+// Store is where observed status goes, with the writer that recorded it.
 type Store interface {
-	SetObservedByName(ctx context.Context, tenantID uuid.UUID, name string, observed json.RawMessage) error
+	SetObservedByName(ctx context.Context, tenantID uuid.UUID, name string, observed json.RawMessage, writer string) error
 }
 
 // Watcher watches one management cluster.
@@ -67,6 +70,19 @@ type Watcher struct {
 	store    Store
 	logger   *slog.Logger
 	onChange func(ctx context.Context, tenantID uuid.UUID, name string)
+	// writer is the replica recorded as the observed status's writer
+	// (RunElected sets it to the election's identity).
+	writer string
+	// lag, when set, is told how long each change took from the informer
+	// to the store.
+	lag func(domain string, d time.Duration)
+}
+
+// OnLag sets f to be told, before Run, how long each recorded change
+// took from reaching the watcher's informer to being written (the
+// watcher lag metric).
+func (w *Watcher) OnLag(f func(domain string, d time.Duration)) {
+	w.lag = f
 }
 
 // OnChange sets f to be called, before Run, after each change of a
@@ -119,6 +135,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 
 	queue := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[key]())
 	defer queue.ShutDown()
+	// since holds when each queued cluster's oldest unrecorded change arrived.
+	var since sync.Map
 	enqueue := func(obj any) {
 		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = tomb.Obj
@@ -128,7 +146,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 			return
 		}
 		if name := u.GetLabels()[labelCluster]; name != "" {
-			queue.Add(key{namespace: u.GetNamespace(), name: name})
+			k := key{namespace: u.GetNamespace(), name: name}
+			since.LoadOrStore(k, time.Now())
+			queue.Add(k)
 		}
 	}
 	handler := cache.ResourceEventHandlerFuncs{
@@ -163,11 +183,18 @@ func (w *Watcher) Run(ctx context.Context) error {
 				if quit {
 					return
 				}
+				arrived, _ := since.LoadAndDelete(k)
 				if err := w.sync(ctx, k, c); err != nil {
+					if arrived != nil {
+						since.LoadOrStore(k, arrived)
+					}
 					w.logger.WarnContext(ctx, "could not record observed status", "cluster", k.name, "namespace", k.namespace, "error", err)
 					queue.AddRateLimited(k)
 				} else {
 					queue.Forget(k)
+					if t, ok := arrived.(time.Time); ok && w.lag != nil {
+						w.lag(w.cluster.Domain, time.Since(t))
+					}
 				}
 				queue.Done(k)
 			}
@@ -237,7 +264,7 @@ func (w *Watcher) sync(ctx context.Context, k key, c *view) error {
 	if err != nil {
 		return err
 	}
-	if err := w.store.SetObservedByName(ctx, tenant, k.name, raw); err != nil {
+	if err := w.store.SetObservedByName(ctx, tenant, k.name, raw, w.writer); err != nil {
 		return err
 	}
 	// Any change of a watched object may be what a check waits for (a

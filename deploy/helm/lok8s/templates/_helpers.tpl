@@ -31,3 +31,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "lok8s.tenantRole" -}}
 {{- printf "%s-tenant" (include "lok8s.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
+
+{{/* The watcher lease's name, in the release's namespace. */}}
+{{- define "lok8s.leaseName" -}}
+{{- default (printf "%s-watcher" (include "lok8s.fullname" .)) .Values.config.lease.name | trunc 63 | trimSuffix "-" }}
+{{- end }}
