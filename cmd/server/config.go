@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 
 	"lok8s.dev/provisioner/internal/api"
+	"lok8s.dev/provisioner/internal/app"
 	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/watch"
@@ -37,8 +38,9 @@ type config struct {
 	LogFormat      string
 	LogLevel       slog.Level
 	Workers        int
-	// MaxInFlight bounds the requests worked at once.
-	MaxInFlight int
+	// MaxInFlight bounds the requests worked at once, MaxConns the
+	// connections open at once.
+	MaxInFlight, MaxConns int
 	// MgmtQPS and MgmtBurst bound the requests per second to each
 	// management cluster.
 	MgmtQPS   int
@@ -138,6 +140,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 		bad("LOK8S_MAX_IN_FLIGHT", "must be a whole number ≥ 1")
 	}
 	c.MaxInFlight = inFlight
+	maxConns, err := strconv.Atoi(or(getenv("LOK8S_MAX_CONNS"), strconv.Itoa(app.DefaultMaxConns)))
+	if err != nil || maxConns <= c.MaxInFlight {
+		bad("LOK8S_MAX_CONNS", "must be a whole number above LOK8S_MAX_IN_FLIGHT (%d)", c.MaxInFlight)
+	}
+	c.MaxConns = maxConns
 	for _, v := range []struct {
 		name string
 		def  int
@@ -203,6 +210,7 @@ func (c config) LogValue() slog.Value {
 		slog.String("chart_cache_dir", c.ChartCacheDir),
 		slog.Int("workers", c.Workers),
 		slog.Int("max_in_flight", c.MaxInFlight),
+		slog.Int("max_conns", c.MaxConns),
 		slog.Int("mgmt_qps", c.MgmtQPS),
 		slog.Int("mgmt_burst", c.MgmtBurst),
 		slog.String("mgmt_tenant_role", c.MgmtTenantRole),

@@ -50,13 +50,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, ready c
 	}
 	logger := newLogger(cfg)
 	logger.Info("starting", "command", cmd, "config", cfg)
+	if cmd == "serve" {
+		limit, source := applySoftMemoryLimit(getenv)
+		logger.Info("soft memory limit", "bytes", limit, "from", source)
+	}
 	appCfg := app.Config{
 		Addr: cfg.Addr, DatabaseURL: cfg.DatabaseURL, AdminToken: cfg.AdminToken,
 		EncryptionKey: cfg.EncryptionKey, OldKeys: cfg.OldKeys,
 		MgmtKubeconfig: cfg.MgmtKubeconfig, KubeconfigDir: cfg.KubeconfigDir, TemplatesDir: cfg.TemplatesDir,
 		AddonsDir: cfg.AddonsDir, AddonValuesDir: cfg.AddonValuesDir, ChartCacheDir: cfg.ChartCacheDir, AddonTimeout: cfg.AddonTimeout,
 		Workers: cfg.Workers, CheckInterval: cfg.CheckInterval, WatchedCheckInterval: cfg.WatchedCheckInterval, ProvisionTimeout: cfg.ProvisionTimeout, EventRetention: cfg.EventRetention,
-		MaxInFlight: cfg.MaxInFlight, MgmtQPS: float32(cfg.MgmtQPS), MgmtBurst: cfg.MgmtBurst, MgmtTenantRole: cfg.MgmtTenantRole, MetricsAddr: cfg.MetricsAddr, ShutdownTimeout: app.DefaultShutdownTimeout, Logger: logger,
+		MaxInFlight: cfg.MaxInFlight, MaxConns: cfg.MaxConns, MgmtQPS: float32(cfg.MgmtQPS), MgmtBurst: cfg.MgmtBurst, MgmtTenantRole: cfg.MgmtTenantRole, MetricsAddr: cfg.MetricsAddr, ShutdownTimeout: app.DefaultShutdownTimeout, Logger: logger,
 		Election: cfg.election(watch.NewIdentity()),
 	}
 	if cmd == "migrate" {

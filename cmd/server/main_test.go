@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -29,12 +30,14 @@ func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
 		"LOK8S_WORKERS":             "-2",
 		"LOK8S_EVENT_RETENTION":     "a week",
 		"LOK8S_LEASE_RETRY_PERIOD":  "soon",
+		"LOK8S_MAX_CONNS":           "100", // not above LOK8S_MAX_IN_FLIGHT's 256
 	}))
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
 	for _, name := range []string{"LOK8S_ADMIN_TOKEN", "LOK8S_ENCRYPTION_KEY", "LOK8S_ENCRYPTION_OLD_KEYS", "LOK8S_MGMT_KUBECONFIG",
-		"LOK8S_TEMPLATES_DIR", "LOK8S_LOG_FORMAT", "LOK8S_LOG_LEVEL", "LOK8S_WORKERS", "LOK8S_EVENT_RETENTION", "LOK8S_LEASE_RETRY_PERIOD"} {
+		"LOK8S_TEMPLATES_DIR", "LOK8S_LOG_FORMAT", "LOK8S_LOG_LEVEL", "LOK8S_WORKERS", "LOK8S_EVENT_RETENTION", "LOK8S_LEASE_RETRY_PERIOD",
+		"LOK8S_MAX_CONNS"} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error does not name %s: %v", name, err)
 		}
@@ -61,6 +64,38 @@ func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
 	if e := cfg.election("me"); e.Namespace != "lok8s-system" || e.Name != "lok8s-watcher" ||
 		e.LeaseDuration != 15*time.Second || e.RenewDeadline != 10*time.Second || e.RetryPeriod != 2*time.Second {
 		t.Errorf("default election: %+v", e)
+	}
+}
+
+func TestSoftMemoryLimit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		env        map[string]string
+		files      map[string]string
+		want       int64
+		wantSource string
+	}{
+		{"GOMEMLIMIT wins", map[string]string{"GOMEMLIMIT": "100MiB"}, map[string]string{"/sys/fs/cgroup/memory.max": "536870912\n"}, 0, "GOMEMLIMIT"},
+		{"cgroup v2 limit", nil, map[string]string{"/sys/fs/cgroup/memory.max": "536870912\n"}, 483183820, "/sys/fs/cgroup/memory.max"},
+		{"cgroup v2 without a limit", nil, map[string]string{"/sys/fs/cgroup/memory.max": "max\n"}, 0, ""},
+		{"cgroup v1 limit", nil, map[string]string{"/sys/fs/cgroup/memory/memory.limit_in_bytes": "1073741824\n"}, 966367641, "/sys/fs/cgroup/memory/memory.limit_in_bytes"},
+		{"cgroup v1 without a limit", nil, map[string]string{"/sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712\n"}, 0, ""},
+		{"no cgroup", nil, nil, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			read := func(path string) ([]byte, error) {
+				if data, ok := tc.files[path]; ok {
+					return []byte(data), nil
+				}
+				return nil, os.ErrNotExist
+			}
+			got, source := softMemoryLimit(env(tc.env), read)
+			if got != tc.want || source != tc.wantSource {
+				t.Fatalf("got %d from %q, want %d from %q", got, source, tc.want, tc.wantSource)
+			}
+		})
 	}
 }
 

@@ -96,6 +96,8 @@ type bundle struct {
 	mgmtDir    string
 	queries    *queryCounter // statements sent, counted with setupOptions.bench
 	reads      *readmodel.Model
+	// handler is the API handler itself (no validator), for benchmarks.
+	handler http.Handler
 }
 
 func setup(t testing.TB) *bundle {
@@ -211,7 +213,7 @@ func setupWith(t testing.TB, opts setupOptions) *bundle {
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &bundle{t: t, url: srv.URL, dbURL: dbURL, pool: pool, adminToken: adminToken, logs: logs, mgmtDir: mgmtDir, queries: queries, reads: reads}
+	return &bundle{t: t, url: srv.URL, dbURL: dbURL, pool: pool, adminToken: adminToken, logs: logs, mgmtDir: mgmtDir, queries: queries, reads: reads, handler: handler}
 }
 
 // queryCounter is a pgx tracer counting the round trips to Postgres (a

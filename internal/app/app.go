@@ -93,11 +93,13 @@ type Config struct {
 	// OrphanCheckInterval and OrphanGrace: see jobs.Config (zero: defaults).
 	OrphanCheckInterval, OrphanGrace time.Duration
 	// ReadTimeout bounds reading a request (headers and body), IdleTimeout
-	// how long a keep-alive connection may idle, MaxUnauthenticatedConns
-	// how many connections may wait for a first authenticated request
-	// (zero: the Default* values).
-	ReadTimeout, IdleTimeout time.Duration
-	MaxUnauthenticatedConns  int
+	// how long a keep-alive connection may idle, MaxConns how many
+	// connections the API listener holds open at once (beyond it they wait
+	// in the kernel's accept queue), MaxUnauthenticatedConns how many of
+	// them may wait for a first authenticated request (zero: the Default*
+	// values).
+	ReadTimeout, IdleTimeout          time.Duration
+	MaxConns, MaxUnauthenticatedConns int
 	// MaxInFlight bounds the requests worked at once (api.Config; zero:
 	// api.DefaultMaxInFlight).
 	MaxInFlight int
@@ -229,9 +231,17 @@ const (
 	DefaultReadTimeout = 30 * time.Second
 	// DefaultIdleTimeout closes keep-alive connections idle that long.
 	DefaultIdleTimeout = 2 * time.Minute
+	// DefaultMaxConns bounds the connections open at once: requests being
+	// worked (api.DefaultMaxInFlight), event streams and idle keep-alive
+	// connections together. Each costs a goroutine and its buffers, tens
+	// of kilobytes.
+	DefaultMaxConns = 1024
 	// DefaultMaxUnauthenticatedConns bounds the connections that have not
 	// yet carried an authenticated request.
 	DefaultMaxUnauthenticatedConns = 512
+	// MaxHeaderBytes bounds a request's headers (net/http's default is 1
+	// MB, which every open connection could hold).
+	MaxHeaderBytes = 32 << 10
 )
 
 // positiveOr is v when it is positive, else def (zero or a negative
@@ -347,15 +357,25 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	// Slow clients: a request's headers and body must arrive within the
-	// read timeouts, an idle keep-alive connection is closed, and at most
-	// MaxUnauthenticatedConns connections wait for a first authenticated
-	// request. No write timeout: event streams set a deadline per write.
+	// Memory per connection is bounded: at most MaxConns are open (beyond
+	// them connections wait in the kernel's accept queue; the idlest
+	// keep-alive one makes room for a waiting one) and headers are at most
+	// MaxHeaderBytes. Slow clients: a request's headers and body must
+	// arrive within the read timeouts, an idle keep-alive connection is
+	// closed, and at most MaxUnauthenticatedConns connections wait for a
+	// first authenticated request. No write timeout: event streams set a
+	// deadline per write.
+	limiter := connguard.NewLimiter(positiveOr(cfg.MaxConns, DefaultMaxConns))
+	ln = limiter.Listener(ln)
 	guard := connguard.New(positiveOr(cfg.MaxUnauthenticatedConns, DefaultMaxUnauthenticatedConns))
-	srv := &http.Server{Handler: observe.Middleware(root), ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: observe.Middleware(root), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: MaxHeaderBytes,
 		ReadTimeout: positiveOr(cfg.ReadTimeout, DefaultReadTimeout), IdleTimeout: positiveOr(cfg.IdleTimeout, DefaultIdleTimeout),
-		ConnState: guard.ConnState, ConnContext: guard.ConnContext,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		ConnState: func(c net.Conn, state http.ConnState) {
+			limiter.ConnState(c, state)
+			guard.ConnState(c, state)
+		},
+		ConnContext: guard.ConnContext,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	// Every goroutine the service starts besides the server and the queue
 	// (the LISTEN hub, the read model, one watcher per management cluster) runs in this

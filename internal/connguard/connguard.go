@@ -1,8 +1,10 @@
-// Package connguard bounds the connections an HTTP server holds that have
-// not yet carried an authenticated request: anonymous clients cannot pin
-// more than that many connections (and goroutines), however slowly they
-// send. A connection leaves the count when a request on it authenticates
-// (Authenticated) and when it closes.
+// Package connguard bounds the connections an HTTP server holds: all of
+// them (Limiter: beyond a cap, new connections wait in the kernel's accept
+// queue, not in the process), and those that have not yet carried an
+// authenticated request (Guard: anonymous clients cannot pin more than
+// that many connections, and goroutines, however slowly they send; a
+// connection leaves that count when a request on it authenticates, see
+// Authenticated, and when it closes).
 package connguard
 
 import (

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -29,6 +30,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
+	"lok8s.dev/provisioner/internal/app"
 	"lok8s.dev/provisioner/internal/dbtest"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/testenv"
@@ -43,6 +45,8 @@ import (
 // (cold), 1,000 and 2,000 requests/s of random clusters, and as fast as 64
 // workers go (the most each serves). Then the service alone at twice its
 // most, beyond LOK8S_MAX_IN_FLIGHT, with its RSS before, during and after.
+// LOK8S_BENCH_READS_LOG, when set, is where the server's log (an access
+// log line a request) is copied at the end.
 func BenchmarkStatusReads(b *testing.B) {
 	n := benchEnvInt(b, "LOK8S_BENCH_READS_CLUSTERS", 10000)
 	dur := benchEnvDuration(b, "LOK8S_BENCH_READS_DURATION", 5*time.Second)
@@ -93,11 +97,7 @@ func BenchmarkStatusReads(b *testing.B) {
 	run := func(phase string, rate int, cold bool) [2]*vegeta.Metrics {
 		var out [2]*vegeta.Metrics
 		for i, side := range []benchSide{service, apiserver} {
-			d := dur
-			if cold {
-				d = time.Duration(float64(n) / float64(rate) * float64(time.Second))
-			}
-			out[i] = side.attack(n, rate, d, maxWorkers, cold)
+			out[i] = side.attack(n, rate, dur, maxWorkers, cold)
 		}
 		rows = append(rows, row{phase, out})
 		return out
@@ -132,8 +132,9 @@ func BenchmarkStatusReads(b *testing.B) {
 	}
 	ratio := most[0].Throughput / most[1].Throughput
 	fmt.Fprintf(w, "most served: service %.0f/s, kube-apiserver %.0f/s: ratio %.2f×\n", most[0].Throughput, most[1].Throughput, ratio)
-	fmt.Fprintf(w, "overload at %d/s (2× the most; LOK8S_MAX_IN_FLIGHT 256): %.0f/s answered 200, p50 %s p99 %s max %s, status codes %v\n",
-		over, overload.Throughput, msOf(overload.Latencies.P50), msOf(overload.Latencies.P99), msOf(overload.Latencies.Max), codes(overload))
+	maxConns := cmp.Or(os.Getenv("LOK8S_MAX_CONNS"), strconv.Itoa(app.DefaultMaxConns)) // the server inherits the environment
+	fmt.Fprintf(w, "overload at %d/s (2× the most; LOK8S_MAX_IN_FLIGHT 256, LOK8S_MAX_CONNS %s): %.0f/s answered 200, p50 %s p99 %s max %s, status codes %v\n",
+		over, maxConns, overload.Throughput, msOf(overload.Latencies.P50), msOf(overload.Latencies.P99), msOf(overload.Latencies.Max), codes(overload))
 	fmt.Fprintf(w, "server RSS: at start %d MB, after the cold pass %d MB, peak at 2× %d MB, %v after %d MB\n",
 		rssBefore>>20, rssWarm>>20, rssPeak>>20, settle, rssAfter>>20)
 	at1k, at2k := rows[1].m[0], rows[2].m[0]
@@ -192,8 +193,10 @@ func (s benchSide) get(b *testing.B, i int) (int, []byte) {
 	return resp.StatusCode, body
 }
 
-// attack sends GETs for dur at rate (0: as fast as maxWorkers go): of
-// every cluster in turn when inOrder, else of random ones.
+// attack sends GETs at rate (0: as fast as maxWorkers go): of every
+// cluster once, in turn, when inOrder (however long that takes: a side
+// slower than rate takes longer, and every cluster is read), else of
+// random ones for dur.
 func (s benchSide) attack(n, rate int, dur time.Duration, maxWorkers uint64, inOrder bool) *vegeta.Metrics {
 	var next atomic.Int64
 	targeter := func(t *vegeta.Target) error {
@@ -211,12 +214,29 @@ func (s benchSide) attack(n, rate int, dur time.Duration, maxWorkers uint64, inO
 	}
 	attacker := vegeta.NewAttacker(vegeta.Client(s.client), vegeta.Timeout(10*time.Second),
 		vegeta.Workers(workers), vegeta.MaxWorkers(maxWorkers))
+	var pacer vegeta.Pacer = vegeta.Rate{Freq: rate, Per: time.Second}
+	if inOrder {
+		pacer, dur = hitsPacer{Pacer: pacer, hits: uint64(n)}, 0
+	}
 	m := &vegeta.Metrics{}
-	for res := range attacker.Attack(targeter, vegeta.Rate{Freq: rate, Per: time.Second}, dur, s.name) {
+	for res := range attacker.Attack(targeter, pacer, dur, s.name) {
 		m.Add(res)
 	}
 	m.Close()
 	return m
+}
+
+// hitsPacer paces as its Pacer does and stops after hits requests.
+type hitsPacer struct {
+	vegeta.Pacer
+	hits uint64
+}
+
+func (p hitsPacer) Pace(elapsed time.Duration, hits uint64) (time.Duration, bool) {
+	if hits >= p.hits {
+		return 0, true
+	}
+	return p.Pacer.Pace(elapsed, hits)
 }
 
 // benchReadsTenant makes the tenant whose token reads, and its first
@@ -444,7 +464,16 @@ func benchReadsServer(b *testing.B, env ...string) *benchProcess {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logFile.Close() })
+	b.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		logFile.Close()
+		if keep := os.Getenv("LOK8S_BENCH_READS_LOG"); keep != "" {
+			if data, err := os.ReadFile(logFile.Name()); err == nil {
+				_ = os.WriteFile(keep, data, 0o644)
+			}
+		}
+	})
 	p := &benchProcess{Cmd: cmd, url: "http://" + addr}
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if resp, err := http.Get(p.url + "/healthz"); err == nil {

@@ -89,6 +89,8 @@ type options struct {
 	// protection against slow clients (zero: the defaults).
 	readTimeout             time.Duration
 	maxUnauthenticatedConns int
+	// maxConns caps the connections open at once (app.Config.MaxConns).
+	maxConns int
 	// streamHeartbeat paces idle event streams (zero: the default).
 	streamHeartbeat time.Duration
 	// orphanCheckInterval and orphanGrace pace the check for operations
@@ -182,7 +184,7 @@ func startService(t *testing.T, opts options) *service {
 		AddonsDir: opts.addonsDir, AddonValuesDir: opts.addonValuesDir, ChartCacheDir: t.TempDir(), AddonTimeout: 30 * time.Second,
 		Workers: 4, CheckInterval: opts.checkInterval, WatchedCheckInterval: opts.watchedCheckInterval, ProvisionTimeout: 2 * time.Minute,
 		JobMaxAttempts: 6, ShutdownTimeout: 10 * time.Second,
-		ReadTimeout: opts.readTimeout, MaxUnauthenticatedConns: opts.maxUnauthenticatedConns,
+		ReadTimeout: opts.readTimeout, MaxUnauthenticatedConns: opts.maxUnauthenticatedConns, MaxConns: opts.maxConns,
 		OrphanCheckInterval: opts.orphanCheckInterval, OrphanGrace: opts.orphanGrace, StreamHeartbeat: opts.streamHeartbeat,
 		WrapManagementTransport: opts.wrapTransport,
 		Election:                election,
