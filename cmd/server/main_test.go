@@ -158,3 +158,55 @@ func TestRedactURL(t *testing.T) {
 		}
 	}
 }
+
+// TestTracingFromOTELVariables: tracing is off unless an OTLP endpoint is
+// set; the signal's own endpoint is used as is, the base one gets
+// /v1/traces for http/protobuf; bad values are named.
+func TestTracingFromOTELVariables(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name        string
+		vars        map[string]string
+		endpoint    string
+		protocol    string
+		badVariable string
+	}{
+		{name: "none set: off", vars: map[string]string{}},
+		{name: "base endpoint", vars: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"},
+			endpoint: "http://collector:4318/v1/traces", protocol: "http/protobuf"},
+		{name: "traces endpoint as is", vars: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://other:4318",
+			"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://collector/custom/traces"},
+			endpoint: "https://collector/custom/traces", protocol: "http/protobuf"},
+		{name: "grpc", vars: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+			endpoint: "http://collector:4317", protocol: "grpc"},
+		{name: "disabled", vars: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_SDK_DISABLED": "true"}},
+		{name: "exporter none", vars: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_TRACES_EXPORTER": "none"}},
+		{name: "bad protocol", vars: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"},
+			badVariable: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"},
+		{name: "bad endpoint", vars: map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "collector:4318"},
+			badVariable: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			vars := map[string]string{"LOK8S_ADMIN_TOKEN": "admin-token-that-is-long-enough", "LOK8S_ENCRYPTION_KEY": seal.NewKey()}
+			for k, v := range c.vars {
+				vars[k] = v
+			}
+			cfg, err := loadConfig(env(vars))
+			if c.badVariable != "" {
+				if err == nil || !strings.Contains(err.Error(), c.badVariable) {
+					t.Fatalf("error %v does not name %s", err, c.badVariable)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Tracing.EndpointURL != c.endpoint || cfg.Tracing.Enabled() != (c.endpoint != "") ||
+				(c.endpoint != "" && cfg.Tracing.Protocol != c.protocol) {
+				t.Fatalf("tracing config %+v, want endpoint %q protocol %q", cfg.Tracing, c.endpoint, c.protocol)
+			}
+		})
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -106,6 +107,10 @@ type options struct {
 	tenantRole     string
 	// metrics serves /metrics on a listener of its own (service.metricsURL).
 	metrics bool
+	// spans, when set, receives the service's OpenTelemetry spans
+	// (tracing on); logs, when set, also receives its log records.
+	spans *tracetest.InMemoryExporter
+	logs  slog.Handler
 }
 
 func randomName(prefix string) string {
@@ -174,6 +179,12 @@ func startService(t *testing.T, opts options) *service {
 		OrphanCheckInterval: opts.orphanCheckInterval, OrphanGrace: opts.orphanGrace, StreamHeartbeat: opts.streamHeartbeat,
 		WrapManagementTransport: opts.wrapTransport,
 		Logger:                  slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	}
+	if opts.spans != nil {
+		cfg.Tracing.Exporter = opts.spans
+	}
+	if opts.logs != nil {
+		cfg.Logger = slog.New(teeHandler{cfg.Logger.Handler(), opts.logs})
 	}
 	addr, stop := serve(t, cfg, 30*time.Second)
 	t.Cleanup(stop)

@@ -2,7 +2,8 @@
 // registry per server, served on its own listener (LOK8S_METRICS_ADDR).
 // HTTP requests by route and code, pipeline steps by provider, kind, step
 // and outcome, operations by outcome, River jobs, clusters by phase and
-// requests to each management cluster. A nil *Metrics records nothing, so
+// requests to each management cluster, open event streams and their
+// delivery lag. A nil *Metrics records nothing, so
 // code under test needs none.
 package metrics
 
@@ -10,7 +11,10 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"regexp"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -34,6 +38,12 @@ type Metrics struct {
 	jobsEnded    *prometheus.CounterVec
 	mgmtRequests *prometheus.CounterVec
 	mgmtDuration *prometheus.HistogramVec
+	streams      prometheus.Gauge
+	eventLag     prometheus.Histogram
+
+	// collectors are those registered, for Names.
+	mu         sync.Mutex
+	collectors []prometheus.Collector
 }
 
 // New makes the collectors and registers them, with Go's and the process's.
@@ -63,11 +73,56 @@ func New() *Metrics {
 		mgmtDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "management_request_duration_seconds",
 			Help:    "Latency of requests to management clusters' API servers, by cluster and method.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}}, []string{"cluster", "method"}),
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "event_streams",
+			Help: "Event streams (Server-Sent Events: /v1/events, /v1/clusters/{name}/events) open now."}),
+		eventLag: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "event_delivery_lag_seconds",
+			Help: "Time from an event's creation (its transaction's start) to its write to a stream, for events " +
+				"created while the stream was open (not those replayed after Last-Event-ID).",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}),
 	}
-	m.reg.MustRegister(m.httpRequests, m.httpDuration, m.steps, m.operations, m.jobWait, m.jobRun, m.jobsEnded,
-		m.mgmtRequests, m.mgmtDuration,
+	m.register(m.httpRequests, m.httpDuration, m.steps, m.operations, m.jobWait, m.jobRun, m.jobsEnded,
+		m.mgmtRequests, m.mgmtDuration, m.streams, m.eventLag,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// register registers cs and remembers them for Names.
+func (m *Metrics) register(cs ...prometheus.Collector) {
+	m.reg.MustRegister(cs...)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.collectors = append(m.collectors, cs...)
+}
+
+// fqName reads a metric's name from its Desc, which has no accessor.
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// Names lists the name of every metric registered (a histogram's series
+// add _bucket, _sum and _count to it), sorted: what dashboards and alerts
+// may name.
+func (m *Metrics) Names() []string {
+	m.mu.Lock()
+	cs := slices.Clone(m.collectors)
+	m.mu.Unlock()
+	descs := make(chan *prometheus.Desc)
+	go func() {
+		defer close(descs)
+		for _, c := range cs {
+			c.Describe(descs)
+		}
+	}()
+	seen := map[string]bool{}
+	for d := range descs {
+		if match := fqName.FindStringSubmatch(d.String()); match != nil {
+			seen[match[1]] = true
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // Handler serves the registry in Prometheus's exposition format.
@@ -147,6 +202,23 @@ func (m *Metrics) ManagementTransport(domain string, next http.RoundTripper) htt
 	})
 }
 
+// StreamOpened counts an event stream open until closed is called.
+func (m *Metrics) StreamOpened() (closed func()) {
+	if m == nil {
+		return func() {}
+	}
+	m.streams.Inc()
+	return m.streams.Dec
+}
+
+// EventDelivered records the lag of an event written to a stream.
+func (m *Metrics) EventDelivered(lag time.Duration) {
+	if m == nil {
+		return
+	}
+	m.eventLag.Observe(lag.Seconds())
+}
+
 // Gauges registers gauges read at each scrape: name, help and label, and
 // read, which returns the value of each label value. A read that fails is
 // logged and leaves the gauge out of that scrape.
@@ -154,7 +226,7 @@ func (m *Metrics) Gauges(name, help, label string, read func(context.Context) (m
 	if m == nil {
 		return
 	}
-	m.reg.MustRegister(&gaugeCollector{
+	m.register(&gaugeCollector{
 		desc: prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, []string{label}, nil),
 		read: read, log: log,
 	})
