@@ -175,7 +175,7 @@ func TestOneTraceFromRequestToManagementCluster(t *testing.T) {
 // TestFailureRecordCarriesTraceID: the management cluster forbids the
 // apply; the operation fails, and its failure record (in the status and in
 // the step event) names the trace of POST /v1/clusters, the trace id the
-// "step failed" log line carries.
+// "step failed" log line carries; the metrics count the failure by code.
 func TestFailureRecordCarriesTraceID(t *testing.T) {
 	t.Parallel()
 	forbid := func(next http.RoundTripper) http.RoundTripper {
@@ -190,7 +190,7 @@ func TestFailureRecordCarriesTraceID(t *testing.T) {
 	}
 	exp := tracetest.NewInMemoryExporter()
 	logs := &logRecords{}
-	s := startService(t, options{spans: exp, logs: logs.handler(), wrapTransport: forbid})
+	s := startService(t, options{spans: exp, logs: logs.handler(), wrapTransport: forbid, metrics: true})
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
 	s.submit(seedSpecWithoutAddons(t))
 	failed := s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return st["phase"] == "Failed" })
@@ -209,5 +209,9 @@ func TestFailureRecordCarriesTraceID(t *testing.T) {
 	}
 	if ev := s.findEvent("/v1/clusters/prod/events", `"traceId":"`+traceID+`"`); !strings.Contains(ev, `"step":"apply"`) {
 		t.Errorf("step event: %s", ev)
+	}
+	failure := map[string]string{"provider": "hetzner", "kind": "provision", "step": "apply", "code": record["code"].(string), "final": "true"}
+	if got := sample(s.scrape(), "lok8s_step_failures_total", failure); got != 1 {
+		t.Errorf("lok8s_step_failures_total%v = %v, want 1", failure, got)
 	}
 }

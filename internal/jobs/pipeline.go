@@ -141,7 +141,7 @@ func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID 
 			if final {
 				r.observeOperation(op, "failed")
 			}
-			return r.fail(stepCtx, logger, op, step.Name, err, final)
+			return r.fail(stepCtx, logger, run, step.Name, err, final)
 		}
 		if out.RecheckIn > 0 {
 			endSpan(stepSpan, "rechecking", nil)
@@ -212,10 +212,14 @@ func (r *operationRunner) observeOperation(op store.Operation, outcome string) {
 
 // fail records a step's error; a final one fails the operation and tells
 // River not to retry, any other is returned for River to retry with backoff.
-func (r *operationRunner) fail(ctx context.Context, logger *slog.Logger, op store.Operation, step string, err error, final bool) error {
+func (r *operationRunner) fail(ctx context.Context, logger *slog.Logger, run *Run, step string, err error, final bool) error {
 	logger.WarnContext(ctx, "step failed", "step", step, "final", final, "error", err)
+	op := run.Operation
 	f := describe(step, err, final)
 	f.TraceID = tracing.TraceID(ctx)
+	if r.observer != nil {
+		r.observer.StepFailure(run.Cluster.Provider, string(op.Kind), step, f.Code, final)
+	}
 	if serr := r.store.FailStep(context.WithoutCancel(ctx), op.ID, step, f, final); serr != nil {
 		if errors.Is(serr, store.ErrOperationNotActive) {
 			return stopIfEnded(ctx, logger, serr)

@@ -88,6 +88,9 @@ type Observer interface {
 	// Step: a step ended with outcome succeeded, skipped, failed (for
 	// good) or retried, took after it first started.
 	Step(provider, kind, step, outcome string, took time.Duration)
+	// StepFailure: a step failed with the failure record's code; final
+	// says the operation failed with it (no retry follows).
+	StepFailure(provider, kind, step, code string, final bool)
 	// Operation: an operation ended with outcome succeeded or failed.
 	Operation(kind, outcome string)
 	// Job: one run of a River job ended with result completed, snoozed,

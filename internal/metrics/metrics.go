@@ -32,6 +32,7 @@ type Metrics struct {
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
 	steps        *prometheus.HistogramVec
+	failures     *prometheus.CounterVec
 	operations   *prometheus.CounterVec
 	jobWait      *prometheus.HistogramVec
 	jobRun       *prometheus.HistogramVec
@@ -59,6 +60,9 @@ func New() *Metrics {
 			Help: "Pipeline steps ended, by provider, operation kind, step and outcome (succeeded, skipped, failed, retried): " +
 				"from the step's first start to its end, waits included.",
 			Buckets: []float64{.05, .25, 1, 5, 15, 30, 60, 120, 300, 600, 1200, 2700}}, []string{"provider", "kind", "step", "outcome"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "step_failures_total",
+			Help: "Step failures by provider, operation kind, step, failure code (as in the status) and final " +
+				"(true: the operation failed; false: the step is retried)."}, []string{"provider", "kind", "step", "code", "final"}),
 		operations: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "operations_total",
 			Help: "Operations ended, by kind and outcome (succeeded, failed)."}, []string{"kind", "outcome"}),
 		jobWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "job_queue_wait_seconds",
@@ -80,7 +84,7 @@ func New() *Metrics {
 				"created while the stream was open (not those replayed after Last-Event-ID).",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}),
 	}
-	m.register(m.httpRequests, m.httpDuration, m.steps, m.operations, m.jobWait, m.jobRun, m.jobsEnded,
+	m.register(m.httpRequests, m.httpDuration, m.steps, m.failures, m.operations, m.jobWait, m.jobRun, m.jobsEnded,
 		m.mgmtRequests, m.mgmtDuration, m.streams, m.eventLag,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -159,6 +163,14 @@ func (m *Metrics) Step(provider, kind, step, outcome string, took time.Duration)
 		return
 	}
 	m.steps.WithLabelValues(provider, kind, step, outcome).Observe(took.Seconds())
+}
+
+// StepFailure records a step's failure with its code.
+func (m *Metrics) StepFailure(provider, kind, step, code string, final bool) {
+	if m == nil {
+		return
+	}
+	m.failures.WithLabelValues(provider, kind, step, code, strconv.FormatBool(final)).Inc()
 }
 
 // Operation records an operation that ended.
