@@ -47,7 +47,7 @@ func valueMatrix() map[string]map[string]any {
 				"tls": []any{map[string]any{"secretName": "lok8s-tls", "hosts": []any{"lok8s.example.com"}}}},
 			"networkPolicy": map[string]any{"enabled": true, "from": []any{map[string]any{
 				"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "ingress-nginx"}}}}},
-			"config":  map[string]any{"extraEnv": map[string]any{"LOK8S_EVENT_RETENTION": "72h"}},
+			"config": map[string]any{"extraEnv": map[string]any{"LOK8S_EVENT_RETENTION": "72h"}},
 			"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true},
 				"grafanaDashboard": map[string]any{"enabled": true, "annotations": map[string]any{"grafana_folder": "lok8s"}}},
 		}),
