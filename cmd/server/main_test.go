@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,15 +68,27 @@ func TestConfigLogValueHidesSecrets(t *testing.T) {
 }
 
 // TestServeAndShutDown runs the real program on :0 against a fresh
-// database, talks to it, then stops it as SIGTERM would.
+// database, talks to it, then stops it as SIGTERM would; with
+// OTEL_EXPORTER_OTLP_ENDPOINT set, the request's span reaches the OTLP
+// receiver (a stand-in recording what it is sent) by the end of shutdown.
 func TestServeAndShutDown(t *testing.T) {
 	t.Parallel()
+	var exports atomic.Int32
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/traces" {
+			exports.Add(1)
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer receiver.Close()
 	vars := map[string]string{
-		"DATABASE_URL":         dbtest.New(t),
-		"LOK8S_ADDR":           "127.0.0.1:0",
-		"LOK8S_ADMIN_TOKEN":    "admin-token-that-is-long-enough",
-		"LOK8S_ENCRYPTION_KEY": seal.NewKey(),
-		"LOK8S_LOG_LEVEL":      "warn",
+		"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.URL,
+		"DATABASE_URL":                dbtest.New(t),
+		"LOK8S_ADDR":                  "127.0.0.1:0",
+		"LOK8S_ADMIN_TOKEN":           "admin-token-that-is-long-enough",
+		"LOK8S_ENCRYPTION_KEY":        seal.NewKey(),
+		"LOK8S_LOG_LEVEL":             "warn",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -116,6 +130,9 @@ func TestServeAndShutDown(t *testing.T) {
 	}
 	if err := healthcheck(context.Background(), addr); err == nil {
 		t.Fatal("healthcheck passes after shutdown")
+	}
+	if exports.Load() == 0 {
+		t.Fatal("no spans exported to OTEL_EXPORTER_OTLP_ENDPOINT")
 	}
 }
 
