@@ -18,6 +18,7 @@ import (
 	"lok8s.dev/provisioner/internal/app"
 	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/seal"
+	"lok8s.dev/provisioner/internal/tracing"
 	"lok8s.dev/provisioner/internal/watch"
 )
 
@@ -61,6 +62,9 @@ type config struct {
 	// LeaseRetryPeriod time its election (watch.Election).
 	LeaseNamespace, LeaseName                           string
 	LeaseDuration, LeaseRenewDeadline, LeaseRetryPeriod time.Duration
+	// Tracing is where OpenTelemetry spans go, from the standard OTEL_*
+	// variables (zero: off).
+	Tracing tracing.Config
 }
 
 // minAdminTokenLen keeps the admin token out of guessing range.
@@ -182,6 +186,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 				leaderelection.JitterFactor, err)
 		}
 	}
+	c.Tracing = tracingConfig(getenv, bad)
 	if len(errs) > 0 {
 		return config{}, fmt.Errorf("configuration: %w", errors.Join(errs...))
 	}
@@ -192,6 +197,52 @@ func loadConfig(getenv func(string) string) (config, error) {
 func (c config) election(identity string) watch.Election {
 	return watch.Election{Namespace: c.LeaseNamespace, Name: c.LeaseName, Identity: identity,
 		LeaseDuration: c.LeaseDuration, RenewDeadline: c.LeaseRenewDeadline, RetryPeriod: c.LeaseRetryPeriod}
+}
+
+// tracingConfig reads OpenTelemetry's standard variables: tracing is on
+// when OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (used as is) or
+// OTEL_EXPORTER_OTLP_ENDPOINT (a base URL: http/protobuf adds /v1/traces)
+// is set, unless OTEL_SDK_DISABLED is true or OTEL_TRACES_EXPORTER is
+// none. The protocol is OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or
+// OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf, the default, or grpc).
+func tracingConfig(getenv func(string) string, bad func(name, format string, args ...any)) tracing.Config {
+	if strings.EqualFold(getenv("OTEL_SDK_DISABLED"), "true") {
+		return tracing.Config{}
+	}
+	switch exp := getenv("OTEL_TRACES_EXPORTER"); exp {
+	case "", "otlp":
+	case "none":
+		return tracing.Config{}
+	default:
+		bad("OTEL_TRACES_EXPORTER", "must be otlp or none, got %q", exp)
+		return tracing.Config{}
+	}
+	protoVar := "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+	if getenv(protoVar) == "" {
+		protoVar = "OTEL_EXPORTER_OTLP_PROTOCOL"
+	}
+	c := tracing.Config{Protocol: or(getenv(protoVar), tracing.ProtocolHTTP), ServiceName: or(getenv("OTEL_SERVICE_NAME"), "lok8s")}
+	if c.Protocol != tracing.ProtocolHTTP && c.Protocol != tracing.ProtocolGRPC {
+		bad(protoVar, "must be %s or %s, got %q", tracing.ProtocolHTTP, tracing.ProtocolGRPC, c.Protocol)
+	}
+	name, endpoint := "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+	signal := endpoint != ""
+	if !signal {
+		name, endpoint = "OTEL_EXPORTER_OTLP_ENDPOINT", getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+	}
+	if endpoint == "" {
+		return tracing.Config{}
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad(name, "must be an http:// or https:// URL, got %q", redactURL(endpoint))
+		return tracing.Config{}
+	}
+	if !signal && c.Protocol == tracing.ProtocolHTTP {
+		u.Path = strings.TrimSuffix(u.Path, "/") + "/v1/traces"
+	}
+	c.EndpointURL = u.String()
+	return c
 }
 
 // LogValue keeps secrets out of logs when the configuration is logged.
@@ -223,6 +274,8 @@ func (c config) LogValue() slog.Value {
 		slog.Duration("lease_duration", c.LeaseDuration),
 		slog.Duration("lease_renew_deadline", c.LeaseRenewDeadline),
 		slog.Duration("lease_retry_period", c.LeaseRetryPeriod),
+		slog.String("otlp_traces_endpoint", redactURL(c.Tracing.EndpointURL)),
+		slog.String("otlp_protocol", c.Tracing.Protocol),
 	)
 }
 

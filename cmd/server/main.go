@@ -60,7 +60,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, ready c
 		MgmtKubeconfig: cfg.MgmtKubeconfig, KubeconfigDir: cfg.KubeconfigDir, TemplatesDir: cfg.TemplatesDir,
 		AddonsDir: cfg.AddonsDir, AddonValuesDir: cfg.AddonValuesDir, ChartCacheDir: cfg.ChartCacheDir, AddonTimeout: cfg.AddonTimeout,
 		Workers: cfg.Workers, CheckInterval: cfg.CheckInterval, WatchedCheckInterval: cfg.WatchedCheckInterval, ProvisionTimeout: cfg.ProvisionTimeout, EventRetention: cfg.EventRetention,
-		MaxInFlight: cfg.MaxInFlight, MaxConns: cfg.MaxConns, MgmtQPS: float32(cfg.MgmtQPS), MgmtBurst: cfg.MgmtBurst, MgmtTenantRole: cfg.MgmtTenantRole, MetricsAddr: cfg.MetricsAddr, ShutdownTimeout: app.DefaultShutdownTimeout, Logger: logger,
+		MaxInFlight: cfg.MaxInFlight, MaxConns: cfg.MaxConns, MgmtQPS: float32(cfg.MgmtQPS), MgmtBurst: cfg.MgmtBurst, MgmtTenantRole: cfg.MgmtTenantRole, MetricsAddr: cfg.MetricsAddr, Tracing: cfg.Tracing, ShutdownTimeout: app.DefaultShutdownTimeout, Logger: logger,
 		Election: cfg.election(watch.NewIdentity()),
 	}
 	if cmd == "migrate" {

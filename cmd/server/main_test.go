@@ -5,8 +5,10 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -121,15 +123,27 @@ func TestConfigLogValueHidesSecrets(t *testing.T) {
 }
 
 // TestServeAndShutDown runs the real program on :0 against a fresh
-// database, talks to it, then stops it as SIGTERM would.
+// database, talks to it, then stops it as SIGTERM would; with
+// OTEL_EXPORTER_OTLP_ENDPOINT set, the request's span reaches the OTLP
+// receiver (a stand-in recording what it is sent) by the end of shutdown.
 func TestServeAndShutDown(t *testing.T) {
 	t.Parallel()
+	var exports atomic.Int32
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/traces" {
+			exports.Add(1)
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer receiver.Close()
 	vars := map[string]string{
-		"DATABASE_URL":         dbtest.New(t),
-		"LOK8S_ADDR":           "127.0.0.1:0",
-		"LOK8S_ADMIN_TOKEN":    "admin-token-that-is-long-enough",
-		"LOK8S_ENCRYPTION_KEY": seal.NewKey(),
-		"LOK8S_LOG_LEVEL":      "warn",
+		"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.URL,
+		"DATABASE_URL":                dbtest.New(t),
+		"LOK8S_ADDR":                  "127.0.0.1:0",
+		"LOK8S_ADMIN_TOKEN":           "admin-token-that-is-long-enough",
+		"LOK8S_ENCRYPTION_KEY":        seal.NewKey(),
+		"LOK8S_LOG_LEVEL":             "warn",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -172,6 +186,9 @@ func TestServeAndShutDown(t *testing.T) {
 	if err := healthcheck(context.Background(), addr); err == nil {
 		t.Fatal("healthcheck passes after shutdown")
 	}
+	if exports.Load() == 0 {
+		t.Fatal("no spans exported to OTEL_EXPORTER_OTLP_ENDPOINT")
+	}
 }
 
 func TestMigrateCommandAndUnknownCommand(t *testing.T) {
@@ -211,5 +228,57 @@ func TestRedactURL(t *testing.T) {
 		if got != tc.want || strings.Contains(got, "s3cret") {
 			t.Errorf("redactURL(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestTracingFromOTELVariables: tracing is off unless an OTLP endpoint is
+// set; the signal's own endpoint is used as is, the base one gets
+// /v1/traces for http/protobuf; bad values are named.
+func TestTracingFromOTELVariables(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name        string
+		vars        map[string]string
+		endpoint    string
+		protocol    string
+		badVariable string
+	}{
+		{name: "none set: off", vars: map[string]string{}},
+		{name: "base endpoint", vars: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"},
+			endpoint: "http://collector:4318/v1/traces", protocol: "http/protobuf"},
+		{name: "traces endpoint as is", vars: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://other:4318",
+			"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://collector/custom/traces"},
+			endpoint: "https://collector/custom/traces", protocol: "http/protobuf"},
+		{name: "grpc", vars: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+			endpoint: "http://collector:4317", protocol: "grpc"},
+		{name: "disabled", vars: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_SDK_DISABLED": "true"}},
+		{name: "exporter none", vars: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_TRACES_EXPORTER": "none"}},
+		{name: "bad protocol", vars: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"},
+			badVariable: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"},
+		{name: "bad endpoint", vars: map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "collector:4318"},
+			badVariable: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			vars := map[string]string{"LOK8S_ADMIN_TOKEN": "admin-token-that-is-long-enough", "LOK8S_ENCRYPTION_KEY": seal.NewKey()}
+			for k, v := range c.vars {
+				vars[k] = v
+			}
+			cfg, err := loadConfig(env(vars))
+			if c.badVariable != "" {
+				if err == nil || !strings.Contains(err.Error(), c.badVariable) {
+					t.Fatalf("error %v does not name %s", err, c.badVariable)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Tracing.EndpointURL != c.endpoint || cfg.Tracing.Enabled() != (c.endpoint != "") ||
+				(c.endpoint != "" && cfg.Tracing.Protocol != c.protocol) {
+				t.Fatalf("tracing config %+v, want endpoint %q protocol %q", cfg.Tracing, c.endpoint, c.protocol)
+			}
+		})
 	}
 }

@@ -22,6 +22,15 @@ type EventsHub interface {
 	Subscribe(tenantID uuid.UUID) (wake <-chan struct{}, cancel func())
 }
 
+// StreamObserver is told what the event streams do.
+type StreamObserver interface {
+	// StreamOpened: a stream started; closed is called when it ends.
+	StreamOpened() (closed func())
+	// EventDelivered: an event created while its stream was open was
+	// written to it lag after its creation.
+	EventDelivered(lag time.Duration)
+}
+
 // Defaults of the event streams.
 const (
 	DefaultHeartbeat = 15 * time.Second
@@ -110,6 +119,12 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no") // proxies: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
+	// Delivery lag is that of events created while the stream is open:
+	// those replayed from before (Last-Event-ID) are history, not lag.
+	opened := time.Now()
+	if s.Streams != nil {
+		defer s.Streams.StreamOpened()()
+	}
 	write := func(chunk string) error {
 		if err := rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 			return err
@@ -155,6 +170,9 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 			}
 			if err := write(frame); err != nil {
 				return // the client left or is too slow: it resumes by Last-Event-ID
+			}
+			if s.Streams != nil && !e.At.Before(opened) {
+				s.Streams.EventDelivered(max(time.Since(e.At), 0))
 			}
 			last = e.Position
 		}

@@ -85,6 +85,9 @@ type Config struct {
 	Events EventsHub
 	// Heartbeat is how often an idle stream sends a comment (default 15s).
 	Heartbeat time.Duration
+	// Streams, when set, is told of event streams opened and closed and of
+	// each event written (the service's metrics).
+	Streams StreamObserver
 	// OpenAPI is the API description served at /openapi.yaml.
 	OpenAPI      []byte
 	MaxBodyBytes int64

@@ -68,6 +68,9 @@ type FailureView struct {
 	Remediation string `json:"remediation"`
 	Reason      string `json:"reason,omitempty"`
 	Message     string `json:"message"`
+	// TraceID is the OpenTelemetry trace of the failing run (the trace_id
+	// of its log lines), when tracing is on.
+	TraceID string `json:"traceId,omitempty"`
 }
 
 // StatusView is GET /v1/clusters/{name}/status.
@@ -235,7 +238,7 @@ func operationView(op store.Operation, raw bool) OperationView {
 		}
 		if s.State == store.StepFailed && s.Failure.Code != "" {
 			sv.Failure = &FailureView{Step: s.Name, Code: s.Failure.Code, Retryable: s.Failure.Retryable,
-				Remediation: s.Failure.Remediation, Reason: forAudience(s.Failure.Reason, raw), Message: sv.Error}
+				Remediation: s.Failure.Remediation, Reason: forAudience(s.Failure.Reason, raw), Message: sv.Error, TraceID: s.Failure.TraceID}
 		}
 		v.Steps = append(v.Steps, sv)
 	}

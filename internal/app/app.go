@@ -35,6 +35,7 @@ import (
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
+	"lok8s.dev/provisioner/internal/tracing"
 	"lok8s.dev/provisioner/internal/watch"
 	"lok8s.dev/provisioner/internal/web"
 )
@@ -57,6 +58,8 @@ type Config struct {
 	// MetricsAddr, when set, is where /metrics is served (its own
 	// listener, so it is never exposed with the API).
 	MetricsAddr string
+	// Tracing says where OpenTelemetry spans go (zero: tracing off).
+	Tracing tracing.Config
 	// MgmtTenantRole is the ClusterRole the service binds to itself in each
 	// tenant namespace of the default management cluster ("" binds none).
 	MgmtTenantRole string
@@ -261,6 +264,20 @@ const GitCredentialProvider = "git"
 // it listens on.
 func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	log := logger(cfg)
+	traces, err := tracing.Setup(ctx, cfg.Tracing)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := traces.Shutdown(c); err != nil {
+			log.Warn("spans not exported at shutdown", "error", err)
+		}
+	}()
+	if traces.Enabled() {
+		log = slog.New(tracing.LogHandler(log.Handler()))
+	}
 	pool, err := store.Connect(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
@@ -297,9 +314,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	}
 	var observe *metrics.Metrics
 	if cfg.MetricsAddr != "" {
-		observe = metrics.New()
-		observe.Gauges("clusters", "Live clusters by phase.", "phase", st.ClustersByPhase, log)
-		observe.Gauges("jobs", "River jobs by state (scheduled: waiting for their next check or retry).", "state", st.JobsByState, log)
+		observe = newMetrics(st, log)
 	}
 	registry := &mgmt.Registry{DefaultKubeconfig: cfg.MgmtKubeconfig, KubeconfigDir: cfg.KubeconfigDir, WrapTransport: cfg.WrapManagementTransport,
 		QPS: cfg.MgmtQPS, Burst: cfg.MgmtBurst, TenantRole: cfg.MgmtTenantRole}
@@ -309,14 +324,19 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 		Addons: addonCatalog, Installer: installer, AddonOverrides: overrides,
 		CheckInterval: cfg.CheckInterval, WatchedCheckInterval: cfg.WatchedCheckInterval, WaitTimeout: cfg.ProvisionTimeout,
 	})
+	// Requests to management clusters: timed (metrics) and, within a
+	// traced request or job, spans (each passes requests through when off).
+	registry.Instrument = func(domain string, next http.RoundTripper) http.RoundTripper {
+		return traces.ManagementTransport(domain, observe.ManagementTransport(domain, next))
+	}
 	var observer jobs.Observer
+	var streams api.StreamObserver
 	if observe != nil {
-		registry.Instrument = observe.ManagementTransport
-		observer = observe
+		observer, streams = observe, observe
 	}
 	queue, err := jobs.NewQueue(pool, jobs.Config{
-		Observer: observer,
-		Store:    st, Logger: log, Pipeline: pipeline, Workers: cfg.Workers,
+		Observer: observer, Tracer: traces.Provider(),
+		Store: st, Logger: log, Pipeline: pipeline, Workers: cfg.Workers,
 		MaxAttempts: cfg.JobMaxAttempts, StepTimeout: cfg.JobTimeout, RescueAfter: cfg.JobRescueAfter,
 		EventRetention: cfg.EventRetention, OrphanCheckInterval: cfg.OrphanCheckInterval, OrphanGrace: cfg.OrphanGrace,
 	})
@@ -327,7 +347,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	reads := readmodel.New(pool, log)
 	avail := &availability{catalog: catalog, registry: registry}
 	handler, err := api.New(WithCatalog(api.Config{
-		Store: st, Keyring: keyring, Logger: log, Events: hub, Reads: reads, Heartbeat: cfg.StreamHeartbeat,
+		Store: st, Keyring: keyring, Logger: log, Events: hub, Reads: reads, Heartbeat: cfg.StreamHeartbeat, Streams: streams,
 		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
 		ManagementClusterKnown: registry.Known, OpenAPI: provisioner.OpenAPI,
 		ProviderMissing: avail.providerMissing, ManagementClusters: avail.managementClusters,
@@ -368,7 +388,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	limiter := connguard.NewLimiter(positiveOr(cfg.MaxConns, DefaultMaxConns))
 	ln = limiter.Listener(ln)
 	guard := connguard.New(positiveOr(cfg.MaxUnauthenticatedConns, DefaultMaxUnauthenticatedConns))
-	srv := &http.Server{Handler: observe.Middleware(root), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: MaxHeaderBytes,
+	srv := &http.Server{Handler: observe.Middleware(traces.Middleware(root)), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: MaxHeaderBytes,
 		ReadTimeout: positiveOr(cfg.ReadTimeout, DefaultReadTimeout), IdleTimeout: positiveOr(cfg.IdleTimeout, DefaultIdleTimeout),
 		ConnState: func(c net.Conn, state http.ConnState) {
 			limiter.ConnState(c, state)
@@ -459,6 +479,16 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newMetrics makes the service's metrics, with the gauges st is asked for
+// at each scrape (the Grafana dashboard's test lists their names, with a
+// nil st).
+func newMetrics(st *store.Store, log *slog.Logger) *metrics.Metrics {
+	m := metrics.New()
+	m.Gauges("clusters", "Live clusters by phase.", "phase", st.ClustersByPhase, log)
+	m.Gauges("jobs", "River jobs by state (scheduled: waiting for their next check or retry).", "state", st.JobsByState, log)
+	return m
 }
 
 // serveMetrics serves m at addr's /metrics until the returned stop is called.

@@ -2,6 +2,8 @@ package chart_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -47,7 +49,8 @@ func valueMatrix() map[string]map[string]any {
 				"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "ingress-nginx"}}}}},
 			"config": map[string]any{"extraEnv": map[string]any{"LOK8S_EVENT_RETENTION": "72h"},
 				"lease": map[string]any{"name": "fleet-watcher", "duration": "30s"}},
-			"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}},
+			"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true},
+				"grafanaDashboard": map[string]any{"enabled": true, "annotations": map[string]any{"grafana_folder": "lok8s"}}},
 		}),
 		"no rbac, own service account": base(map[string]any{
 			"rbac":           map[string]any{"create": false},
@@ -146,6 +149,11 @@ func TestChartAppliesToTheAPIServer(t *testing.T) {
 			if kinds["Deployment"] != 1 || kinds["Service"] != 1 {
 				t.Fatalf("rendered kinds %v", kinds)
 			}
+			if dashboard := dashboardOf(objs); wantsDashboard(values) != (dashboard != nil) {
+				t.Fatalf("grafanaDashboard %v, dashboard ConfigMap rendered: %v", wantsDashboard(values), dashboard != nil)
+			} else if dashboard != nil {
+				checkDashboard(t, dashboard)
+			}
 			if monitor != nil {
 				checkMonitorFindsService(t, monitor, service)
 			}
@@ -195,6 +203,41 @@ func checkPodIsRestricted(t *testing.T, env *testenv.Env, namespace string, depl
 	}
 	if c.ReadinessProbe != nil && c.ReadinessProbe.HTTPGet != nil && c.ReadinessProbe.HTTPGet.Path != "/readyz" {
 		t.Errorf("readiness probe %s, want /readyz", c.ReadinessProbe.HTTPGet.Path)
+	}
+}
+
+// wantsDashboard reports whether values turn the dashboard ConfigMap on.
+func wantsDashboard(values map[string]any) bool {
+	m, _ := values["metrics"].(map[string]any)
+	d, _ := m["grafanaDashboard"].(map[string]any)
+	return d["enabled"] == true && m["enabled"] != false
+}
+
+// dashboardOf is the dashboard ConfigMap among objs, if any.
+func dashboardOf(objs []*unstructured.Unstructured) *unstructured.Unstructured {
+	for _, o := range objs {
+		if o.GetKind() == "ConfigMap" && o.GetLabels()["grafana_dashboard"] == "1" {
+			return o
+		}
+	}
+	return nil
+}
+
+// checkDashboard checks that the ConfigMap carries the repository's
+// dashboard unchanged (what Grafana's sidecar loads).
+func checkDashboard(t *testing.T, cm *unstructured.Unstructured) {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(filepath.Join(chart.Dir(root), "dashboards", "lok8s.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, _ := unstructured.NestedString(cm.Object, "data", "lok8s.json")
+	if got != strings.TrimRight(string(want), "\n") {
+		t.Errorf("the dashboard ConfigMap's lok8s.json (%d bytes) is not dashboards/lok8s.json (%d bytes)", len(got), len(want))
 	}
 }
 

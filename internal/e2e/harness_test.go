@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -113,6 +114,10 @@ type options struct {
 	// leaseNamespace and leaseName, when set, locate the watcher lease
 	// (default: testElection's).
 	leaseNamespace, leaseName string
+	// spans, when set, receives the service's OpenTelemetry spans
+	// (tracing on); logs, when set, also receives its log records.
+	spans *tracetest.InMemoryExporter
+	logs  slog.Handler
 }
 
 func randomName(prefix string) string {
@@ -189,6 +194,12 @@ func startService(t *testing.T, opts options) *service {
 		WrapManagementTransport: opts.wrapTransport,
 		Election:                election,
 		Logger:                  slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	}
+	if opts.spans != nil {
+		cfg.Tracing.Exporter = opts.spans
+	}
+	if opts.logs != nil {
+		cfg.Logger = slog.New(teeHandler{cfg.Logger.Handler(), opts.logs})
 	}
 	addr, stop := serve(t, cfg, 30*time.Second)
 	t.Cleanup(stop)

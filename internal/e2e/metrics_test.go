@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"net"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,12 +78,35 @@ func sample(families map[string]*dto.MetricFamily, family string, labels map[str
 // TestMetricsMatchWhatHappened provisions a cluster with metrics on and
 // checks that a scrape tells what the test saw through the API: each step
 // once with its outcome, the operation, the cluster's phase, the job, the
-// status reads by route, and requests to the management cluster.
+// status reads by route, requests to the management cluster, and the
+// event stream open through it with the delivery lag of each event it got.
 func TestMetricsMatchWhatHappened(t *testing.T) {
 	t.Parallel()
 	s := startService(t, options{metrics: true})
+	stream := s.countEvents()
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
 	provisionAndFinish(t, s, "prod", seedSpecWithoutAddons(t))
+
+	// The stream's events, each with its delivery lag, and the stream open.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		got := s.scrape()
+		lags, received := sample(got, "lok8s_event_delivery_lag_seconds", map[string]string{}), float64(stream.events.Load())
+		if lags == received && received >= 10 && sample(got, "lok8s_event_streams", map[string]string{}) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("event stream: %v events received, %v delivery lags observed, lok8s_event_streams %v",
+				received, lags, sample(got, "lok8s_event_streams", map[string]string{}))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stream.close()
+	for deadline := time.Now().Add(10 * time.Second); sample(s.scrape(), "lok8s_event_streams", map[string]string{}) != 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("lok8s_event_streams still counts the closed stream")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	// River marks the job completed, and reports it, only after the
 	// operation's last write, which the status shows: wait for that report.
@@ -141,6 +167,46 @@ func TestMetricsMatchWhatHappened(t *testing.T) {
 	if mgmtRequests < 10 {
 		t.Errorf("requests to the management cluster counted: %v", mgmtRequests)
 	}
+}
+
+// eventCounter is an event stream of the tenant's, read to its end.
+type eventCounter struct {
+	events atomic.Int64
+	close  func()
+}
+
+// countEvents opens GET /v1/events and counts the events it carries until
+// close is called.
+func (s *service) countEvents() *eventCounter {
+	s.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		s.t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		cancel()
+		resp.Body.Close()
+		s.t.Fatalf("open event stream: %s", resp.Status)
+	}
+	c := &eventCounter{}
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		defer resp.Body.Close()
+		lines := bufio.NewScanner(resp.Body)
+		for lines.Scan() {
+			if strings.HasPrefix(lines.Text(), "id: ") {
+				c.events.Add(1)
+			}
+		}
+	}()
+	c.close = func() { cancel(); <-ended }
+	s.t.Cleanup(c.close)
+	return c
 }
 
 // completedJobs counts River's completed jobs.

@@ -10,9 +10,13 @@ import (
 	"github.com/google/uuid"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
+	"lok8s.dev/provisioner/internal/tracing"
 )
 
 // Step is one named, idempotent step of an operation: running it again after
@@ -82,9 +86,16 @@ type operationRunner struct {
 	pipeline *Pipeline
 	logger   *slog.Logger
 	observer Observer
+	tracer   trace.Tracer
 }
 
-func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID uuid.UUID) error {
+// work runs op's steps from the saved one on, as one span (a child of the
+// trace the job was enqueued in) with a span per step.
+func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID uuid.UUID) (err error) {
+	ctx, span := r.tracer.Start(jobTrace(ctx, job), "job "+job.Kind, trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.Int64("river.job.id", job.ID), attribute.Int("river.job.attempt", job.Attempt),
+			attribute.String("lok8s.operation", opID.String())))
+	defer func() { endSpan(span, jobResult(err), err) }()
 	logger := r.logger.With("job", job.ID, "attempt", job.Attempt, "operation", opID.String())
 	op, err := r.store.BeginOperation(ctx, opID)
 	if err != nil {
@@ -115,21 +126,26 @@ func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID 
 			return stopIfEnded(ctx, logger, err)
 		}
 		run.StepStarted = started
-		out, err := step.Run(ctx, run)
+		stepCtx, stepSpan := r.tracer.Start(ctx, "step "+step.Name, trace.WithAttributes(
+			attribute.String("lok8s.provider", cluster.Provider), attribute.String("lok8s.kind", string(op.Kind)),
+			attribute.String("lok8s.step", step.Name)))
+		out, err := step.Run(stepCtx, run)
 		if err != nil {
 			final := IsPermanent(err) || job.Attempt >= job.MaxAttempts
 			outcome := "retried"
 			if final {
 				outcome = "failed"
 			}
+			endSpan(stepSpan, outcome, err)
 			r.observeStep(run, step.Name, outcome)
 			if final {
 				r.observeOperation(op, "failed")
 			}
-			return r.fail(ctx, logger, op, step.Name, err, final)
+			return r.fail(stepCtx, logger, run, step.Name, err, final)
 		}
 		if out.RecheckIn > 0 {
-			logger.InfoContext(ctx, "step not done yet; rechecking later", "step", step.Name, "in", out.RecheckIn)
+			endSpan(stepSpan, "rechecking", nil)
+			logger.InfoContext(stepCtx, "step not done yet; rechecking later", "step", step.Name, "in", out.RecheckIn)
 			return river.JobSnooze(out.RecheckIn)
 		}
 		state := store.StepSucceeded
@@ -137,9 +153,11 @@ func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID 
 			state = store.StepSkipped
 		}
 		if err := r.store.FinishStep(context.WithoutCancel(ctx), op.ID, step.Name, state, out.Message); err != nil {
+			endSpan(stepSpan, "interrupted", err)
 			return stopIfEnded(ctx, logger, err)
 		}
-		logger.InfoContext(ctx, "step finished", "step", step.Name, "state", string(state), "duration", time.Since(started).Round(time.Millisecond))
+		endSpan(stepSpan, string(state), nil)
+		logger.InfoContext(stepCtx, "step finished", "step", step.Name, "state", string(state), "duration", time.Since(started).Round(time.Millisecond))
 		r.observeStep(run, step.Name, string(state))
 	}
 	if err := r.store.CompleteOperation(context.WithoutCancel(ctx), op.ID, r.pipeline.done[op.Kind]); err != nil {
@@ -148,6 +166,34 @@ func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID 
 	r.observeOperation(op, "succeeded")
 	logger.InfoContext(ctx, "operation succeeded")
 	return nil
+}
+
+// endSpan ends a job's or step's span with its outcome, and err as the
+// span's error unless the outcome is not a failure (a snooze is River's
+// way to wait, not an error).
+func endSpan(span trace.Span, outcome string, err error) {
+	span.SetAttributes(attribute.String("lok8s.outcome", outcome))
+	if err != nil && outcome != "snoozed" {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
+
+// jobResult names how a job run ended, as the metrics do (River's result).
+func jobResult(err error) string {
+	var snooze *river.JobSnoozeError
+	var cancel *river.JobCancelError
+	switch {
+	case err == nil:
+		return "completed"
+	case errors.As(err, &snooze):
+		return "snoozed"
+	case errors.As(err, &cancel):
+		return "cancelled"
+	default:
+		return "failed"
+	}
 }
 
 // observeStep tells the observer that run's step ended with outcome.
@@ -166,9 +212,15 @@ func (r *operationRunner) observeOperation(op store.Operation, outcome string) {
 
 // fail records a step's error; a final one fails the operation and tells
 // River not to retry, any other is returned for River to retry with backoff.
-func (r *operationRunner) fail(ctx context.Context, logger *slog.Logger, op store.Operation, step string, err error, final bool) error {
+func (r *operationRunner) fail(ctx context.Context, logger *slog.Logger, run *Run, step string, err error, final bool) error {
 	logger.WarnContext(ctx, "step failed", "step", step, "final", final, "error", err)
-	if serr := r.store.FailStep(context.WithoutCancel(ctx), op.ID, step, describe(step, err, final), final); serr != nil {
+	op := run.Operation
+	f := describe(step, err, final)
+	f.TraceID = tracing.TraceID(ctx)
+	if r.observer != nil {
+		r.observer.StepFailure(run.Cluster.Provider, string(op.Kind), step, f.Code, final)
+	}
+	if serr := r.store.FailStep(context.WithoutCancel(ctx), op.ID, step, f, final); serr != nil {
 		if errors.Is(serr, store.ErrOperationNotActive) {
 			return stopIfEnded(ctx, logger, serr)
 		}

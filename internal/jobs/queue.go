@@ -6,6 +6,7 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,8 +20,11 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"lok8s.dev/provisioner/internal/store"
+	"lok8s.dev/provisioner/internal/tracing"
 )
 
 // ProvisionArgs are the arguments of a provision job.
@@ -74,6 +78,9 @@ type Config struct {
 	// Observer, when set, is told of every step, operation and job run
 	// that ends (the service's metrics).
 	Observer Observer
+	// Tracer makes a span of each job run and each step, children of the
+	// trace the job was enqueued in (nil: no spans).
+	Tracer trace.TracerProvider
 }
 
 // Observer is told what the workers did.
@@ -81,6 +88,9 @@ type Observer interface {
 	// Step: a step ended with outcome succeeded, skipped, failed (for
 	// good) or retried, took after it first started.
 	Step(provider, kind, step, outcome string, took time.Duration)
+	// StepFailure: a step failed with the failure record's code; final
+	// says the operation failed with it (no retry follows).
+	StepFailure(provider, kind, step, code string, final bool)
 	// Operation: an operation ended with outcome succeeded or failed.
 	Operation(kind, outcome string)
 	// Job: one run of a River job ended with result completed, snoozed,
@@ -107,6 +117,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.OrphanGrace == 0 {
 		c.OrphanGrace = DefaultOrphanGrace
+	}
+	if c.Tracer == nil {
+		c.Tracer = noop.NewTracerProvider()
 	}
 	return c
 }
@@ -162,7 +175,8 @@ func NewQueue(pool *pgxpool.Pool, cfg Config) (*Queue, error) {
 	}
 	if cfg.Workers > 0 {
 		workers := river.NewWorkers()
-		runner := &operationRunner{store: cfg.Store, pipeline: cfg.Pipeline, logger: cfg.Logger, observer: cfg.Observer}
+		runner := &operationRunner{store: cfg.Store, pipeline: cfg.Pipeline, logger: cfg.Logger, observer: cfg.Observer,
+			tracer: cfg.Tracer.Tracer(tracerName)}
 		if err := river.AddWorkerSafely(workers, &provisionWorker{runner: runner}); err != nil {
 			return nil, fmt.Errorf("jobs: add provision worker: %w", err)
 		}
@@ -335,12 +349,50 @@ func (q *Queue) Enqueue(ctx context.Context, tx pgx.Tx, op store.Operation) (int
 	default:
 		return 0, fmt.Errorf("jobs: no worker for %s operations", op.Kind)
 	}
-	res, err := q.client.InsertTx(ctx, tx, args, nil)
+	opts, err := traceMetadata(ctx)
+	if err != nil {
+		return 0, err
+	}
+	res, err := q.client.InsertTx(ctx, tx, args, opts)
 	if err != nil {
 		return 0, fmt.Errorf("jobs: insert %s job: %w", args.Kind(), err)
 	}
 	return res.Job.ID, nil
 }
+
+// traceMetadata is the insert options that carry ctx's trace into the
+// job: its W3C traceparent (and tracestate) in the job's metadata, never
+// anything else of the request. Nil outside a trace.
+func traceMetadata(ctx context.Context) (*river.InsertOpts, error) {
+	carrier := tracing.Inject(ctx)
+	if carrier == nil {
+		return nil, nil
+	}
+	meta, err := json.Marshal(carrier)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: trace metadata: %w", err)
+	}
+	return &river.InsertOpts{Metadata: meta}, nil
+}
+
+// jobTrace returns ctx with the remote span context that job's metadata
+// carries (traceMetadata), if any.
+func jobTrace(ctx context.Context, job *rivertype.JobRow) context.Context {
+	var meta map[string]any
+	if len(job.Metadata) == 0 || json.Unmarshal(job.Metadata, &meta) != nil {
+		return ctx
+	}
+	carrier := map[string]string{}
+	for _, k := range []string{"traceparent", "tracestate"} {
+		if v, ok := meta[k].(string); ok {
+			carrier[k] = v
+		}
+	}
+	return tracing.Extract(ctx, carrier)
+}
+
+// tracerName names the spans of job runs and steps.
+const tracerName = "lok8s.dev/provisioner/internal/jobs"
 
 // CancelJob cancels job jobID inside tx; it is a store.CancelJobFunc. A
 // running job's context is cancelled and its worker stops at the next step.

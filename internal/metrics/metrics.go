@@ -2,15 +2,19 @@
 // registry per server, served on its own listener (LOK8S_METRICS_ADDR).
 // HTTP requests by route and code, pipeline steps by provider, kind, step
 // and outcome, operations by outcome, River jobs, clusters by phase,
-// requests to each management cluster, and each watcher's leader state and
-// lag. A nil *Metrics records nothing, so code under test needs none.
+// requests to each management cluster, each watcher's leader state and
+// lag, open event streams and their delivery lag. A nil *Metrics records
+// nothing, so code under test needs none.
 package metrics
 
 import (
 	"context"
 	"log/slog"
 	"net/http"
+	"regexp"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -28,6 +32,7 @@ type Metrics struct {
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
 	steps        *prometheus.HistogramVec
+	failures     *prometheus.CounterVec
 	operations   *prometheus.CounterVec
 	jobWait      *prometheus.HistogramVec
 	jobRun       *prometheus.HistogramVec
@@ -36,6 +41,12 @@ type Metrics struct {
 	mgmtDuration *prometheus.HistogramVec
 	leader       *prometheus.GaugeVec
 	watcherLag   *prometheus.HistogramVec
+	streams      prometheus.Gauge
+	eventLag     prometheus.Histogram
+
+	// collectors are those registered, for Names.
+	mu         sync.Mutex
+	collectors []prometheus.Collector
 }
 
 // New makes the collectors and registers them, with Go's and the process's.
@@ -51,6 +62,9 @@ func New() *Metrics {
 			Help: "Pipeline steps ended, by provider, operation kind, step and outcome (succeeded, skipped, failed, retried): " +
 				"from the step's first start to its end, waits included.",
 			Buckets: []float64{.05, .25, 1, 5, 15, 30, 60, 120, 300, 600, 1200, 2700}}, []string{"provider", "kind", "step", "outcome"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "step_failures_total",
+			Help: "Step failures by provider, operation kind, step, failure code (as in the status) and final " +
+				"(true: the operation failed; false: the step is retried)."}, []string{"provider", "kind", "step", "code", "final"}),
 		operations: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "operations_total",
 			Help: "Operations ended, by kind and outcome (succeeded, failed)."}, []string{"kind", "outcome"}),
 		jobWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "job_queue_wait_seconds",
@@ -71,11 +85,56 @@ func New() *Metrics {
 		watcherLag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "watcher_lag_seconds",
 			Help:    "Time from a watched object's change reaching this replica's watcher to the cluster's observed status recorded, by management cluster.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"management_cluster"}),
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "event_streams",
+			Help: "Event streams (Server-Sent Events: /v1/events, /v1/clusters/{name}/events) open now."}),
+		eventLag: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "event_delivery_lag_seconds",
+			Help: "Time from an event's creation (its transaction's start) to its write to a stream, for events " +
+				"created while the stream was open (not those replayed after Last-Event-ID).",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}),
 	}
-	m.reg.MustRegister(m.httpRequests, m.httpDuration, m.steps, m.operations, m.jobWait, m.jobRun, m.jobsEnded,
-		m.mgmtRequests, m.mgmtDuration, m.leader, m.watcherLag,
+	m.register(m.httpRequests, m.httpDuration, m.steps, m.failures, m.operations, m.jobWait, m.jobRun, m.jobsEnded,
+		m.mgmtRequests, m.mgmtDuration, m.streams, m.eventLag, m.leader, m.watcherLag,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// register registers cs and remembers them for Names.
+func (m *Metrics) register(cs ...prometheus.Collector) {
+	m.reg.MustRegister(cs...)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.collectors = append(m.collectors, cs...)
+}
+
+// fqName reads a metric's name from its Desc, which has no accessor.
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// Names lists the name of every metric registered (a histogram's series
+// add _bucket, _sum and _count to it), sorted: what dashboards and alerts
+// may name.
+func (m *Metrics) Names() []string {
+	m.mu.Lock()
+	cs := slices.Clone(m.collectors)
+	m.mu.Unlock()
+	descs := make(chan *prometheus.Desc)
+	go func() {
+		defer close(descs)
+		for _, c := range cs {
+			c.Describe(descs)
+		}
+	}()
+	seen := map[string]bool{}
+	for d := range descs {
+		if match := fqName.FindStringSubmatch(d.String()); match != nil {
+			seen[match[1]] = true
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // Handler serves the registry in Prometheus's exposition format.
@@ -112,6 +171,14 @@ func (m *Metrics) Step(provider, kind, step, outcome string, took time.Duration)
 		return
 	}
 	m.steps.WithLabelValues(provider, kind, step, outcome).Observe(took.Seconds())
+}
+
+// StepFailure records a step's failure with its code.
+func (m *Metrics) StepFailure(provider, kind, step, code string, final bool) {
+	if m == nil {
+		return
+	}
+	m.failures.WithLabelValues(provider, kind, step, code, strconv.FormatBool(final)).Inc()
 }
 
 // Operation records an operation that ended.
@@ -177,6 +244,23 @@ func (m *Metrics) WatcherLag(domain string, d time.Duration) {
 	m.watcherLag.WithLabelValues(domain).Observe(d.Seconds())
 }
 
+// StreamOpened counts an event stream open until closed is called.
+func (m *Metrics) StreamOpened() (closed func()) {
+	if m == nil {
+		return func() {}
+	}
+	m.streams.Inc()
+	return m.streams.Dec
+}
+
+// EventDelivered records the lag of an event written to a stream.
+func (m *Metrics) EventDelivered(lag time.Duration) {
+	if m == nil {
+		return
+	}
+	m.eventLag.Observe(lag.Seconds())
+}
+
 // Gauges registers gauges read at each scrape: name, help and label, and
 // read, which returns the value of each label value. A read that fails is
 // logged and leaves the gauge out of that scrape.
@@ -184,7 +268,7 @@ func (m *Metrics) Gauges(name, help, label string, read func(context.Context) (m
 	if m == nil {
 		return
 	}
-	m.reg.MustRegister(&gaugeCollector{
+	m.register(&gaugeCollector{
 		desc: prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, []string{label}, nil),
 		read: read, log: log,
 	})

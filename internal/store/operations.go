@@ -31,14 +31,14 @@ func scanOperation(row pgx.Row) (Operation, error) {
 }
 
 // stepColumns are a step's columns, in scanStep's order.
-const stepColumns = `name, state, attempts, error, message, code, retryable, remediation, reason, started_at, finished_at`
+const stepColumns = `name, state, attempts, error, message, code, retryable, remediation, reason, trace_id, started_at, finished_at`
 
 // scanStep reads a step; lead receives any columns selected before
 // stepColumns.
 func scanStep(row pgx.Row, lead ...any) (Step, error) {
 	var st Step
 	err := row.Scan(append(lead, &st.Name, &st.State, &st.Attempts, &st.Error, &st.Message, &st.Failure.Code, &st.Failure.Retryable,
-		&st.Failure.Remediation, &st.Failure.Reason, &st.StartedAt, &st.FinishedAt)...)
+		&st.Failure.Remediation, &st.Failure.Reason, &st.Failure.TraceID, &st.StartedAt, &st.FinishedAt)...)
 	return st, err
 }
 
@@ -241,7 +241,7 @@ func (s *Store) StartStep(ctx context.Context, id uuid.UUID, name string) (time.
 func (s *Store) FinishStep(ctx context.Context, id uuid.UUID, name string, state StepState, message string) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		return s.stepUpdate(ctx, tx, id, name,
-			`state = $3, message = $4, error = '', code = '', retryable = false, remediation = '', reason = '',
+			`state = $3, message = $4, error = '', code = '', retryable = false, remediation = '', reason = '', trace_id = '',
 			 finished_at = now(), started_at = coalesce(started_at, now())`, state, message)
 	})
 }
@@ -253,8 +253,8 @@ func (s *Store) FailStep(ctx context.Context, id uuid.UUID, name string, f Failu
 	errMsg := f.Message
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		if err := s.stepUpdate(ctx, tx, id, name,
-			`state = 'failed', error = $3, code = $4, retryable = $5, remediation = $6, reason = $7, finished_at = now()`,
-			errMsg, f.Code, f.Retryable, f.Remediation, f.Reason); err != nil {
+			`state = 'failed', error = $3, code = $4, retryable = $5, remediation = $6, reason = $7, trace_id = $8, finished_at = now()`,
+			errMsg, f.Code, f.Retryable, f.Remediation, f.Reason, f.TraceID); err != nil {
 			return err
 		}
 		message := fmt.Sprintf("step %s: %s", name, errMsg)

@@ -176,4 +176,7 @@ type Failure struct {
 	Remediation string
 	// Reason is the raw reason from CAPI or the provider, for experts.
 	Reason string
+	// TraceID is the OpenTelemetry trace the failing run belongs to ("":
+	// tracing was off), the one its log lines carry.
+	TraceID string
 }
