@@ -233,4 +233,3 @@ func TestApplyOwnedNeverTakesOver(t *testing.T) {
 		})
 	}
 }
-
