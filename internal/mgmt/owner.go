@@ -61,17 +61,18 @@ func (c *Cluster) readOwner(ctx context.Context, gvk schema.GroupVersionKind, na
 
 // ApplyOwned server-side applies obj for tenant unless an object of its
 // name exists that is not the tenant's (ErrNotOwned): the service never
-// takes over another tenant's object, nor one it did not create. Each
-// apply carries a precondition the apiserver checks atomically with the
-// write, so what was checked is what is written:
+// takes over another tenant's object, nor one it did not create.
 //
-//   - an object the watcher's cache holds with the tenant's label is
-//     applied with that object's UID as a precondition (no read);
-//   - with likelyAbsent (a first provisioning), the object is applied
-//     create-only (ApplyNew): no read when it is absent;
-//   - otherwise, or when a precondition fails (the object exists, or is
-//     not the one the cache held), its owner is read from the apiserver,
-//     and the object is applied with the UID read, or create-only if it was absent.
+//   - An object the watcher's cache holds with the tenant's label is
+//     applied with that object's UID as a precondition, so a cache that
+//     is behind (the object deleted and made again by another) cannot
+//     make the service write to it: no read.
+//   - With likelyAbsent (a first provisioning), the object is applied
+//     create-only (ApplyNew), which the apiserver refuses if anything of
+//     that name exists: no read when it is absent.
+//   - Otherwise, or when that precondition fails, its owner is read from
+//     the apiserver (CheckOwner's read), and the object applied if it is
+//     the tenant's, or created create-only if it was absent.
 //
 // A new object costs one request instead of a read and an apply.
 func (c *Cluster) ApplyOwned(ctx context.Context, obj *unstructured.Unstructured, tenant string, likelyAbsent bool) error {
@@ -92,14 +93,24 @@ func (c *Cluster) ApplyOwned(ctx context.Context, obj *unstructured.Unstructured
 	if !preconditionFailed(err) {
 		return err
 	}
-	uid, err := c.readOwner(ctx, gvk, namespace, name, tenant)
-	if err != nil {
-		return err
+	// Twice at most: an object made by someone else between the read and
+	// the create-only apply is read again.
+	for range 2 {
+		uid, err := c.readOwner(ctx, gvk, namespace, name, tenant)
+		if err != nil {
+			return err
+		}
+		if uid != "" {
+			// Without a UID: concurrent applies of one object (a
+			// tenant's clusters share their credential's Secret) would
+			// conflict, where the apiserver retries plain ones.
+			return c.Apply(ctx, obj)
+		}
+		if err := c.ApplyNew(ctx, obj); !apierrors.IsConflict(err) {
+			return err
+		}
 	}
-	if uid == "" {
-		return c.ApplyNew(ctx, obj)
-	}
-	return c.applyIf(ctx, obj, uid)
+	return fmt.Errorf("apply %s %s: made by someone else while being applied, twice", gvk.Kind, objectKey(obj))
 }
 
 // errPreconditionNotTried stands for an apply ApplyOwned did not try.
