@@ -41,6 +41,10 @@ type Cluster struct {
 	// tenant namespace ("" binds none: the service's own RBAC covers them).
 	tenantRole      string
 	boundNamespaces sync.Map
+	// invMu guards the inventory RecentInventory read last, and when.
+	invMu sync.Mutex
+	inv   Inventory
+	invAt time.Time
 }
 
 // Client is the cluster's client, for callers that need more than this type offers.
