@@ -119,7 +119,8 @@ var errPreconditionNotTried = errors.New("no precondition tried")
 // preconditionFailed reports whether err says the apply's precondition
 // did not hold. The apiserver answers 409 Conflict to a resourceVersion
 // that is not the object's and to a UID when no object exists (with
-// forced field ownership nothing else is a conflict), and 422 Invalid,
+// forced field ownership the only other conflict is a concurrent write
+// to an applied UID's object: read again as well), and 422 Invalid,
 // "metadata.uid: field is immutable", to a UID that is not the object's.
 func preconditionFailed(err error) bool {
 	if errors.Is(err, errPreconditionNotTried) || apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
