@@ -256,6 +256,7 @@ func benchScenario(b *testing.B, p benchParams) []benchMetric {
 			latencies[i] = time.Since(t)
 		}()
 	}
+	loadStart := benchLoadAvg()
 	b.StartTimer()
 	t0 := time.Now()
 	close(gate)
@@ -389,6 +390,7 @@ func benchScenario(b *testing.B, p benchParams) []benchMetric {
 	var r strings.Builder
 	fmt.Fprintf(&r, "BenchmarkProvisionMany: %d clusters, %d workers, check interval %s (watched %s), %d CPUs, DB params %q, management %d requests/s\n",
 		p.clusters, p.workers, p.checkInterval, p.watched, runtime.NumCPU(), p.dbParams, p.mgmtQPS)
+	fmt.Fprintf(&r, "  load average (1, 5, 15 min; the machine's, not only this run's): %s at the first POST, %s at the end\n", loadStart, benchLoadAvg())
 	fmt.Fprintf(&r, "  POST /v1/clusters ×%d at once (%d connections): all answered in %s; latency (with retries after 503) p50 %s  p99 %s  max %s; 503 overloaded answers: %d\n",
 		p.clusters, benchConns, postsDone.Round(time.Millisecond), benchPct(latencies, 0.50), benchPct(latencies, 0.99), latencies[len(latencies)-1].Round(time.Millisecond), overloaded.Load())
 	fmt.Fprintf(&r, "  all-applied: %s after the first POST; per cluster (created → apply succeeded) p50 %s  p99 %s\n",
@@ -432,6 +434,15 @@ func benchScenario(b *testing.B, p benchParams) []benchMetric {
 		{benchPct(reported, 0.99).Seconds(), "s-reported-to-provisioned-p99"},
 		{waitSt.checksPerSec, "wait-checks/s"},
 	}
+}
+
+// benchLoadAvg is the first three fields of /proc/loadavg ("?" where there is none).
+func benchLoadAvg() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(raw)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
 }
 
 // benchConns is how many requests the benchmark's client sends at once.

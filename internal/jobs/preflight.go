@@ -4,14 +4,21 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"lok8s.dev/provisioner/internal/capi"
+	"lok8s.dev/provisioner/internal/mgmt"
 )
 
 // clusterctlCore is the core provider's name in clusterctl's inventory.
 const clusterctlCore = "cluster-api"
+
+// inventoryMaxAge is how old a management cluster's inventory preflight
+// may use: one read for many clusters provisioned at once, and a provider
+// installed after a failed preflight is seen by a retry seconds later.
+const inventoryMaxAge = 5 * time.Second
 
 // preflight checks, before anything is applied, that the cluster's
 // credential exists and opens, and that the management cluster can take
@@ -65,12 +72,27 @@ func (s *steps) preflight(ctx context.Context, r *Run) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, Permanent(err)
 	}
-	inv, err := mc.Inventory(ctx)
+	inv, err := mc.RecentInventory(ctx, inventoryMaxAge)
 	if err != nil {
 		return Outcome{}, err
 	}
+	out, err := checkInventory(inv, req, where, len(kinds))
+	if err != nil {
+		// What fails is checked against the inventory as it is now: a
+		// retry right after installing the provider must see it.
+		if inv, err = mc.RecentInventory(ctx, 0); err != nil {
+			return Outcome{}, err
+		}
+		out, err = checkInventory(inv, req, where, len(kinds))
+	}
+	return out, err
+}
+
+// checkInventory checks clusterctl's inventory against the provider's
+// requirements.
+func checkInventory(inv mgmt.Inventory, req capi.Requirements, where string, kinds int) (Outcome, error) {
 	if !inv.Clusterctl {
-		return Outcome{Message: fmt.Sprintf("the %s management cluster serves all %d kinds; no clusterctl inventory, so provider versions are unknown", where, len(kinds))}, nil
+		return Outcome{Message: fmt.Sprintf("the %s management cluster serves all %d kinds; no clusterctl inventory, so provider versions are unknown", where, kinds)}, nil
 	}
 	found := []string{}
 	if core, ok := inv.Provider(clusterctlCore); ok {

@@ -217,7 +217,8 @@ func (s *steps) credentials(ctx context.Context, r *Run) (Outcome, error) {
 			return Outcome{}, err
 		}
 	}
-	if err := s.applyOwned(ctx, mc, r, secret); err != nil {
+	// Clusters of a tenant share their credential's Secret: it mostly exists.
+	if err := s.applyOwned(ctx, mc, r, secret, false); err != nil {
 		return Outcome{}, err
 	}
 	return Outcome{Message: fmt.Sprintf("secret %s/%s (%s, %s)", secret.GetNamespace(), secret.GetName(), cred.Provider, cred.Fingerprint)}, nil
@@ -287,8 +288,11 @@ func (s *steps) apply(ctx context.Context, r *Run) (Outcome, error) {
 		return Outcome{}, err
 	}
 	// The namespace exists: the credentials step, which always runs first, made it.
+	// A provisioning's objects are new (a retry finds some there: each of
+	// those costs a read more); an update's exist.
+	likelyAbsent := r.Operation.Kind == store.OpProvision
 	for _, obj := range objs {
-		if err := s.applyOwned(ctx, mc, r, obj); err != nil {
+		if err := s.applyOwned(ctx, mc, r, obj, likelyAbsent); err != nil {
 			return Outcome{}, err
 		}
 	}
@@ -716,12 +720,14 @@ func tenantOf(r *Run) string { return r.Cluster.TenantID.String() }
 
 // applyOwned server-side applies obj unless an object of that name exists
 // that is not the tenant's: the service never takes over another
-// tenant's object, nor one it did not create.
-func (s *steps) applyOwned(ctx context.Context, mc *mgmt.Cluster, r *Run, obj *unstructured.Unstructured) error {
-	if err := mc.CheckOwner(ctx, obj.GroupVersionKind(), obj.GetNamespace(), obj.GetName(), tenantOf(r)); err != nil {
-		return notOwned(err)
-	}
-	if err := mc.Apply(ctx, obj); err != nil {
+// tenant's object, nor one it did not create (mgmt.Cluster.ApplyOwned).
+// likelyAbsent (the objects of a first provisioning) applies create-only
+// first, which needs no read of an object that is not there.
+func (s *steps) applyOwned(ctx context.Context, mc *mgmt.Cluster, r *Run, obj *unstructured.Unstructured, likelyAbsent bool) error {
+	if err := mc.ApplyOwned(ctx, obj, tenantOf(r), likelyAbsent); err != nil {
+		if errors.Is(err, mgmt.ErrNotOwned) {
+			return notOwned(err)
+		}
 		return classify(err)
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -40,6 +41,10 @@ type Cluster struct {
 	// tenant namespace ("" binds none: the service's own RBAC covers them).
 	tenantRole      string
 	boundNamespaces sync.Map
+	// invMu guards the inventory RecentInventory read last, and when.
+	invMu sync.Mutex
+	inv   Inventory
+	invAt time.Time
 }
 
 // Client is the cluster's client, for callers that need more than this type offers.
@@ -56,11 +61,39 @@ func (c *Cluster) EnsureNamespace(ctx context.Context, name string, labels map[s
 }
 
 // Apply server-side applies obj as FieldManager, taking ownership of the
-// fields it sets (the service is their only writer).
+// fields it sets (the service is their only writer). It checks nothing:
+// what may belong to a tenant goes through ApplyOwned.
 func (c *Cluster) Apply(ctx context.Context, obj *unstructured.Unstructured) error {
+	return c.apply(ctx, obj, "", "")
+}
+
+// createOnlyVersion is the resourceVersion ApplyNew applies with. Server-side
+// apply takes an applied metadata.resourceVersion as a precondition on an
+// object that exists (409 Conflict unless it is the object's) and ignores
+// it when it creates the object (kubernetes/kubernetes#106745 describes
+// the behaviour; TestApplyNewIsCreateOnly holds the apiserver to it). No
+// stored object has this version: etcd numbers its revisions from 1 up,
+// one per write, and would need 2^63 writes to reach it.
+const createOnlyVersion = "9223372036854775807"
+
+// ApplyNew server-side applies obj only if no object of its name exists:
+// one request that creates it with FieldManager's ownership, or fails
+// with 409 Conflict (apierrors.IsConflict) and changes nothing.
+func (c *Cluster) ApplyNew(ctx context.Context, obj *unstructured.Unstructured) error {
+	return c.apply(ctx, obj, "", createOnlyVersion)
+}
+
+// applyIf server-side applies obj if the object of its name is the one
+// with uid (otherwise preconditionFailed says so of the error).
+func (c *Cluster) applyIf(ctx context.Context, obj *unstructured.Unstructured, uid types.UID) error {
+	return c.apply(ctx, obj, uid, "")
+}
+
+func (c *Cluster) apply(ctx context.Context, obj *unstructured.Unstructured, uid types.UID, resourceVersion string) error {
 	obj = obj.DeepCopy()
 	obj.SetManagedFields(nil)
-	obj.SetResourceVersion("")
+	obj.SetUID(uid)
+	obj.SetResourceVersion(resourceVersion)
 	//nolint:staticcheck // client.Apply with unstructured objects is the supported SSA path here.
 	if err := c.client.Patch(ctx, obj, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
 		return fmt.Errorf("apply %s %s: %w", obj.GetKind(), objectKey(obj), err)

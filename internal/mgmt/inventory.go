@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -63,6 +64,24 @@ func (c *Cluster) Inventory(ctx context.Context) (Inventory, error) {
 		inv.Providers = append(inv.Providers, InstalledProvider{Name: p.GetName(), Namespace: p.GetNamespace(), Type: typ, Version: version})
 	}
 	slices.SortFunc(inv.Providers, func(a, b InstalledProvider) int { return strings.Compare(a.Name, b.Name) })
+	return inv, nil
+}
+
+// RecentInventory is Inventory read at most maxAge ago: preflight, run
+// for every cluster, reads it once per maxAge instead of once per
+// cluster (without clusterctl's CRDs that read was a discovery request
+// each time).
+func (c *Cluster) RecentInventory(ctx context.Context, maxAge time.Duration) (Inventory, error) {
+	c.invMu.Lock()
+	defer c.invMu.Unlock()
+	if !c.invAt.IsZero() && time.Since(c.invAt) < maxAge {
+		return c.inv, nil
+	}
+	inv, err := c.Inventory(ctx)
+	if err != nil {
+		return Inventory{}, err
+	}
+	c.inv, c.invAt = inv, time.Now()
 	return inv, nil
 }
 
