@@ -13,8 +13,10 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"lok8s.dev/provisioner/internal/chart"
+	"lok8s.dev/provisioner/internal/gomod"
 	"lok8s.dev/provisioner/internal/testenv"
 )
 
@@ -98,6 +100,25 @@ func TestChartRefusesMissingValues(t *testing.T) {
 	}
 }
 
+// prometheus-operator's module carries its CRDs as data; the chart's
+// ServiceMonitor is applied against this version's.
+const promOperatorModule = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
+
+// installServiceMonitorCRD installs prometheus-operator's ServiceMonitor CRD,
+// read from the Go module cache, so the chart's ServiceMonitor is applied
+// against its real schema like every other rendered object.
+func installServiceMonitorCRD(t *testing.T, env *testenv.Env) {
+	t.Helper()
+	dirs, err := gomod.Dirs(context.Background(), promOperatorModule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crd := filepath.Join(dirs[promOperatorModule], "example", "prometheus-operator-crd", "monitoring.coreos.com_servicemonitors.yaml")
+	if _, err := envtest.InstallCRDs(env.Config, envtest.CRDInstallOptions{Paths: []string{crd}, ErrorIfPathMissing: true}); err != nil {
+		t.Fatalf("install the ServiceMonitor CRD: %v", err)
+	}
+}
+
 // TestChartAppliesToTheAPIServer server-side applies (dry run) everything
 // the chart renders, over the value matrix, against the real
 // kube-apiserver, and runs the Deployment's pod through Pod Security
@@ -106,6 +127,7 @@ func TestChartAppliesToTheAPIServer(t *testing.T) {
 	env := testenv.Shared(t)
 	ctx := context.Background()
 	dir := chartDir(t)
+	installServiceMonitorCRD(t, env)
 	for _, ns := range []string{"capa-system"} {
 		if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
 			t.Fatal(err)
@@ -132,11 +154,7 @@ func TestChartAppliesToTheAPIServer(t *testing.T) {
 				case "Service":
 					service = obj
 				case "ServiceMonitor":
-					// prometheus-operator's CRD is not in the test
-					// apiserver (nor on the module proxy): checked
-					// against the Service below instead.
 					monitor = obj
-					continue
 				}
 				if err := env.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner("helm"),
 					client.ForceOwnership, client.DryRunAll); err != nil {
