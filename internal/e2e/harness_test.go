@@ -111,6 +111,9 @@ type options struct {
 	tenantRole     string
 	// metrics serves /metrics on a listener of its own (service.metricsURL).
 	metrics bool
+	// apiOnly runs no workers (LOK8S_WORKERS=0): the replica serves the
+	// API and campaigns for the watcher lease, but works no job.
+	apiOnly bool
 	// leaseNamespace and leaseName, when set, locate the watcher lease
 	// (default: testElection's).
 	leaseNamespace, leaseName string
@@ -181,13 +184,17 @@ func startService(t *testing.T, opts options) *service {
 	if opts.leaseName != "" {
 		election.Name = opts.leaseName
 	}
+	workers := 4
+	if opts.apiOnly {
+		workers = 0
+	}
 	cfg := app.Config{
 		MetricsAddr: metricsAddr,
 		Addr:        "127.0.0.1:0", DatabaseURL: opts.dbURL, AdminToken: opts.adminToken,
 		EncryptionKey: key, MgmtKubeconfig: kubeconfig, MgmtTenantRole: opts.tenantRole, KubeconfigDir: kubeconfigDir, TemplatesDir: opts.templatesDir,
 		JobRescueAfter: opts.rescueAfter, JobTimeout: opts.jobTimeout,
 		AddonsDir: opts.addonsDir, AddonValuesDir: opts.addonValuesDir, ChartCacheDir: t.TempDir(), AddonTimeout: 30 * time.Second,
-		Workers: 4, CheckInterval: opts.checkInterval, WatchedCheckInterval: opts.watchedCheckInterval, ProvisionTimeout: 2 * time.Minute,
+		Workers: workers, CheckInterval: opts.checkInterval, WatchedCheckInterval: opts.watchedCheckInterval, ProvisionTimeout: 2 * time.Minute,
 		JobMaxAttempts: 6, ShutdownTimeout: 10 * time.Second,
 		ReadTimeout: opts.readTimeout, MaxUnauthenticatedConns: opts.maxUnauthenticatedConns, MaxConns: opts.maxConns,
 		OrphanCheckInterval: opts.orphanCheckInterval, OrphanGrace: opts.orphanGrace, StreamHeartbeat: opts.streamHeartbeat,

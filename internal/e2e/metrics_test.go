@@ -182,7 +182,7 @@ func (s *service) countEvents() *eventCounter {
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/v1/events", nil)
 	req.Header.Set("Authorization", "Bearer "+s.token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req) //nolint:bodyclose // closed by the reading goroutine below
 	if err != nil {
 		cancel()
 		s.t.Fatal(err)

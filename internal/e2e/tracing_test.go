@@ -78,7 +78,7 @@ func (h recordingHandler) WithGroup(string) slog.Handler      { return h }
 func spanAttr(span tracetest.SpanStub, key attribute.Key) string {
 	for _, kv := range span.Attributes {
 		if kv.Key == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""

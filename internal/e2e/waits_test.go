@@ -9,7 +9,13 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"lok8s.dev/provisioner/internal/dbtest"
+	"lok8s.dev/provisioner/internal/seal"
+	"lok8s.dev/provisioner/internal/testenv"
 )
 
 // TestWaitChecksReadTheWatchersCache: once the management cluster's
@@ -21,7 +27,49 @@ import (
 func TestWaitChecksReadTheWatchersCache(t *testing.T) {
 	t.Parallel()
 	var reads atomic.Int64
-	count := func(next http.RoundTripper) http.RoundTripper {
+	s := startService(t, options{wrapTransport: countCAPIReads(&reads), watchedCheckInterval: 10 * time.Minute})
+	checkWaitsAreWoken(t, s, &reads)
+}
+
+// TestWaitChecksOnAReplicaWithoutTheWatcher: a replica that works the job
+// but does not hold the management cluster's watcher lease reads the
+// observed status the lease holder's watcher recorded in the store, and is
+// woken by that watcher: no GET of the CAPI Cluster from it either, and the
+// watched interval between wakes. The lease holder runs no workers, so
+// every check is the other replica's.
+func TestWaitChecksOnAReplicaWithoutTheWatcher(t *testing.T) {
+	t.Parallel()
+	env := testenv.Shared(t)
+	dbURL := dbtest.New(t)
+	adminToken := "admin-token-" + randomName("") + "-padding-padding"
+	key := seal.NewKey()
+	leader := startService(t, options{dbURL: dbURL, adminToken: adminToken, encryptionKey: key, apiOnly: true})
+	election := testElection(dbURL)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		lease := &coordinationv1.Lease{}
+		err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: election.Namespace, Name: election.Name}, lease)
+		if err == nil && lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the API-only replica took no watcher lease within 30s (last error %v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	var reads atomic.Int64
+	worker := startService(t, options{dbURL: dbURL, adminToken: adminToken, encryptionKey: key, tenant: leader.tenant, token: leader.token,
+		wrapTransport: countCAPIReads(&reads), watchedCheckInterval: 10 * time.Minute})
+	// The worker learns who leads at its first try for the lease.
+	time.Sleep(2 * election.RetryPeriod)
+	checkWaitsAreWoken(t, worker, &reads)
+}
+
+// countCAPIReads counts the requests a wait check would make to read a
+// CAPI Cluster and its pools from the apiserver.
+func countCAPIReads(reads *atomic.Int64) func(http.RoundTripper) http.RoundTripper {
+	return func(next http.RoundTripper) http.RoundTripper {
 		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			switch benchRequestKind(r) {
 			case "get clusters", "list machinedeployments", "list machinepools":
@@ -30,7 +78,15 @@ func TestWaitChecksReadTheWatchersCache(t *testing.T) {
 			return next.RoundTrip(r)
 		})
 	}
-	s := startService(t, options{wrapTransport: count, watchedCheckInterval: 10 * time.Minute})
+}
+
+// checkWaitsAreWoken provisions a cluster through s and checks its
+// control-plane wait: the check snoozes the watched interval, each change
+// of the CAPI Cluster's status wakes it, none of those checks reads the
+// apiserver (reads counts what s sent), and the cluster is Provisioned
+// once the cloud plays it.
+func checkWaitsAreWoken(t *testing.T, s *service, reads *atomic.Int64) {
+	t.Helper()
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
 	s.submit(seedSpecWithoutAddons(t))
 	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "control-plane-initialized") == "running" })

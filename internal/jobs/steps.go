@@ -414,8 +414,9 @@ type observed struct {
 
 // observe reads the CAPI Cluster's status with its pools: from the
 // management cluster watcher's cache when this replica leads it and the
-// cache has synced (no request), else with a read-only GET of the
-// apiserver. It never records observed status: that has one writer, the
+// cache has synced (no request); from the store, as recorded by the
+// watcher, when another replica leads it (one query); else with a
+// read-only GET of the apiserver. It never records observed status: that has one writer, the
 // watcher of the replica holding the management cluster's lease
 // (watch.RunElected), which also wakes this check on a change. It returns
 // an Outcome to end the check with when the Cluster is not there yet, and
@@ -426,7 +427,15 @@ func (s *steps) observe(ctx context.Context, r *Run) (observed, *Outcome, error)
 		return observed{}, nil, err
 	}
 	watched := mc.Watched()
-	st, err := mc.ObservedStatus(ctx, r.Cluster.Namespace, r.Cluster.Name)
+	var st mgmt.Status
+	if !watched && mc.WatchedElsewhere() {
+		// Another replica leads the watcher: read what it recorded, and
+		// let its wake bring the next check.
+		st, err = s.recorded(ctx, r)
+		watched = true
+	} else {
+		st, err = mc.ObservedStatus(ctx, r.Cluster.Namespace, r.Cluster.Name)
+	}
 	switch {
 	case errors.Is(err, mgmt.ErrNotFound):
 		out, err := s.recheckWithin(r, "the CAPI Cluster does not exist yet", s.WaitTimeout, s.every(watched))
@@ -442,6 +451,26 @@ func (s *steps) observe(ctx context.Context, r *Run) (observed, *Outcome, error)
 			"read CAPI's reason, fix the cause (spec, credential or provider account), then delete and recreate the cluster", reason))
 	}
 	return observed{Status: st, watched: watched}, nil, nil
+}
+
+// recorded is the CAPI Cluster's status as the watcher of the replica
+// holding the management cluster's lease last recorded it in the store;
+// mgmt.ErrNotFound before its first record. The watcher records a Cluster
+// only into the row of the tenant its lok8s.dev/tenant label names.
+func (s *steps) recorded(ctx context.Context, r *Run) (mgmt.Status, error) {
+	raw, err := s.Store.Observed(ctx, r.Cluster.ID)
+	if err != nil {
+		return mgmt.Status{}, err
+	}
+	if len(raw) == 0 || string(raw) == "null" {
+		return mgmt.Status{}, fmt.Errorf("no status recorded by the watcher yet: %w", mgmt.ErrNotFound)
+	}
+	var st mgmt.Status
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return mgmt.Status{}, fmt.Errorf("decode the recorded observed status: %w", err)
+	}
+	st.Tenant = tenantOf(r)
+	return st, nil
 }
 
 // every is how long a wait snoozes between checks: CheckInterval, or

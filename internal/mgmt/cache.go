@@ -55,6 +55,16 @@ func (c *Cluster) Watched() bool {
 	return held
 }
 
+// SetWatchedElsewhere records whether another replica holds the cluster's
+// watcher lease (watch.RunElected, on each leader it observes): that
+// replica's watcher records each CAPI Cluster's observed status in the
+// store and wakes what waits on it, so this replica's wait checks read the
+// store instead of the apiserver.
+func (c *Cluster) SetWatchedElsewhere(elsewhere bool) { c.watchedElsewhere.Store(elsewhere) }
+
+// WatchedElsewhere reports what SetWatchedElsewhere last recorded.
+func (c *Cluster) WatchedElsewhere() bool { return c.watchedElsewhere.Load() }
+
 // cachedObject returns the cached object of gvk namespace/name when the
 // cache holds it.
 func (c *Cluster) cachedObject(gvk schema.GroupVersionKind, namespace, name string) (*unstructured.Unstructured, bool) {

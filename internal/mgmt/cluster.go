@@ -37,6 +37,9 @@ type Cluster struct {
 	client client.Client
 	// cache, when set, is the watcher's view the wait and rollout checks read (SetCache).
 	cache atomic.Pointer[cacheBox]
+	// watchedElsewhere: another replica holds this cluster's watcher lease
+	// (SetWatchedElsewhere).
+	watchedElsewhere atomic.Bool
 	// tenantRole is the ClusterRole the service binds to itself in each
 	// tenant namespace ("" binds none: the service's own RBAC covers them).
 	tenantRole      string

@@ -144,7 +144,8 @@ func (s *Store) createCluster(ctx context.Context, actor Actor, nc NewCluster, e
 			clusterID, actor.TenantID, nc.Name, nc.Provider, nc.ManagementDomain, nc.Namespace, nc.Spec, specShape(nc.SpecShape), nc.Machines, PhasePending)
 		err := func() error {
 			br := tx.SendBatch(ctx, b)
-			defer br.Close()
+			// Closed (its error checked) at the end; this close is for an early return.
+			defer func() { _ = br.Close() }()
 			if nc.IdempotencyKey != "" {
 				if _, err := br.Exec(); err != nil {
 					return fmt.Errorf("expire idempotency key: %w", err)
@@ -183,34 +184,12 @@ func (s *Store) createCluster(ctx context.Context, actor Actor, nc NewCluster, e
 	return c, op, err
 }
 
-// claimPlacement makes namespace of management cluster domain the tenant's
-// if no tenant has it yet, and fails with ErrPlacementTaken when another
-// has. The claim is kept for good: a namespace never changes hands.
-func claimPlacement(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, domain, namespace string) error {
-	if namespace == "" {
-		return nil
-	}
-	// Two statements: the second's snapshot sees a claim another
-	// transaction committed while the first waited on it.
-	if _, err := tx.Exec(ctx, `
-		INSERT INTO placements (management_domain, namespace, tenant_id) VALUES ($1, $2, $3)
-		ON CONFLICT (management_domain, namespace) DO NOTHING`, domain, namespace, tenantID); err != nil {
-		return fmt.Errorf("claim namespace %s: %w", namespace, err)
-	}
-	var owner uuid.UUID
-	if err := tx.QueryRow(ctx, `SELECT tenant_id FROM placements WHERE management_domain = $1 AND namespace = $2`,
-		domain, namespace).Scan(&owner); err != nil {
-		return fmt.Errorf("claim namespace %s: %w", namespace, err)
-	}
-	if owner != tenantID {
-		return fmt.Errorf("namespace %q: %w", namespace, ErrPlacementTaken)
-	}
-	return nil
-}
-
-// claimPlacementBatch is claimPlacement's two statements queued in b; the
-// second runs after the first, with a snapshot of its own, as there.
-// readPlacementClaim reads their results.
+// claimPlacementBatch queues, in b, the claim that makes namespace of
+// management cluster domain the tenant's if no tenant has it yet (kept for
+// good: a namespace never changes hands). Two statements: the second runs
+// after the first with a snapshot of its own, so it sees a claim another
+// transaction committed while the first waited on it. readPlacementClaim
+// reads their results: ErrPlacementTaken when another tenant has it.
 func claimPlacementBatch(b *pgx.Batch, tenantID uuid.UUID, domain, namespace string) {
 	if namespace == "" {
 		return
@@ -295,7 +274,8 @@ func insertOperationAnd(ctx context.Context, tx pgx.Tx, id uuid.UUID, actor Acto
 		b.Queue(a.sql, a.args...)
 	}
 	br := tx.SendBatch(ctx, b)
-	defer br.Close()
+	// Closed (its error checked) at the end; this close is for an early return.
+	defer func() { _ = br.Close() }()
 	err = br.QueryRow().Scan(&op.CreatedAt, &op.RequestedByName)
 	if isUniqueViolation(err, "operations_one_active") {
 		return Operation{}, fmt.Errorf("cluster %q has an operation in progress: %w", c.Name, ErrConflict)

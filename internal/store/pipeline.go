@@ -71,6 +71,16 @@ func (s *Store) ClustersUsingSecret(ctx context.Context, c Cluster, name string)
 	return names, nil
 }
 
+// Observed returns the observed status the watcher last recorded for the
+// cluster (nil before its first record).
+func (s *Store) Observed(ctx context.Context, clusterID uuid.UUID) (json.RawMessage, error) {
+	var observed json.RawMessage
+	if err := s.pool.QueryRow(ctx, `SELECT observed FROM clusters WHERE id = $1`, clusterID).Scan(&observed); err != nil {
+		return nil, fmt.Errorf("read observed status of cluster %s: %w", clusterID, err)
+	}
+	return observed, nil
+}
+
 // SetObservedByName records what the management cluster reports about the
 // tenant's live cluster name, and that writer (the replica whose watcher
 // holds the management cluster's lease) recorded it. Only a change is

@@ -212,6 +212,7 @@ func (w *Watcher) RunElected(ctx context.Context, e Election) error {
 		log.WarnContext(ctx, "the lease's namespace is missing and cannot be made", "error", err)
 	}
 	log.InfoContext(ctx, "campaigning for the watcher lease")
+	defer w.cluster.SetWatchedElsewhere(false)
 	for electionCtx.Err() == nil {
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 			Lock: lock, Name: lease, ReleaseOnCancel: true,
@@ -219,6 +220,11 @@ func (w *Watcher) RunElected(ctx context.Context, e Election) error {
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: lead,
 				OnStoppedLeading: func() {},
+				// Another holder's watcher records observed status and
+				// wakes the waits: this replica's checks read the store.
+				OnNewLeader: func(identity string) {
+					w.cluster.SetWatchedElsewhere(identity != "" && identity != e.Identity)
+				},
 			},
 		})
 		if err != nil {

@@ -367,8 +367,9 @@ func (h *Handler) call(r *http.Request, method, path, contentType string, body [
 func warningTexts(h http.Header) []string {
 	var out []string
 	for _, v := range h.Values("Warning") {
-		_, rest, ok := strings.Cut(v, " ")
-		if _, rest, ok = strings.Cut(rest, " "); !ok {
+		_, rest, _ := strings.Cut(v, " ")
+		_, rest, ok := strings.Cut(rest, " ")
+		if !ok {
 			continue
 		}
 		quoted, err := strconv.QuotedPrefix(rest)
