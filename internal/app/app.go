@@ -379,7 +379,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	}
 	// Memory per connection is bounded: at most MaxConns are open (beyond
 	// them connections wait in the kernel's accept queue; the idlest
-	// keep-alive one makes room for a waiting one) and headers are at most
+	// keep-alive one, once idle a second, makes room for a waiting one) and headers are at most
 	// MaxHeaderBytes. Slow clients: a request's headers and body must
 	// arrive within the read timeouts, an idle keep-alive connection is
 	// closed, and at most MaxUnauthenticatedConns connections wait for a

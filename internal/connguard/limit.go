@@ -18,9 +18,18 @@ import (
 // starve new ones for the server's whole IdleTimeout. A connection working
 // a request (an event stream included) is never closed for another.
 //
+// Only a connection idle for at least MinIdle is closed: under load a
+// client's kept-alive connections idle for microseconds between requests,
+// and closing those would only make the client dial again, turning
+// overload into connection churn.
+//
 // The listener accepts one connection ahead of the cap, to know that one
 // is waiting: at most max+1 are open, the last one not yet served.
 type Limiter struct {
+	// MinIdle is how long a connection must have idled before it is
+	// closed for a waiting one (DefaultMinIdle when zero).
+	MinIdle time.Duration
+
 	slots chan struct{}
 	// idleNow is signalled when a connection goes idle (it can make room).
 	idleNow chan struct{}
@@ -28,6 +37,9 @@ type Limiter struct {
 	mu   sync.Mutex
 	idle map[net.Conn]time.Time // since when each idle connection idles
 }
+
+// DefaultMinIdle is Limiter.MinIdle's default.
+const DefaultMinIdle = time.Second
 
 // NewLimiter returns a Limiter allowing max connections open at once.
 func NewLimiter(max int) *Limiter {
@@ -57,9 +69,14 @@ func (l *Limiter) ConnState(c net.Conn, state http.ConnState) {
 	delete(l.idle, c)
 }
 
-// closeIdlest closes the connection idle longest, if any is idle, and
-// reports whether it did.
-func (l *Limiter) closeIdlest() bool {
+// closeIdlest closes the connection idle longest if it has idled for
+// MinIdle, and reports whether it did; if it has not idled that long yet,
+// retryIn says when it will have.
+func (l *Limiter) closeIdlest() (closed bool, retryIn time.Duration) {
+	minIdle := l.MinIdle
+	if minIdle <= 0 {
+		minIdle = DefaultMinIdle
+	}
 	l.mu.Lock()
 	var oldest net.Conn
 	var since time.Time
@@ -68,16 +85,21 @@ func (l *Limiter) closeIdlest() bool {
 			oldest, since = c, t
 		}
 	}
+	if oldest == nil {
+		l.mu.Unlock()
+		return false, 0
+	}
+	if idled := time.Since(since); idled < minIdle {
+		l.mu.Unlock()
+		return false, minIdle - idled
+	}
 	delete(l.idle, oldest)
 	l.mu.Unlock()
-	if oldest == nil {
-		return false
-	}
 	// Its slot is free once it is closed; the server's goroutine for it
 	// sees its read fail and ends. A request sent on it meanwhile fails as
 	// when IdleTimeout closes it: clients retry idempotent ones.
 	_ = oldest.Close()
-	return true
+	return true, 0
 }
 
 type limitedListener struct {
@@ -101,13 +123,19 @@ func (ln *limitedListener) Accept() (net.Conn, error) {
 			return &limitedConn{Conn: c, release: func() { <-ln.l.slots }}, nil
 		default:
 		}
-		if ln.l.closeIdlest() {
+		closed, retryIn := ln.l.closeIdlest()
+		if closed {
 			continue // its Close frees a slot at once
+		}
+		var ripe <-chan time.Time // when the idlest will have idled MinIdle
+		if retryIn > 0 {
+			ripe = time.After(retryIn)
 		}
 		select {
 		case ln.l.slots <- struct{}{}:
 			return &limitedConn{Conn: c, release: func() { <-ln.l.slots }}, nil
 		case <-ln.l.idleNow:
+		case <-ripe:
 		case <-ln.done:
 			_ = c.Close()
 			return nil, net.ErrClosed

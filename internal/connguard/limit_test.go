@@ -15,13 +15,16 @@ import (
 // limitedServer serves handler on a loopback listener limited to max
 // connections and returns its URL, the limiter, and the remote addresses
 // of the connections the server closed or saw closed, in order.
-func limitedServer(t *testing.T, max int, handler http.Handler) (string, *Limiter, func() []string) {
+func limitedServer(t *testing.T, max int, handler http.Handler, minIdle ...time.Duration) (string, *Limiter, func() []string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := NewLimiter(max)
+	if len(minIdle) > 0 {
+		l.MinIdle = minIdle[0]
+	}
 	var mu sync.Mutex
 	var closed []string
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ConnState: func(c net.Conn, s http.ConnState) {
@@ -175,6 +178,46 @@ func TestLimiterClosesTheIdlestForANewConnection(t *testing.T) {
 	wg.Wait()
 	if err := <-done; err != nil {
 		t.Fatalf("the waiting client was not served once a slot went idle: %v", err)
+	}
+}
+
+// TestLimiterSparesBrieflyIdleConnections: a kept-alive connection that
+// has idled less than MinIdle is not closed for a waiting one (under load,
+// a client's connections idle for microseconds between requests: closing
+// them is churn); once it has idled MinIdle, it is, and the waiting client
+// is served.
+func TestLimiterSparesBrieflyIdleConnections(t *testing.T) {
+	t.Parallel()
+	const minIdle = 600 * time.Millisecond
+	url, _, closed := limitedServer(t, 1, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}), minIdle)
+	get := func(c *http.Client) error {
+		resp, err := c.Get(url)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.Body.Close()
+	}
+	if err := get(&http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	// The kept-alive connection idles from now: a new client waits for it
+	// to have idled minIdle.
+	start := time.Now()
+	if err := get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	if took < minIdle*8/10 {
+		t.Fatalf("the new client was served after %v: a connection idle for less than MinIdle (%v) was closed for it", took, minIdle)
+	}
+	if took > 3*minIdle {
+		t.Fatalf("the new client waited %v, well past MinIdle (%v)", took, minIdle)
+	}
+	if got := closed(); len(got) == 0 {
+		t.Fatal("the idle connection was not closed to make room")
 	}
 }
 
