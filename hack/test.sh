@@ -21,12 +21,15 @@ KUBEBUILDER_ASSETS=$(hack/test-assets.sh)
 LOK8S_CAPI_CONTROLLERS=$(hack/capi-controllers.sh)
 export KUBEBUILDER_ASSETS LOK8S_CAPI_CONTROLLERS
 
-echo "== go vet and gofmt" >&2
+echo "== go vet, gofmt and go.mod's direct requirements" >&2
 go vet ./...
 unformatted=$(find . -name '*.go' -not -path './hack/tools/*' -print0 | xargs -0 gofmt -l)
 if [ -n "$unformatted" ]; then
   echo "gofmt would change:" >&2; echo "$unformatted" >&2; exit 1
 fi
+# go.mod's direct requirements are the modules the code imports (what
+# `go mod tidy -diff` would check, if tidy could run here: hack/gomod-direct.sh).
+hack/gomod-direct.sh
 
 echo "== golangci-lint (.golangci.yml)" >&2
 hack/lint.sh
