@@ -71,7 +71,7 @@ func startBenchService(tb testing.TB, c benchConfig) (s *benchService, stop func
 	if c.dbParams != "" {
 		serviceURL += "&" + c.dbParams
 	}
-	admin := "admin-token-" + randomName("") + "-padding-padding"
+	admin := newAdminToken()
 	key, _ := seal.ParseKey(seal.NewKey())
 	cfg := app.Config{
 		Addr: "127.0.0.1:0", DatabaseURL: serviceURL, AdminToken: admin,

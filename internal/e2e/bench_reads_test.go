@@ -56,7 +56,7 @@ func BenchmarkStatusReads(b *testing.B) {
 
 	// The service: an API-only replica on a fresh database.
 	dbURL := dbtest.New(b)
-	adminToken := "admin-token-" + randomName("") + "-padding-padding"
+	adminToken := newAdminToken()
 	proc := benchReadsServer(b, "DATABASE_URL="+dbURL, "LOK8S_ADMIN_TOKEN="+adminToken,
 		"LOK8S_ENCRYPTION_KEY="+seal.NewKey(), "LOK8S_MGMT_KUBECONFIG="+kubeconfigFile(b, env), "LOK8S_WORKERS=0")
 	token := benchReadsTenant(b, proc.url, adminToken)

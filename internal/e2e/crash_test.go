@@ -147,7 +147,7 @@ func TestWorkerKilledResumesOnAnother(t *testing.T) {
 	t.Parallel()
 	env := testenv.Shared(t)
 	dbURL := dbtest.New(t)
-	adminToken := "admin-token-" + randomName("") + "-padding-padding"
+	adminToken := newAdminToken()
 	key := seal.NewKey()
 
 	// Instance A reaches the management cluster through a proxy we can cut.

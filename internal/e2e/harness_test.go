@@ -123,6 +123,10 @@ type options struct {
 	logs  slog.Handler
 }
 
+// newAdminToken is a fresh admin token of the length the service
+// requires, for a service (or a fleet of them) a test starts itself.
+func newAdminToken() string { return "admin-token-" + randomName("") + "-padding-padding" }
+
 func randomName(prefix string) string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
@@ -161,7 +165,7 @@ func startService(t *testing.T, opts options) *service {
 		opts.addonsDir, opts.addonNamespace = w.catalogDir, w.namespace
 	}
 	if opts.adminToken == "" {
-		opts.adminToken = "admin-token-" + randomName("") + "-padding-padding"
+		opts.adminToken = newAdminToken()
 	}
 	if opts.checkInterval == 0 {
 		opts.checkInterval = 200 * time.Millisecond

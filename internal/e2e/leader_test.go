@@ -65,7 +65,7 @@ func TestOneElectedWatcherAcrossReplicas(t *testing.T) {
 	env := testenv.Shared(t)
 	dbURL := dbtest.New(t)
 	election := testElection(dbURL)
-	adminToken := "admin-token-" + randomName("") + "-padding-padding"
+	adminToken := newAdminToken()
 	common := []string{"DATABASE_URL=" + dbURL, "LOK8S_ADMIN_TOKEN=" + adminToken, "LOK8S_ENCRYPTION_KEY=" + seal.NewKey(),
 		"LOK8S_MGMT_KUBECONFIG=" + kubeconfigFile(t, env), "LOK8S_TEMPLATES_DIR=" + benchTemplates(t),
 		"LOK8S_CHECK_INTERVAL=2s", "LOK8S_WATCHED_CHECK_INTERVAL=10s", "LOK8S_PROVISION_TIMEOUT=5m",

@@ -22,7 +22,7 @@ func TestAPIOnlyReplica(t *testing.T) {
 	t.Parallel()
 	env := testenv.Shared(t)
 	dbURL := dbtest.New(t)
-	adminToken := "admin-token-" + randomName("") + "-padding-padding"
+	adminToken := newAdminToken()
 	key := seal.NewKey()
 	kubeconfig := kubeconfigFile(t, env)
 	api := startProcess(t, "DATABASE_URL="+dbURL, "LOK8S_ADMIN_TOKEN="+adminToken,

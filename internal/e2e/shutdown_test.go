@@ -21,7 +21,7 @@ func TestShutdownWithAnOpenStream(t *testing.T) {
 	t.Parallel()
 	env := testenv.Shared(t)
 	kubeconfig := kubeconfigFile(t, env)
-	adminToken := "admin-token-" + randomName("") + "-padding-padding"
+	adminToken := newAdminToken()
 	server := startProcess(t, "DATABASE_URL="+dbtest.New(t), "LOK8S_ADMIN_TOKEN="+adminToken,
 		"LOK8S_ENCRYPTION_KEY="+seal.NewKey(), "LOK8S_MGMT_KUBECONFIG="+kubeconfig, "LOK8S_WORKERS=2")
 	url := server.url

@@ -41,7 +41,7 @@ func TestWaitChecksOnAReplicaWithoutTheWatcher(t *testing.T) {
 	t.Parallel()
 	env := testenv.Shared(t)
 	dbURL := dbtest.New(t)
-	adminToken := "admin-token-" + randomName("") + "-padding-padding"
+	adminToken := newAdminToken()
 	key := seal.NewKey()
 	leader := startService(t, options{dbURL: dbURL, adminToken: adminToken, encryptionKey: key, apiOnly: true})
 	election := testElection(dbURL)
