@@ -79,7 +79,7 @@ type Config struct {
 	// cluster that admin (CAPI's kubeconfig) reaches; nil: access.Issue.
 	IssueKubeconfig func(ctx context.Context, admin []byte, cluster string, p access.Principal, ttl time.Duration) (access.Issued, error)
 	// Reads keeps cluster statuses and API tokens in memory, kept current
-	// by Postgres's announcements (nil: every read goes to Postgres).
+	// by the change feed (nil: every read goes to Postgres).
 	Reads *readmodel.Model
 	// Events wakes the event streams (nil: streams answer 503).
 	Events EventsHub
