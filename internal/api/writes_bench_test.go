@@ -5,7 +5,7 @@ package api_test
 // validator, the production pool of 20 connections, an event hub running)
 // against a real Postgres, for LOK8S_BENCH_SECONDS (default 10) each, the
 // clusters spread over LOK8S_BENCH_TENANTS tenants (default 1). It runs
-// twice on fresh databases: as the code is, and with the events trigger
+// each mode on a fresh database: as the code is, with the events trigger
 // taking the global advisory lock it took before migration 00017 (the
 // reference), with the triggers notifying in the writing transaction as
 // before migration 00080, then without the change log (no streams or read
