@@ -337,7 +337,7 @@ func (q *Queue) Stop(ctx context.Context) error {
 }
 
 // Enqueue inserts the job for op inside tx; it is a store.EnqueueFunc.
-func (q *Queue) Enqueue(ctx context.Context, tx pgx.Tx, op store.Operation) (int64, error) {
+func (q *Queue) Enqueue(ctx context.Context, tx store.Tx, op store.Operation) (int64, error) {
 	var args river.JobArgs
 	switch op.Kind {
 	case store.OpProvision:
@@ -353,7 +353,7 @@ func (q *Queue) Enqueue(ctx context.Context, tx pgx.Tx, op store.Operation) (int
 	if err != nil {
 		return 0, err
 	}
-	res, err := q.client.InsertTx(ctx, tx, args, opts)
+	res, err := q.client.InsertTx(ctx, tx.Driver(), args, opts)
 	if err != nil {
 		return 0, fmt.Errorf("jobs: insert %s job: %w", args.Kind(), err)
 	}
@@ -396,8 +396,8 @@ const tracerName = "lok8s.dev/provisioner/internal/jobs"
 
 // CancelJob cancels job jobID inside tx; it is a store.CancelJobFunc. A
 // running job's context is cancelled and its worker stops at the next step.
-func (q *Queue) CancelJob(ctx context.Context, tx pgx.Tx, jobID int64) error {
-	if _, err := q.client.JobCancelTx(ctx, tx, jobID); err != nil && !errors.Is(err, river.ErrNotFound) {
+func (q *Queue) CancelJob(ctx context.Context, tx store.Tx, jobID int64) error {
+	if _, err := q.client.JobCancelTx(ctx, tx.Driver(), jobID); err != nil && !errors.Is(err, river.ErrNotFound) {
 		return fmt.Errorf("jobs: cancel job %d: %w", jobID, err)
 	}
 	return nil
