@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,16 +41,21 @@ import (
 	"lok8s.dev/provisioner/internal/web"
 )
 
-// Config is the service's configuration.
+// Config is the service's configuration. Zero fields take the default of
+// the package that owns them (WithDefaults); cmd/server fills it from the
+// environment.
 type Config struct {
+	// Addr is where the API listens (default DefaultAddr), DatabaseURL the
+	// Postgres database (default DefaultDatabaseURL).
 	Addr          string
 	DatabaseURL   string
 	AdminToken    string
 	EncryptionKey []byte
 	OldKeys       [][]byte
 	// MgmtKubeconfig is the SaaS management cluster's kubeconfig; "" uses
-	// in-cluster config when running in a pod.
+	// in-cluster config when MgmtInCluster (the service runs in a pod).
 	MgmtKubeconfig string
+	MgmtInCluster  bool
 	// MgmtQPS and MgmtBurst bound the requests per second to each
 	// management cluster (mgmt.Registry; zero: mgmt.DefaultQPS and
 	// mgmt.DefaultBurst).
@@ -83,7 +89,8 @@ type Config struct {
 	ProvisionTimeout     time.Duration
 	// EventRetention is how long events are kept (0: for ever).
 	EventRetention time.Duration
-	// JobMaxAttempts, JobTimeout and JobRescueAfter tune River (0: defaults).
+	// JobMaxAttempts, JobTimeout and JobRescueAfter tune River: jobs.Config's
+	// MaxAttempts, StepTimeout and RescueAfter.
 	JobMaxAttempts int
 	JobTimeout     time.Duration
 	JobRescueAfter time.Duration
@@ -121,19 +128,13 @@ const AdminTenant = "admin"
 
 // Migrate connects to the database and applies all migrations.
 func Migrate(ctx context.Context, cfg Config) error {
+	cfg = cfg.WithDefaults()
 	pool, err := store.Connect(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	return store.Migrate(ctx, pool, logger(cfg))
-}
-
-func logger(cfg Config) *slog.Logger {
-	if cfg.Logger == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return cfg.Logger
+	return store.Migrate(ctx, pool, cfg.Logger)
 }
 
 // LoadCatalog loads the provider templates: TemplatesDir when set, else the
@@ -228,6 +229,8 @@ func WithCatalog(cfg api.Config, catalog *capi.Catalog, addonCatalog *addons.Cat
 
 // Defaults of the Config fields of the same names.
 const (
+	DefaultAddr        = ":8080"
+	DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/lok8s?sslmode=disable"
 	// DefaultShutdownTimeout bounds each part of a graceful stop.
 	DefaultShutdownTimeout = 30 * time.Second
 	// DefaultReadTimeout bounds reading a request, headers and body.
@@ -247,13 +250,81 @@ const (
 	MaxHeaderBytes = 32 << 10
 )
 
-// positiveOr is v when it is positive, else def (zero or a negative
-// value means the default).
-func positiveOr[T int | time.Duration](v, def T) T {
-	if v > 0 {
-		return v
+// WithDefaults returns c with each zero field set to its default, taken
+// from the package that owns the setting (jobs, addons, api, mgmt, watch)
+// or, for the service's own, the Default values above.
+func (c Config) WithDefaults() Config {
+	c.Addr = cmp.Or(c.Addr, DefaultAddr)
+	c.DatabaseURL = cmp.Or(c.DatabaseURL, DefaultDatabaseURL)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return def
+	q := c.queueConfig().WithDefaults()
+	c.JobMaxAttempts, c.JobTimeout, c.JobRescueAfter = q.MaxAttempts, q.StepTimeout, q.RescueAfter
+	c.OrphanCheckInterval, c.OrphanGrace = q.OrphanCheckInterval, q.OrphanGrace
+	c.CheckInterval = cmp.Or(c.CheckInterval, jobs.DefaultCheckInterval)
+	c.WatchedCheckInterval = cmp.Or(c.WatchedCheckInterval, jobs.DefaultWatchedCheckInterval)
+	c.ProvisionTimeout = cmp.Or(c.ProvisionTimeout, jobs.DefaultWaitTimeout)
+	c.AddonTimeout = addons.Config{Timeout: c.AddonTimeout}.WithDefaults().Timeout
+	c.MaxInFlight = cmp.Or(c.MaxInFlight, api.DefaultMaxInFlight)
+	c.StreamHeartbeat = cmp.Or(c.StreamHeartbeat, api.DefaultHeartbeat)
+	c.MgmtQPS = cmp.Or(c.MgmtQPS, mgmt.DefaultQPS)
+	c.MgmtBurst = cmp.Or(c.MgmtBurst, mgmt.DefaultBurst)
+	c.Election = c.Election.WithDefaults()
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
+	c.ReadTimeout = cmp.Or(c.ReadTimeout, DefaultReadTimeout)
+	c.IdleTimeout = cmp.Or(c.IdleTimeout, DefaultIdleTimeout)
+	c.MaxConns = cmp.Or(c.MaxConns, DefaultMaxConns)
+	c.MaxUnauthenticatedConns = cmp.Or(c.MaxUnauthenticatedConns, DefaultMaxUnauthenticatedConns)
+	return c
+}
+
+// queueConfig is the part of jobs.Config that c sets.
+func (c Config) queueConfig() jobs.Config {
+	return jobs.Config{Workers: c.Workers, MaxAttempts: c.JobMaxAttempts, StepTimeout: c.JobTimeout, RescueAfter: c.JobRescueAfter,
+		EventRetention: c.EventRetention, OrphanCheckInterval: c.OrphanCheckInterval, OrphanGrace: c.OrphanGrace}
+}
+
+// queueFields names, in c's terms, the jobs.Config fields queueConfig sets.
+var queueFields = strings.NewReplacer("Config.Workers", "Workers", "Config.MaxAttempts", "JobMaxAttempts",
+	"Config.StepTimeout", "JobTimeout", "Config.RescueAfter", "JobRescueAfter", "Config.EventRetention", "EventRetention",
+	"Config.OrphanCheckInterval", "OrphanCheckInterval", "Config.OrphanGrace", "OrphanGrace")
+
+// Validate reports every field of c (after WithDefaults) out of range,
+// each error naming the fields (as Config's field names, Election's as
+// Election.LeaseDuration) it is about; the packages' own rules (jobs.Config,
+// watch.Election) are checked by those packages.
+func (c Config) Validate() error {
+	var errs []error
+	if err := c.queueConfig().Validate(); err != nil {
+		errs = append(errs, errors.New(queueFields.Replace(err.Error())))
+	}
+	election := c.Election
+	if election.Identity == "" {
+		election.Identity = "validate" // Serve makes one
+	}
+	if err := election.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{
+		{"CheckInterval", c.CheckInterval}, {"WatchedCheckInterval", c.WatchedCheckInterval}, {"ProvisionTimeout", c.ProvisionTimeout},
+		{"AddonTimeout", c.AddonTimeout}, {"StreamHeartbeat", c.StreamHeartbeat}, {"ShutdownTimeout", c.ShutdownTimeout},
+		{"ReadTimeout", c.ReadTimeout}, {"IdleTimeout", c.IdleTimeout},
+	} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("app: %s must be positive, got %v", d.field, d.v))
+		}
+	}
+	if c.MgmtQPS <= 0 || c.MgmtBurst < 1 {
+		errs = append(errs, fmt.Errorf("app: MgmtQPS (%v) and MgmtBurst (%d) must be positive", c.MgmtQPS, c.MgmtBurst))
+	}
+	if c.MaxConns < 1 || c.MaxUnauthenticatedConns < 1 {
+		errs = append(errs, fmt.Errorf("app: MaxConns (%d) and MaxUnauthenticatedConns (%d) must be positive", c.MaxConns, c.MaxUnauthenticatedConns))
+	}
+	return errors.Join(errs...)
 }
 
 // GitCredentialProvider is the provider of git credentials.
@@ -263,7 +334,11 @@ const GitCredentialProvider = "git"
 // ends, and then stops gracefully. ready, when not nil, receives the address
 // it listens on.
 func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
-	log := logger(cfg)
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log := cfg.Logger
 	traces, err := tracing.Setup(ctx, cfg.Tracing)
 	if err != nil {
 		return err
@@ -316,8 +391,8 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	if cfg.MetricsAddr != "" {
 		observe = newMetrics(st, log)
 	}
-	registry := &mgmt.Registry{DefaultKubeconfig: cfg.MgmtKubeconfig, KubeconfigDir: cfg.KubeconfigDir, WrapTransport: cfg.WrapManagementTransport,
-		QPS: cfg.MgmtQPS, Burst: cfg.MgmtBurst, TenantRole: cfg.MgmtTenantRole}
+	registry := &mgmt.Registry{DefaultKubeconfig: cfg.MgmtKubeconfig, InCluster: cfg.MgmtInCluster, KubeconfigDir: cfg.KubeconfigDir,
+		WrapTransport: cfg.WrapManagementTransport, QPS: cfg.MgmtQPS, Burst: cfg.MgmtBurst, TenantRole: cfg.MgmtTenantRole}
 	kubeconfigSource := &kubeconfigs.Source{Store: st, Keyring: keyring, Clusters: registry, Catalog: catalog}
 	pipeline := jobs.NewPipeline(jobs.Deps{
 		Store: st, Keyring: keyring, Catalog: catalog, Clusters: registry, Kubeconfigs: kubeconfigSource,
@@ -385,11 +460,11 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	// closed, and at most MaxUnauthenticatedConns connections wait for a
 	// first authenticated request. No write timeout: event streams set a
 	// deadline per write.
-	limiter := connguard.NewLimiter(positiveOr(cfg.MaxConns, DefaultMaxConns))
+	limiter := connguard.NewLimiter(cfg.MaxConns)
 	ln = limiter.Listener(ln)
-	guard := connguard.New(positiveOr(cfg.MaxUnauthenticatedConns, DefaultMaxUnauthenticatedConns))
+	guard := connguard.New(cfg.MaxUnauthenticatedConns)
 	srv := &http.Server{Handler: observe.Middleware(traces.Middleware(root)), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: MaxHeaderBytes,
-		ReadTimeout: positiveOr(cfg.ReadTimeout, DefaultReadTimeout), IdleTimeout: positiveOr(cfg.IdleTimeout, DefaultIdleTimeout),
+		ReadTimeout: cfg.ReadTimeout, IdleTimeout: cfg.IdleTimeout,
 		ConnState: func(c net.Conn, state http.ConnState) {
 			limiter.ConnState(c, state)
 			guard.ConnState(c, state)
@@ -403,7 +478,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	var group sync.WaitGroup
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
-	election := cfg.Election.WithDefaults()
+	election := cfg.Election
 	if election.Identity == "" {
 		election.Identity = watch.NewIdentity()
 	}
@@ -448,7 +523,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: finishing in-flight requests and jobs")
-	timeout := cmp.Or(cfg.ShutdownTimeout, DefaultShutdownTimeout)
+	timeout := cfg.ShutdownTimeout
 	// HTTP and the queue stop side by side, each within its own budget.
 	var httpErr, queueErr error
 	var stopping sync.WaitGroup
