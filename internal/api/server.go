@@ -23,6 +23,7 @@ import (
 	"lok8s.dev/provisioner/internal/kubeconfigs"
 	"lok8s.dev/provisioner/internal/readmodel"
 	"lok8s.dev/provisioner/internal/seal"
+	"lok8s.dev/provisioner/internal/service"
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
 )
@@ -136,7 +137,13 @@ type Server struct {
 	endOnce sync.Once
 	// inFlight holds a token per request being worked (nil: no bound).
 	inFlight chan struct{}
+	// svc runs the use cases the handlers decode requests for.
+	svc *service.Service
 }
+
+// Service is the service the API is a front end of: the dashboard calls
+// it directly.
+func (s *Server) Service() *service.Service { return s.svc }
 
 // EndStreams ends every open event stream at once (clients resume by
 // Last-Event-ID elsewhere): graceful shutdown registers it with
@@ -160,7 +167,17 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxInFlight == 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
 	}
-	s := &Server{Config: cfg, store: cfg.Store, logger: cfg.Logger, endStreams: make(chan struct{})}
+	svc, err := service.New(service.Config{
+		Store: cfg.Store, Keyring: cfg.Keyring, Logger: cfg.Logger, Enqueue: cfg.Enqueue, CancelJob: cfg.CancelJob,
+		StepNames: cfg.StepNames, ManagementClusterKnown: cfg.ManagementClusterKnown, SpecOptions: cfg.SpecOptions,
+		Providers: cfg.Providers, CredentialProviders: cfg.CredentialProviders, CredentialFields: cfg.CredentialFields,
+		DetectProvider: cfg.DetectProvider, CheckRequirements: cfg.CheckRequirements, CountMachines: cfg.CountMachines,
+		ProviderMissing: cfg.ProviderMissing, AddonRoles: cfg.AddonRoles, ManagementClusters: cfg.ManagementClusters, Reads: cfg.Reads,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Config: cfg, store: cfg.Store, logger: cfg.Logger, endStreams: make(chan struct{}), svc: svc}
 	s.xmin = &xminWatch{store: cfg.Store}
 	if cfg.MaxInFlight > 0 {
 		s.inFlight = make(chan struct{}, cfg.MaxInFlight)
@@ -176,11 +193,11 @@ func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
 	r.Use(s.withRequestID, s.logRequests, s.shed, s.recoverPanics, s.limitBody, s.refuseBadText)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		s.writeProblem(w, r, errNotFound("no such endpoint: "+r.URL.Path))
+		s.writeProblem(w, r, service.NotFound("no such endpoint: "+r.URL.Path))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		s.writeProblem(w, r, &apiError{status: http.StatusMethodNotAllowed, slug: "method-not-allowed",
-			title: "Method not allowed", detail: r.Method + " is not allowed on " + r.URL.Path})
+		s.writeProblem(w, r, &service.Error{Status: http.StatusMethodNotAllowed, Slug: "method-not-allowed",
+			Title: "Method not allowed", Detail: r.Method + " is not allowed on " + r.URL.Path})
 	})
 
 	// Unknown query parameters are refused (refuseUnknownQuery): here at
@@ -261,19 +278,14 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
 		s.logger.WarnContext(ctx, "not ready: database unreachable", "error", err)
-		s.writeProblem(w, r, &apiError{status: http.StatusServiceUnavailable, slug: "not-ready", title: "Not ready",
-			detail: "the database is unreachable"})
+		s.writeProblem(w, r, &service.Error{Status: http.StatusServiceUnavailable, Slug: "not-ready", Title: "Not ready",
+			Detail: "the database is unreachable"})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-type requestIDKey struct{}
-
-func requestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
-}
+func requestID(ctx context.Context) string { return service.RequestID(ctx) }
 
 // validRequestID bounds what a client may pass as X-Request-Id, since it
 // ends up in logs.
@@ -286,7 +298,7 @@ func (s *Server) withRequestID(next http.Handler) http.Handler {
 			id = uuid.NewString()
 		}
 		w.Header().Set("X-Request-Id", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+		next.ServeHTTP(w, r.WithContext(service.WithRequestID(r.Context(), id)))
 	})
 }
 
@@ -350,8 +362,8 @@ func (s *Server) shed(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 		default:
 			w.Header().Set("Retry-After", "1")
-			s.writeProblem(w, r, &apiError{status: http.StatusServiceUnavailable, slug: "overloaded", title: "Overloaded",
-				detail: "this replica is working as many requests as it takes; retry after the time in Retry-After"})
+			s.writeProblem(w, r, &service.Error{Status: http.StatusServiceUnavailable, Slug: "overloaded", Title: "Overloaded",
+				Detail: "this replica is working as many requests as it takes; retry after the time in Retry-After"})
 		}
 	})
 }
@@ -379,9 +391,9 @@ func (s *Server) refuseBadText(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case bad(r.URL.Path):
-			s.writeProblem(w, r, errNotFound("no such resource: the request path is not valid UTF-8 text"))
+			s.writeProblem(w, r, service.NotFound("no such resource: the request path is not valid UTF-8 text"))
 		case bad(r.Header.Get("Idempotency-Key")):
-			s.writeProblem(w, r, errBadRequest("the Idempotency-Key header must be valid UTF-8 text without NUL bytes"))
+			s.writeProblem(w, r, service.BadRequest("the Idempotency-Key header must be valid UTF-8 text without NUL bytes"))
 		default:
 			next.ServeHTTP(w, r)
 		}

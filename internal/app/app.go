@@ -368,7 +368,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	if err := riverUI.Start(ctx); err != nil {
 		return fmt.Errorf("river UI: %w", err)
 	}
-	root, err := web.New(web.Config{Store: st, API: handler, Logger: log, RiverUI: riverUI, Keyring: keyring})
+	root, err := web.New(web.Config{Store: st, API: handler, Service: handler.Service(), Logger: log, RiverUI: riverUI, Keyring: keyring})
 	if err != nil {
 		return err
 	}
