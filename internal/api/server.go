@@ -21,57 +21,18 @@ import (
 
 	"lok8s.dev/provisioner/internal/access"
 	"lok8s.dev/provisioner/internal/kubeconfigs"
-	"lok8s.dev/provisioner/internal/readmodel"
-	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/service"
-	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
 )
 
 // DefaultMaxBodyBytes caps request bodies unless Config says otherwise.
 const DefaultMaxBodyBytes = 1 << 20
 
-// Config is what the API needs.
+// Config is what the API needs: what its service needs (service.Config,
+// whose fields it also reads: the store, the keyring, the pipeline's
+// steps), and what only HTTP needs.
 type Config struct {
-	Store   *store.Store
-	Keyring *seal.Keyring
-	Logger  *slog.Logger
-	// Enqueue and CancelJob join the queue to the store's transactions.
-	Enqueue   store.EnqueueFunc
-	CancelJob store.CancelJobFunc
-	// StepNames lists an operation kind's pipeline steps.
-	StepNames func(store.OperationKind) []string
-	// ManagementClusterKnown reports whether a named management cluster
-	// (spec.managementCluster.domain) is configured.
-	ManagementClusterKnown func(domain string) bool
-	// SpecOptions validate submitted specs: known addons, and the provider
-	// sections the catalog installs (zero: the spec package's defaults).
-	SpecOptions spec.ValidateOptions
-	// Providers are the installed infrastructure providers, listed by
-	// GET /v1/catalog.
-	Providers []ProviderView
-	// CredentialProviders lists the providers credentials can be stored for,
-	// and CredentialFields the fields each takes (from the provider catalog).
-	CredentialProviders []string
-	CredentialFields    func(provider string) ([]CredentialField, bool)
-	// DetectProvider names the provider a valid spec selects, or says why none.
-	DetectProvider func(*spec.Capi) (string, error)
-	// CheckRequirements checks a valid spec against its provider's
-	// requirements (Kubernetes versions, the CNI and CCM it needs); nil:
-	// none.
-	CheckRequirements func(*spec.Capi) spec.FieldErrors
-	// CountMachines counts the machines a valid spec asks for (control
-	// plane and pools), held against the tenant's quota; nil: 0.
-	CountMachines func(*spec.Capi) (int64, error)
-	// ProviderMissing, for a named management cluster, says why it cannot
-	// take the spec's provider ("" when it can, or when it could not be
-	// asked: the pipeline's preflight step then decides); nil: not checked.
-	ProviderMissing func(ctx context.Context, domain string, c *spec.Capi) string
-	// AddonRoles maps addons to their roles (cni, ccm), for GET /v1/catalog.
-	AddonRoles map[string]string
-	// ManagementClusters reports, for GET /v1/catalog, which providers
-	// each configured management cluster really has; nil: none listed.
-	ManagementClusters func(ctx context.Context) []ManagementClusterView
+	service.Config
 	// Kubeconfigs gives the service's own (CAPI's) workload kubeconfigs:
 	// the stored one, or a rotating one read from the management cluster
 	// each time. They never leave the service: downloads are issued.
@@ -79,9 +40,6 @@ type Config struct {
 	// IssueKubeconfig issues a principal's kubeconfig on the workload
 	// cluster that admin (CAPI's kubeconfig) reaches; nil: access.Issue.
 	IssueKubeconfig func(ctx context.Context, admin []byte, cluster string, p access.Principal, ttl time.Duration) (access.Issued, error)
-	// Reads keeps cluster statuses and API tokens in memory, kept current
-	// by Postgres's announcements (nil: every read goes to Postgres).
-	Reads *readmodel.Model
 	// Events wakes the event streams (nil: streams answer 503).
 	Events EventsHub
 	// Heartbeat is how often an idle stream sends a comment (default 15s).
@@ -103,22 +61,7 @@ type Config struct {
 const DefaultMaxInFlight = 256
 
 func (c Config) validate() error {
-	switch {
-	case c.Store == nil:
-		return errors.New("api: Config.Store is required")
-	case c.Keyring == nil:
-		return errors.New("api: Config.Keyring is required")
-	case c.Enqueue == nil || c.CancelJob == nil:
-		return errors.New("api: Config.Enqueue and Config.CancelJob are required")
-	case c.StepNames == nil:
-		return errors.New("api: Config.StepNames is required")
-	case c.ManagementClusterKnown == nil:
-		return errors.New("api: Config.ManagementClusterKnown is required")
-	case c.DetectProvider == nil:
-		return errors.New("api: Config.DetectProvider is required")
-	case c.CredentialFields == nil:
-		return errors.New("api: Config.CredentialFields is required")
-	case c.Kubeconfigs == nil:
+	if c.Kubeconfigs == nil {
 		return errors.New("api: Config.Kubeconfigs is required")
 	}
 	return nil
@@ -155,6 +98,10 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	svc, err := service.New(cfg.Config)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -166,16 +113,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxInFlight == 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
-	}
-	svc, err := service.New(service.Config{
-		Store: cfg.Store, Keyring: cfg.Keyring, Logger: cfg.Logger, Enqueue: cfg.Enqueue, CancelJob: cfg.CancelJob,
-		StepNames: cfg.StepNames, ManagementClusterKnown: cfg.ManagementClusterKnown, SpecOptions: cfg.SpecOptions,
-		Providers: cfg.Providers, CredentialProviders: cfg.CredentialProviders, CredentialFields: cfg.CredentialFields,
-		DetectProvider: cfg.DetectProvider, CheckRequirements: cfg.CheckRequirements, CountMachines: cfg.CountMachines,
-		ProviderMissing: cfg.ProviderMissing, AddonRoles: cfg.AddonRoles, ManagementClusters: cfg.ManagementClusters, Reads: cfg.Reads,
-	})
-	if err != nil {
-		return nil, err
 	}
 	s := &Server{Config: cfg, store: cfg.Store, logger: cfg.Logger, endStreams: make(chan struct{}), svc: svc}
 	s.xmin = &xminWatch{store: cfg.Store}

@@ -33,6 +33,7 @@ import (
 	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/readmodel"
 	"lok8s.dev/provisioner/internal/seal"
+	"lok8s.dev/provisioner/internal/service"
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
 	"lok8s.dev/provisioner/internal/tracing"
@@ -347,10 +348,13 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	reads := readmodel.New(pool, log)
 	avail := &availability{catalog: catalog, registry: registry}
 	handler, err := api.New(WithCatalog(api.Config{
-		Store: st, Keyring: keyring, Logger: log, Events: hub, Reads: reads, Heartbeat: cfg.StreamHeartbeat, Streams: streams,
-		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
-		ManagementClusterKnown: registry.Known, OpenAPI: provisioner.OpenAPI,
-		ProviderMissing: avail.providerMissing, ManagementClusters: avail.managementClusters,
+		Config: service.Config{
+			Store: st, Keyring: keyring, Logger: log, Reads: reads,
+			Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
+			ManagementClusterKnown: registry.Known,
+			ProviderMissing:        avail.providerMissing, ManagementClusters: avail.managementClusters,
+		},
+		Events: hub, Heartbeat: cfg.StreamHeartbeat, Streams: streams, OpenAPI: provisioner.OpenAPI,
 		Kubeconfigs: kubeconfigSource, MaxInFlight: cfg.MaxInFlight,
 	}, catalog, addonCatalog))
 	if err != nil {

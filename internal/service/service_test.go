@@ -16,7 +16,6 @@ import (
 	"lok8s.dev/provisioner/internal/app"
 	"lok8s.dev/provisioner/internal/dbtest"
 	"lok8s.dev/provisioner/internal/jobs"
-	"lok8s.dev/provisioner/internal/kubeconfigs"
 	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/service"
@@ -32,8 +31,8 @@ type bundle struct {
 	acme store.Principal
 }
 
-// setup wires the service as the server does (through api.New, over a
-// fresh database and the real catalogs; jobs are enqueued, not run).
+// setup wires the service as the server does (with the real catalogs,
+// over a fresh database; jobs are enqueued, not run).
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	ctx := context.Background()
@@ -59,15 +58,15 @@ func setup(t *testing.T) *bundle {
 		t.Fatal(err)
 	}
 	registry := &mgmt.Registry{KubeconfigDir: t.TempDir()}
-	srv, err := api.New(app.WithCatalog(api.Config{
+	cfg := app.WithCatalog(api.Config{Config: service.Config{
 		Store: st, Keyring: keyring, Logger: logger, Enqueue: queue.Enqueue, CancelJob: queue.CancelJob,
 		StepNames: jobs.NewPipeline(jobs.Deps{Store: st, Keyring: keyring, Catalog: catalog}).StepNames, ManagementClusterKnown: registry.Known,
-		Kubeconfigs: &kubeconfigs.Source{Store: st, Keyring: keyring, Catalog: catalog, Clusters: registry},
-	}, catalog, addonCatalog))
+	}}, catalog, addonCatalog)
+	svc, err := service.New(cfg.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &bundle{svc: srv.Service(), store: st, ctx: service.WithRequestID(ctx, "test")}
+	b := &bundle{svc: svc, store: st, ctx: service.WithRequestID(ctx, "test")}
 	b.acme = b.principal(t, "acme", true)
 	return b
 }
