@@ -76,7 +76,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 
 // authenticateSession resolves a dashboard session cookie to a principal or answers 401.
 func (s *Server) authenticateSession(w http.ResponseWriter, r *http.Request, next http.Handler, id string) {
-	ses, err := s.store.SessionByHash(r.Context(), HashToken(id))
+	ses, err := s.svc.Session(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		s.writeProblem(w, r, errUnauthorized)
 		return

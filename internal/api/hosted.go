@@ -26,7 +26,7 @@ import (
 // .lok8s/libs/kubehz/hosted): create from a flat body, poll .status, fetch
 // the kubeconfig, look up by domain, delete by id or domain. It is a
 // second view of the same clusters: a create builds a full spec from the
-// tenant's hosted profile and goes through loadSpec and provision as
+// tenant's hosted profile and goes through the service's LoadSpec and Provision as
 // POST /v1/clusters does; the kubeconfig is /v1's handler.
 
 // HostedProfile is a tenant's defaults for one provider in hosted mode,

@@ -168,3 +168,14 @@ func (s *Service) RevokeToken(ctx context.Context, p store.Principal, tenant Ten
 	}
 	return err
 }
+
+// Session is the dashboard session whose id (the cookie's value) is id:
+// store.ErrNotFound for none, an expired one, or one whose token was
+// revoked. The dashboard's pages and the API's GETs with the session
+// cookie both resolve it here.
+func (s *Service) Session(ctx context.Context, id string) (store.Session, error) {
+	if id == "" {
+		return store.Session{}, fmt.Errorf("no session id: %w", store.ErrNotFound)
+	}
+	return s.store.SessionByHash(ctx, HashToken(id))
+}

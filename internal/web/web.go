@@ -213,22 +213,33 @@ func session(ctx context.Context) store.Session {
 	return s
 }
 
+// loadSession resolves the session cookie; without a session (none, or
+// one that ended) it sends the request to the sign-in page, and when the
+// session cannot be read it says so, and reports false.
+func (h *Handler) loadSession(w http.ResponseWriter, r *http.Request) (store.Session, bool) {
+	var id string
+	if c, err := r.Cookie(api.SessionCookie); err == nil {
+		id = c.Value
+	}
+	ses, err := h.cfg.Service.Session(r.Context(), id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		http.Redirect(w, r, "/signin", http.StatusSeeOther)
+		return store.Session{}, false
+	case err != nil:
+		h.cfg.Logger.ErrorContext(r.Context(), "dashboard: load session", "error", err)
+		h.render(w, r, http.StatusInternalServerError, "error", pageData{Title: "Error", Error: "The server could not load your session; try again."})
+		return store.Session{}, false
+	}
+	return ses, true
+}
+
 // requireSession resolves the session cookie, sending those without one to
 // the sign-in page, and checks the CSRF token of every POST.
 func (h *Handler) requireSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var ses store.Session
-		c, err := r.Cookie(api.SessionCookie)
-		if err == nil {
-			ses, err = h.cfg.Store.SessionByHash(r.Context(), api.HashToken(c.Value))
-		}
-		if err != nil {
-			if c != nil && !errors.Is(err, store.ErrNotFound) {
-				h.cfg.Logger.ErrorContext(r.Context(), "dashboard: load session", "error", err)
-				h.render(w, r, http.StatusInternalServerError, "error", pageData{Title: "Error", Error: "The server could not load your session; try again."})
-				return
-			}
-			http.Redirect(w, r, "/signin", http.StatusSeeOther)
+		ses, ok := h.loadSession(w, r)
+		if !ok {
 			return
 		}
 		if r.Method == http.MethodPost && !sameToken(r.PostFormValue(csrfField), ses.CSRFToken) {
@@ -270,18 +281,9 @@ func sameOrigin(next http.Handler) http.Handler {
 // requireAdminSession lets through sessions of admin tokens only.
 func (h *Handler) requireAdminSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := r.Cookie(api.SessionCookie)
-		if err != nil {
-			http.Redirect(w, r, "/signin", http.StatusSeeOther)
-			return
-		}
-		ses, err := h.cfg.Store.SessionByHash(r.Context(), api.HashToken(c.Value))
+		ses, ok := h.loadSession(w, r)
 		switch {
-		case errors.Is(err, store.ErrNotFound):
-			http.Redirect(w, r, "/signin", http.StatusSeeOther)
-		case err != nil:
-			h.cfg.Logger.ErrorContext(r.Context(), "dashboard: load session", "error", err)
-			h.render(w, r, http.StatusInternalServerError, "error", pageData{Title: "Error", Error: "The server could not load your session; try again."})
+		case !ok:
 		case !ses.Principal.Admin:
 			h.render(w, r, http.StatusForbidden, "error", pageData{Title: "Forbidden", Error: "The job queue is for operators: sign in with an admin token."})
 		default:
