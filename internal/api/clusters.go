@@ -60,9 +60,6 @@ func readBody(body io.Reader) ([]byte, error) {
 // TenantNamespacePrefix prefixes a tenant's namespace on the SaaS management cluster.
 const TenantNamespacePrefix = service.TenantNamespacePrefix
 
-// DryRunView is the answer to a dry run.
-type DryRunView = service.DryRunView
-
 // warn sends the warnings (the fields a document had that the service
 // accepts and ignores) as Warning headers: 299, as the Kubernetes API
 // server warns.
@@ -109,9 +106,6 @@ func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) {
 	warn(w, view.Warnings)
 	writeJSON(w, http.StatusAccepted, view)
 }
-
-// ClusterList is a page of clusters.
-type ClusterList = service.ClusterList
 
 func (s *Server) listClusters(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()

@@ -72,9 +72,6 @@ func (s *Server) getCredential(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, view)
 }
 
-// CredentialList is the caller's credentials.
-type CredentialList = service.CredentialList
-
 func (s *Server) listCredentials(w http.ResponseWriter, r *http.Request) {
 	out, err := s.svc.Credentials(r.Context(), principal(r.Context()))
 	if err != nil {

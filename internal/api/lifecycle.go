@@ -61,7 +61,7 @@ func (s *Server) writeUpdated(w http.ResponseWriter, r *http.Request, res servic
 
 // OperationList is a cluster's operations, newest first.
 type OperationList struct {
-	Items []OperationView `json:"items"`
+	Items []service.OperationView `json:"items"`
 }
 
 func (s *Server) listOperations(w http.ResponseWriter, r *http.Request) {

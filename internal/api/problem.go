@@ -18,8 +18,6 @@ const problemBase = service.ProblemBase
 type (
 	// Problem is an RFC 9457 problem details object.
 	Problem = service.Problem
-	// QuotaExceeded names the quota a change would exceed.
-	QuotaExceeded = service.QuotaExceeded
 	// FieldError names a field of the request and what is wrong with it.
 	FieldError = service.FieldError
 )

@@ -23,18 +23,6 @@ type TenantView struct {
 	CreatedAt time.Time `json:"createdAt"`
 }
 
-// The token types are the service's.
-type (
-	// TokenView is a newly made token: the only time its value is shown.
-	TokenView = service.TokenView
-	// TokenInput asks for a token.
-	TokenInput = service.TokenInput
-	// TokenInfo is a token's metadata.
-	TokenInfo = service.TokenInfo
-	// TokenList is GET /v1/tokens and GET /v1/tenants/{tenant}/tokens.
-	TokenList = service.TokenList
-)
-
 // maxNamespace is the longest Kubernetes namespace name (a DNS label).
 const maxNamespace = 63
 
@@ -81,7 +69,7 @@ func (s *Server) createOwnToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) createTokenOf(w http.ResponseWriter, r *http.Request, tenant service.TenantRef) {
-	in, err := decodeStrict[TokenInput](r.Body)
+	in, err := decodeStrict[service.TokenInput](r.Body)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return

@@ -197,20 +197,20 @@ func WithCatalog(cfg api.Config, catalog *capi.Catalog, addonCatalog *addons.Cat
 	cfg.CredentialProviders, cfg.Providers = nil, nil
 	for _, p := range catalog.Providers() {
 		cfg.CredentialProviders = append(cfg.CredentialProviders, p.Name)
-		view := api.ProviderView{Name: p.Name, Sections: p.Sections(), Flavors: p.Flavors()}
+		view := service.ProviderView{Name: p.Name, Sections: p.Sections(), Flavors: p.Flavors()}
 		if req := p.Manifest.Requirements; req != nil {
-			view.Kubernetes = api.VersionRangeView{Min: req.Kubernetes.Min, Max: req.Kubernetes.Max}
+			view.Kubernetes = service.VersionRangeView{Min: req.Kubernetes.Min, Max: req.Kubernetes.Max}
 			view.RequiredAddons = req.Addons
 		}
 		cfg.Providers = append(cfg.Providers, view)
 	}
 	// Git credentials, for private GitOps repositories (spec.gitops.secretName).
 	cfg.CredentialProviders = append(cfg.CredentialProviders, GitCredentialProvider)
-	cfg.CredentialFields = func(provider string) ([]api.CredentialField, bool) {
+	cfg.CredentialFields = func(provider string) ([]service.CredentialField, bool) {
 		if provider == GitCredentialProvider {
-			fields := make([]api.CredentialField, 0, len(gitops.CredentialFields))
+			fields := make([]service.CredentialField, 0, len(gitops.CredentialFields))
 			for _, f := range gitops.CredentialFields {
-				fields = append(fields, api.CredentialField{Name: f})
+				fields = append(fields, service.CredentialField{Name: f})
 			}
 			return fields, true
 		}
@@ -218,9 +218,9 @@ func WithCatalog(cfg api.Config, catalog *capi.Catalog, addonCatalog *addons.Cat
 		if p == nil {
 			return nil, false
 		}
-		var fields []api.CredentialField
+		var fields []service.CredentialField
 		for _, k := range p.CredentialKeys() {
-			fields = append(fields, api.CredentialField{Name: k.Field, Required: k.Required})
+			fields = append(fields, service.CredentialField{Name: k.Field, Required: k.Required})
 		}
 		return fields, true
 	}
