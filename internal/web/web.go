@@ -352,7 +352,7 @@ func principal(r *http.Request) store.Principal { return session(r.Context()).Pr
 func (h *Handler) problem(r *http.Request, err error) *service.Problem {
 	p, known := service.ProblemOf(err)
 	p.RequestID = service.RequestID(r.Context())
-	if !known {
+	if !known && r.Context().Err() == nil { // else the person went away: not the service's error
 		h.cfg.Logger.ErrorContext(r.Context(), "dashboard: request failed", "error", err, "request_id", p.RequestID)
 	}
 	return &p
