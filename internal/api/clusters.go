@@ -57,9 +57,6 @@ func readBody(body io.Reader) ([]byte, error) {
 	return data, nil
 }
 
-// TenantNamespacePrefix prefixes a tenant's namespace on the SaaS management cluster.
-const TenantNamespacePrefix = service.TenantNamespacePrefix
-
 // warn sends the warnings (the fields a document had that the service
 // accepts and ignores) as Warning headers: 299, as the Kubernetes API
 // server warns.

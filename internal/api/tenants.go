@@ -31,11 +31,11 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = service.ValidName("name", in.Name)
 	}
-	if err == nil && len(TenantNamespacePrefix)+len(in.Name) > maxNamespace {
+	if err == nil && len(service.TenantNamespacePrefix)+len(in.Name) > maxNamespace {
 		// The tenant's namespace on the SaaS management cluster is
 		// lok8s-<tenant>, itself a DNS label.
 		err = service.Invalid(FieldError{Field: "name", Message: fmt.Sprintf("must be at most %d characters: the tenant's namespace %s<name> must be a DNS label of at most %d",
-			maxNamespace-len(TenantNamespacePrefix), TenantNamespacePrefix, maxNamespace)})
+			maxNamespace-len(service.TenantNamespacePrefix), service.TenantNamespacePrefix, maxNamespace)})
 	}
 	if err != nil {
 		s.writeProblem(w, r, err)
