@@ -34,6 +34,7 @@ import (
 	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/readmodel"
 	"lok8s.dev/provisioner/internal/seal"
+	"lok8s.dev/provisioner/internal/service"
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
 	"lok8s.dev/provisioner/internal/tracing"
@@ -197,20 +198,20 @@ func WithCatalog(cfg api.Config, catalog *capi.Catalog, addonCatalog *addons.Cat
 	cfg.CredentialProviders, cfg.Providers = nil, nil
 	for _, p := range catalog.Providers() {
 		cfg.CredentialProviders = append(cfg.CredentialProviders, p.Name)
-		view := api.ProviderView{Name: p.Name, Sections: p.Sections(), Flavors: p.Flavors()}
+		view := service.ProviderView{Name: p.Name, Sections: p.Sections(), Flavors: p.Flavors()}
 		if req := p.Manifest.Requirements; req != nil {
-			view.Kubernetes = api.VersionRangeView{Min: req.Kubernetes.Min, Max: req.Kubernetes.Max}
+			view.Kubernetes = service.VersionRangeView{Min: req.Kubernetes.Min, Max: req.Kubernetes.Max}
 			view.RequiredAddons = req.Addons
 		}
 		cfg.Providers = append(cfg.Providers, view)
 	}
 	// Git credentials, for private GitOps repositories (spec.gitops.secretName).
 	cfg.CredentialProviders = append(cfg.CredentialProviders, GitCredentialProvider)
-	cfg.CredentialFields = func(provider string) ([]api.CredentialField, bool) {
+	cfg.CredentialFields = func(provider string) ([]service.CredentialField, bool) {
 		if provider == GitCredentialProvider {
-			fields := make([]api.CredentialField, 0, len(gitops.CredentialFields))
+			fields := make([]service.CredentialField, 0, len(gitops.CredentialFields))
 			for _, f := range gitops.CredentialFields {
-				fields = append(fields, api.CredentialField{Name: f})
+				fields = append(fields, service.CredentialField{Name: f})
 			}
 			return fields, true
 		}
@@ -218,9 +219,9 @@ func WithCatalog(cfg api.Config, catalog *capi.Catalog, addonCatalog *addons.Cat
 		if p == nil {
 			return nil, false
 		}
-		var fields []api.CredentialField
+		var fields []service.CredentialField
 		for _, k := range p.CredentialKeys() {
-			fields = append(fields, api.CredentialField{Name: k.Field, Required: k.Required})
+			fields = append(fields, service.CredentialField{Name: k.Field, Required: k.Required})
 		}
 		return fields, true
 	}
@@ -422,10 +423,13 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	reads := readmodel.New(pool, log)
 	avail := &availability{catalog: catalog, registry: registry}
 	handler, err := api.New(WithCatalog(api.Config{
-		Store: st, Keyring: keyring, Logger: log, Events: hub, Reads: reads, Heartbeat: cfg.StreamHeartbeat, Streams: streams,
-		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
-		ManagementClusterKnown: registry.Known, OpenAPI: provisioner.OpenAPI,
-		ProviderMissing: avail.providerMissing, ManagementClusters: avail.managementClusters,
+		Config: service.Config{
+			Store: st, Keyring: keyring, Logger: log, Reads: reads,
+			Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
+			ManagementClusterKnown: registry.Known,
+			ProviderMissing:        avail.providerMissing, ManagementClusters: avail.managementClusters,
+		},
+		Events: hub, Heartbeat: cfg.StreamHeartbeat, Streams: streams, OpenAPI: provisioner.OpenAPI,
 		Kubeconfigs: kubeconfigSource, MaxInFlight: cfg.MaxInFlight,
 	}, catalog, addonCatalog))
 	if err != nil {
@@ -443,7 +447,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	if err := riverUI.Start(ctx); err != nil {
 		return fmt.Errorf("river UI: %w", err)
 	}
-	root, err := web.New(web.Config{Store: st, API: handler, Logger: log, RiverUI: riverUI, Keyring: keyring})
+	root, err := web.New(web.Config{Store: st, API: handler, Service: handler.Service(), Logger: log, RiverUI: riverUI, Keyring: keyring})
 	if err != nil {
 		return err
 	}
