@@ -27,6 +27,7 @@ import (
 	"lok8s.dev/provisioner/internal/api"
 	"lok8s.dev/provisioner/internal/apitest"
 	"lok8s.dev/provisioner/internal/app"
+	"lok8s.dev/provisioner/internal/changes"
 	"lok8s.dev/provisioner/internal/dbtest"
 	"lok8s.dev/provisioner/internal/events"
 	"lok8s.dev/provisioner/internal/jobs"
@@ -169,30 +170,45 @@ func setupWith(t testing.TB, opts setupOptions) *bundle {
 	if _, err := st.EnsureAdminToken(context.Background(), "acme", api.HashToken(adminToken)); err != nil {
 		t.Fatal(err)
 	}
-	var hub api.EventsHub
-	if opts.events {
-		h := events.NewHub(pool, logger)
+	// The change feed, as cmd/server runs it: on a connection of its own,
+	// to the read model's database when that is another.
+	runFeed := func(dbURL string, handlers ...func(changes.Batch)) {
+		if len(handlers) == 0 {
+			return
+		}
+		cfg, err := pgxpool.ParseConfig(dbURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.MaxConns = 1
+		feedPool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(feedPool.Close)
+		feed := changes.NewFeed(store.New(feedPool, logger), logger, handlers...)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
-		go func() { _ = h.Run(ctx); close(done) }()
+		go func() { _ = feed.Run(ctx); close(done) }()
 		t.Cleanup(func() { cancel(); <-done })
+	}
+	var hub api.EventsHub
+	var handlers []func(changes.Batch)
+	if opts.events {
+		h := events.NewHub()
+		handlers = append(handlers, h.Apply)
 		hub = h
 	}
 	var reads *readmodel.Model
 	if !opts.noReads {
-		readsPool := pool
+		reads = readmodel.New(logger)
 		if opts.readsDB != "" {
-			if readsPool, err = pgxpool.New(context.Background(), opts.readsDB); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(readsPool.Close)
+			runFeed(opts.readsDB, reads.Apply)
+		} else {
+			handlers = append(handlers, reads.Apply)
 		}
-		reads = readmodel.New(readsPool, logger)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { _ = reads.Run(ctx); close(done) }()
-		t.Cleanup(func() { cancel(); <-done })
 	}
+	runFeed(dbURL, handlers...)
 	mgmtDir := t.TempDir()
 	if err := os.WriteFile(mgmtDir+"/mgmt.example.com.yaml", []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -180,9 +180,10 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster st
 		if len(events) == streamBatch {
 			continue
 		}
-		// Events held back wait for a transaction that may end without a
-		// NOTIFY (aborted, or one that wrote no event): look again once
-		// the oldest transaction in flight has ended.
+		// Events held back wait for a transaction that may end without
+		// the change feed reporting it (aborted, or one that wrote no
+		// event): look again once the oldest transaction in flight has
+		// ended.
 		var again <-chan struct{}
 		if heldBehind != 0 {
 			again = s.xmin.past(heldBehind)

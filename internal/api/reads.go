@@ -14,8 +14,8 @@ import (
 const tokenTouchEvery = time.Minute
 
 // authenticateToken resolves a token's hash to its principal: from the
-// read model when it holds it (expiry checked on every use; revocation is
-// announced), else from Postgres.
+// read model when it holds it (expiry checked on every use; the change feed
+// reports revocations), else from Postgres.
 func (s *Server) authenticateToken(ctx context.Context, hash []byte) (store.Principal, error) {
 	if s.Reads == nil {
 		return s.store.Authenticate(ctx, hash)

@@ -5,10 +5,12 @@ package api_test
 // validator, the production pool of 20 connections, an event hub running)
 // against a real Postgres, for LOK8S_BENCH_SECONDS (default 10) each, the
 // clusters spread over LOK8S_BENCH_TENANTS tenants (default 1). It runs
-// twice on fresh databases: as the code is, and with the events trigger
+// each mode on a fresh database: as the code is, with the events trigger
 // taking the global advisory lock it took before migration 00017 (the
-// reference), then without the events' NOTIFY and without the event
-// triggers at all (to show what each costs), and prints for each the clusters per second sustained, POST
+// reference), with the triggers notifying in the writing transaction as
+// before migration 00080, then without the change log (no streams or read
+// models would wake) and without the event triggers at all (to show what
+// each costs), and prints for each the clusters per second sustained, POST
 // p50/p99, and the database sessions sampled waiting on a lock.
 // LOK8S_BENCH_MODES, a regular expression, runs only the modes it matches
 // (e.g. "as is$" to profile the code as it is), and LOK8S_BENCH_SQL=1
@@ -22,6 +24,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"regexp"
@@ -36,6 +39,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"lok8s.dev/provisioner/migrations"
 )
 
 // oldEmit is lok8s_emit as migration 00006 wrote it: every event writer
@@ -52,10 +57,10 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql`
 
-// withoutNotify is lok8s_emit as migration 00017 wrote it, without the
-// NOTIFY (the bench also disables the read model's notifying triggers): Postgres serialises the commits of notifying transactions
-// (PreCommit_Notify takes a lock held through the commit's WAL flush).
-const withoutNotify = `
+// withoutAnnouncing is lok8s_emit as migration 00017 wrote it, without the
+// NOTIFY and without recording a change (the bench also disables the read
+// model's triggers).
+const withoutAnnouncing = `
 CREATE OR REPLACE FUNCTION lok8s_emit(tenant uuid, cluster_id uuid, cluster text, kind text, data jsonb) RETURNS void AS $$
 DECLARE
     me xid8 := pg_current_xact_id();
@@ -76,7 +81,8 @@ func BenchmarkCreateClusters(b *testing.B) {
 		b.Fatalf("LOK8S_BENCH_MODES: %v", err)
 	}
 	for i := 0; i < b.N; i++ {
-		for _, mode := range []string{"global lock (before 00017, reference)", "as is", "as is without NOTIFY (what NOTIFY costs; streams and read models would not wake)",
+		for _, mode := range []string{"global lock (before 00017, reference)", "NOTIFY in the writing transaction (before 00080)", "as is",
+			"as is without the change log (what announcing costs; streams and read models would not wake)",
 			"as is without the event triggers (what events cost in all; no events)"} {
 			if !modes.MatchString(mode) {
 				continue
@@ -91,9 +97,13 @@ func BenchmarkCreateClusters(b *testing.B) {
 				if _, err := s.pool.Exec(context.Background(), oldEmit); err != nil {
 					b.Fatal(err)
 				}
+			case strings.HasPrefix(mode, "NOTIFY"):
+				if _, err := s.pool.Exec(context.Background(), notifyingTriggers(b)); err != nil {
+					b.Fatal(err)
+				}
 			case strings.HasSuffix(mode, "would not wake)"):
-				// Neither the events' NOTIFY nor the read model's (00020).
-				if _, err := s.pool.Exec(context.Background(), withoutNotify); err != nil {
+				// Neither the events' change nor the read model's.
+				if _, err := s.pool.Exec(context.Background(), withoutAnnouncing); err != nil {
 					b.Fatal(err)
 				}
 				if _, err := s.pool.Exec(context.Background(), `ALTER TABLE clusters DISABLE TRIGGER clusters_reads;
@@ -140,6 +150,25 @@ func BenchmarkCreateClusters(b *testing.B) {
 			}
 		}
 	}
+}
+
+// notifyingTriggers is the SQL that puts back the triggers' NOTIFY in the
+// writing transaction: migration 00080's Down, but for dropping the change
+// log (the feed keeps reading it, and finds nothing).
+func notifyingTriggers(b *testing.B) string {
+	up, err := fs.ReadFile(migrations.FS, "00080_changes.sql")
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, down, ok := strings.Cut(string(up), "-- +goose Down")
+	if !ok {
+		b.Fatal("00080_changes.sql: no Down section")
+	}
+	down, _, ok = strings.Cut(down, "DROP FUNCTION lok8s_announce")
+	if !ok {
+		b.Fatal("00080_changes.sql: the Down section no longer drops lok8s_announce last")
+	}
+	return down
 }
 
 type writesResult struct {

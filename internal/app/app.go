@@ -25,6 +25,7 @@ import (
 	"lok8s.dev/provisioner/internal/addons"
 	"lok8s.dev/provisioner/internal/api"
 	"lok8s.dev/provisioner/internal/capi"
+	"lok8s.dev/provisioner/internal/changes"
 	"lok8s.dev/provisioner/internal/connguard"
 	"lok8s.dev/provisioner/internal/events"
 	"lok8s.dev/provisioner/internal/gitops"
@@ -419,8 +420,16 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	if err != nil {
 		return err
 	}
-	hub := events.NewHub(pool, log)
-	reads := readmodel.New(pool, log)
+	hub := events.NewHub()
+	reads := readmodel.New(log)
+	// The change feed reads on a connection of its own: a busy pool delays
+	// neither the streams' wake-ups nor the read model's freshness.
+	feedPool, err := store.OneConnection(ctx, pool)
+	if err != nil {
+		return fmt.Errorf("change feed: %w", err)
+	}
+	defer feedPool.Close()
+	feed := changes.NewFeed(store.New(feedPool, log), log, hub.Apply, reads.Apply)
 	avail := &availability{catalog: catalog, registry: registry}
 	handler, err := api.New(WithCatalog(api.Config{
 		Config: service.Config{
@@ -477,7 +486,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	// Every goroutine the service starts besides the server and the queue
-	// (the LISTEN hub, the read model, one watcher per management cluster) runs in this
+	// (the change feed, one watcher per management cluster) runs in this
 	// group, stopped and waited for at shutdown.
 	var group sync.WaitGroup
 	watchCtx, stopWatching := context.WithCancel(ctx)
@@ -492,13 +501,8 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	election.OnLeading = observe.Leading
 	startWatchers(watchCtx, &group, registry, st, queue, election, observe, log)
 	group.Go(func() {
-		if err := hub.Run(watchCtx); err != nil {
-			log.Error("event hub stopped", "error", err)
-		}
-	})
-	group.Go(func() {
-		if err := reads.Run(watchCtx); err != nil {
-			log.Error("read model stopped", "error", err)
+		if err := feed.Run(watchCtx); err != nil {
+			log.Error("change feed stopped", "error", err)
 		}
 	})
 	if err := queue.Start(ctx); err != nil {

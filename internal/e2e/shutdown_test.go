@@ -15,8 +15,8 @@ import (
 
 // TestShutdownWithAnOpenStream: SIGTERM to the real server while an event
 // stream is open (as every dashboard tab keeps one) ends the stream at
-// once, stops HTTP and the queue, waits for the watchers and the LISTEN
-// hub, and exits 0 within a few seconds, not after the 30 s budget.
+// once, stops HTTP and the queue, waits for the watchers and the change
+// feed, and exits 0 within a few seconds, not after the 30 s budget.
 func TestShutdownWithAnOpenStream(t *testing.T) {
 	t.Parallel()
 	env := testenv.Shared(t)

@@ -1,38 +1,31 @@
-// Package events wakes the service's event streams: one LISTEN connection
-// per service instance receives Postgres's NOTIFY for every new event (any
-// instance may have written it) and wakes the streams of that tenant. A
-// wake-up carries no data: each stream then reads the events after the last
-// one it sent from Postgres, at its own pace, so a slow client never holds
-// up the others or the writers, and a stream resumed by Last-Event-ID loses
-// none and repeats none.
+// Package events wakes the service's event streams: the replica's change
+// feed (internal/changes) hands the hub every tenant with newly committed
+// events (any replica or worker may have written them; the events triggers
+// record "e:<tenant>" in the change log, migration 00080) and the hub wakes
+// that tenant's streams. A wake-up carries no data: each stream then reads
+// the events after the last one it sent from Postgres, at its own pace, so
+// a slow client never holds up the others or the writers, and a stream
+// resumed by Last-Event-ID loses none and repeats none.
 package events
 
 import (
-	"context"
-	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
 
-	"lok8s.dev/provisioner/internal/store"
+	"lok8s.dev/provisioner/internal/changes"
 )
 
-// Hub fans NOTIFY wake-ups out to subscribers.
+// Hub fans the change feed's wake-ups out to subscribers.
 type Hub struct {
-	pool   *pgxpool.Pool
-	logger *slog.Logger
-
 	mu   sync.Mutex
 	subs map[uuid.UUID]map[chan struct{}]struct{}
 }
 
-// NewHub returns a hub listening on pool's database once Run runs.
-func NewHub(pool *pgxpool.Pool, logger *slog.Logger) *Hub {
-	return &Hub{pool: pool, logger: logger, subs: map[uuid.UUID]map[chan struct{}]struct{}{}}
+// NewHub returns a hub; pass its Apply to the replica's change feed.
+func NewHub() *Hub {
+	return &Hub{subs: map[uuid.UUID]map[chan struct{}]struct{}{}}
 }
 
 // Subscribe returns a channel that receives a wake-up (coalesced: at most
@@ -68,8 +61,7 @@ func (h *Hub) wake(tenantID uuid.UUID) {
 	}
 }
 
-// wakeAll wakes every subscriber: after a lost connection, when
-// notifications may have been missed.
+// wakeAll wakes every subscriber: when changes may have been missed.
 func (h *Hub) wakeAll() {
 	h.mu.Lock()
 	tenants := make([]uuid.UUID, 0, len(h.subs))
@@ -82,40 +74,19 @@ func (h *Hub) wakeAll() {
 	}
 }
 
-// Run listens until ctx ends, reconnecting after errors.
-func (h *Hub) Run(ctx context.Context) error {
-	for {
-		err := h.listen(ctx)
-		if ctx.Err() != nil {
-			return nil //nolint:nilerr // ctx ended: stopping is how Run ends, not a failure
-		}
-		h.logger.WarnContext(ctx, "event listener lost its connection; reconnecting", "error", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Second):
-		}
+// Apply wakes the streams of the tenants a batch of the change feed says
+// have new events ("e:<tenant id>"), or every stream when changes may have
+// been missed.
+func (h *Hub) Apply(b changes.Batch) {
+	if b.Lost {
 		h.wakeAll()
+		return
 	}
-}
-
-func (h *Hub) listen(ctx context.Context) error {
-	pooled, err := h.pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("acquire: %w", err)
-	}
-	// The connection will LISTEN: take it out of the pool for good.
-	conn := pooled.Hijack()
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+store.EventsChannel); err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
-			return err
+	for _, k := range b.Keys {
+		tenant, ok := strings.CutPrefix(k, "e:")
+		if !ok {
+			continue // the read model's
 		}
-		tenant, _, _ := strings.Cut(n.Payload, ":")
 		if id, err := uuid.Parse(tenant); err == nil {
 			h.wake(id)
 		}

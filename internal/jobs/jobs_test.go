@@ -358,7 +358,8 @@ func TestDeleteWithoutManagementCluster(t *testing.T) {
 }
 
 // TestPruneEventsJob: with a retention set, the periodic job (run at start)
-// deletes the events older than it and keeps the rest.
+// deletes the events older than it and keeps the rest, and prunes the
+// change log.
 func TestPruneEventsJob(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -401,6 +402,12 @@ func TestPruneEventsJob(t *testing.T) {
 	}
 	if count(`cluster = 'new'`) == 0 {
 		t.Fatal("the prune job deleted events inside the retention")
+	}
+	// It prunes the change log too: its first run notes the bound the
+	// next prunes below.
+	var noted bool
+	if err := b.pool.QueryRow(ctx, `SELECT next_below > '0' FROM change_retention`).Scan(&noted); err != nil || !noted {
+		t.Fatalf("the change log's next bound was not noted (%v)", err)
 	}
 }
 

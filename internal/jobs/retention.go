@@ -12,7 +12,8 @@ import (
 )
 
 // PruneEventsArgs are the arguments of the periodic job that deletes events
-// older than the retention.
+// older than the retention, and the change log's rows every replica's feed
+// has read (store.PruneChanges).
 type PruneEventsArgs struct{}
 
 // Kind implements river.JobArgs.
@@ -37,6 +38,9 @@ func (w *pruneEventsWorker) Work(ctx context.Context, _ *river.Job[PruneEventsAr
 	}
 	if n > 0 {
 		w.logger.InfoContext(ctx, "pruned events", "deleted", n, "older_than", before.UTC().Format(time.RFC3339))
+	}
+	if _, err := w.store.PruneChanges(ctx); err != nil {
+		return fmt.Errorf("prune the change log: %w", err)
 	}
 	return nil
 }

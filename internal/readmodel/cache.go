@@ -2,12 +2,11 @@ package readmodel
 
 import "sync"
 
-// Cache maps keys to values read from Postgres, dropping each key when a
-// change to it is announced. A value is served only while the model is
-// fresh (its LISTEN connection up and not lagging); a value read from
-// Postgres is kept only if no change to its key was announced while it was
-// being read, so a read that raced a write never leaves the old value
-// behind.
+// Cache maps keys to values read from Postgres, dropping each key when the
+// change feed reports a change to it. A value is served only while the
+// model is fresh (its feed not lagging); a value read from Postgres is kept
+// only if no change to its key was reported while it was being read, so a
+// read that raced a write never leaves the old value behind.
 type Cache[K comparable, V any] struct {
 	fresh func() bool
 	max   int
@@ -22,7 +21,7 @@ type Cache[K comparable, V any] struct {
 
 type fill struct {
 	n   int    // fills of this key under way
-	gen uint64 // bumped by each change announced meanwhile
+	gen uint64 // bumped by each change reported meanwhile
 }
 
 // newCache returns a cache serving values while fresh reports true,
@@ -66,8 +65,6 @@ func (c *Cache[K, V]) Load(k K, load func() (V, bool, error)) (V, error) {
 
 	v, keep, err := load()
 
-	// fresh is asked before the lock: it takes the model's lock, and the
-	// model holds its own while it resets this cache.
 	fresh := c.fresh()
 	c.mu.Lock()
 	if keep && err == nil && f.gen == gen && fresh {
@@ -86,7 +83,7 @@ func (c *Cache[K, V]) Load(k K, load func() (V, bool, error)) (V, error) {
 	return v, err
 }
 
-// Invalidate drops k: a change to it was announced or made here.
+// Invalidate drops k: a change to it was reported or made here.
 func (c *Cache[K, V]) Invalidate(k K) {
 	c.mu.Lock()
 	delete(c.entries, k)

@@ -1,43 +1,35 @@
 // Package readmodel keeps, per replica, what the API reads most in memory:
 // cluster statuses and API tokens. Postgres stays the source of truth.
-// Triggers (migration 00020) announce every change to either on the
-// lok8s_reads channel; one LISTEN connection per replica drops the changed
+// Triggers record every change to either in the change log (migrations
+// 00020 and 00080: "c:<tenant>:<cluster>", "t:<token hash>"); the
+// replica's change feed (internal/changes) hands the model what was
+// committed since its previous look (Apply), which drops the changed
 // entries, and the next read loads them again from Postgres. The API also
 // drops what it changes itself, before answering, so a replica reads its
 // own writes at once.
 //
-// Staleness is bounded: the model pings itself through Postgres every
-// PingEvery, and serves from memory only while its latest ping came back
-// within MaxLag of being sent (notifications arrive in commit order, so
-// every change committed before that ping has been applied). When the
-// connection is down or lagging, every read goes to Postgres; when it comes
-// back, everything held is dropped, since announcements may have been lost.
+// Staleness is bounded: the model serves from memory only while the
+// latest batch it applied covers every change committed up to MaxLag ago
+// (Batch.AsOf). While the feed cannot read the change log, every read goes
+// to Postgres; when changes may have been missed (Batch.Lost), everything
+// held is dropped.
 package readmodel
 
 import (
-	"context"
-	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
 
+	"lok8s.dev/provisioner/internal/changes"
 	"lok8s.dev/provisioner/internal/store"
 )
 
-// Channel is the NOTIFY channel migration 00020's triggers announce on.
-const Channel = "lok8s_reads"
-
 // Defaults of Model's settings.
 const (
-	DefaultPingEvery  = 200 * time.Millisecond
 	DefaultMaxLag     = time.Second
 	DefaultMaxEntries = 100_000
 )
@@ -61,42 +53,35 @@ type Token struct {
 
 // Model is one replica's read model.
 type Model struct {
-	pool   *pgxpool.Pool
 	logger *slog.Logger
-	// PingEvery and MaxLag bound staleness (see the package doc); set
-	// before Run.
-	PingEvery, MaxLag time.Duration
+	// MaxLag bounds staleness (see the package doc); set before use.
+	MaxLag time.Duration
 
 	// Statuses holds GET /v1/clusters/{name}/status bodies.
 	Statuses *Cache[ClusterKey, []byte]
 	// Tokens holds API tokens by their SHA-256 hash.
 	Tokens *Cache[string, Token]
 
-	nonce string
-
-	mu        sync.Mutex
-	connected bool
-	echoSent  time.Time // send time of the latest own ping heard back
+	// asOf is the AsOf of the latest batch applied (Unix nanoseconds;
+	// zero before the first).
+	asOf atomic.Int64
 }
 
-// New returns a model reading pool's database once Run runs; until then
-// (and whenever it is not fresh) every read goes to Postgres.
-func New(pool *pgxpool.Pool, logger *slog.Logger) *Model {
-	m := &Model{pool: pool, logger: logger, PingEvery: DefaultPingEvery, MaxLag: DefaultMaxLag}
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	m.nonce = hex.EncodeToString(b)
+// New returns a model; pass its Apply to the replica's change feed. Until
+// the feed's first batch (and whenever it is not fresh) every read goes
+// to Postgres.
+func New(logger *slog.Logger) *Model {
+	m := &Model{logger: logger, MaxLag: DefaultMaxLag}
 	m.Statuses = newCache[ClusterKey, []byte](m.Fresh, DefaultMaxEntries)
 	m.Tokens = newCache[string, Token](m.Fresh, DefaultMaxEntries)
 	return m
 }
 
-// Fresh reports whether memory may be served: listening, and the latest
-// ping heard back was sent within MaxLag.
+// Fresh reports whether memory may be served: the latest batch applied
+// covers every change committed until less than MaxLag ago.
 func (m *Model) Fresh() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.connected && time.Since(m.echoSent) < m.MaxLag
+	asOf := m.asOf.Load()
+	return asOf != 0 && time.Since(time.Unix(0, asOf)) < m.MaxLag
 }
 
 // InvalidateCluster drops the tenant's cluster name (both renderings).
@@ -110,59 +95,25 @@ func (m *Model) InvalidateToken(id uuid.UUID) {
 	m.Tokens.InvalidateFunc(func(t Token) bool { return t.Principal.TokenID == id })
 }
 
-// Run listens until ctx ends, reconnecting after errors.
-func (m *Model) Run(ctx context.Context) error {
-	var pinger sync.WaitGroup
-	pinger.Go(func() { m.ping(ctx) })
-	defer pinger.Wait()
-	for {
-		err := m.listen(ctx)
-		m.setConnected(false)
-		if ctx.Err() != nil {
-			return nil //nolint:nilerr // ctx ended: stopping is how Run ends
-		}
-		m.logger.WarnContext(ctx, "read model lost its connection; reading Postgres until it is back", "error", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Second):
-		}
+// Apply acts on a batch of the change feed: drops what it changed (or
+// everything, when changes may have been missed), then counts as fresh as
+// of the batch.
+func (m *Model) Apply(b changes.Batch) {
+	if b.Lost {
+		m.Statuses.Reset()
+		m.Tokens.Reset()
+	}
+	for _, k := range b.Keys {
+		m.apply(k)
+	}
+	if asOf := b.AsOf.UnixNano(); asOf > m.asOf.Load() {
+		m.asOf.Store(asOf) // the feed applies its batches one at a time
 	}
 }
 
-func (m *Model) setConnected(up bool) {
-	m.mu.Lock()
-	m.connected = up
-	m.mu.Unlock()
-	// Whatever was held may have missed announcements.
-	m.Statuses.Reset()
-	m.Tokens.Reset()
-}
-
-func (m *Model) listen(ctx context.Context) error {
-	pooled, err := m.pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("acquire: %w", err)
-	}
-	// The connection will LISTEN: take it out of the pool for good.
-	conn := pooled.Hijack()
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	m.setConnected(true)
-	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
-			return fmt.Errorf("wait for notification: %w", err)
-		}
-		m.apply(n.Payload)
-	}
-}
-
-// apply acts on one announcement.
-func (m *Model) apply(payload string) {
-	kind, rest, _ := strings.Cut(payload, ":")
+// apply acts on one changed key.
+func (m *Model) apply(key string) {
+	kind, rest, _ := strings.Cut(key, ":")
 	switch kind {
 	case "c":
 		tenant, name, _ := strings.Cut(rest, ":")
@@ -175,41 +126,11 @@ func (m *Model) apply(payload string) {
 			m.Tokens.Invalidate(string(hash))
 			return
 		}
-	case "p":
-		nonce, sent, _ := strings.Cut(rest, ":")
-		if nonce != m.nonce {
-			return // another replica's
-		}
-		if ns, err := strconv.ParseInt(sent, 10, 64); err == nil {
-			m.mu.Lock()
-			if t := time.Unix(0, ns); t.After(m.echoSent) {
-				m.echoSent = t
-			}
-			m.mu.Unlock()
-			return
-		}
+	case "e":
+		return // the events hub's
 	}
 	// Not understood: drop everything rather than keep what it changed.
-	m.logger.Warn("read model: unknown announcement; dropping what it holds", "payload", payload)
+	m.logger.Warn("read model: unknown change; dropping what it holds", "key", key)
 	m.Statuses.Reset()
 	m.Tokens.Reset()
-}
-
-// ping announces a ping of this model's own every PingEvery.
-func (m *Model) ping(ctx context.Context) {
-	t := time.NewTicker(m.PingEvery)
-	defer t.Stop()
-	for {
-		pctx, cancel := context.WithTimeout(ctx, m.MaxLag)
-		payload := "p:" + m.nonce + ":" + strconv.FormatInt(time.Now().UnixNano(), 10)
-		if _, err := m.pool.Exec(pctx, "SELECT pg_notify($1, $2)", Channel, payload); err != nil && ctx.Err() == nil {
-			m.logger.DebugContext(ctx, "read model ping failed", "error", err)
-		}
-		cancel()
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }

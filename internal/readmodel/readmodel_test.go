@@ -8,7 +8,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"lok8s.dev/provisioner/internal/changes"
 	"lok8s.dev/provisioner/internal/dbtest"
+	"lok8s.dev/provisioner/internal/store"
 )
 
 func waitFor(t *testing.T, what string, ok func() bool) {
@@ -20,15 +22,22 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 	}
 }
 
-// TestModel: an announcement drops its entry; a lost LISTEN connection
-// sends every read to Postgres and, once back, drops what was held.
+// TestModel: a change committed to the change log drops its entry; a feed
+// that stops looking sends every read to Postgres, and one that starts
+// again (its first look: changes may have been missed) drops what was held.
 func TestModel(t *testing.T) {
 	pool := dbtest.NewPool(t)
-	m := New(pool, slog.New(slog.DiscardHandler))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = m.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	logger := slog.New(slog.DiscardHandler)
+	m := New(logger)
+	run := func() (stop func()) {
+		feed := changes.NewFeed(store.New(pool, logger), logger, m.Apply)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = feed.Run(ctx); close(done) }()
+		return func() { cancel(); <-done }
+	}
+	stop := run()
+	t.Cleanup(func() { stop() })
 	waitFor(t, "fresh", m.Fresh)
 
 	tenant := uuid.New()
@@ -41,24 +50,22 @@ func TestModel(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := pool.Exec(context.Background(), `SELECT pg_notify($1, $2)`, Channel, "c:"+tenant.String()+":prod"); err != nil {
+	if _, err := pool.Exec(context.Background(), `SELECT lok8s_announce($1)`, "c:"+tenant.String()+":prod"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the announced entry dropped", func() bool { return !held(key) })
+	waitFor(t, "the changed entry dropped", func() bool { return !held(key) })
 	if !held(other) {
 		t.Fatal("another tenant's cluster of that name was dropped")
 	}
 
-	if _, err := pool.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-		WHERE datname = current_database() AND query = 'LISTEN `+Channel+`'`); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "not fresh without its connection", func() bool { return !m.Fresh() })
+	stop()
+	waitFor(t, "not fresh without its feed", func() bool { return !m.Fresh() })
 	if held(other) {
-		t.Fatal("served from memory while not listening")
+		t.Fatal("served from memory while its feed was not looking")
 	}
+	stop = run()
 	waitFor(t, "fresh again", m.Fresh)
 	if held(other) {
-		t.Fatal("kept what it held across a lost connection")
+		t.Fatal("kept what it held across a feed's first look")
 	}
 }

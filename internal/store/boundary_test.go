@@ -16,16 +16,14 @@ import (
 	"testing"
 )
 
-// databasePackages may import pgx: the store (schema, SQL, transactions),
-// jobs (River's pgx driver: its client inserts jobs in a pgx.Tx), events and
-// readmodel (each LISTENs on a connection of its own), and dbtest (test
-// databases). Every other package reaches Postgres through them.
+// databasePackages may import pgx: the store (schema, SQL, transactions,
+// the change log the change feed reads), jobs (River's pgx driver: its
+// client inserts jobs in a pgx.Tx), and dbtest (test databases). Every other
+// package reaches Postgres through them.
 var databasePackages = map[string]bool{
-	module + "/internal/store":     true,
-	module + "/internal/jobs":      true,
-	module + "/internal/events":    true,
-	module + "/internal/readmodel": true,
-	module + "/internal/dbtest":    true,
+	module + "/internal/store":  true,
+	module + "/internal/jobs":   true,
+	module + "/internal/dbtest": true,
 }
 
 const (

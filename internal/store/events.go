@@ -11,16 +11,13 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// EventsChannel is the Postgres NOTIFY channel announcing new events; its
-// payload is "<tenant id>", sent once per transaction (migration 00075;
-// "<tenant id>:<event id>" per event before it).
-const EventsChannel = "lok8s_events"
-
 // Event is one change a user cares about, as database triggers recorded it
 // in the same transaction as the change (migrations 00006 and 00017:
 // lok8s_emit and the triggers calling it on clusters, operations,
 // operation_steps and cluster_addons): its type (cluster.phase,
-// cluster.observed, operation, step, addon) and a JSON object.
+// cluster.observed, operation, step, addon) and a JSON object. The same
+// trigger records "e:<tenant>" in the change log (migration 00080, see
+// Changes), which wakes the tenant's streams on every replica.
 type Event struct {
 	Position
 	Cluster string

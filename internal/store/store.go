@@ -56,6 +56,18 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // DefaultMaxConns is the pool size unless the URL sets pool_max_conns.
 const DefaultMaxConns = 20
 
+// OneConnection opens a pool of one connection with pool's settings, for a
+// reader that must not queue behind pool's other users (the change feed).
+func OneConnection(ctx context.Context, pool *pgxpool.Pool) (*pgxpool.Pool, error) {
+	cfg := pool.Config()
+	cfg.MaxConns = 1
+	one, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open a one-connection pool: %w", err)
+	}
+	return one, nil
+}
+
 // Connect opens a pool to url and checks that the database answers.
 func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
