@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"lok8s.dev/provisioner/internal/gomod"
+	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/testenv"
 )
 
@@ -52,7 +53,7 @@ func TestPreflightFindsAMissingProvider(t *testing.T) {
 		t.Fatalf("failure record: %v", failed["error"])
 	}
 	// Nothing was applied: no credentials Secret, no CAPI Cluster.
-	for _, gvk := range []schema.GroupVersionKind{secretGVK, clusterGVK} {
+	for _, gvk := range []schema.GroupVersionKind{secretGVK, mgmt.ClusterGVK} {
 		probe := &unstructured.Unstructured{}
 		probe.SetGroupVersionKind(gvk)
 		name := "dev"

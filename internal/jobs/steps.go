@@ -67,12 +67,6 @@ func WaitsOnWatcher(step string) bool {
 	return false
 }
 
-// Labels the service puts on everything it creates on a management cluster.
-const (
-	LabelTenant  = "lok8s.dev/tenant"
-	LabelCluster = "lok8s.dev/cluster"
-)
-
 // Deps is what the pipeline's steps work with.
 type Deps struct {
 	Store    *store.Store
@@ -170,7 +164,7 @@ func NewPipeline(d Deps) *Pipeline {
 type steps struct{ Deps }
 
 func labels(r *Run) map[string]string {
-	return map[string]string{LabelTenant: r.Cluster.TenantID.String(), LabelCluster: r.Cluster.Name}
+	return map[string]string{mgmt.LabelTenant: r.Cluster.TenantID.String(), mgmt.LabelCluster: r.Cluster.Name}
 }
 
 // managementCluster returns the run's management cluster; an unknown one
