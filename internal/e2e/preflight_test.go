@@ -131,8 +131,7 @@ func TestPreflightChecksTheProviderRelease(t *testing.T) {
 	}
 	inventory := func(name, providerName, typ, version string) *unstructured.Unstructured {
 		p := &unstructured.Unstructured{}
-		p.SetAPIVersion("clusterctl.cluster.x-k8s.io/v1alpha3")
-		p.SetKind("Provider")
+		p.SetGroupVersionKind(mgmt.ClusterctlProviderGVK)
 		p.SetNamespace("default")
 		p.SetName(name)
 		p.Object["providerName"], p.Object["type"], p.Object["version"] = providerName, typ, version
@@ -154,8 +153,7 @@ func TestPreflightChecksTheProviderRelease(t *testing.T) {
 	}
 
 	hetzner := &unstructured.Unstructured{}
-	hetzner.SetAPIVersion("clusterctl.cluster.x-k8s.io/v1alpha3")
-	hetzner.SetKind("Provider")
+	hetzner.SetGroupVersionKind(mgmt.ClusterctlProviderGVK)
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: "infrastructure-hetzner"}, hetzner); err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ func TestClassify(t *testing.T) {
 	capi := func(reason string) error {
 		return Permanent(coded(fmt.Errorf("CAPI reports the cluster failed: %s", reason), CodeProviderFailed, false, "read CAPI's reason", reason))
 	}
-	gr := schema.GroupResource{Group: "cluster.x-k8s.io", Resource: "clusters"}
+	gr := schema.GroupResource{Group: mgmt.ClusterGVK.Group, Resource: "clusters"}
 	for _, tc := range []struct {
 		name        string
 		err         error

@@ -34,4 +34,9 @@ var (
 	// KubeadmControlPlaneGVK is the kubeadm control plane, which the
 	// rollout check reads.
 	KubeadmControlPlaneGVK = schema.GroupVersionKind{Group: "controlplane.cluster.x-k8s.io", Version: "v1beta2", Kind: "KubeadmControlPlane"}
+	// ClusterctlProviderGVK is clusterctl's inventory: one Provider object
+	// per installed provider, named <type>-<name> (cluster-api,
+	// infrastructure-hetzner), with its version (CAPI
+	// cmd/clusterctl/api/v1alpha3/provider_type.go). Preflight reads it.
+	ClusterctlProviderGVK = schema.GroupVersionKind{Group: "clusterctl.cluster.x-k8s.io", Version: "v1alpha3", Kind: "Provider"}
 )
