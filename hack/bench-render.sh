@@ -22,8 +22,7 @@ source "$root/hack/lib.sh"
 parse_args 15 "$@"
 
 command -v go >/dev/null || die "go not found in PATH"
-version=$(cd "$root" && go list -m -f '{{.Version}}' sigs.k8s.io/cluster-api) ||
-	die "cannot read the cluster-api version from go.mod"
+version=$(capi_version)
 dir=${XDG_CACHE_HOME:-$HOME/.cache}/lok8s/clusterctl-$version
 
 # Cached when its build info names clusterctl's main package and the release.

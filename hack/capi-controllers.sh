@@ -21,13 +21,14 @@
 # module cache, so that tests can run offline after one run.
 set -euo pipefail
 
-CAPI_VERSION=v1.14.2
-
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LOG_PREFIX=capi-controllers
 # shellcheck source=hack/lib.sh
 source "$root/hack/lib.sh"
 parse_args 21 "$@"
+
+# The release go.mod requires (internal/testenv.CAPIVersion).
+CAPI_VERSION=$(capi_version)
 
 tools=$root/hack/tools/capi
 

@@ -27,6 +27,21 @@ parse_args() {
 	done
 }
 
+# The Cluster API release is the one go.mod requires (the service imports
+# it); internal/testenv.CAPIVersion is checked against it by a test. CAPA is
+# not a dependency of the main module: its version is declared once, as
+# internal/testenv.CAPAVersion, and read from there. Both need $root.
+capi_version() {
+	(cd "$root" && GOWORK=off go list -m -f '{{.Version}}' sigs.k8s.io/cluster-api) ||
+		die "cannot read the cluster-api version from go.mod"
+}
+capa_version() {
+	local v
+	v=$(sed -nE 's/^[[:space:]]*CAPAVersion[[:space:]]*=[[:space:]]*"([^"]+)".*/\1/p' "$root/internal/testenv/crds.go")
+	[[ -n $v ]] || die "cannot read CAPAVersion from internal/testenv/crds.go"
+	printf '%s\n' "$v"
+}
+
 # open_cache DIR: creates DIR and takes its lock, so one build runs at a
 # time (test packages run in parallel and each may call the script; the
 # others wait and then find the cache filled); removes the temporary

@@ -18,15 +18,17 @@ set -euo pipefail
 
 K8S_VERSION=v1.37.2
 ETCD_VERSION=v3.6.16
-# Keep these equal to CAPIVersion and CAPAVersion in internal/testenv/crds.go.
-CAPI_MODULE=sigs.k8s.io/cluster-api@v1.14.2
-CAPA_MODULE=sigs.k8s.io/cluster-api-provider-aws/v2@v2.13.0
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LOG_PREFIX=test-assets
 # shellcheck source=hack/lib.sh
 source "$root/hack/lib.sh"
 parse_args 16 "$@"
+
+# The versions internal/testenv reads CRDs at (go.mod's cluster-api,
+# testenv.CAPAVersion).
+CAPI_MODULE=sigs.k8s.io/cluster-api@$(capi_version)
+CAPA_MODULE=sigs.k8s.io/cluster-api-provider-aws/v2@$(capa_version)
 
 k8s_tools=$root/hack/tools/k8s
 etcd_tools=$root/hack/tools/etcd

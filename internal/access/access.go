@@ -24,6 +24,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"lok8s.dev/provisioner/internal/mgmt"
 )
 
 // Namespace holds the principals' ServiceAccounts on a workload cluster.
@@ -37,6 +39,10 @@ const (
 	DefaultTTL    = time.Hour
 	DefaultMaxTTL = 24 * time.Hour
 )
+
+// LabelToken names the API token a principal's ServiceAccount is for (with
+// mgmt.LabelTenant, its tenant).
+const LabelToken = "lok8s.dev/token"
 
 // fieldManager owns what Issue applies on the workload cluster.
 const fieldManager = "lok8s-access"
@@ -92,7 +98,7 @@ func Issue(ctx context.Context, admin []byte, clusterName string, p Principal, t
 		return Issued{}, fmt.Errorf("access: client: %w", err)
 	}
 
-	labels := map[string]string{"app.kubernetes.io/managed-by": "lok8s", "lok8s.dev/tenant": p.Tenant, "lok8s.dev/token": p.Token}
+	labels := map[string]string{"app.kubernetes.io/managed-by": "lok8s", mgmt.LabelTenant: p.Tenant, LabelToken: p.Token}
 	apply := metav1.ApplyOptions{FieldManager: fieldManager, Force: true}
 	sa := p.ServiceAccount()
 	if _, err := cs.CoreV1().Namespaces().Apply(ctx, corev1ac.Namespace(Namespace).

@@ -40,22 +40,23 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"lok8s.dev/provisioner/internal/store"
 	"lok8s.dev/provisioner/migrations"
 )
 
 // oldEmit is lok8s_emit as migration 00006 wrote it: every event writer
 // takes one advisory lock, held until its transaction ends.
-const oldEmit = `
+var oldEmit = fmt.Sprintf(`
 CREATE OR REPLACE FUNCTION lok8s_emit(tenant uuid, cluster_id uuid, cluster text, kind text, data jsonb) RETURNS void AS $$
 DECLARE
     event_id bigint;
 BEGIN
-    PERFORM pg_advisory_xact_lock(7465);
+    PERFORM pg_advisory_xact_lock(%d);
     INSERT INTO events (tenant_id, cluster_id, cluster, type, data)
     VALUES (tenant, cluster_id, cluster, kind, data) RETURNING id INTO event_id;
     PERFORM pg_notify('lok8s_events', tenant::text || ':' || event_id::text);
 END;
-$$ LANGUAGE plpgsql`
+$$ LANGUAGE plpgsql`, store.LockEventsCommitOrder)
 
 // withoutAnnouncing is lok8s_emit as migration 00017 wrote it, without the
 // NOTIFY and without recording a change (the bench also disables the read

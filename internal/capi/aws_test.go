@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"lok8s.dev/provisioner/internal/capi"
+	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/testenv"
 )
@@ -206,7 +207,7 @@ func TestAWSHealthChecks(t *testing.T) {
 			if mhc.GetAPIVersion() != "cluster.x-k8s.io/v1beta2" || field(mhc, "spec", "clusterName") != cluster {
 				t.Errorf("%s: %s is %s for cluster %v", name, mhc.GetName(), mhc.GetAPIVersion(), field(mhc, "spec", "clusterName"))
 			}
-			if sel := field(mhc, "spec", "selector", "matchLabels").(map[string]any); sel["cluster.x-k8s.io/cluster-name"] != cluster {
+			if sel := field(mhc, "spec", "selector", "matchLabels").(map[string]any); sel[mgmt.ClusterNameLabel] != cluster {
 				t.Errorf("%s: %s selects %v, not only this cluster's machines", name, mhc.GetName(), sel)
 			}
 			if got := field(mhc, "spec", "checks", "nodeStartupTimeoutSeconds"); got != startup {
@@ -376,7 +377,7 @@ func TestApplyAWSVariants(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			ns := env.Namespace(t)
-			r, err := c.Render(capi.RenderInput{Spec: s, Namespace: ns, Labels: map[string]string{"lok8s.dev/tenant": "acme"}})
+			r, err := c.Render(capi.RenderInput{Spec: s, Namespace: ns, Labels: map[string]string{mgmt.LabelTenant: "acme"}})
 			if err != nil {
 				t.Fatal(err)
 			}

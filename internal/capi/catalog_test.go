@@ -20,6 +20,7 @@ import (
 
 	provisioner "lok8s.dev/provisioner"
 	"lok8s.dev/provisioner/internal/capi"
+	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/testenv"
 )
@@ -122,7 +123,7 @@ func renderFlavor(t *testing.T, c *capi.Catalog, name, namespace string) *capi.R
 	r, err := c.Render(capi.RenderInput{
 		Spec:      s,
 		Namespace: namespace,
-		Labels:    map[string]string{"lok8s.dev/tenant": "acme", "lok8s.dev/cluster": s.Metadata.Name},
+		Labels:    map[string]string{mgmt.LabelTenant: "acme", mgmt.LabelCluster: s.Metadata.Name},
 	})
 	if err != nil {
 		t.Fatalf("Render: %v", err)
@@ -143,7 +144,7 @@ func TestRenderGolden(t *testing.T) {
 			kinds := map[string]bool{}
 			for _, o := range r.Objects {
 				kinds[o.GetKind()] = true
-				if o.GetLabels()["lok8s.dev/tenant"] != "acme" || o.GetLabels()["lok8s.dev/cluster"] == "" {
+				if o.GetLabels()[mgmt.LabelTenant] != "acme" || o.GetLabels()[mgmt.LabelCluster] == "" {
 					t.Errorf("%s %s lacks the owner labels: %v", o.GetKind(), o.GetName(), o.GetLabels())
 				}
 				if o.GetKind() == "AWSClusterStaticIdentity" {
@@ -237,7 +238,7 @@ func TestApplyFlavors(t *testing.T) {
 				if err := env.Client.Get(ctx(t), client.ObjectKeyFromObject(o), got); err != nil {
 					t.Fatalf("get %s %s: %v", o.GetKind(), o.GetName(), err)
 				}
-				if got.GetLabels()["lok8s.dev/tenant"] != "acme" {
+				if got.GetLabels()[mgmt.LabelTenant] != "acme" {
 					t.Errorf("%s %s stored without owner labels", o.GetKind(), o.GetName())
 				}
 			}
@@ -471,7 +472,7 @@ spec:
 		t.Fatalf("Detect = %v, %v", prov, err)
 	}
 	ns := env.Namespace(t)
-	r, err := c.Render(capi.RenderInput{Spec: s, Namespace: ns, Labels: map[string]string{"lok8s.dev/tenant": "acme"}})
+	r, err := c.Render(capi.RenderInput{Spec: s, Namespace: ns, Labels: map[string]string{mgmt.LabelTenant: "acme"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/cluster-api/cmd/clusterctl/client/yamlprocessor"
+
+	"lok8s.dev/provisioner/internal/mgmt"
 )
 
 // BenchmarkRenderVsClusterctl times Catalog.Render for one golden spec
@@ -41,7 +43,7 @@ func BenchmarkRenderVsClusterctl(b *testing.B) {
 		b.Fatalf("LOK8S_BENCH_CLUSTERCTL_RUNS: want a positive number, got %q", os.Getenv("LOK8S_BENCH_CLUSTERCTL_RUNS"))
 	}
 	c := embeddedCatalog(b)
-	in := RenderInput{Spec: goldenSpec(b, c, name), Labels: map[string]string{"lok8s.dev/tenant": "acme", "lok8s.dev/cluster": "prod"}}
+	in := RenderInput{Spec: goldenSpec(b, c, name), Labels: map[string]string{mgmt.LabelTenant: "acme", mgmt.LabelCluster: "prod"}}
 	pl, err := c.plan(in)
 	if err != nil {
 		b.Fatal(err)

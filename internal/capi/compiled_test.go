@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	provisioner "lok8s.dev/provisioner"
+	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/spec"
 )
 
@@ -77,7 +78,7 @@ func TestCompiledMatchesText(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			s := goldenSpec(t, c, name)
-			in := RenderInput{Spec: s, Labels: map[string]string{"lok8s.dev/tenant": "acme"}}
+			in := RenderInput{Spec: s, Labels: map[string]string{mgmt.LabelTenant: "acme"}}
 			got, err := c.Render(in)
 			if err != nil {
 				t.Fatal(err)

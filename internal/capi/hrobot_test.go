@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"lok8s.dev/provisioner/internal/capi"
+	"lok8s.dev/provisioner/internal/mgmt"
 )
 
 // The bare-metal flavor (spec.hrobot) against CAPH v1.1.8's own
@@ -105,8 +106,8 @@ func TestHetznerBareMetalHosts(t *testing.T) {
 		id, _ := field(h, "spec", "serverID").(int64)
 		wwn, _ := field(h, "spec", "rootDeviceHints", "wwn").(string)
 		mm, _ := field(h, "spec", "maintenanceMode").(bool)
-		got = append(got, host{h.GetName(), h.GetLabels()["lok8s.dev/host-type"], wwn, id, mm})
-		if h.GetNamespace() != "tenant-a" || h.GetLabels()["cluster.x-k8s.io/cluster-name"] != "metal" {
+		got = append(got, host{h.GetName(), h.GetLabels()[mgmt.LabelHostType], wwn, id, mm})
+		if h.GetNamespace() != "tenant-a" || h.GetLabels()[mgmt.ClusterNameLabel] != "metal" {
 			t.Errorf("%s: namespace %q, labels %v", h.GetName(), h.GetNamespace(), h.GetLabels())
 		}
 	}
@@ -121,7 +122,7 @@ func TestHetznerBareMetalHosts(t *testing.T) {
 	for _, pool := range []struct{ name, hostType string }{{"general", "ax41"}, {"storage", "sx65"}} {
 		mt := objectOf(t, r, "HetznerBareMetalMachineTemplate", "metal-bm-"+pool.name)
 		sel := field(mt, "spec", "template", "spec", "hostSelector", "matchLabels").(map[string]any)
-		wantSel := map[string]any{"lok8s.dev/host-type": pool.hostType, "cluster.x-k8s.io/cluster-name": "metal"}
+		wantSel := map[string]any{mgmt.LabelHostType: pool.hostType, mgmt.ClusterNameLabel: "metal"}
 		if !reflect.DeepEqual(sel, wantSel) {
 			t.Errorf("pool %s selects %v, want %v", pool.name, sel, wantSel)
 		}
@@ -130,7 +131,7 @@ func TestHetznerBareMetalHosts(t *testing.T) {
 			for k, v := range sel {
 				matches = matches && h.GetLabels()[k] == v
 			}
-			if matches != (h.GetLabels()["lok8s.dev/host-type"] == pool.hostType) {
+			if matches != (h.GetLabels()[mgmt.LabelHostType] == pool.hostType) {
 				t.Errorf("pool %s: selects host %s %v", pool.name, h.GetName(), matches)
 			}
 		}

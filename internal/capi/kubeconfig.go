@@ -26,6 +26,12 @@ func (c *Catalog) kubeconfigPolicy(s *spec.Capi) (KubeconfigPolicy, error) {
 	if err != nil {
 		return KubeconfigPolicy{}, err
 	}
+	return p.KubeconfigPolicy(s)
+}
+
+// KubeconfigPolicy is the kubeconfig policy of spec s's flavor of p, else
+// p's own (the zero policy when neither states one).
+func (p *Provider) KubeconfigPolicy(s *spec.Capi) (KubeconfigPolicy, error) {
 	doc, err := specDocument(s)
 	if err != nil {
 		return KubeconfigPolicy{}, err

@@ -74,6 +74,17 @@ type RenderInput struct {
 	CredentialSecretName string
 	// Labels go on every object (lok8s.dev/tenant, lok8s.dev/cluster).
 	Labels map[string]string
+	// Provider renders the spec when set: the one chosen when the cluster
+	// was submitted (stored with it). Nil: the provider Detect selects.
+	Provider *Provider
+}
+
+// providerOf is in.Provider, else the provider the spec selects.
+func (c *Catalog) providerOf(in RenderInput) (*Provider, error) {
+	if in.Provider != nil {
+		return in.Provider, nil
+	}
+	return c.Detect(in.Spec)
 }
 
 // Rendered is the result of Render.
@@ -210,7 +221,7 @@ func (c *Catalog) plan(in RenderInput) (*renderPlan, error) {
 	if in.Spec == nil {
 		return nil, errors.New("capi: render: no spec")
 	}
-	p, err := c.Detect(in.Spec)
+	p, err := c.providerOf(in)
 	if err != nil {
 		return nil, err
 	}
@@ -331,19 +342,25 @@ func (c *Catalog) renderText(u unit) ([]*unstructured.Unstructured, error) {
 // are not otherwise set. Value files are left out. namespace is as
 // RenderInput.Namespace. The add-on values use these (addons.Values).
 func (c *Catalog) Variables(s *spec.Capi, namespace string) (map[string]string, error) {
-	if s == nil {
+	return c.VariablesOf(RenderInput{Spec: s, Namespace: namespace})
+}
+
+// VariablesOf is Variables for in's spec, namespace and provider (nil:
+// detected), as Render would compute them.
+func (c *Catalog) VariablesOf(in RenderInput) (map[string]string, error) {
+	if in.Spec == nil {
 		return nil, errors.New("capi: variables: no spec")
 	}
-	p, err := c.Detect(s)
+	p, err := c.providerOf(in)
 	if err != nil {
 		return nil, err
 	}
-	doc, err := specDocument(s)
+	doc, err := specDocument(in.Spec)
 	if err != nil {
 		return nil, err
 	}
 	r := p.Manifest.resolve(doc)
-	vars, err := p.clusterVariables(RenderInput{Spec: s, Namespace: namespace}, doc, r)
+	vars, err := p.clusterVariables(RenderInput{Spec: in.Spec, Namespace: in.Namespace}, doc, r)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,12 @@ func (c *Catalog) Waits(s *spec.Capi) (Waits, error) {
 	if err != nil {
 		return Waits{}, err
 	}
+	return p.Waits(s)
+}
+
+// Waits returns the waitTimeout and machineFailures of p for spec s, the
+// spec's flavor applied.
+func (p *Provider) Waits(s *spec.Capi) (Waits, error) {
 	doc, err := specDocument(s)
 	if err != nil {
 		return Waits{}, err

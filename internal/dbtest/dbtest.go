@@ -111,10 +111,12 @@ func ensureTemplate(ctx context.Context, admin *pgx.Conn) (string, error) {
 		return "", err
 	}
 	tmpl := "lok8s_tmpl_" + hash
-	if _, err := admin.Exec(ctx, "SELECT pg_advisory_lock(7463)"); err != nil {
+	if _, err := admin.Exec(ctx, "SELECT pg_advisory_lock($1)", store.LockTestTemplate); err != nil {
 		return "", fmt.Errorf("lock template: %w", err)
 	}
-	defer func() { _, _ = admin.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(7463)") }()
+	defer func() {
+		_, _ = admin.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", store.LockTestTemplate)
+	}()
 
 	var exists bool
 	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", tmpl).Scan(&exists); err != nil {

@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"lok8s.dev/provisioner/internal/mgmt"
 )
 
 var (
@@ -54,7 +56,7 @@ func (c *cloud) bareMetalMachines(ctx context.Context, md *unstructured.Unstruct
 		if err := c.mgmt.Client.Get(ctx, key, m); apierrors.IsNotFound(err) {
 			m.SetName(key.Name)
 			m.SetNamespace(key.Namespace)
-			labels := map[string]string{"cluster.x-k8s.io/cluster-name": c.name}
+			labels := map[string]string{mgmt.ClusterNameLabel: c.name}
 			for k, v := range machineLabels {
 				labels[k] = v
 			}
@@ -137,7 +139,7 @@ func checkBareMetalHosts(t *testing.T, s *service) {
 	for _, h := range list.Items {
 		id, _, _ := unstructured.NestedInt64(h.Object, "spec", "serverID")
 		consumer, _, _ := unstructured.NestedString(h.Object, "spec", "consumerRef", "name")
-		got[fmt.Sprintf("%s %d %s", h.GetName(), id, h.GetLabels()["lok8s.dev/host-type"])] = consumer
+		got[fmt.Sprintf("%s %d %s", h.GetName(), id, h.GetLabels()[mgmt.LabelHostType])] = consumer
 	}
 	for _, want := range []string{"metal-ax41-a 2317525 ax41", "metal-ax41-b 2105469 ax41"} {
 		if consumer, ok := got[want]; !ok || !strings.HasPrefix(consumer, "metal-bm-storage-") {

@@ -32,6 +32,7 @@ import (
 
 	"lok8s.dev/provisioner/internal/app"
 	"lok8s.dev/provisioner/internal/dbtest"
+	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/testenv"
 )
@@ -186,8 +187,8 @@ func benchTemplates(tb testing.TB) string {
 // CAPI does once its machines' nodes are Ready.
 func markPoolsReady(ctx context.Context, env *testenv.Env, namespace, name string) error {
 	list := &unstructured.UnstructuredList{}
-	list.SetGroupVersionKind(machineDeploymentGVK.GroupVersion().WithKind("MachineDeploymentList"))
-	if err := env.Client.List(ctx, list, client.InNamespace(namespace), client.MatchingLabels{"cluster.x-k8s.io/cluster-name": name}); err != nil {
+	list.SetGroupVersionKind(mgmt.MachineDeploymentGVK.GroupVersion().WithKind("MachineDeploymentList"))
+	if err := env.Client.List(ctx, list, client.InNamespace(namespace), client.MatchingLabels{mgmt.ClusterNameLabel: name}); err != nil {
 		return fmt.Errorf("list pools of %s: %w", name, err)
 	}
 	for i := range list.Items {
@@ -553,13 +554,13 @@ func benchWithName(seed, name string) string {
 // far as the addons the service installs allow.
 func markProvisioned(ctx context.Context, env *testenv.Env, namespace, name string, kubeconfig []byte) error {
 	obj := &unstructured.Unstructured{}
-	obj.SetGroupVersionKind(clusterGVK)
+	obj.SetGroupVersionKind(mgmt.ClusterGVK)
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj); err != nil {
 		return fmt.Errorf("get cluster %s: %w", name, err)
 	}
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name + "-kubeconfig", Namespace: namespace,
-			Labels: map[string]string{"cluster.x-k8s.io/cluster-name": name}},
+			Labels: map[string]string{mgmt.ClusterNameLabel: name}},
 		Type: "cluster.x-k8s.io/secret",
 		Data: map[string][]byte{"value": kubeconfig},
 	}

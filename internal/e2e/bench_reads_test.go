@@ -26,12 +26,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
 	"lok8s.dev/provisioner/internal/app"
 	"lok8s.dev/provisioner/internal/dbtest"
+	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/testenv"
 )
@@ -345,7 +345,7 @@ func benchReadsSeedAPIServer(b *testing.B, env *testenv.Env, n int) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	gvr := schema.GroupVersionResource{Group: "cluster.x-k8s.io", Version: "v1beta2", Resource: "clusters"}
+	gvr := mgmt.ClusterGVK.GroupVersion().WithResource("clusters")
 	clusters := dyn.Resource(gvr).Namespace(ns.Name)
 	var wg sync.WaitGroup
 	var failed atomic.Value
@@ -360,7 +360,7 @@ func benchReadsSeedAPIServer(b *testing.B, env *testenv.Env, n int) string {
 				name := fmt.Sprintf("c%05d", i)
 				obj := &unstructured.Unstructured{Object: map[string]any{
 					"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster",
-					"metadata": map[string]any{"name": name, "labels": map[string]any{"cluster.x-k8s.io/cluster-name": name}},
+					"metadata": map[string]any{"name": name, "labels": map[string]any{mgmt.ClusterNameLabel: name}},
 					"spec": map[string]any{
 						"clusterNetwork": map[string]any{
 							"pods":     map[string]any{"cidrBlocks": []any{"10.244.0.0/16"}},

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/testenv"
 )
 
@@ -155,7 +156,7 @@ func (c *cloud) act(ctx context.Context) error {
 // step advances the world by what each actor would do next.
 func (c *cloud) step(ctx context.Context) error {
 	cluster := &unstructured.Unstructured{}
-	cluster.SetGroupVersionKind(clusterGVK)
+	cluster.SetGroupVersionKind(mgmt.ClusterGVK)
 	if err := c.mgmt.Client.Get(ctx, client.ObjectKey{Namespace: c.namespace, Name: c.name}, cluster); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil // not applied yet
@@ -167,7 +168,7 @@ func (c *cloud) step(ctx context.Context) error {
 	}
 	cpWanted := int64(1)
 	kcp := &unstructured.Unstructured{}
-	kcp.SetGroupVersionKind(kcpGVK)
+	kcp.SetGroupVersionKind(mgmt.KubeadmControlPlaneGVK)
 	hasKCP := c.mgmt.Client.Get(ctx, client.ObjectKey{Namespace: c.namespace, Name: c.name + "-control-plane"}, kcp) == nil
 	if hasKCP {
 		cpWanted, _, _ = unstructured.NestedInt64(kcp.Object, "spec", "replicas")
@@ -176,14 +177,14 @@ func (c *cloud) step(ctx context.Context) error {
 		cpWanted = 0
 	}
 	mds := &unstructured.UnstructuredList{}
-	mds.SetGroupVersionKind(machineDeploymentGVK.GroupVersion().WithKind("MachineDeploymentList"))
-	if err := c.mgmt.Client.List(ctx, mds, client.InNamespace(c.namespace), client.MatchingLabels{"lok8s.dev/cluster": c.name}); err != nil {
+	mds.SetGroupVersionKind(mgmt.MachineDeploymentGVK.GroupVersion().WithKind("MachineDeploymentList"))
+	if err := c.mgmt.Client.List(ctx, mds, client.InNamespace(c.namespace), client.MatchingLabels{mgmt.LabelCluster: c.name}); err != nil {
 		return err
 	}
 	// EKS managed node groups are MachinePools: their machines come up the same way.
 	mps := &unstructured.UnstructuredList{}
-	mps.SetGroupVersionKind(machineDeploymentGVK.GroupVersion().WithKind("MachinePoolList"))
-	if err := c.mgmt.Client.List(ctx, mps, client.InNamespace(c.namespace), client.MatchingLabels{"lok8s.dev/cluster": c.name}); err != nil {
+	mps.SetGroupVersionKind(mgmt.MachineDeploymentGVK.GroupVersion().WithKind("MachinePoolList"))
+	if err := c.mgmt.Client.List(ctx, mps, client.InNamespace(c.namespace), client.MatchingLabels{mgmt.LabelCluster: c.name}); err != nil {
 		return err
 	}
 	mds.Items = append(mds.Items, mps.Items...)
@@ -372,7 +373,7 @@ func normalize(v any) any {
 }
 
 func poolOf(md *unstructured.Unstructured) string {
-	if p := md.GetLabels()["lok8s.dev/pool"]; p != "" {
+	if p := md.GetLabels()[mgmt.LabelPool]; p != "" {
 		return p
 	}
 	return md.GetName()
@@ -385,7 +386,7 @@ func (c *cloud) ensureKubeconfigSecret(ctx context.Context) error {
 	}
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: c.name + "-kubeconfig", Namespace: c.namespace,
-			Labels: map[string]string{"cluster.x-k8s.io/cluster-name": c.name}},
+			Labels: map[string]string{mgmt.ClusterNameLabel: c.name}},
 		Type: "cluster.x-k8s.io/secret",
 		Data: data,
 	}

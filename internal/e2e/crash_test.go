@@ -282,7 +282,7 @@ func resourceVersions(t *testing.T, s *service, name string) map[string]string {
 // the CAPI Cluster name, as the service applies it.
 func setClusterLabel(t *testing.T, s *service, name string, on bool) {
 	t.Helper()
-	cluster := s.get(clusterGVK, s.namespace(), name)
+	cluster := s.get(mgmt.ClusterGVK, s.namespace(), name)
 	labels := cluster.GetLabels()
 	if on {
 		labels[mgmt.LabelCluster] = name

@@ -395,8 +395,6 @@ func stepState(status map[string]any, name string) string {
 	return ""
 }
 
-var clusterGVK = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "Cluster"}
-
 // get fetches an object from the management cluster, failing the test if absent.
 func (s *service) get(gvk schema.GroupVersionKind, namespace, name string) *unstructured.Unstructured {
 	s.t.Helper()

@@ -13,6 +13,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"lok8s.dev/provisioner/internal/mgmt"
 )
 
 // TestEveryEndpointIsolatesTenants runs every operation openapi.yaml
@@ -197,7 +199,7 @@ func isolationSuite(t *testing.T, named bool) {
 	for _, o := range objs {
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(o.GroupVersionKind().GroupVersion().WithKind(o.GetKind() + "List"))
-		if err := s.env.Client.List(ctx, list, client.InNamespace(victimNS), client.MatchingLabels{"lok8s.dev/tenant": attacker}); err != nil {
+		if err := s.env.Client.List(ctx, list, client.InNamespace(victimNS), client.MatchingLabels{mgmt.LabelTenant: attacker}); err != nil {
 			t.Fatal(err)
 		}
 		if len(list.Items) > 0 {

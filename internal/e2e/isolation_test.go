@@ -11,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"lok8s.dev/provisioner/internal/mgmt"
 )
 
 // TestTenantsDoNotCollideOnANamedManagementCluster: two tenants naming
@@ -46,9 +48,9 @@ func TestTenantsDoNotCollideOnANamedManagementCluster(t *testing.T) {
 		!strings.Contains(string(body), "belongs to another tenant") {
 		t.Fatalf("rival in the first tenant's namespace: %d %s", status, body)
 	}
-	cluster := s.get(clusterGVK, ns, "prod")
+	cluster := s.get(mgmt.ClusterGVK, ns, "prod")
 	secret := s.get(secretGVK, ns, "prod-credentials")
-	if owner := cluster.GetLabels()["lok8s.dev/tenant"]; owner == "" || secret.GetLabels()["lok8s.dev/tenant"] != owner {
+	if owner := cluster.GetLabels()[mgmt.LabelTenant]; owner == "" || secret.GetLabels()[mgmt.LabelTenant] != owner {
 		t.Fatalf("owner labels: cluster %v, secret %v", cluster.GetLabels(), secret.GetLabels())
 	}
 	if hc := nested(t, secret, "data").(map[string]any)["hcloud"]; hc != "aGNsb3VkLWUyZS10b2tlbi0zMWM0" { // base64 of hcloudToken
@@ -98,7 +100,7 @@ func TestTenantsDoNotCollideOnANamedManagementCluster(t *testing.T) {
 		t.Fatalf("the foreign Secret after the rival's delete: %v %v %v", err, kept.Labels, kept.Data)
 	}
 	// And the first tenant's cluster is still there, still its own.
-	if c := s.get(clusterGVK, ns, "prod"); c.GetLabels()["lok8s.dev/tenant"] != cluster.GetLabels()["lok8s.dev/tenant"] {
+	if c := s.get(mgmt.ClusterGVK, ns, "prod"); c.GetLabels()[mgmt.LabelTenant] != cluster.GetLabels()[mgmt.LabelTenant] {
 		t.Fatalf("first tenant's Cluster relabelled: %v", c.GetLabels())
 	}
 }

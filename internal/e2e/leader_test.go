@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"lok8s.dev/provisioner/internal/dbtest"
+	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/testenv"
 )
@@ -525,7 +526,7 @@ const providerPace = 300 * time.Millisecond
 // while the first control-plane machine boots.
 func markInfrastructureReady(ctx context.Context, env *testenv.Env, namespace, name string) error {
 	obj := &unstructured.Unstructured{}
-	obj.SetGroupVersionKind(clusterGVK)
+	obj.SetGroupVersionKind(mgmt.ClusterGVK)
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj); err != nil {
 		return err
 	}

@@ -11,9 +11,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-)
 
-var kcpGVK = schema.GroupVersionKind{Group: "controlplane.cluster.x-k8s.io", Version: "v1beta2", Kind: "KubeadmControlPlane"}
+	"lok8s.dev/provisioner/internal/mgmt"
+)
 
 // playRollout does CAPI's part of a rollout: every control plane and
 // MachineDeployment of the cluster reports its latest generation observed
@@ -22,10 +22,10 @@ func (s *service) playRollout(name string) {
 	s.t.Helper()
 	s.pauseCloud(name)
 	ctx := context.Background()
-	for _, gvk := range []schema.GroupVersionKind{kcpGVK, machineDeploymentGVK} {
+	for _, gvk := range []schema.GroupVersionKind{mgmt.KubeadmControlPlaneGVK, mgmt.MachineDeploymentGVK} {
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		if err := s.env.Client.List(ctx, list, client.InNamespace(s.namespace()), client.MatchingLabels{"lok8s.dev/cluster": name}); err != nil {
+		if err := s.env.Client.List(ctx, list, client.InNamespace(s.namespace()), client.MatchingLabels{mgmt.LabelCluster: name}); err != nil {
 			s.t.Fatal(err)
 		}
 		for i := range list.Items {
@@ -140,7 +140,7 @@ func TestScalePoolChangesOnlyItsReplicas(t *testing.T) {
 	if waiting["phase"] != "Updating" || !strings.Contains(stepOf(waiting, "rollout")["message"].(string), "prod-md-general") {
 		t.Fatalf("while rolling out: %v, rollout step %v", waiting["phase"], stepOf(waiting, "rollout"))
 	}
-	md := s.get(machineDeploymentGVK, s.namespace(), "prod-md-general")
+	md := s.get(mgmt.MachineDeploymentGVK, s.namespace(), "prod-md-general")
 	if nested(t, md, "spec", "replicas") != int64(5) {
 		t.Fatalf("general replicas %v", nested(t, md, "spec", "replicas"))
 	}
@@ -170,12 +170,12 @@ func TestUpgradeOneMinorAtATime(t *testing.T) {
 		t.Fatalf("upgrade: %d %s", status, body)
 	}
 	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "rollout") == "running" })
-	kcp := s.get(kcpGVK, s.namespace(), "prod-control-plane")
+	kcp := s.get(mgmt.KubeadmControlPlaneGVK, s.namespace(), "prod-control-plane")
 	if nested(t, kcp, "spec", "version") != "v1.35.4" {
 		t.Fatalf("KubeadmControlPlane version %v", nested(t, kcp, "spec", "version"))
 	}
 	for _, pool := range []string{"general", "gpu"} {
-		md := s.get(machineDeploymentGVK, s.namespace(), "prod-md-"+pool)
+		md := s.get(mgmt.MachineDeploymentGVK, s.namespace(), "prod-md-"+pool)
 		if v := nested(t, md, "spec", "template", "spec", "version"); v != "v1.35.4" {
 			t.Fatalf("pool %s version %v", pool, v)
 		}
@@ -198,14 +198,14 @@ func TestRemovedPoolIsPruned(t *testing.T) {
 	if msg := stepOf(done, "prune")["message"].(string); !strings.Contains(msg, "MachineDeployment prod-md-gpu") {
 		t.Fatalf("prune step: %q", msg)
 	}
-	for _, gvk := range []schema.GroupVersionKind{machineDeploymentGVK, {Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta1", Kind: "HCloudMachineTemplate"}} {
+	for _, gvk := range []schema.GroupVersionKind{mgmt.MachineDeploymentGVK, {Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta1", Kind: "HCloudMachineTemplate"}} {
 		probe := &unstructured.Unstructured{}
 		probe.SetGroupVersionKind(gvk)
 		if err := s.env.Client.Get(context.Background(), client.ObjectKey{Namespace: s.namespace(), Name: "prod-md-gpu"}, probe); err == nil {
 			t.Errorf("%s prod-md-gpu survived the pool's removal", gvk.Kind)
 		}
 	}
-	s.get(machineDeploymentGVK, s.namespace(), "prod-md-general")
+	s.get(mgmt.MachineDeploymentGVK, s.namespace(), "prod-md-general")
 }
 
 // TestDeleteWhileProvisioning deletes a cluster whose provisioning waits

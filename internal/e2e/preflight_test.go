@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"lok8s.dev/provisioner/internal/gomod"
+	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/testenv"
 )
 
@@ -52,7 +53,7 @@ func TestPreflightFindsAMissingProvider(t *testing.T) {
 		t.Fatalf("failure record: %v", failed["error"])
 	}
 	// Nothing was applied: no credentials Secret, no CAPI Cluster.
-	for _, gvk := range []schema.GroupVersionKind{secretGVK, clusterGVK} {
+	for _, gvk := range []schema.GroupVersionKind{secretGVK, mgmt.ClusterGVK} {
 		probe := &unstructured.Unstructured{}
 		probe.SetGroupVersionKind(gvk)
 		name := "dev"
@@ -130,8 +131,7 @@ func TestPreflightChecksTheProviderRelease(t *testing.T) {
 	}
 	inventory := func(name, providerName, typ, version string) *unstructured.Unstructured {
 		p := &unstructured.Unstructured{}
-		p.SetAPIVersion("clusterctl.cluster.x-k8s.io/v1alpha3")
-		p.SetKind("Provider")
+		p.SetGroupVersionKind(mgmt.ClusterctlProviderGVK)
 		p.SetNamespace("default")
 		p.SetName(name)
 		p.Object["providerName"], p.Object["type"], p.Object["version"] = providerName, typ, version
@@ -153,8 +153,7 @@ func TestPreflightChecksTheProviderRelease(t *testing.T) {
 	}
 
 	hetzner := &unstructured.Unstructured{}
-	hetzner.SetAPIVersion("clusterctl.cluster.x-k8s.io/v1alpha3")
-	hetzner.SetKind("Provider")
+	hetzner.SetGroupVersionKind(mgmt.ClusterctlProviderGVK)
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: "infrastructure-hetzner"}, hetzner); err != nil {
 		t.Fatal(err)
 	}

@@ -136,7 +136,7 @@ func (s *service) renderedObjects(name string) []*unstructured.Unstructured {
 	for _, want := range objs {
 		got := s.get(want.GroupVersionKind(), want.GetNamespace(), want.GetName())
 		l := got.GetLabels()
-		if l["lok8s.dev/cluster"] != name || l["lok8s.dev/tenant"] == "" {
+		if l[mgmt.LabelCluster] != name || l[mgmt.LabelTenant] == "" {
 			s.t.Errorf("%s %s: owner labels missing: %v", got.GetKind(), got.GetName(), l)
 		}
 	}
@@ -265,7 +265,7 @@ func TestProvisionHetznerSeedSpec(t *testing.T) {
 	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
 	objs := provisionAndFinish(t, s, "prod", seedSpec(t))
 
-	cluster := s.get(clusterGVK, s.namespace(), "prod")
+	cluster := s.get(mgmt.ClusterGVK, s.namespace(), "prod")
 	if ref := nested(t, cluster, "spec", "infrastructureRef", "kind"); ref != "HetznerCluster" {
 		t.Fatalf("infrastructureRef kind %v", ref)
 	}
@@ -452,14 +452,14 @@ func TestWatcherKeepsStatusCurrent(t *testing.T) {
 	ctx := context.Background()
 	s.pauseCloud("prod") // from here on the test plays CAPI
 
-	md := s.get(machineDeploymentGVK, s.namespace(), "prod-md-general")
+	md := s.get(mgmt.MachineDeploymentGVK, s.namespace(), "prod-md-general")
 	_ = unstructured.SetNestedField(md.Object, map[string]any{
 		"replicas": int64(3), "readyReplicas": int64(2), "availableReplicas": int64(2), "upToDateReplicas": int64(3),
 	}, "status")
 	if err := s.env.Client.Status().Update(ctx, md); err != nil {
 		t.Fatal(err)
 	}
-	cluster := s.get(clusterGVK, s.namespace(), "prod")
+	cluster := s.get(mgmt.ClusterGVK, s.namespace(), "prod")
 	conds, _, _ := unstructured.NestedSlice(cluster.Object, "status", "conditions")
 	conds = slices.DeleteFunc(conds, func(c any) bool { return c.(map[string]any)["type"] == "WorkersAvailable" })
 	conds = append(conds, map[string]any{"type": "WorkersAvailable", "status": "False", "reason": "NotAvailable",
@@ -491,8 +491,6 @@ func hasCondition(st map[string]any, typ, status string) bool {
 	}
 	return false
 }
-
-var machineDeploymentGVK = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "MachineDeployment"}
 
 func TestProvisionAWS(t *testing.T) {
 	t.Parallel()
@@ -528,7 +526,7 @@ func kinds(objs []*unstructured.Unstructured) []string {
 // v1beta1 failure reason and message.
 func (s *service) failCAPICluster(name, reason, message string) {
 	s.t.Helper()
-	obj := s.get(clusterGVK, s.namespace(), name)
+	obj := s.get(mgmt.ClusterGVK, s.namespace(), name)
 	_ = unstructured.SetNestedField(obj.Object, map[string]any{
 		"phase":      "Failed",
 		"deprecated": map[string]any{"v1beta1": map[string]any{"failureReason": reason, "failureMessage": message}},
@@ -543,7 +541,7 @@ func (s *service) failCAPICluster(name, reason, message string) {
 // cleared.
 func (s *service) recoverCAPICluster(name string) {
 	s.t.Helper()
-	obj := s.get(clusterGVK, s.namespace(), name)
+	obj := s.get(mgmt.ClusterGVK, s.namespace(), name)
 	_ = unstructured.SetNestedField(obj.Object, map[string]any{"phase": "Provisioning"}, "status")
 	if err := s.env.Client.Status().Update(context.Background(), obj); err != nil {
 		s.t.Fatal(err)
@@ -724,8 +722,8 @@ func TestNamedManagementCluster(t *testing.T) {
 	if st["phase"] != "Provisioning" {
 		t.Fatalf("%v: %v", st["phase"], st["message"])
 	}
-	cluster := s.get(clusterGVK, ns, "prod")
-	if cluster.GetLabels()["lok8s.dev/cluster"] != "prod" {
+	cluster := s.get(mgmt.ClusterGVK, ns, "prod")
+	if cluster.GetLabels()[mgmt.LabelCluster] != "prod" {
 		t.Fatalf("labels %v", cluster.GetLabels())
 	}
 	s.get(secretGVK, ns, "prod-credentials")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"lok8s.dev/provisioner/internal/api"
+	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/store"
 )
 
@@ -120,7 +121,7 @@ func TestDashboardScalesAPool(t *testing.T) {
 		t.Fatalf("scale: %d %.200s", code, where)
 	}
 	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "rollout") == "running" })
-	md := s.get(machineDeploymentGVK, s.namespace(), "prod-md-general")
+	md := s.get(mgmt.MachineDeploymentGVK, s.namespace(), "prod-md-general")
 	if nested(t, md, "spec", "replicas") != int64(4) {
 		t.Fatalf("general replicas %v", nested(t, md, "spec", "replicas"))
 	}

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"lok8s.dev/provisioner/internal/dbtest"
+	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/testenv"
 )
@@ -106,7 +107,7 @@ func checkWaitsAreWoken(t *testing.T, s *service, reads *atomic.Int64) {
 	// waited for: each wakes the check, which reads the cache.
 	before, attempts := reads.Load(), s.stepAttempts("control-plane-initialized")
 	for i := range 3 {
-		cluster := s.get(clusterGVK, s.namespace(), "prod")
+		cluster := s.get(mgmt.ClusterGVK, s.namespace(), "prod")
 		conds, _, _ := unstructured.NestedSlice(cluster.Object, "status", "conditions")
 		conds = slices.DeleteFunc(conds, func(c any) bool { return c.(map[string]any)["type"] == "InfrastructureReady" })
 		conds = append(conds, map[string]any{"type": "InfrastructureReady", "status": "False", "reason": "Provisioning",

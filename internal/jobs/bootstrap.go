@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"lok8s.dev/provisioner/internal/addons"
+	"lok8s.dev/provisioner/internal/capi"
 	"lok8s.dev/provisioner/internal/kubeconfigs"
 	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/spec"
@@ -134,7 +135,11 @@ func (s *steps) workloadContext(ctx context.Context, r *Run) (workload, error) {
 	// K8S_VERSION_MINOR, …: capi.Catalog.Variables), so that the addons'
 	// values agree with what was rendered; then what only the workload
 	// cluster knows.
-	vars, err := s.Catalog.Variables(r.Spec, r.Cluster.Namespace)
+	p, err := provider(r)
+	if err != nil {
+		return workload{}, err
+	}
+	vars, err := s.Catalog.VariablesOf(capi.RenderInput{Spec: r.Spec, Namespace: r.Cluster.Namespace, Provider: p})
 	if err != nil {
 		return workload{}, Permanent(err)
 	}
@@ -223,7 +228,11 @@ func (s *steps) addonOverrides(name string) (map[string]any, error) {
 // once: a rotating one (EKS) is read anew from the management cluster each
 // time, so callers never keep it past that use.
 func (s *steps) workloadKubeconfig(ctx context.Context, r *Run) ([]byte, error) {
-	kc, err := s.Kubeconfigs.Kubeconfig(ctx, r.Cluster)
+	rotating, err := rotates(r)
+	if err != nil {
+		return nil, err
+	}
+	kc, err := s.Kubeconfigs.KubeconfigOf(ctx, r.Cluster, rotating)
 	switch {
 	case errors.Is(err, kubeconfigs.ErrNotAvailable):
 		return nil, Permanent(fmt.Errorf("no workload kubeconfig: the kubeconfig step has not run: %w", err))
@@ -235,4 +244,18 @@ func (s *steps) workloadKubeconfig(ctx context.Context, r *Run) ([]byte, error) 
 		return nil, err
 	}
 	return kc, nil
+}
+
+// rotates reports whether the run's workload kubeconfig rotates, from its
+// stored provider (and the spec's flavor).
+func rotates(r *Run) (bool, error) {
+	p, err := provider(r)
+	if err != nil {
+		return false, err
+	}
+	policy, err := p.KubeconfigPolicy(r.Spec)
+	if err != nil {
+		return false, Permanent(err)
+	}
+	return policy.Rotates, nil
 }

@@ -56,29 +56,38 @@ var (
 	ratePattern        = regexp.MustCompile(`(?i)rate ?limit|throttl|too many requests`)
 )
 
-// describe turns a step's error into the failure record people see. final
-// says the operation fails with it (no automatic retry follows).
-func describe(step string, err error, final bool) store.Failure {
-	f := store.Failure{Message: err.Error(), Code: CodeInternal, Retryable: !final,
-		Remediation: "retry; if it fails again, report it with the operation id"}
+// classify is the one judge of a step's error: it returns the failure
+// record people see and whether the operation fails with it now (final)
+// instead of River retrying the job with backoff. Final are errors a step
+// marked Permanent, those the management cluster would give again
+// (invalid or bad objects, a refused identity: apierrors Invalid,
+// BadRequest, Forbidden, Unauthorized), an unknown management cluster, and
+// any error on the job's last attempt.
+func classify(step string, err error, lastAttempt bool) (f store.Failure, final bool) {
+	f = store.Failure{Message: err.Error(), Code: CodeInternal, Remediation: "retry; if it fails again, report it with the operation id"}
+	permanent := IsPermanent(err)
 	var ce *codedError
 	var netErr net.Error
 	switch {
 	case errors.As(err, &ce):
 		f.Code, f.Retryable, f.Remediation, f.Reason = ce.code, ce.retryable, ce.remediation, ce.reason
 	case errors.Is(err, mgmt.ErrUnknownCluster):
-		f.Code, f.Retryable = CodeManagementNotConfigured, false
+		f.Code, f.Retryable, permanent = CodeManagementNotConfigured, false, true
 		f.Remediation = "configure the management cluster (LOK8S_MGMT_KUBECONFIG or LOK8S_KUBECONFIG_DIR), then retry"
 	case apierrors.IsTooManyRequests(err):
 		f.Code, f.Retryable, f.Remediation = CodeRateLimited, true, "the management cluster is throttling: retry in a minute"
 	case apierrors.IsInvalid(err) || apierrors.IsBadRequest(err):
-		f.Code, f.Retryable = CodeTemplateInvalid, false
+		f.Code, f.Retryable, permanent = CodeTemplateInvalid, false, true
 		f.Remediation = "the management cluster refused a rendered object: check the provider's templates and the spec fields it names"
 	case apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err):
-		f.Code, f.Retryable = CodeManagementUnreachable, false
+		f.Code, f.Retryable, permanent = CodeManagementUnreachable, false, true
 		f.Remediation = "the management cluster refused the service's identity: check its kubeconfig and RBAC, then retry"
 	case errors.As(err, &netErr) || strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "no such host"):
 		f.Code, f.Retryable, f.Remediation = CodeManagementUnreachable, true, "the management cluster did not answer: retry once it is reachable"
+	}
+	final = permanent || lastAttempt
+	if f.Code == CodeInternal {
+		f.Retryable = !final
 	}
 	if f.Code == CodeProviderFailed || f.Code == CodeInternal {
 		// Name what a provider's own words say, when they say it.
@@ -96,5 +105,5 @@ func describe(step string, err error, final bool) store.Failure {
 	if f.Reason == "" {
 		f.Reason = fmt.Sprintf("step %s: %s", step, f.Message)
 	}
-	return f
+	return f, final
 }

@@ -15,36 +15,44 @@ import (
 	"lok8s.dev/provisioner/internal/mgmt"
 )
 
-func TestDescribe(t *testing.T) {
+// TestClassify: one judge gives the failure record and whether the
+// operation fails with it now (final) rather than being retried.
+func TestClassify(t *testing.T) {
 	t.Parallel()
 	capi := func(reason string) error {
 		return Permanent(coded(fmt.Errorf("CAPI reports the cluster failed: %s", reason), CodeProviderFailed, false, "read CAPI's reason", reason))
 	}
-	gr := schema.GroupResource{Group: "cluster.x-k8s.io", Resource: "clusters"}
+	gr := schema.GroupResource{Group: mgmt.ClusterGVK.Group, Resource: "clusters"}
 	for _, tc := range []struct {
-		name      string
-		err       error
-		final     bool
-		code      string
-		retryable bool
+		name        string
+		err         error
+		lastAttempt bool
+		code        string
+		retryable   bool
+		final       bool
 	}{
-		{"credential rejected by the provider", capi("hcloud: Unauthorized: invalid token"), true, CodeCredentialsRejected, false},
-		{"aws auth failure", capi("AuthFailure: AWS was not able to validate the provided access credentials"), true, CodeCredentialsRejected, false},
-		{"quota", capi("resource_limit_exceeded: server limit reached"), true, CodeQuotaExceeded, false},
-		{"provider rate limit", capi("RequestLimitExceeded: rate limit"), true, CodeQuotaExceeded, false},
-		{"other provider failure", capi("server type cax21 is not available in fsn1"), true, CodeProviderFailed, false},
-		{"management cluster down", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, false, CodeManagementUnreachable, true},
-		{"management cluster not configured", Permanent(fmt.Errorf("x: %w", mgmt.ErrUnknownCluster)), true, CodeManagementNotConfigured, false},
-		{"throttled by the apiserver", apierrors.NewTooManyRequests("slow down", 1), false, CodeRateLimited, true},
-		{"rendered object refused", Permanent(apierrors.NewInvalid(schema.GroupKind{Kind: "Cluster"}, "x", nil)), true, CodeTemplateInvalid, false},
-		{"forbidden", Permanent(apierrors.NewForbidden(gr, "x", errors.New("no"))), true, CodeManagementUnreachable, false},
-		{"timeout", Permanent(coded(errors.New("timed out"), CodeTimeout, true, "check", "phase Provisioning")), true, CodeTimeout, true},
-		{"unknown, will be retried", errors.New("something odd"), false, CodeInternal, true},
-		{"unknown, final", errors.New("something odd"), true, CodeInternal, false},
+		{"credential rejected by the provider", capi("hcloud: Unauthorized: invalid token"), false, CodeCredentialsRejected, false, true},
+		{"aws auth failure", capi("AuthFailure: AWS was not able to validate the provided access credentials"), false, CodeCredentialsRejected, false, true},
+		{"quota", capi("resource_limit_exceeded: server limit reached"), false, CodeQuotaExceeded, false, true},
+		{"provider rate limit", capi("RequestLimitExceeded: rate limit"), false, CodeQuotaExceeded, false, true},
+		{"other provider failure", capi("server type cax21 is not available in fsn1"), false, CodeProviderFailed, false, true},
+		{"management cluster down", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, false, CodeManagementUnreachable, true, false},
+		{"management cluster down, last attempt", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, true, CodeManagementUnreachable, true, true},
+		{"management cluster not configured", Permanent(fmt.Errorf("x: %w", mgmt.ErrUnknownCluster)), false, CodeManagementNotConfigured, false, true},
+		{"management cluster not configured, unmarked", fmt.Errorf("x: %w", mgmt.ErrUnknownCluster), false, CodeManagementNotConfigured, false, true},
+		{"throttled by the apiserver", apierrors.NewTooManyRequests("slow down", 1), false, CodeRateLimited, true, false},
+		{"rendered object refused", apierrors.NewInvalid(schema.GroupKind{Kind: "Cluster"}, "x", nil), false, CodeTemplateInvalid, false, true},
+		{"bad request", fmt.Errorf("apply: %w", apierrors.NewBadRequest("no")), false, CodeTemplateInvalid, false, true},
+		{"forbidden", apierrors.NewForbidden(gr, "x", errors.New("no")), false, CodeManagementUnreachable, false, true},
+		{"unauthorized", apierrors.NewUnauthorized("who"), false, CodeManagementUnreachable, false, true},
+		{"conflict is retried", apierrors.NewConflict(gr, "x", errors.New("changed")), false, CodeInternal, true, false},
+		{"timeout", Permanent(coded(errors.New("timed out"), CodeTimeout, true, "check", "phase Provisioning")), false, CodeTimeout, true, true},
+		{"unknown, will be retried", errors.New("something odd"), false, CodeInternal, true, false},
+		{"unknown, last attempt", errors.New("something odd"), true, CodeInternal, false, true},
 	} {
-		f := describe("wait", tc.err, tc.final)
-		if f.Code != tc.code || f.Retryable != tc.retryable || f.Remediation == "" || f.Message != tc.err.Error() || f.Reason == "" {
-			t.Errorf("%s: %+v, want code %s retryable %v", tc.name, f, tc.code, tc.retryable)
+		f, final := classify("wait", tc.err, tc.lastAttempt)
+		if f.Code != tc.code || f.Retryable != tc.retryable || final != tc.final || f.Remediation == "" || f.Message != tc.err.Error() || f.Reason == "" {
+			t.Errorf("%s: %+v final %v, want code %s retryable %v final %v", tc.name, f, final, tc.code, tc.retryable, tc.final)
 		}
 	}
 }

@@ -69,11 +69,11 @@ func (s *steps) gitops(ctx context.Context, r *Run) (Outcome, error) {
 		return Outcome{}, err
 	}
 	if err := wc.EnsureNamespace(ctx, gitops.Namespace(g.Provider), nil); err != nil {
-		return Outcome{}, classify(err)
+		return Outcome{}, err
 	}
 	for _, o := range objs {
 		if err := wc.Apply(ctx, o); err != nil {
-			return Outcome{}, classify(err)
+			return Outcome{}, err
 		}
 	}
 	source := &unstructured.Unstructured{}

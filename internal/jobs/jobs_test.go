@@ -101,8 +101,14 @@ func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return le
 
 func (b bundle) submit(t *testing.T, q *Queue, p *Pipeline, name, specJSON string) store.Operation {
 	t.Helper()
+	return b.submitAs(t, q, p, "hetzner", name, specJSON)
+}
+
+// submitAs submits a cluster whose provider was decided (at POST) to be provider.
+func (b bundle) submitAs(t *testing.T, q *Queue, p *Pipeline, provider, name, specJSON string) store.Operation {
+	t.Helper()
 	_, op, _, err := b.store.CreateCluster(context.Background(), b.actor, store.NewCluster{
-		Name: name, Provider: "hetzner", Namespace: "lok8s-acme", Spec: json.RawMessage(specJSON), Steps: p.StepNames(store.OpProvision),
+		Name: name, Provider: provider, Namespace: "lok8s-acme", Spec: json.RawMessage(specJSON), Steps: p.StepNames(store.OpProvision),
 	}, q.Enqueue)
 	if err != nil {
 		t.Fatal(err)
@@ -198,6 +204,44 @@ func TestDetectRejectsSpecWithoutProvider(t *testing.T) {
 	if op.State != store.OpFailed || op.Steps[0].State != store.StepFailed ||
 		!strings.Contains(op.Steps[0].Error, "spec.hcloud") || !strings.Contains(op.Steps[0].Error, "spec.aws") {
 		t.Fatalf("detect: %+v", op.Steps[0])
+	}
+}
+
+// TestStepsUseTheStoredProvider: the steps work with the provider decided
+// when the cluster was submitted (clusters.provider), not one detected
+// again from the spec. This cluster's spec has Hetzner's section but its
+// stored provider is aws: render renders AWS's templates (and finds the
+// spec lacks what they need).
+func TestStepsUseTheStoredProvider(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	s := &steps{Deps: Deps{Store: b.store, Keyring: b.keyring, Catalog: b.catalog, Clusters: &mgmt.Registry{}}.WithDefaults()}
+	p := testPipeline(Step{Name: StepRender, Run: s.render})
+	p.catalog = b.catalog
+	q := b.startQueue(t, p)
+	op := b.waitFor(t, b.submitAs(t, q, p, "aws", "prod", seedJSON).ID)
+	render := op.Steps[0]
+	manifests, err := b.store.Manifests(context.Background(), op.ClusterID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// AWS's templates need the aws section's values, which this spec lacks.
+	if render.State != store.StepFailed || !strings.Contains(render.Error, "capi: provider aws: value for variables [AWS_REGION") || manifests != "" {
+		t.Fatalf("render used the detected provider, not the stored aws: step %+v\n%.400s", render, manifests)
+	}
+}
+
+// TestDetectChecksTheStoredProvider: provisioning stops at detect when the
+// stored spec no longer selects the provider the cluster was submitted for.
+func TestDetectChecksTheStoredProvider(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := b.pipeline()
+	q := b.startQueue(t, p)
+	op := b.waitFor(t, b.submitAs(t, q, p, "aws", "prod", seedJSON).ID)
+	if d := op.Steps[0]; op.State != store.OpFailed || d.State != store.StepFailed || d.Attempts != 1 ||
+		d.Error != "the spec selects provider hetzner, but the cluster was submitted for provider aws" {
+		t.Fatalf("detect: %+v", d)
 	}
 }
 

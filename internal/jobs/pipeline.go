@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"lok8s.dev/provisioner/internal/capi"
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
 	"lok8s.dev/provisioner/internal/tracing"
@@ -41,7 +42,11 @@ type Run struct {
 	Operation store.Operation
 	Cluster   store.Cluster
 	Spec      *spec.Capi
-	Logger    *slog.Logger
+	// Provider is the provider chosen when the cluster was submitted
+	// (clusters.provider), as the catalog has it; nil when the catalog
+	// has none of that name. Steps use it rather than detecting again.
+	Provider *capi.Provider
+	Logger   *slog.Logger
 	// StepStarted is when the running step first started (across snoozes
 	// and retries), for deadlines.
 	StepStarted time.Time
@@ -68,6 +73,8 @@ type Pipeline struct {
 	// sections are the spec sections of the installed providers, for
 	// reading stored specs (nil: the spec package's built-in ones).
 	sections []string
+	// catalog resolves a cluster's stored provider (nil: none resolved).
+	catalog *capi.Catalog
 }
 
 // StepNames lists the names of kind's steps, in order.
@@ -106,7 +113,7 @@ func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID 
 		return err
 	}
 	logger = logger.With("cluster", cluster.Name, "tenant", cluster.TenantID.String(), "kind", string(op.Kind))
-	capi, err := spec.ParseSections(cluster.Spec, r.pipeline.sections)
+	parsed, err := spec.ParseSections(cluster.Spec, r.pipeline.sections)
 	if err != nil {
 		err = fmt.Errorf("stored spec does not parse: %w", err)
 		logger.ErrorContext(ctx, "operation failed", "error", err)
@@ -115,7 +122,10 @@ func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID 
 		}
 		return river.JobCancel(err)
 	}
-	run := &Run{Operation: op, Cluster: cluster, Spec: capi, Logger: logger}
+	run := &Run{Operation: op, Cluster: cluster, Spec: parsed, Logger: logger}
+	if r.pipeline.catalog != nil {
+		run.Provider = r.pipeline.catalog.Provider(cluster.Provider)
+	}
 
 	for _, step := range r.pipeline.steps[op.Kind] {
 		if done(op, step.Name) {
@@ -131,7 +141,7 @@ func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID 
 			attribute.String("lok8s.step", step.Name)))
 		out, err := step.Run(stepCtx, run)
 		if err != nil {
-			final := IsPermanent(err) || job.Attempt >= job.MaxAttempts
+			failure, final := classify(step.Name, err, job.Attempt >= job.MaxAttempts)
 			outcome := "retried"
 			if final {
 				outcome = "failed"
@@ -141,7 +151,7 @@ func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID 
 			if final {
 				r.observeOperation(op, "failed")
 			}
-			return r.fail(stepCtx, logger, run, step.Name, err, final)
+			return r.fail(stepCtx, logger, run, step.Name, err, failure, final)
 		}
 		if out.RecheckIn > 0 {
 			endSpan(stepSpan, "rechecking", nil)
@@ -210,12 +220,12 @@ func (r *operationRunner) observeOperation(op store.Operation, outcome string) {
 	}
 }
 
-// fail records a step's error; a final one fails the operation and tells
-// River not to retry, any other is returned for River to retry with backoff.
-func (r *operationRunner) fail(ctx context.Context, logger *slog.Logger, run *Run, step string, err error, final bool) error {
+// fail records a step's error as classify judged it; a final one fails the
+// operation and tells River not to retry, any other is returned for River
+// to retry with backoff.
+func (r *operationRunner) fail(ctx context.Context, logger *slog.Logger, run *Run, step string, err error, f store.Failure, final bool) error {
 	logger.WarnContext(ctx, "step failed", "step", step, "final", final, "error", err)
 	op := run.Operation
-	f := describe(step, err, final)
 	f.TraceID = tracing.TraceID(ctx)
 	if r.observer != nil {
 		r.observer.StepFailure(run.Cluster.Provider, string(op.Kind), step, f.Code, final)

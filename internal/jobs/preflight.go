@@ -29,9 +29,9 @@ const inventoryMaxAge = 5 * time.Second
 // missing is a failure with a code and a remediation at once, never a
 // wait that ends in a timeout.
 func (s *steps) preflight(ctx context.Context, r *Run) (Outcome, error) {
-	p, err := s.Catalog.Detect(r.Spec)
+	p, err := provider(r)
 	if err != nil {
-		return Outcome{}, Permanent(err)
+		return Outcome{}, err
 	}
 	if _, _, err := s.openCredential(ctx, r, r.Spec.Spec.Credentials.SecretName); err != nil {
 		return Outcome{}, err

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/clientcmd"
@@ -67,12 +66,6 @@ func WaitsOnWatcher(step string) bool {
 	}
 	return false
 }
-
-// Labels the service puts on everything it creates on a management cluster.
-const (
-	LabelTenant  = "lok8s.dev/tenant"
-	LabelCluster = "lok8s.dev/cluster"
-)
 
 // Deps is what the pipeline's steps work with.
 type Deps struct {
@@ -164,13 +157,14 @@ func NewPipeline(d Deps) *Pipeline {
 			store.OpDeprovision: store.PhaseDeleted,
 		},
 		sections: d.Catalog.ProviderSections(),
+		catalog:  d.Catalog,
 	}
 }
 
 type steps struct{ Deps }
 
 func labels(r *Run) map[string]string {
-	return map[string]string{LabelTenant: r.Cluster.TenantID.String(), LabelCluster: r.Cluster.Name}
+	return map[string]string{mgmt.LabelTenant: r.Cluster.TenantID.String(), mgmt.LabelCluster: r.Cluster.Name}
 }
 
 // managementCluster returns the run's management cluster; an unknown one
@@ -183,21 +177,35 @@ func (s *steps) managementCluster(r *Run) (*mgmt.Cluster, error) {
 	return mc, err
 }
 
-// detect picks the provider from the spec's sections.
+// detect checks, once per provisioning, that the stored spec still selects
+// the provider chosen when the cluster was submitted (clusters.provider),
+// which every step then uses.
 func (s *steps) detect(_ context.Context, r *Run) (Outcome, error) {
 	p, err := s.Catalog.Detect(r.Spec)
 	if err != nil {
 		return Outcome{}, Permanent(err)
 	}
+	if p.Name != r.Cluster.Provider {
+		return Outcome{}, Permanent(fmt.Errorf("the spec selects provider %s, but the cluster was submitted for provider %s", p.Name, r.Cluster.Provider))
+	}
 	return Outcome{Message: "provider " + p.Name}, nil
+}
+
+// provider is the run's stored provider; one the catalog no longer has is
+// a failure retrying cannot fix.
+func provider(r *Run) (*capi.Provider, error) {
+	if r.Provider == nil {
+		return nil, Permanent(fmt.Errorf("provider %q, chosen when the cluster was submitted, is not installed", r.Cluster.Provider))
+	}
+	return r.Provider, nil
 }
 
 // credentials writes the cluster's credential to the management cluster as
 // the Secret its provider reads. The plaintext lives only in memory here.
 func (s *steps) credentials(ctx context.Context, r *Run) (Outcome, error) {
-	p, err := s.Catalog.Detect(r.Spec)
+	p, err := provider(r)
 	if err != nil {
-		return Outcome{}, Permanent(err)
+		return Outcome{}, err
 	}
 	name := r.Spec.Spec.Credentials.SecretName
 	fields, cred, err := s.openCredential(ctx, r, name)
@@ -252,8 +260,12 @@ func (s *steps) openCredential(ctx context.Context, r *Run, name string) (map[st
 // render renders the cluster's manifests and saves them, so apply (and a
 // later retry) works from exactly what was rendered.
 func (s *steps) render(ctx context.Context, r *Run) (Outcome, error) {
+	p, err := provider(r)
+	if err != nil {
+		return Outcome{}, err
+	}
 	rendered, err := s.Catalog.Render(capi.RenderInput{
-		Spec: r.Spec, Namespace: r.Cluster.Namespace,
+		Spec: r.Spec, Namespace: r.Cluster.Namespace, Provider: p,
 		CredentialSecretName: r.Spec.Spec.Credentials.SecretName, Labels: labels(r),
 	})
 	if err != nil {
@@ -375,7 +387,11 @@ func (s *steps) nodesReady(ctx context.Context, r *Run) (Outcome, error) {
 // says the provider has machine failures to look for: the watcher does not
 // watch those objects, so the wait keeps polling at CheckInterval.
 func (s *steps) machinesWait(ctx context.Context, r *Run) (timeout time.Duration, polled bool, err error) {
-	w, err := s.Catalog.Waits(r.Spec)
+	p, err := provider(r)
+	if err != nil {
+		return 0, false, err
+	}
+	w, err := p.Waits(r.Spec)
 	if err != nil {
 		return 0, false, err
 	}
@@ -534,11 +550,11 @@ func (s *steps) kubeconfig(ctx context.Context, r *Run) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
-	rotates, err := s.Kubeconfigs.RotatesFor(r.Spec)
+	rotating, err := rotates(r)
 	if err != nil {
-		return Outcome{}, Permanent(err)
+		return Outcome{}, err
 	}
-	if rotates {
+	if rotating {
 		if _, err := clientcmd.Load(kc); err != nil {
 			return Outcome{}, fmt.Errorf("kubeconfig Secret %s/%s-kubeconfig: %w", r.Cluster.Namespace, r.Cluster.Name, err)
 		}
@@ -723,9 +739,9 @@ func (s *steps) cleanupCredentials(ctx context.Context, r *Run) (Outcome, error)
 	if len(users) > 0 {
 		return Outcome{Skipped: true, Message: "secret " + name + " kept: used by " + strings.Join(users, ", ")}, nil
 	}
-	p, err := s.Catalog.Detect(r.Spec)
+	p, err := provider(r)
 	if err != nil {
-		return Outcome{}, Permanent(err)
+		return Outcome{}, err
 	}
 	mc, skip, err := s.deprovisionTarget(ctx, r)
 	if err != nil || skip != nil {
@@ -761,7 +777,7 @@ func (s *steps) applyOwned(ctx context.Context, mc *mgmt.Cluster, r *Run, obj *u
 		if errors.Is(err, mgmt.ErrNotOwned) {
 			return notOwned(err)
 		}
-		return classify(err)
+		return err
 	}
 	return nil
 }
@@ -777,7 +793,7 @@ func (s *steps) deleteOwned(ctx context.Context, mc *mgmt.Cluster, r *Run, gvk s
 		return false, err
 	}
 	if err := mc.Delete(ctx, gvk, namespace, name); err != nil {
-		return false, classify(err)
+		return false, err
 	}
 	return true, nil
 }
@@ -790,16 +806,6 @@ func notOwned(err error) error {
 	}
 	return Permanent(coded(err, CodeObjectNotOwned, false,
 		"an object of this name on the management cluster is another tenant's or was not created by lok8s: choose another namespace or cluster name", ""))
-}
-
-// classify marks errors the management cluster will give again on retry
-// (invalid or forbidden objects) as permanent; everything else (unreachable,
-// timeouts, conflicts) is retried with backoff.
-func classify(err error) error {
-	if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
-		return Permanent(err)
-	}
-	return err
 }
 
 var secretGVK = schema.GroupVersionKind{Version: "v1", Kind: "Secret"}

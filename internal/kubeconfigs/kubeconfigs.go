@@ -89,6 +89,12 @@ func (s *Source) Kubeconfig(ctx context.Context, c store.Cluster) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
+	return s.KubeconfigOf(ctx, c, rotates)
+}
+
+// KubeconfigOf is Kubeconfig for a caller that knows whether c's
+// kubeconfig rotates (the pipeline, from the cluster's stored provider).
+func (s *Source) KubeconfigOf(ctx context.Context, c store.Cluster, rotates bool) ([]byte, error) {
 	if rotates {
 		return s.Current(ctx, c)
 	}

@@ -12,12 +12,8 @@ import (
 	"strings"
 
 	"lok8s.dev/provisioner/internal/gomod"
+	"lok8s.dev/provisioner/internal/testenv"
 )
-
-// CAPIVersion is the Cluster API release whose controllers, CRDs and webhook
-// manifests are used; keep it equal to CAPI_VERSION in
-// hack/capi-controllers.sh and the replace lines of hack/tools/capi/go.mod.
-const CAPIVersion = "v1.14.2"
 
 // Provider is one Cluster API controller manager: its binary (built by
 // hack/capi-controllers.sh) and where its CRDs and webhook manifests are in
@@ -27,7 +23,8 @@ type Provider struct {
 	Name string
 	// Binary is the file name in the controllers directory.
 	Binary string
-	// Module (at CAPIVersion) holds Dir.
+	// Module (at testenv.CAPIVersion, the release hack/capi-controllers.sh
+	// builds) holds Dir.
 	Module string
 	// Dir, relative to the module root, holds config/crd/bases and
 	// config/webhook/manifests.yaml.
@@ -128,7 +125,7 @@ func checkControllers(dir string) error {
 }
 
 // ModuleDirs returns the module-cache directory of each module Providers
-// use, at CAPIVersion, downloading them if needed (hack/capi-controllers.sh
+// use, at testenv.CAPIVersion, downloading them if needed (hack/capi-controllers.sh
 // already did). It runs `go mod download -json` outside any module.
 func ModuleDirs(ctx context.Context) (map[string]string, error) {
 	var queries []string
@@ -136,7 +133,7 @@ func ModuleDirs(ctx context.Context) (map[string]string, error) {
 	for _, p := range Providers {
 		if !seen[p.Module] {
 			seen[p.Module] = true
-			queries = append(queries, p.Module+"@"+CAPIVersion)
+			queries = append(queries, p.Module+"@"+testenv.CAPIVersion)
 		}
 	}
 	byQuery, err := gomod.Dirs(ctx, queries...)
@@ -145,7 +142,7 @@ func ModuleDirs(ctx context.Context) (map[string]string, error) {
 	}
 	dirs := make(map[string]string, len(seen))
 	for mod := range seen {
-		dirs[mod] = byQuery[mod+"@"+CAPIVersion]
+		dirs[mod] = byQuery[mod+"@"+testenv.CAPIVersion]
 	}
 	return dirs, nil
 }

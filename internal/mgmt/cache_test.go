@@ -70,7 +70,7 @@ func unreachable(t *testing.T) (*Cluster, *atomic.Int64) {
 func TestReadsServedFromTheCache(t *testing.T) {
 	t.Parallel()
 	mdGVK := PoolKinds[0]
-	kcpGVK := schema.GroupVersionKind{Group: "controlplane.cluster.x-k8s.io", Version: "v1beta2", Kind: "KubeadmControlPlane"}
+	kcpGVK := KubeadmControlPlaneGVK
 	cluster := object(t, ClusterGVK, "prod", map[string]any{"status": map[string]any{
 		"phase": "Provisioned", "initialization": map[string]any{"controlPlaneInitialized": true}}})
 	md := object(t, mdGVK, "prod-md-general", map[string]any{

@@ -24,9 +24,6 @@ import (
 // service applies: one manager, so re-applying converges and never fights itself.
 const FieldManager = "lok8s"
 
-// ClusterGVK is the CAPI Cluster the service creates and watches.
-var ClusterGVK = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "Cluster"}
-
 // ErrNotFound is returned when an object asked for does not exist (yet).
 var ErrNotFound = errors.New("not found on the management cluster")
 

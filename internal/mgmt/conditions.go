@@ -10,11 +10,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// ClusterNameLabel is CAPI's label of a cluster's objects; CAPI puts it
-// on the infrastructure machines it creates from a pool's template, with
-// the Machine template's labels (lok8s.dev/pool among them).
-const ClusterNameLabel = "cluster.x-k8s.io/cluster-name"
-
 // ConditionQuery selects objects of a kind by a condition: of Type, with
 // Status ("" is "False") and, when set, Reason.
 type ConditionQuery struct {

@@ -12,11 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
-// clusterctlProviderList is clusterctl's inventory: one Provider object
-// per installed provider, named <type>-<name> (cluster-api,
-// infrastructure-hetzner), with its version (CAPI
-// cmd/clusterctl/api/v1alpha3/provider_type.go).
-var clusterctlProviderList = schema.GroupVersionKind{Group: "clusterctl.cluster.x-k8s.io", Version: "v1alpha3", Kind: "ProviderList"}
+// clusterctlProviderList lists clusterctl's inventory (ClusterctlProviderGVK).
+var clusterctlProviderList = ClusterctlProviderGVK.GroupVersion().WithKind("ProviderList")
 
 // InstalledProvider is one entry of clusterctl's inventory.
 type InstalledProvider struct {

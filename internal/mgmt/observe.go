@@ -10,19 +10,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// Labels the service puts on what it applies: the owner and, on a pool's
-// MachineDeployment or MachinePool, the pool's name.
-const (
-	LabelCluster = "lok8s.dev/cluster"
-	LabelPool    = "lok8s.dev/pool"
-)
-
 // PoolKinds are the CAPI kinds that run a worker pool: kubeadm pools are
 // MachineDeployments, EKS managed node groups MachinePools.
-var PoolKinds = []schema.GroupVersionKind{
-	{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "MachineDeployment"},
-	{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "MachinePool"},
-}
+var PoolKinds = []schema.GroupVersionKind{MachineDeploymentGVK, MachinePoolGVK}
 
 // IsPool reports whether obj runs a worker pool (a MachineDeployment or a
 // MachinePool) and returns the pool's name.

@@ -13,9 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// LabelTenant names the tenant that owns an object the service created.
-const LabelTenant = "lok8s.dev/tenant"
-
 // ErrNotOwned is returned for an object that exists on the management
 // cluster but is not the tenant's: another tenant's, or not created by
 // the service at all. The service never takes such an object over

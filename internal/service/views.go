@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"time"
 
+	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
 )
@@ -121,39 +122,17 @@ type AddonView struct {
 	UpdatedAt time.Time `json:"updatedAt"`
 }
 
-// ReplicasView counts machines.
-type ReplicasView struct {
-	Desired   int64 `json:"desired"`
-	Ready     int64 `json:"ready"`
-	Available int64 `json:"available"`
-	UpToDate  int64 `json:"upToDate"`
-}
-
-// ConditionView is a condition the management cluster reported.
-type ConditionView struct {
-	Type               string     `json:"type"`
-	Status             string     `json:"status"`
-	Reason             string     `json:"reason,omitempty"`
-	Message            string     `json:"message,omitempty"`
-	LastTransitionTime *time.Time `json:"lastTransitionTime,omitempty"`
-}
-
-// InitializationView is CAPI's status.initialization of the cluster.
-type InitializationView struct {
-	InfrastructureProvisioned bool `json:"infrastructureProvisioned"`
-	ControlPlaneInitialized   bool `json:"controlPlaneInitialized"`
-}
-
-// observedStatus is the part of a cluster's observed CAPI status (as
-// recorded by the pipeline and the watcher) the API shows.
-type observedStatus struct {
-	Phase          string                  `json:"phase"`
-	Conditions     []ConditionView         `json:"conditions"`
-	Initialization *InitializationView     `json:"initialization"`
-	ControlPlane   *ReplicasView           `json:"controlPlane"`
-	Workers        *ReplicasView           `json:"workers"`
-	Pools          map[string]ReplicasView `json:"pools"`
-}
+// The parts of a cluster's observed status (mgmt.Status, as the watcher
+// records it in clusters.observed) the API shows are shown in their own
+// JSON shape: one declaration, in mgmt.
+type (
+	// ReplicasView counts machines.
+	ReplicasView = mgmt.Replicas
+	// ConditionView is a condition the management cluster reported.
+	ConditionView = mgmt.Condition
+	// InitializationView is CAPI's status.initialization of the cluster.
+	InitializationView = mgmt.Initialization
+)
 
 // CredentialView is a credential's metadata; the secret is never shown.
 type CredentialView struct {
@@ -195,7 +174,7 @@ func clusterView(c store.Cluster, op *store.Operation, raw bool) ClusterView {
 		ov := operationView(*op, raw)
 		v.Operation = &ov
 	}
-	var obs observedStatus
+	var obs mgmt.Status
 	if err := json.Unmarshal(c.Observed, &obs); err == nil && (obs.ControlPlane != nil || obs.Workers != nil) {
 		v.Nodes = &NodesView{}
 		for _, r := range []*ReplicasView{obs.ControlPlane, obs.Workers} {
@@ -251,7 +230,7 @@ func statusView(c store.Cluster, op *store.Operation, addons []store.Addon, raw 
 	for _, a := range addons {
 		v.Addons = append(v.Addons, AddonView{Name: a.Name, State: a.State, Chart: a.Chart, Version: a.Version, Message: ForAudience(a.Message, raw), UpdatedAt: a.UpdatedAt})
 	}
-	var obs observedStatus
+	var obs mgmt.Status
 	if err := json.Unmarshal(c.Observed, &obs); err == nil {
 		if obs.Conditions != nil {
 			v.Conditions = obs.Conditions

@@ -93,10 +93,6 @@ func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 
-// migrationLockID is the advisory lock that serialises migrations when
-// several replicas start at once ("lok8s" in ASCII).
-const migrationLockID = 0x6c6f6b3873
-
 // Migrate applies the service's migrations and River's, holding an advisory
 // lock so concurrent replicas migrate one at a time.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) error {
@@ -105,11 +101,11 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) error
 		return fmt.Errorf("migrate: acquire connection: %w", err)
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrationLockID); err != nil {
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", LockMigrations); err != nil {
 		return fmt.Errorf("migrate: take lock: %w", err)
 	}
 	defer func() {
-		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrationLockID)
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", LockMigrations)
 	}()
 
 	db := stdlib.OpenDBFromPool(pool)

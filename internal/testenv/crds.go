@@ -14,12 +14,15 @@ import (
 
 // Where the CRDs come from.
 const (
-	// CAPIModule's CRDs are read from the module cache at CAPIVersion; keep
-	// it equal to the version go.mod requires when the service imports it.
+	// CAPIModule's CRDs are read from the module cache at CAPIVersion, the
+	// version go.mod requires (the service imports it): the hack/ scripts
+	// ask go.mod for it, and TestCAPIVersionIsGoMods fails when this one
+	// differs.
 	CAPIModule  = "sigs.k8s.io/cluster-api"
 	CAPIVersion = "v1.14.2"
 	// CAPAModule is not a dependency of the main module (its dependency graph
-	// is large); its CRDs are read from the module cache at this version.
+	// is large); its CRDs are read from the module cache at this version,
+	// declared only here (hack/test-assets.sh reads it from this file).
 	CAPAModule  = "sigs.k8s.io/cluster-api-provider-aws/v2"
 	CAPAVersion = "v2.13.0"
 	// CAPHDir (relative to the repository root) holds CAPH's CRDs as data:

@@ -32,18 +32,10 @@ import (
 	"lok8s.dev/provisioner/internal/mgmt"
 )
 
-// The labels the pipeline puts on every object it creates.
-const (
-	labelTenant  = "lok8s.dev/tenant"
-	labelCluster = "lok8s.dev/cluster"
-)
-
-var (
-	clustersGVR           = schema.GroupVersionResource{Group: "cluster.x-k8s.io", Version: "v1beta2", Resource: "clusters"}
-	machineDeploymentsGVR = schema.GroupVersionResource{Group: "cluster.x-k8s.io", Version: "v1beta2", Resource: "machinedeployments"}
-	machinePoolsGVR       = schema.GroupVersionResource{Group: "cluster.x-k8s.io", Version: "v1beta2", Resource: "machinepools"}
-	controlPlanesGVR      = schema.GroupVersionResource{Group: "controlplane.cluster.x-k8s.io", Version: "v1beta2", Resource: "kubeadmcontrolplanes"}
-)
+// resource is gvk's resource (its plural, lower-cased).
+func resource(gvk schema.GroupVersionKind, plural string) schema.GroupVersionResource {
+	return gvk.GroupVersion().WithResource(plural)
+}
 
 // watched are the kinds a watcher keeps: the CAPI Cluster and what the
 // wait and rollout checks read besides it. Only the Cluster is required;
@@ -53,10 +45,10 @@ var watched = []struct {
 	gvr      schema.GroupVersionResource
 	required bool
 }{
-	{mgmt.ClusterGVK, clustersGVR, true},
-	{mgmt.PoolKinds[0], machineDeploymentsGVR, true},
-	{mgmt.PoolKinds[1], machinePoolsGVR, false},
-	{schema.GroupVersionKind{Group: "controlplane.cluster.x-k8s.io", Version: "v1beta2", Kind: "KubeadmControlPlane"}, controlPlanesGVR, false},
+	{mgmt.ClusterGVK, resource(mgmt.ClusterGVK, "clusters"), true},
+	{mgmt.MachineDeploymentGVK, resource(mgmt.MachineDeploymentGVK, "machinedeployments"), true},
+	{mgmt.MachinePoolGVK, resource(mgmt.MachinePoolGVK, "machinepools"), false},
+	{mgmt.KubeadmControlPlaneGVK, resource(mgmt.KubeadmControlPlaneGVK, "kubeadmcontrolplanes"), false},
 }
 
 // Store is where observed status goes, with the writer that recorded it.
@@ -120,7 +112,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		return err
 	}
 	factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 10*time.Minute, metav1.NamespaceAll,
-		func(o *metav1.ListOptions) { o.LabelSelector = labelCluster })
+		func(o *metav1.ListOptions) { o.LabelSelector = mgmt.LabelCluster })
 	c := &view{informers: map[schema.GroupVersionKind]cache.SharedIndexInformer{}}
 	for _, k := range watched {
 		if !k.required && !served[k.gvr] {
@@ -145,7 +137,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if !ok {
 			return
 		}
-		if name := u.GetLabels()[labelCluster]; name != "" {
+		if name := u.GetLabels()[mgmt.LabelCluster]; name != "" {
 			k := key{namespace: u.GetNamespace(), name: name}
 			since.LoadOrStore(k, time.Now())
 			queue.Add(k)
@@ -243,7 +235,7 @@ func (w *Watcher) sync(ctx context.Context, k key, c *view) error {
 		// Deleted (or not there yet): the deprovision steps own that story.
 		return nil
 	}
-	tenant, err := uuid.Parse(u.GetLabels()[labelTenant])
+	tenant, err := uuid.Parse(u.GetLabels()[mgmt.LabelTenant])
 	if err != nil {
 		return nil //nolint:nilerr // not ours: no valid tenant label
 	}
@@ -323,7 +315,7 @@ func clusterIndex(obj any) ([]string, error) {
 	if !ok {
 		return nil, nil
 	}
-	name := u.GetLabels()[labelCluster]
+	name := u.GetLabels()[mgmt.LabelCluster]
 	if name == "" {
 		return nil, nil
 	}
