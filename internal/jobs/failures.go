@@ -59,10 +59,9 @@ var (
 // classify is the one judge of a step's error: it returns the failure
 // record people see and whether the operation fails with it now (final)
 // instead of River retrying the job with backoff. Final are errors a step
-// marked Permanent, those the management cluster would give again
-// (invalid or bad objects, a refused identity: apierrors Invalid,
-// BadRequest, Forbidden, Unauthorized), an unknown management cluster, and
-// any error on the job's last attempt.
+// marked Permanent (among them the management cluster's refusals of a
+// write, marked by refusal), an unknown management cluster, and any error
+// on the job's last attempt.
 func classify(step string, err error, lastAttempt bool) (f store.Failure, final bool) {
 	f = store.Failure{Message: err.Error(), Code: CodeInternal, Remediation: "retry; if it fails again, report it with the operation id"}
 	permanent := IsPermanent(err)
@@ -77,10 +76,10 @@ func classify(step string, err error, lastAttempt bool) (f store.Failure, final 
 	case apierrors.IsTooManyRequests(err):
 		f.Code, f.Retryable, f.Remediation = CodeRateLimited, true, "the management cluster is throttling: retry in a minute"
 	case apierrors.IsInvalid(err) || apierrors.IsBadRequest(err):
-		f.Code, f.Retryable, permanent = CodeTemplateInvalid, false, true
+		f.Code, f.Retryable = CodeTemplateInvalid, false
 		f.Remediation = "the management cluster refused a rendered object: check the provider's templates and the spec fields it names"
 	case apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err):
-		f.Code, f.Retryable, permanent = CodeManagementUnreachable, false, true
+		f.Code, f.Retryable = CodeManagementUnreachable, false
 		f.Remediation = "the management cluster refused the service's identity: check its kubeconfig and RBAC, then retry"
 	case errors.As(err, &netErr) || strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "no such host"):
 		f.Code, f.Retryable, f.Remediation = CodeManagementUnreachable, true, "the management cluster did not answer: retry once it is reachable"
@@ -106,4 +105,17 @@ func classify(step string, err error, lastAttempt bool) (f store.Failure, final 
 		f.Reason = fmt.Sprintf("step %s: %s", step, f.Message)
 	}
 	return f, final
+}
+
+// refusal marks a write the management cluster will refuse again (an
+// invalid object, or the service's identity refused) as permanent; other
+// errors (unreachable, throttled, conflicts) are retried. Only the
+// management cluster's writes are marked: elsewhere, a refused read (a
+// workload cluster's rotated token, RBAC not yet propagated) is worth
+// another attempt, and classify records each the same way.
+func refusal(err error) error {
+	if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+		return Permanent(err)
+	}
+	return err
 }

@@ -777,7 +777,7 @@ func (s *steps) applyOwned(ctx context.Context, mc *mgmt.Cluster, r *Run, obj *u
 		if errors.Is(err, mgmt.ErrNotOwned) {
 			return notOwned(err)
 		}
-		return err
+		return refusal(err)
 	}
 	return nil
 }
@@ -793,7 +793,7 @@ func (s *steps) deleteOwned(ctx context.Context, mc *mgmt.Cluster, r *Run, gvk s
 		return false, err
 	}
 	if err := mc.Delete(ctx, gvk, namespace, name); err != nil {
-		return false, err
+		return false, refusal(err)
 	}
 	return true, nil
 }
