@@ -122,6 +122,26 @@ func errManagementUnavailable(err error) *apiError {
 		detail: "the cluster's management cluster could not be read; retry after the time in Retry-After", cause: err}
 }
 
+// errOverloaded is the 503 of a replica past its capacity: as many
+// requests in flight as it takes (Server.shed), or as many connections
+// open (connguard.Limiter, through Overloaded).
+func errOverloaded() *apiError {
+	return &apiError{status: http.StatusServiceUnavailable, slug: "overloaded", title: "Overloaded",
+		detail: "this replica is working as much as it takes; retry after the time in Retry-After"}
+}
+
+// retryAfterOverloaded is the Retry-After of 503 overloaded, in seconds.
+const retryAfterOverloaded = 1
+
+// Overloaded is the problem+json body and the Retry-After (in seconds) of
+// 503 overloaded, for an answer given before any request is read, outside
+// the handler: a connection past connguard.Limiter's cap.
+func Overloaded() (body []byte, retryAfter int) {
+	p, _ := problemFor(errOverloaded())
+	body, _ = json.Marshal(p) // strings and an int: it cannot fail
+	return body, retryAfterOverloaded
+}
+
 // statusClientClosedRequest is the status logged for a request whose
 // client went away before the answer.
 const statusClientClosedRequest = 499
