@@ -236,9 +236,12 @@ const (
 	DefaultIdleTimeout = 2 * time.Minute
 	// DefaultMaxConns bounds the connections open at once: requests being
 	// worked (api.DefaultMaxInFlight), event streams and idle keep-alive
-	// connections together. Each costs a goroutine and its buffers, tens
-	// of kilobytes.
-	DefaultMaxConns = 1024
+	// connections together. Each costs a goroutine, whose stack grows to
+	// about 16 KB serving requests, and 8 KB of buffers, and adds as much
+	// again to the heap the garbage collector lets grow before it runs:
+	// about 50 KB, 25 MB at 512 (docs/performance.md, Overload). Twice
+	// api.DefaultMaxInFlight: past it a connection is refused at once.
+	DefaultMaxConns = 512
 	// DefaultMaxUnauthenticatedConns bounds the connections that have not
 	// yet carried an authenticated request.
 	DefaultMaxUnauthenticatedConns = 512

@@ -12,18 +12,19 @@ import (
 const maxDiscard = 64 << 10
 
 // discardReceived reads into buf and drops what c has already received,
-// without waiting for more: a socket closed with unread data sends a reset.
-func discardReceived(c net.Conn, buf []byte) {
+// without waiting for more (a socket closed with unread data sends a
+// reset), and returns how many bytes that was.
+func discardReceived(c net.Conn, buf []byte) (total int) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return
+		return 0
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return
+		return 0
 	}
 	_ = raw.Read(func(fd uintptr) bool {
-		for total := 0; total < maxDiscard; {
+		for total < maxDiscard {
 			n, err := syscall.Read(int(fd), buf)
 			if n <= 0 || err != nil {
 				break
@@ -32,4 +33,5 @@ func discardReceived(c net.Conn, buf []byte) {
 		}
 		return true // done, whether or not anything was there: never wait
 	})
+	return total
 }

@@ -11,11 +11,12 @@ import (
 
 // Limiter caps the connections an http.Server holds open at once. Its
 // Listener hands the server a connection only while fewer than max are
-// open. A connection beyond that is answered at once, by the listener
-// itself, with its Refusal (503 and Retry-After) and closed: it costs no
-// goroutine and no buffers, and its client learns at once to come back
-// later, where in the kernel's accept queue it would wait, uncounted, for
-// as long as its own timeout. Its ConnState, set as the server's, tells
+// open. A connection beyond that is answered at once, by the listener,
+// with its Refusal (503 and Retry-After) and closed: it costs no server
+// goroutine and no buffers (at most a few brief goroutines refuse at
+// once, see Accept), and its client learns at once to come back later,
+// where in the kernel's accept queue it would wait, uncounted, for as
+// long as its own timeout. Its ConnState, set as the server's, tells
 // it which connections sit idle between keep-alive requests: when every
 // slot is taken, the one idle longest is closed to make room for the new
 // connection, as nginx reuses keep-alive connections when it runs out of
@@ -54,12 +55,15 @@ const DefaultMinIdle = time.Second
 var DefaultRefusal = Refusal(1, "", nil)
 
 const (
-	// maxRefusing bounds the refusals waiting for their request at once.
-	maxRefusing = 16
-	// refusalReadTimeout bounds a refusal's wait for the request: past
-	// the cap, a client's request is usually there already, having waited
-	// in the accept queue.
-	refusalReadTimeout = 100 * time.Millisecond
+	// maxRefusing bounds the refusals waiting for their request at once:
+	// each costs a small goroutine and a discardSize buffer.
+	maxRefusing = 256
+	// refusalReadTimeout bounds a refusal's wait for the request. A
+	// request usually comes at once, but a client short of CPU can take
+	// a while to send it after its connection is made, and closing before
+	// it comes makes its request fail (Go's client does not dial again
+	// for a request already written).
+	refusalReadTimeout = time.Second
 	// refusalWriteTimeout bounds the write of the Refusal into a new
 	// connection's empty send buffer, which does not wait unless the
 	// socket is broken.
@@ -147,24 +151,26 @@ func (l *Limiter) closeIdlest() bool {
 }
 
 // refuse answers c with the Refusal and closes it. Unless wait is zero,
-// it first waits up to wait for the request to arrive: a client that gets
-// an answer before it has sent its request takes it for a stray one (Go's
-// http.Transport does, and reports an error instead of the 503, or logs
-// it for a connection it dialed ahead and left idle), so a connection
-// that sends nothing meanwhile is closed without an answer. Then what the
+// it first waits up to wait for the request to arrive. Then what the
 // client has sent is read into buf and dropped, so that the close ends the
 // connection with a FIN after the answer rather than a reset that could
-// overtake it.
+// overtake it. A connection that has sent nothing is closed without an
+// answer: a client that gets one before it has sent its request takes it
+// for a stray one (Go's http.Transport does, and reports an error instead
+// of the 503, or logs it for a connection it dialed ahead and left idle),
+// while a connection closed before its request is one Go's client dials
+// again.
 func (l *Limiter) refuse(c net.Conn, buf []byte, wait time.Duration) {
 	l.refused.Add(1)
 	defer c.Close()
+	received := 0
 	if wait > 0 {
 		_ = c.SetReadDeadline(time.Now().Add(wait))
-		if n, _ := c.Read(buf); n == 0 {
-			return // nothing to answer, or the client is gone
-		}
+		received, _ = c.Read(buf)
 	}
-	discardReceived(c, buf)
+	if received += discardReceived(c, buf); received == 0 {
+		return // nothing to answer, or the client is gone
+	}
 	refusal := l.Refusal
 	if refusal == nil {
 		refusal = DefaultRefusal
@@ -229,5 +235,6 @@ func (c *limitedConn) Close() error {
 	return err
 }
 
-// discardSize is the size of a buffer refuse reads into.
-const discardSize = 16 << 10
+// discardSize is the size of a buffer refuse reads into (more is read
+// into it again, up to maxDiscard).
+const discardSize = 4 << 10
