@@ -13,8 +13,8 @@ import (
 // Listener hands the server a connection only while fewer than max are
 // open. A connection beyond that is answered at once, by the listener,
 // with its Refusal (503 and Retry-After) and closed: it costs no server
-// goroutine and no buffers (at most a few brief goroutines refuse at
-// once, see Accept), and its client learns at once to come back later,
+// goroutine and no buffers (at most maxRefusing small goroutines wait for
+// requests to refuse, see Accept), and its client learns at once to come back later,
 // where in the kernel's accept queue it would wait, uncounted, for as
 // long as its own timeout. Its ConnState, set as the server's, tells
 // it which connections sit idle between keep-alive requests: when every
@@ -194,7 +194,7 @@ type limitedListener struct {
 // neither, it refuses the connection and takes the next. A refusal waits
 // for the client's request in a goroutine of its own, at most
 // maxRefusing at once, each for at most refusalReadTimeout; beyond those,
-// the accept loop answers at once without waiting.
+// the accept loop refuses itself, answering only a request already there.
 func (ln *limitedListener) Accept() (net.Conn, error) {
 	for {
 		c, err := ln.Listener.Accept()
