@@ -4,6 +4,6 @@ package connguard
 
 import "net"
 
-// discardReceived reads nothing here: it says one byte was, so that the
-// refusal is written (it cannot tell whether the request came).
-func discardReceived(net.Conn, []byte) int { return 1 }
+// discardReceived reads nothing here: the refusal is written and the
+// connection closed as they are.
+func discardReceived(net.Conn, []byte) int { return 0 }

@@ -151,26 +151,26 @@ func (l *Limiter) closeIdlest() bool {
 }
 
 // refuse answers c with the Refusal and closes it. Unless wait is zero,
-// it first waits up to wait for the request to arrive. Then what the
-// client has sent is read into buf and dropped, so that the close ends the
-// connection with a FIN after the answer rather than a reset that could
-// overtake it. A connection that has sent nothing is closed without an
-// answer: a client that gets one before it has sent its request takes it
-// for a stray one (Go's http.Transport does, and reports an error instead
-// of the 503, or logs it for a connection it dialed ahead and left idle),
-// while a connection closed before its request is one Go's client dials
-// again.
+// it first waits up to wait for the request to arrive, and closes a
+// connection that sends none meanwhile without an answer (one a client
+// dialed ahead and left idle: Go's client takes it out of its pool). An
+// answer that comes before the request is taken for a stray one (Go's
+// http.Transport reports an error instead of the 503), but closing at
+// once fails a request written just after (Go's client does not dial
+// again for a new connection's request), so without the wait the Refusal
+// is written anyway. What the client has sent is read into buf and
+// dropped first, so that the close ends the connection with a FIN after
+// the answer rather than a reset that could overtake it.
 func (l *Limiter) refuse(c net.Conn, buf []byte, wait time.Duration) {
 	l.refused.Add(1)
 	defer c.Close()
-	received := 0
 	if wait > 0 {
 		_ = c.SetReadDeadline(time.Now().Add(wait))
-		received, _ = c.Read(buf)
+		if n, _ := c.Read(buf); n == 0 {
+			return // nothing to answer, or the client is gone
+		}
 	}
-	if received += discardReceived(c, buf); received == 0 {
-		return // nothing to answer, or the client is gone
-	}
+	discardReceived(c, buf)
 	refusal := l.Refusal
 	if refusal == nil {
 		refusal = DefaultRefusal
@@ -194,7 +194,7 @@ type limitedListener struct {
 // neither, it refuses the connection and takes the next. A refusal waits
 // for the client's request in a goroutine of its own, at most
 // maxRefusing at once, each for at most refusalReadTimeout; beyond those,
-// the accept loop refuses itself, answering only a request already there.
+// the accept loop refuses itself, without waiting.
 func (ln *limitedListener) Accept() (net.Conn, error) {
 	for {
 		c, err := ln.Listener.Accept()
