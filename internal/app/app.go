@@ -239,7 +239,7 @@ const (
 	// connections together. Each costs a goroutine, whose stack grows to
 	// about 16 KB serving requests, and 8 KB of buffers, and adds as much
 	// again to the heap the garbage collector lets grow before it runs:
-	// about 50 KB, 25 MB at 512 (docs/performance.md, Overload). Twice
+	// 30 to 50 KB, up to 25 MB at 512 (docs/performance.md, Overload). Twice
 	// api.DefaultMaxInFlight: past it a connection is refused at once.
 	DefaultMaxConns = 512
 	// DefaultMaxUnauthenticatedConns bounds the connections that have not
