@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,76 +9,92 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"k8s.io/client-go/tools/leaderelection"
-
-	"lok8s.dev/provisioner/internal/api"
 	"lok8s.dev/provisioner/internal/app"
-	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/tracing"
 	"lok8s.dev/provisioner/internal/watch"
 )
 
-// config is the server's configuration, read from the environment only here.
+// config is the server's configuration, read from the environment only
+// here: the service's (app.Config, zero fields defaulted by the packages
+// that own them) and the logger's.
 type config struct {
-	Addr           string
-	DatabaseURL    string
-	AdminToken     string
-	EncryptionKey  []byte
-	OldKeys        [][]byte
-	MgmtKubeconfig string
-	KubeconfigDir  string
-	TemplatesDir   string
-	AddonsDir      string
-	AddonValuesDir string
-	ChartCacheDir  string
-	AddonTimeout   time.Duration
-	LogFormat      string
-	LogLevel       slog.Level
-	Workers        int
-	// MaxInFlight bounds the requests worked at once, MaxConns the
-	// connections open at once.
-	MaxInFlight, MaxConns int
-	// MgmtQPS and MgmtBurst bound the requests per second to each
-	// management cluster.
-	MgmtQPS   int
-	MgmtBurst int
-	// MgmtTenantRole is the ClusterRole bound in each tenant namespace.
-	MgmtTenantRole string
-	// MetricsAddr is where /metrics is served ("" serves none).
-	MetricsAddr string
-	// CheckInterval paces the wait steps; ProvisionTimeout bounds them.
-	CheckInterval time.Duration
-	// WatchedCheckInterval paces them when the watcher wakes them.
-	WatchedCheckInterval time.Duration
-	ProvisionTimeout     time.Duration
-	// EventRetention is how long the event streams' history is kept.
-	EventRetention time.Duration
-	// LeaseNamespace and LeaseName locate the watcher lease on each
-	// management cluster; LeaseDuration, LeaseRenewDeadline and
-	// LeaseRetryPeriod time its election (watch.Election).
-	LeaseNamespace, LeaseName                           string
-	LeaseDuration, LeaseRenewDeadline, LeaseRetryPeriod time.Duration
-	// Tracing is where OpenTelemetry spans go, from the standard OTEL_*
-	// variables (zero: off).
-	Tracing tracing.Config
+	app.Config
+	LogFormat string
+	LogLevel  slog.Level
 }
 
 // minAdminTokenLen keeps the admin token out of guessing range.
 const minAdminTokenLen = 24
 
+// Defaults of the server's own (app.Config's zero value is another).
+const (
+	defaultWorkers        = 10
+	defaultEventRetention = 7 * 24 * time.Hour
+)
+
+// intVars are the whole-number variables: unset, the field keeps its
+// default; set, it must be at least min.
+var intVars = []struct {
+	name, field string
+	min         int
+	dst         func(*app.Config) *int
+}{
+	{"LOK8S_WORKERS", "Workers", 0, func(c *app.Config) *int { return &c.Workers }},
+	{"LOK8S_MAX_IN_FLIGHT", "MaxInFlight", 1, func(c *app.Config) *int { return &c.MaxInFlight }},
+	{"LOK8S_MAX_CONNS", "MaxConns", 1, func(c *app.Config) *int { return &c.MaxConns }},
+	{"LOK8S_MGMT_BURST", "MgmtBurst", 1, func(c *app.Config) *int { return &c.MgmtBurst }},
+	{"LOK8S_JOB_MAX_ATTEMPTS", "JobMaxAttempts", 1, func(c *app.Config) *int { return &c.JobMaxAttempts }},
+}
+
+// durationVars are the duration variables: unset, the field keeps its
+// default; set, it must be positive.
+var durationVars = []struct {
+	name, field string
+	dst         func(*app.Config) *time.Duration
+}{
+	{"LOK8S_CHECK_INTERVAL", "CheckInterval", func(c *app.Config) *time.Duration { return &c.CheckInterval }},
+	{"LOK8S_WATCHED_CHECK_INTERVAL", "WatchedCheckInterval", func(c *app.Config) *time.Duration { return &c.WatchedCheckInterval }},
+	{"LOK8S_PROVISION_TIMEOUT", "ProvisionTimeout", func(c *app.Config) *time.Duration { return &c.ProvisionTimeout }},
+	{"LOK8S_ADDON_TIMEOUT", "AddonTimeout", func(c *app.Config) *time.Duration { return &c.AddonTimeout }},
+	{"LOK8S_EVENT_RETENTION", "EventRetention", func(c *app.Config) *time.Duration { return &c.EventRetention }},
+	{"LOK8S_JOB_TIMEOUT", "JobTimeout", func(c *app.Config) *time.Duration { return &c.JobTimeout }},
+	{"LOK8S_JOB_RESCUE_AFTER", "JobRescueAfter", func(c *app.Config) *time.Duration { return &c.JobRescueAfter }},
+	{"LOK8S_SHUTDOWN_TIMEOUT", "ShutdownTimeout", func(c *app.Config) *time.Duration { return &c.ShutdownTimeout }},
+	{"LOK8S_LEASE_DURATION", "Election.LeaseDuration", func(c *app.Config) *time.Duration { return &c.Election.LeaseDuration }},
+	{"LOK8S_LEASE_RENEW_DEADLINE", "Election.RenewDeadline", func(c *app.Config) *time.Duration { return &c.Election.RenewDeadline }},
+	{"LOK8S_LEASE_RETRY_PERIOD", "Election.RetryPeriod", func(c *app.Config) *time.Duration { return &c.Election.RetryPeriod }},
+}
+
+// fieldNames matches the field names app.Config.Validate's errors use.
+var fieldNames = regexp.MustCompile(`\b(?:Election\.)?[A-Z][A-Za-z]+\b`)
+
+// variableOf is the variable that sets each app.Config field.
+var variableOf = func() map[string]string {
+	m := map[string]string{"MgmtQPS": "LOK8S_MGMT_QPS"}
+	for _, v := range intVars {
+		m[v.field] = v.name
+	}
+	for _, v := range durationVars {
+		m[v.field] = v.name
+	}
+	return m
+}()
+
 // loadConfig reads the configuration and reports every bad or missing
 // variable at once, by name.
 func loadConfig(getenv func(string) string) (config, error) {
-	c := config{
-		Addr:           or(getenv("LOK8S_ADDR"), ":8080"),
-		DatabaseURL:    or(getenv("DATABASE_URL"), "postgres://postgres@127.0.0.1:5432/lok8s?sslmode=disable"),
+	c := config{Config: app.Config{
+		Addr:           getenv("LOK8S_ADDR"),
+		DatabaseURL:    getenv("DATABASE_URL"),
 		AdminToken:     getenv("LOK8S_ADMIN_TOKEN"),
 		MgmtKubeconfig: getenv("LOK8S_MGMT_KUBECONFIG"),
+		MgmtInCluster:  getenv("KUBERNETES_SERVICE_HOST") != "",
 		MgmtTenantRole: getenv("LOK8S_MGMT_TENANT_ROLE"),
 		MetricsAddr:    getenv("LOK8S_METRICS_ADDR"),
 		KubeconfigDir:  getenv("LOK8S_KUBECONFIG_DIR"),
@@ -85,10 +102,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 		AddonsDir:      getenv("LOK8S_ADDONS_DIR"),
 		AddonValuesDir: getenv("LOK8S_ADDON_VALUES_DIR"),
 		ChartCacheDir:  or(getenv("LOK8S_CHART_CACHE_DIR"), defaultChartCache(getenv)),
-		LogFormat:      or(getenv("LOK8S_LOG_FORMAT"), "json"),
-		LeaseNamespace: or(getenv("LOK8S_LEASE_NAMESPACE"), watch.DefaultLeaseNamespace),
-		LeaseName:      or(getenv("LOK8S_LEASE_NAME"), watch.DefaultLeaseName),
-	}
+		Workers:        defaultWorkers,
+		EventRetention: defaultEventRetention,
+		Election:       watch.Election{Namespace: getenv("LOK8S_LEASE_NAMESPACE"), Name: getenv("LOK8S_LEASE_NAME")},
+	}, LogFormat: or(getenv("LOK8S_LOG_FORMAT"), "json")}
 	var errs []error
 	bad := func(name, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
@@ -134,69 +151,54 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if err := c.LogLevel.UnmarshalText([]byte(or(getenv("LOK8S_LOG_LEVEL"), "info"))); err != nil {
 		bad("LOK8S_LOG_LEVEL", "must be debug, info, warn or error")
 	}
-	workers, err := strconv.Atoi(or(getenv("LOK8S_WORKERS"), "10"))
-	if err != nil || workers < 0 {
-		bad("LOK8S_WORKERS", "must be a whole number ≥ 0 (0 runs no workers: an API-only replica)")
+	for _, v := range intVars {
+		if raw := getenv(v.name); raw != "" {
+			n, err := strconv.Atoi(raw)
+			if err != nil || n < v.min {
+				bad(v.name, "must be a whole number ≥ %d, got %q", v.min, raw)
+			}
+			*v.dst(&c.Config) = n
+		}
 	}
-	c.Workers = workers
-	inFlight, err := strconv.Atoi(or(getenv("LOK8S_MAX_IN_FLIGHT"), strconv.Itoa(api.DefaultMaxInFlight)))
-	if err != nil || inFlight < 1 {
-		bad("LOK8S_MAX_IN_FLIGHT", "must be a whole number ≥ 1")
-	}
-	c.MaxInFlight = inFlight
-	maxConns, err := strconv.Atoi(or(getenv("LOK8S_MAX_CONNS"), strconv.Itoa(app.DefaultMaxConns)))
-	if err != nil || maxConns <= c.MaxInFlight {
-		bad("LOK8S_MAX_CONNS", "must be a whole number above LOK8S_MAX_IN_FLIGHT (%d)", c.MaxInFlight)
-	}
-	c.MaxConns = maxConns
-	for _, v := range []struct {
-		name string
-		def  int
-		dst  *int
-	}{{"LOK8S_MGMT_QPS", mgmt.DefaultQPS, &c.MgmtQPS}, {"LOK8S_MGMT_BURST", mgmt.DefaultBurst, &c.MgmtBurst}} {
-		n, err := strconv.Atoi(or(getenv(v.name), strconv.Itoa(v.def)))
+	if raw := getenv("LOK8S_MGMT_QPS"); raw != "" {
+		n, err := strconv.Atoi(raw)
 		if err != nil || n < 1 {
-			bad(v.name, "must be a whole number ≥ 1")
+			bad("LOK8S_MGMT_QPS", "must be a whole number ≥ 1, got %q", raw)
 		}
-		*v.dst = n
+		c.MgmtQPS = float32(n)
 	}
-	durations := []struct {
-		name, def string
-		dst       *time.Duration
-	}{
-		{"LOK8S_CHECK_INTERVAL", "15s", &c.CheckInterval},
-		{"LOK8S_WATCHED_CHECK_INTERVAL", "2m", &c.WatchedCheckInterval},
-		{"LOK8S_PROVISION_TIMEOUT", "45m", &c.ProvisionTimeout},
-		{"LOK8S_ADDON_TIMEOUT", "5m", &c.AddonTimeout},
-		{"LOK8S_EVENT_RETENTION", "168h", &c.EventRetention},
-		{"LOK8S_LEASE_DURATION", watch.DefaultLeaseDuration.String(), &c.LeaseDuration},
-		{"LOK8S_LEASE_RENEW_DEADLINE", watch.DefaultRenewDeadline.String(), &c.LeaseRenewDeadline},
-		{"LOK8S_LEASE_RETRY_PERIOD", watch.DefaultRetryPeriod.String(), &c.LeaseRetryPeriod},
-	}
-	for _, d := range durations {
-		v, err := time.ParseDuration(or(getenv(d.name), d.def))
-		if err != nil || v <= 0 {
-			bad(d.name, "must be a positive duration such as %s", d.def)
-		}
-		*d.dst = v
-	}
-	if c.LeaseDuration > 0 && c.LeaseRenewDeadline > 0 && c.LeaseRetryPeriod > 0 {
-		if err := c.election("config-check").Validate(); err != nil {
-			bad("LOK8S_LEASE_DURATION", "must be longer than LOK8S_LEASE_RENEW_DEADLINE, and that longer than %.1f × LOK8S_LEASE_RETRY_PERIOD (%v)",
-				leaderelection.JitterFactor, err)
+	defaults := app.Config{Workers: defaultWorkers, EventRetention: defaultEventRetention}.WithDefaults()
+	for _, v := range durationVars {
+		if raw := getenv(v.name); raw != "" {
+			d, err := time.ParseDuration(raw)
+			if err != nil || d <= 0 {
+				bad(v.name, "must be a positive duration such as %v, got %q", *v.dst(&defaults), raw)
+			}
+			*v.dst(&c.Config) = d
 		}
 	}
 	c.Tracing = tracingConfig(getenv, bad)
+	// The packages' own rules, once the unset fields have their defaults:
+	// their errors name app.Config's fields, named here by their variables
+	// (a variable already refused is not named again).
+	c.Config = c.Config.WithDefaults()
+	// Each request being worked holds a connection: a cap at or below the
+	// requests' would leave the in-flight bound unreachable.
+	if c.MaxConns <= c.MaxInFlight {
+		bad("LOK8S_MAX_CONNS", "%d must be above LOK8S_MAX_IN_FLIGHT (%d)", c.MaxConns, c.MaxInFlight)
+	}
+	if err := c.Validate(); err != nil {
+		for line := range strings.Lines(err.Error()) {
+			line = fieldNames.ReplaceAllStringFunc(strings.TrimSpace(line), func(field string) string { return cmp.Or(variableOf[field], field) })
+			if !slices.ContainsFunc(errs, func(e error) bool { return strings.Contains(line, strings.SplitN(e.Error(), ":", 2)[0]) }) {
+				errs = append(errs, errors.New(line))
+			}
+		}
+	}
 	if len(errs) > 0 {
 		return config{}, fmt.Errorf("configuration: %w", errors.Join(errs...))
 	}
 	return c, nil
-}
-
-// election is the watcher lease configuration for the replica named identity.
-func (c config) election(identity string) watch.Election {
-	return watch.Election{Namespace: c.LeaseNamespace, Name: c.LeaseName, Identity: identity,
-		LeaseDuration: c.LeaseDuration, RenewDeadline: c.LeaseRenewDeadline, RetryPeriod: c.LeaseRetryPeriod}
 }
 
 // tracingConfig reads OpenTelemetry's standard variables: tracing is on
@@ -254,6 +256,7 @@ func (c config) LogValue() slog.Value {
 		slog.String("encryption_key_id", seal.KeyID(c.EncryptionKey)),
 		slog.Int("old_keys", len(c.OldKeys)),
 		slog.String("mgmt_kubeconfig", c.MgmtKubeconfig),
+		slog.Bool("mgmt_in_cluster", c.MgmtInCluster),
 		slog.String("kubeconfig_dir", c.KubeconfigDir),
 		slog.String("templates_dir", c.TemplatesDir),
 		slog.String("addons_dir", c.AddonsDir),
@@ -262,18 +265,23 @@ func (c config) LogValue() slog.Value {
 		slog.Int("workers", c.Workers),
 		slog.Int("max_in_flight", c.MaxInFlight),
 		slog.Int("max_conns", c.MaxConns),
-		slog.Int("mgmt_qps", c.MgmtQPS),
+		slog.Float64("mgmt_qps", float64(c.MgmtQPS)),
 		slog.Int("mgmt_burst", c.MgmtBurst),
 		slog.String("mgmt_tenant_role", c.MgmtTenantRole),
 		slog.String("metrics_addr", c.MetricsAddr),
 		slog.Duration("check_interval", c.CheckInterval),
 		slog.Duration("watched_check_interval", c.WatchedCheckInterval),
 		slog.Duration("provision_timeout", c.ProvisionTimeout),
+		slog.Duration("addon_timeout", c.AddonTimeout),
 		slog.Duration("event_retention", c.EventRetention),
-		slog.String("lease", c.LeaseNamespace+"/"+c.LeaseName),
-		slog.Duration("lease_duration", c.LeaseDuration),
-		slog.Duration("lease_renew_deadline", c.LeaseRenewDeadline),
-		slog.Duration("lease_retry_period", c.LeaseRetryPeriod),
+		slog.Int("job_max_attempts", c.JobMaxAttempts),
+		slog.Duration("job_timeout", c.JobTimeout),
+		slog.Duration("job_rescue_after", c.JobRescueAfter),
+		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.String("lease", c.Election.Namespace+"/"+c.Election.Name),
+		slog.Duration("lease_duration", c.Election.LeaseDuration),
+		slog.Duration("lease_renew_deadline", c.Election.RenewDeadline),
+		slog.Duration("lease_retry_period", c.Election.RetryPeriod),
 		slog.String("otlp_traces_endpoint", redactURL(c.Tracing.EndpointURL)),
 		slog.String("otlp_protocol", c.Tracing.Protocol),
 	)

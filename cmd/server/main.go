@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"lok8s.dev/provisioner/internal/app"
-	"lok8s.dev/provisioner/internal/watch"
 )
 
 func main() {
@@ -40,7 +39,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, ready c
 	switch cmd {
 	case "serve", "migrate":
 	case "healthcheck":
-		return healthcheck(ctx, or(getenv("LOK8S_ADDR"), ":8080"))
+		return healthcheck(ctx, or(getenv("LOK8S_ADDR"), app.DefaultAddr))
 	default:
 		return fmt.Errorf("unknown command %q: use serve, migrate or healthcheck", cmd)
 	}
@@ -54,15 +53,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, ready c
 		limit, source := applySoftMemoryLimit(getenv)
 		logger.Info("soft memory limit", "bytes", limit, "from", source)
 	}
-	appCfg := app.Config{
-		Addr: cfg.Addr, DatabaseURL: cfg.DatabaseURL, AdminToken: cfg.AdminToken,
-		EncryptionKey: cfg.EncryptionKey, OldKeys: cfg.OldKeys,
-		MgmtKubeconfig: cfg.MgmtKubeconfig, KubeconfigDir: cfg.KubeconfigDir, TemplatesDir: cfg.TemplatesDir,
-		AddonsDir: cfg.AddonsDir, AddonValuesDir: cfg.AddonValuesDir, ChartCacheDir: cfg.ChartCacheDir, AddonTimeout: cfg.AddonTimeout,
-		Workers: cfg.Workers, CheckInterval: cfg.CheckInterval, WatchedCheckInterval: cfg.WatchedCheckInterval, ProvisionTimeout: cfg.ProvisionTimeout, EventRetention: cfg.EventRetention,
-		MaxInFlight: cfg.MaxInFlight, MaxConns: cfg.MaxConns, MgmtQPS: float32(cfg.MgmtQPS), MgmtBurst: cfg.MgmtBurst, MgmtTenantRole: cfg.MgmtTenantRole, MetricsAddr: cfg.MetricsAddr, Tracing: cfg.Tracing, ShutdownTimeout: app.DefaultShutdownTimeout, Logger: logger,
-		Election: cfg.election(watch.NewIdentity()),
-	}
+	appCfg := cfg.Config
+	appCfg.Logger = logger
 	if cmd == "migrate" {
 		if err := app.Migrate(ctx, appCfg); err != nil {
 			return err

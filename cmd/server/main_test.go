@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,7 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"lok8s.dev/provisioner/internal/api"
+	"lok8s.dev/provisioner/internal/app"
 	"lok8s.dev/provisioner/internal/dbtest"
+	"lok8s.dev/provisioner/internal/jobs"
+	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/seal"
 )
 
@@ -50,12 +55,12 @@ func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
 	}
 	// A lease that lapses before its holder gives up renewing would let
 	// two replicas lead at once.
-	for _, tc := range []struct{ duration, deadline, retry string }{
-		{"10s", "10s", "2s"}, {"15s", "10s", "9s"},
+	for _, tc := range []struct{ duration, deadline, retry, bad string }{
+		{"10s", "10s", "2s", "LOK8S_LEASE_DURATION"}, {"15s", "10s", "9s", "LOK8S_LEASE_RETRY_PERIOD"},
 	} {
 		_, err := loadConfig(env(map[string]string{"LOK8S_ADMIN_TOKEN": "admin-token-that-is-long-enough", "LOK8S_ENCRYPTION_KEY": seal.NewKey(),
 			"LOK8S_LEASE_DURATION": tc.duration, "LOK8S_LEASE_RENEW_DEADLINE": tc.deadline, "LOK8S_LEASE_RETRY_PERIOD": tc.retry}))
-		if err == nil || !strings.Contains(err.Error(), "LOK8S_LEASE_DURATION") {
+		if err == nil || !strings.Contains(err.Error(), tc.bad) {
 			t.Errorf("lease %s, renew deadline %s, retry %s: %v", tc.duration, tc.deadline, tc.retry, err)
 		}
 	}
@@ -63,9 +68,110 @@ func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := cfg.election("me"); e.Namespace != "lok8s-system" || e.Name != "lok8s-watcher" ||
+	if e := cfg.Election; e.Namespace != "lok8s-system" || e.Name != "lok8s-watcher" ||
 		e.LeaseDuration != 15*time.Second || e.RenewDeadline != 10*time.Second || e.RetryPeriod != 2*time.Second {
 		t.Errorf("default election: %+v", e)
+	}
+}
+
+// TestLoadConfigFromEnvironment: each variable sets its field, unset ones
+// take the default of the package that owns them, and a bad value, alone
+// or against another, is refused naming its variable.
+func TestLoadConfigFromEnvironment(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{"LOK8S_ADMIN_TOKEN": "admin-token-that-is-long-enough", "LOK8S_ENCRYPTION_KEY": seal.NewKey()}
+	cases := []struct {
+		name string
+		vars map[string]string
+		// check the configuration loaded, or want the error to name each of bad.
+		check func(t *testing.T, c config)
+		bad   []string
+	}{
+		{name: "defaults", check: func(t *testing.T, c config) {
+			want := []struct {
+				name      string
+				got, want any
+			}{
+				{"addr", c.Addr, app.DefaultAddr},
+				{"workers", c.Workers, 10},
+				{"check interval", c.CheckInterval, jobs.DefaultCheckInterval},
+				{"watched check interval", c.WatchedCheckInterval, jobs.DefaultWatchedCheckInterval},
+				{"provision timeout", c.ProvisionTimeout, jobs.DefaultWaitTimeout},
+				{"job max attempts", c.JobMaxAttempts, jobs.DefaultMaxAttempts},
+				{"job timeout", c.JobTimeout, jobs.DefaultStepTimeout},
+				{"job rescue after", c.JobRescueAfter, jobs.DefaultStepTimeout + jobs.DefaultRescueMargin},
+				{"shutdown timeout", c.ShutdownTimeout, app.DefaultShutdownTimeout},
+				{"event retention", c.EventRetention, 168 * time.Hour},
+				{"max in flight", c.MaxInFlight, api.DefaultMaxInFlight},
+				{"mgmt qps", c.MgmtQPS, float32(mgmt.DefaultQPS)},
+				{"in cluster", c.MgmtInCluster, false},
+			}
+			for _, w := range want {
+				if w.got != w.want {
+					t.Errorf("%s = %v, want %v", w.name, w.got, w.want)
+				}
+			}
+		}},
+		{name: "River tuned", vars: map[string]string{"LOK8S_JOB_MAX_ATTEMPTS": "3", "LOK8S_JOB_TIMEOUT": "1h", "LOK8S_JOB_RESCUE_AFTER": "90m"},
+			check: func(t *testing.T, c config) {
+				if c.JobMaxAttempts != 3 || c.JobTimeout != time.Hour || c.JobRescueAfter != 90*time.Minute {
+					t.Errorf("River: %d attempts, timeout %v, rescue after %v", c.JobMaxAttempts, c.JobTimeout, c.JobRescueAfter)
+				}
+			}},
+		{name: "rescue follows a longer timeout", vars: map[string]string{"LOK8S_JOB_TIMEOUT": "1h"},
+			check: func(t *testing.T, c config) {
+				if c.JobRescueAfter != time.Hour+jobs.DefaultRescueMargin {
+					t.Errorf("rescue after %v with a 1h timeout", c.JobRescueAfter)
+				}
+			}},
+		{name: "others set", vars: map[string]string{"LOK8S_CHECK_INTERVAL": "5s", "LOK8S_SHUTDOWN_TIMEOUT": "40s", "LOK8S_WORKERS": "0",
+			"LOK8S_MGMT_QPS": "200", "KUBERNETES_SERVICE_HOST": "10.0.0.1", "LOK8S_LEASE_NAME": "mine"},
+			check: func(t *testing.T, c config) {
+				if c.CheckInterval != 5*time.Second || c.ShutdownTimeout != 40*time.Second || c.Workers != 0 || c.MgmtQPS != 200 ||
+					!c.MgmtInCluster || c.Election.Name != "mine" {
+					t.Errorf("check %v, shutdown %v, workers %d, QPS %v, in cluster %v, lease %q",
+						c.CheckInterval, c.ShutdownTimeout, c.Workers, c.MgmtQPS, c.MgmtInCluster, c.Election.Name)
+				}
+			}},
+		{name: "attempts not a number", vars: map[string]string{"LOK8S_JOB_MAX_ATTEMPTS": "many"}, bad: []string{"LOK8S_JOB_MAX_ATTEMPTS"}},
+		{name: "no attempts", vars: map[string]string{"LOK8S_JOB_MAX_ATTEMPTS": "0"}, bad: []string{"LOK8S_JOB_MAX_ATTEMPTS"}},
+		{name: "timeout not a duration", vars: map[string]string{"LOK8S_JOB_TIMEOUT": "15"}, bad: []string{"LOK8S_JOB_TIMEOUT"}},
+		{name: "negative rescue", vars: map[string]string{"LOK8S_JOB_RESCUE_AFTER": "-1m"}, bad: []string{"LOK8S_JOB_RESCUE_AFTER"}},
+		{name: "rescue before the timeout", vars: map[string]string{"LOK8S_JOB_TIMEOUT": "30m", "LOK8S_JOB_RESCUE_AFTER": "20m"},
+			bad: []string{"LOK8S_JOB_RESCUE_AFTER (20m0s) must be longer than LOK8S_JOB_TIMEOUT (30m0s)"}},
+		{name: "rescue before the default timeout", vars: map[string]string{"LOK8S_JOB_RESCUE_AFTER": "10m"},
+			bad: []string{"LOK8S_JOB_RESCUE_AFTER (10m0s) must be longer than LOK8S_JOB_TIMEOUT (15m0s)"}},
+		{name: "shutdown zero", vars: map[string]string{"LOK8S_SHUTDOWN_TIMEOUT": "0s"}, bad: []string{"LOK8S_SHUTDOWN_TIMEOUT"}},
+		{name: "conns under in-flight", vars: map[string]string{"LOK8S_MAX_IN_FLIGHT": "50", "LOK8S_MAX_CONNS": "40"},
+			bad: []string{"LOK8S_MAX_CONNS: 40 must be above LOK8S_MAX_IN_FLIGHT (50)"}},
+		{name: "conns under the default in-flight", vars: map[string]string{"LOK8S_MAX_CONNS": "100"},
+			bad: []string{"LOK8S_MAX_CONNS: 100 must be above LOK8S_MAX_IN_FLIGHT (256)"}},
+		{name: "lease shorter than its deadline", vars: map[string]string{"LOK8S_LEASE_DURATION": "10s"},
+			bad: []string{"LOK8S_LEASE_DURATION (10s) must be longer than LOK8S_LEASE_RENEW_DEADLINE (10s)"}},
+		{name: "qps", vars: map[string]string{"LOK8S_MGMT_QPS": "1.5"}, bad: []string{"LOK8S_MGMT_QPS"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			vars := maps.Clone(base)
+			maps.Copy(vars, tc.vars)
+			c, err := loadConfig(env(vars))
+			if tc.bad == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				tc.check(t, c)
+				return
+			}
+			if err == nil {
+				t.Fatal("bad configuration accepted")
+			}
+			for _, want := range tc.bad {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error does not say %q: %v", want, err)
+				}
+			}
+		})
 	}
 }
 

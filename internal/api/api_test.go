@@ -34,6 +34,7 @@ import (
 	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/readmodel"
 	"lok8s.dev/provisioner/internal/seal"
+	"lok8s.dev/provisioner/internal/service"
 	"lok8s.dev/provisioner/internal/store"
 )
 
@@ -197,12 +198,15 @@ func setupWith(t testing.TB, opts setupOptions) *bundle {
 		t.Fatal(err)
 	}
 	handler, err := api.New(app.WithCatalog(api.Config{
-		Store: st, Keyring: keyring, Logger: logger, Events: hub, Reads: reads, Heartbeat: cmp.Or(opts.heartbeat, 200*time.Millisecond),
-		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
-		ManagementClusterKnown: (&mgmt.Registry{KubeconfigDir: mgmtDir}).Known,
-		OpenAPI:                provisioner.OpenAPI,
-		Kubeconfigs:            &kubeconfigs.Source{Store: st, Keyring: keyring, Catalog: catalog, Clusters: &mgmt.Registry{KubeconfigDir: mgmtDir}},
-		MaxInFlight:            opts.maxInFlight,
+		Config: service.Config{
+			Store: st, Keyring: keyring, Logger: logger, Reads: reads,
+			Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
+			ManagementClusterKnown: (&mgmt.Registry{KubeconfigDir: mgmtDir}).Known,
+		},
+		Events: hub, Heartbeat: cmp.Or(opts.heartbeat, 200*time.Millisecond),
+		OpenAPI:     provisioner.OpenAPI,
+		Kubeconfigs: &kubeconfigs.Source{Store: st, Keyring: keyring, Catalog: catalog, Clusters: &mgmt.Registry{KubeconfigDir: mgmtDir}},
+		MaxInFlight: opts.maxInFlight,
 	}, catalog, addonCatalog))
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"lok8s.dev/provisioner/internal/access"
 	"lok8s.dev/provisioner/internal/kubeconfigs"
 	"lok8s.dev/provisioner/internal/mgmt"
+	"lok8s.dev/provisioner/internal/service"
 )
 
 // clusterKubeconfig issues a kubeconfig for the caller: a token of the
@@ -29,7 +30,7 @@ func (s *Server) clusterKubeconfig(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if c.DeletedAt != nil {
-		s.writeProblem(w, r, errNotFound(fmt.Sprintf("cluster %q was deleted", c.Name)))
+		s.writeProblem(w, r, service.NotFound(fmt.Sprintf("cluster %q was deleted", c.Name)))
 		return
 	}
 	q := r.URL.Query()
@@ -39,7 +40,7 @@ func (s *Server) clusterKubeconfig(w http.ResponseWriter, r *http.Request) {
 	case "exec":
 		read = s.Kubeconfigs.Exec
 	default:
-		s.writeProblem(w, r, errBadRequest(fmt.Sprintf("form %q: use token or exec", form)))
+		s.writeProblem(w, r, service.BadRequest(fmt.Sprintf("form %q: use token or exec", form)))
 		return
 	}
 	p := principal(r.Context())
@@ -56,13 +57,13 @@ func (s *Server) clusterKubeconfig(w http.ResponseWriter, r *http.Request) {
 	kubeconfig, err := read(r.Context(), c)
 	switch {
 	case errors.Is(err, kubeconfigs.ErrNoExecForm):
-		s.writeProblem(w, r, errBadRequest(fmt.Sprintf("cluster %q has no exec-plugin kubeconfig: only EKS clusters (spec.aws.flavor: eks) do", c.Name)))
+		s.writeProblem(w, r, service.BadRequest(fmt.Sprintf("cluster %q has no exec-plugin kubeconfig: only EKS clusters (spec.aws.flavor: eks) do", c.Name)))
 		return
 	case errors.Is(err, kubeconfigs.ErrNotAvailable):
-		s.writeProblem(w, r, errConflict(fmt.Sprintf("cluster %q has no kubeconfig yet: it is %s", c.Name, c.Phase)))
+		s.writeProblem(w, r, service.Conflict(fmt.Sprintf("cluster %q has no kubeconfig yet: it is %s", c.Name, c.Phase)))
 		return
 	case errors.Is(err, kubeconfigs.ErrManagementUnavailable):
-		s.writeProblem(w, r, errManagementUnavailable(err))
+		s.writeProblem(w, r, service.ManagementUnavailable(err))
 		return
 	case err != nil:
 		s.writeProblem(w, r, fmt.Errorf("kubeconfig of %s: %w", c.Name, err))
@@ -93,8 +94,8 @@ func (s *Server) clusterKubeconfig(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, access.ErrUnreachable) {
 		s.logger.WarnContext(r.Context(), "issue kubeconfig: workload cluster unreachable", "cluster", c.Name, "error", err)
 		w.Header().Set("Retry-After", "30")
-		s.writeProblem(w, r, &apiError{status: http.StatusServiceUnavailable, slug: "workload-unavailable", title: "Workload cluster unavailable",
-			detail: fmt.Sprintf("the API server of cluster %q does not answer, so no kubeconfig could be issued; retry later", c.Name)})
+		s.writeProblem(w, r, &service.Error{Status: http.StatusServiceUnavailable, Slug: "workload-unavailable", Title: "Workload cluster unavailable",
+			Detail: fmt.Sprintf("the API server of cluster %q does not answer, so no kubeconfig could be issued; retry later", c.Name)})
 		return
 	}
 	if err != nil {
@@ -135,11 +136,11 @@ func kubeconfigTTL(param string, maxSeconds *int32) (time.Duration, error) {
 	ttl, err := time.ParseDuration(param)
 	switch {
 	case err != nil:
-		return 0, errInvalid(FieldError{Field: "ttl", Message: "must be a duration such as 30m or 8h"})
+		return 0, service.Invalid(FieldError{Field: "ttl", Message: "must be a duration such as 30m or 8h"})
 	case ttl < access.MinTTL:
-		return 0, errInvalid(FieldError{Field: "ttl", Message: fmt.Sprintf("must be at least %s", access.MinTTL)})
+		return 0, service.Invalid(FieldError{Field: "ttl", Message: fmt.Sprintf("must be at least %s", access.MinTTL)})
 	case ttl > limit:
-		return 0, errInvalid(FieldError{Field: "ttl", Message: fmt.Sprintf("must be at most %s (the tenant's kubeconfig policy)", limit)})
+		return 0, service.Invalid(FieldError{Field: "ttl", Message: fmt.Sprintf("must be at most %s (the tenant's kubeconfig policy)", limit)})
 	}
 	return ttl.Truncate(time.Second), nil
 }
@@ -158,7 +159,7 @@ func (s *Server) clusterManifests(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if manifests == "" {
-		s.writeProblem(w, r, errNotFound(fmt.Sprintf("cluster %q has no rendered manifests yet", c.Name)))
+		s.writeProblem(w, r, service.NotFound(fmt.Sprintf("cluster %q has no rendered manifests yet", c.Name)))
 		return
 	}
 	redacted, err := mgmt.RedactSecrets([]byte(manifests))

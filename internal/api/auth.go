@@ -2,42 +2,22 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"net/http"
 	"strings"
 
 	"lok8s.dev/provisioner/internal/connguard"
+	"lok8s.dev/provisioner/internal/service"
 	"lok8s.dev/provisioner/internal/store"
 )
 
-// tokenPrefix marks lok8s API tokens, so leaked ones are easy to recognise.
-const tokenPrefix = "lok8s_"
-
 // NewToken returns a fresh random API token.
-func NewToken() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b) // crypto/rand.Read never returns an error
-	return tokenPrefix + base64.RawURLEncoding.EncodeToString(b)
-}
+func NewToken() string { return service.NewToken() }
 
-// HashToken is how tokens are stored: SHA-256, which suffices for random
-// 256-bit tokens (no password to stretch).
-func HashToken(token string) []byte {
-	sum := sha256.Sum256([]byte(token))
-	return sum[:]
-}
+// HashToken is how tokens are stored (service.HashToken).
+func HashToken(token string) []byte { return service.HashToken(token) }
 
 type principalKey struct{}
-
-// WithPrincipal marks an in-process request as made by p: the dashboard
-// forwards its signed-in user's requests to the API this way, and
-// authenticate lets them through as p. A client cannot set it.
-func WithPrincipal(ctx context.Context, p store.Principal) context.Context {
-	return context.WithValue(ctx, principalKey{}, p)
-}
 
 // SessionCookie names the dashboard's session cookie. The API accepts it
 // instead of a bearer token on GET requests only (a browser's EventSource
@@ -54,24 +34,17 @@ func principal(ctx context.Context) store.Principal {
 // texts as they are (admins); tenants see them without internal addresses.
 func seesInternals(r *http.Request) bool { return principal(r.Context()).Admin }
 
+// actor is who the audit log says made the request.
 func (s *Server) actor(r *http.Request) store.Actor {
-	p := principal(r.Context())
-	return store.Actor{TenantID: p.TenantID, TokenID: p.TokenID, RequestID: requestID(r.Context())}
+	return service.Actor(r.Context(), principal(r.Context()))
 }
 
-var errUnauthorized = &apiError{status: http.StatusUnauthorized, slug: "unauthorized", title: "Unauthorized",
-	detail: "send a valid API token as 'Authorization: Bearer <token>'"}
+var errUnauthorized = &service.Error{Status: http.StatusUnauthorized, Slug: "unauthorized", Title: "Unauthorized",
+	Detail: "send a valid API token as 'Authorization: Bearer <token>'"}
 
 // authenticate resolves the bearer token to a principal or answers 401.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p, ok := r.Context().Value(principalKey{}).(store.Principal); ok {
-			if rec, ok := w.(*statusRecorder); ok {
-				rec.tenant = p.TenantName
-			}
-			next.ServeHTTP(w, r)
-			return
-		}
 		if c, err := r.Cookie(SessionCookie); err == nil && r.Header.Get("Authorization") == "" &&
 			(r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			s.authenticateSession(w, r, next, c.Value)
@@ -103,7 +76,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 
 // authenticateSession resolves a dashboard session cookie to a principal or answers 401.
 func (s *Server) authenticateSession(w http.ResponseWriter, r *http.Request, next http.Handler, id string) {
-	ses, err := s.store.SessionByHash(r.Context(), HashToken(id))
+	ses, err := s.svc.Session(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		s.writeProblem(w, r, errUnauthorized)
 		return
@@ -123,7 +96,7 @@ func (s *Server) authenticateSession(w http.ResponseWriter, r *http.Request, nex
 func (s *Server) requireAdmin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !principal(r.Context()).Admin {
-			s.writeProblem(w, r, errForbidden("this endpoint needs an admin token"))
+			s.writeProblem(w, r, service.Forbidden("this endpoint needs an admin token"))
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"lok8s.dev/provisioner/internal/seal"
+	"lok8s.dev/provisioner/internal/service"
 	"lok8s.dev/provisioner/internal/store"
 )
 
@@ -26,7 +27,7 @@ import (
 const FromStart = "0"
 
 // errEventID is the 422 for a Last-Event-ID this service did not send the tenant.
-var errEventID = errInvalid(FieldError{Field: "Last-Event-ID", Message: "must be an event id this stream sent, or 0 for the start"})
+var errEventID = service.Invalid(FieldError{Field: "Last-Event-ID", Message: "must be an event id this stream sent, or 0 for the start"})
 
 func eventIDAAD(tenant uuid.UUID) []byte { return []byte("lok8s/event-ids/" + tenant.String()) }
 

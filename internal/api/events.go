@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"lok8s.dev/provisioner/internal/seal"
+	"lok8s.dev/provisioner/internal/service"
 	"lok8s.dev/provisioner/internal/store"
 )
 
@@ -69,8 +70,8 @@ const GapEvent = "stream.gap"
 // its own has ended, so resuming after an id misses none.
 func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, cluster string) {
 	if s.Events == nil {
-		s.writeProblem(w, r, &apiError{status: http.StatusServiceUnavailable, slug: "not-ready", title: "Not ready",
-			detail: "event streams are not enabled on this server"})
+		s.writeProblem(w, r, &service.Error{Status: http.StatusServiceUnavailable, Slug: "not-ready", Title: "Not ready",
+			Detail: "event streams are not enabled on this server"})
 		return
 	}
 	tenant := principal(r.Context()).TenantID
@@ -215,7 +216,7 @@ func eventFrame(k *seal.Keyring, tenant uuid.UUID, e store.Event, raw bool) (str
 	}
 	for _, k := range []string{"message", "error", "reason"} {
 		if text, ok := data[k].(string); ok {
-			data[k] = forAudience(text, raw)
+			data[k] = service.ForAudience(text, raw)
 		}
 	}
 	id, err := encodeEventID(k, tenant, e.Position)

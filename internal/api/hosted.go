@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"sigs.k8s.io/yaml"
 
+	"lok8s.dev/provisioner/internal/service"
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
 )
@@ -26,7 +26,7 @@ import (
 // .lok8s/libs/kubehz/hosted): create from a flat body, poll .status, fetch
 // the kubeconfig, look up by domain, delete by id or domain. It is a
 // second view of the same clusters: a create builds a full spec from the
-// tenant's hosted profile and goes through loadSpec and provision as
+// tenant's hosted profile and goes through the service's LoadSpec and Provision as
 // POST /v1/clusters does; the kubeconfig is /v1's handler.
 
 // HostedProfile is a tenant's defaults for one provider in hosted mode,
@@ -127,7 +127,7 @@ func hostedView(c store.Cluster, raw bool) HostedCluster {
 	return HostedCluster{
 		ID: c.ID.String(), Name: c.Name, Domain: domain, Status: hostedStatus(c.Phase), Phase: c.Phase,
 		Provider: f.provider, Region: f.region, KubernetesVersion: f.version, ControlPlaneReplicas: f.replicas,
-		Message: forAudience(c.Message, raw), CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
+		Message: service.ForAudience(c.Message, raw), CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
 	}
 }
 
@@ -185,12 +185,12 @@ var hostedFields = map[string]string{
 // hostedProblem names a problem of the built spec by the request's field,
 // or, for what the tenant's profile put there, says so.
 func hostedProblem(err error, provider string) error {
-	var ae *apiError
-	if !errors.As(err, &ae) || len(ae.fields) == 0 {
+	var ae *service.Error
+	if !errors.As(err, &ae) || len(ae.Fields) == 0 {
 		return err
 	}
-	fields := make([]FieldError, 0, len(ae.fields))
-	for _, f := range ae.fields {
+	fields := make([]FieldError, 0, len(ae.Fields))
+	for _, f := range ae.Fields {
 		if to, ok := hostedFields[f.Field]; ok {
 			fields = append(fields, FieldError{Field: to, Message: f.Message})
 			continue
@@ -198,9 +198,9 @@ func hostedProblem(err error, provider string) error {
 		fields = append(fields, FieldError{Field: f.Field, Message: fmt.Sprintf(
 			"%s (set by the tenant's hosted profile for %s: PUT /v1/tenants/{tenant}/hosted-profiles/%s)", f.Message, provider, provider)})
 	}
-	sortFields(fields)
+	service.SortFields(fields)
 	out := *ae
-	out.fields = fields
+	out.Fields = fields
 	return &out
 }
 
@@ -237,12 +237,12 @@ func (s *Server) hostedSpec(r *http.Request, in HostedRequest) ([]byte, string, 
 		warnings = append(warnings, "access: ignored: this service runs no kubehz agent on the cluster")
 	}
 	if len(fields) > 0 {
-		sortFields(fields)
-		return nil, "", hostedFacts{}, nil, errInvalid(fields...)
+		service.SortFields(fields)
+		return nil, "", hostedFacts{}, nil, service.Invalid(fields...)
 	}
 	raw, err := s.store.HostedProfile(r.Context(), principal(r.Context()).TenantID, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, "", hostedFacts{}, nil, errInvalid(FieldError{Field: "provider", Message: fmt.Sprintf(
+		return nil, "", hostedFacts{}, nil, service.Invalid(FieldError{Field: "provider", Message: fmt.Sprintf(
 			"the tenant has no hosted profile for provider %q: an admin sets one with PUT /v1/tenants/{tenant}/hosted-profiles/%s", name, name)})
 	}
 	if err != nil {
@@ -308,7 +308,7 @@ func sameHosted(c store.Cluster, want hostedFacts) bool {
 func (s *Server) existingHosted(w http.ResponseWriter, r *http.Request, c store.Cluster, want hostedFacts, warnings []string) {
 	if !sameHosted(c, want) {
 		domain, got := factsOf(c)
-		s.writeProblem(w, r, errConflict(fmt.Sprintf(
+		s.writeProblem(w, r, service.Conflict(fmt.Sprintf(
 			"domain %s already has cluster %s (provider %s, region %s, Kubernetes %s, %d control-plane machines); delete it first to create another",
 			domain, c.ID, got.provider, got.region, got.version, got.replicas)))
 		return
@@ -332,9 +332,7 @@ func (s *Server) hostedCreate(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
-	for _, msg := range warnings {
-		w.Header().Add("Warning", "299 - "+strconv.QuoteToASCII(msg))
-	}
+	warn(w, warnings)
 	tenant := principal(r.Context()).TenantID
 	existing, err := s.store.ClustersByDomain(r.Context(), tenant, in.Domain)
 	if err != nil {
@@ -345,14 +343,16 @@ func (s *Server) hostedCreate(w http.ResponseWriter, r *http.Request) {
 		s.existingHosted(w, r, existing[0], want, warnings)
 		return
 	}
-	doc, detected, err := s.loadSpec(r, body)
+	doc, detected, err := s.svc.LoadSpec(r.Context(), principal(r.Context()), body)
 	if err != nil {
 		s.writeProblem(w, r, hostedProblem(err, provider))
 		return
 	}
-	warnings = append(warnings, warnIgnored(w, doc)...)
+	ignored := service.Ignored(doc)
+	warn(w, ignored)
+	warnings = append(warnings, ignored...)
 	hash := sha256.Sum256(body)
-	c, _, err := s.provision(r, doc, detected, "", hash[:])
+	c, _, err := s.svc.Provision(r.Context(), principal(r.Context()), doc, detected, "", hash[:])
 	if isConflict(err) {
 		// A concurrent create for the domain won the name.
 		if existing, lerr := s.store.ClustersByDomain(r.Context(), tenant, in.Domain); lerr == nil && len(existing) > 0 {
@@ -371,8 +371,8 @@ func (s *Server) hostedCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 func isConflict(err error) bool {
-	var ae *apiError
-	return errors.As(err, &ae) && ae.status == http.StatusConflict
+	var ae *service.Error
+	return errors.As(err, &ae) && ae.Status == http.StatusConflict
 }
 
 // hostedCluster loads the caller's live cluster {id}; 404 for another
@@ -381,11 +381,11 @@ func (s *Server) hostedCluster(r *http.Request) (store.Cluster, error) {
 	raw := chi.URLParam(r, "id")
 	id, err := uuid.Parse(raw)
 	if err != nil {
-		return store.Cluster{}, errNotFound(fmt.Sprintf("no cluster with id %q", raw))
+		return store.Cluster{}, service.NotFound(fmt.Sprintf("no cluster with id %q", raw))
 	}
 	c, err := s.store.ClusterOfTenant(r.Context(), principal(r.Context()).TenantID, id)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && c.DeletedAt != nil) {
-		return store.Cluster{}, errNotFound(fmt.Sprintf("no cluster with id %s", id))
+		return store.Cluster{}, service.NotFound(fmt.Sprintf("no cluster with id %s", id))
 	}
 	return c, err
 }
@@ -416,7 +416,7 @@ func (s *Server) hostedKubeconfig(w http.ResponseWriter, r *http.Request) {
 func hostedDomain(r *http.Request) (string, error) {
 	domain := r.URL.Query().Get("domain")
 	if domain == "" {
-		return "", errInvalid(FieldError{Field: "domain", Message: "required: the cluster's domain (spec.cluster.domain)"})
+		return "", service.Invalid(FieldError{Field: "domain", Message: "required: the cluster's domain (spec.cluster.domain)"})
 	}
 	return domain, nil
 }
@@ -450,16 +450,11 @@ func (s *Server) domainClusters(r *http.Request) (string, []store.Cluster, error
 // /v1/clusters/{name} does.
 func (s *Server) deprovision(r *http.Request, c store.Cluster) (store.Cluster, error) {
 	name := c.Name
-	c, op, err := s.store.StartDeprovision(r.Context(), s.actor(r), name, s.StepNames(store.OpDeprovision), s.Enqueue, s.CancelJob)
-	s.clusterChanged(r, name)
+	c, _, err := s.svc.Deprovision(r.Context(), principal(r.Context()), name)
 	if errors.Is(err, store.ErrNotFound) {
-		return c, errNotFound(fmt.Sprintf("no cluster named %q", name))
+		return c, service.NotFound(fmt.Sprintf("no cluster named %q", name))
 	}
-	if err != nil {
-		return c, err
-	}
-	s.logger.InfoContext(r.Context(), "cluster deletion accepted", "cluster", c.Name, "operation", op.ID.String(), "request_id", requestID(r.Context()))
-	return c, nil
+	return c, err
 }
 
 // hostedDelete is DELETE /api/clusters/{id}.
@@ -484,7 +479,7 @@ func (s *Server) hostedDeleteByDomain(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(clusters) == 0 {
-		s.writeProblem(w, r, errNotFound(fmt.Sprintf("no cluster with domain %q", domain)))
+		s.writeProblem(w, r, service.NotFound(fmt.Sprintf("no cluster with domain %q", domain)))
 		return
 	}
 	out := make([]HostedCluster, 0, len(clusters))
@@ -507,8 +502,8 @@ func (s *Server) hostedDeleteByDomain(w http.ResponseWriter, r *http.Request) {
 // not-implemented. The CLI treats any failure there as a warning and
 // provisions on without kubehz integration (kubehz::register_cluster).
 func (s *Server) hostedRegister(w http.ResponseWriter, r *http.Request) {
-	s.writeProblem(w, r, &apiError{status: http.StatusNotImplemented, slug: "not-implemented", title: "Not implemented",
-		detail: "this service does not register self-hosted clusters: use spec.kubehz.hosting: hosted to have it provision one, " +
+	s.writeProblem(w, r, &service.Error{Status: http.StatusNotImplemented, Slug: "not-implemented", Title: "Not implemented",
+		Detail: "this service does not register self-hosted clusters: use spec.kubehz.hosting: hosted to have it provision one, " +
 			"or spec.kubehz.access: none for a self-hosted one"})
 }
 
@@ -522,7 +517,7 @@ func (s *Server) getHostedProfile(w http.ResponseWriter, r *http.Request) {
 	provider := chi.URLParam(r, "provider")
 	raw, err := s.store.HostedProfile(r.Context(), t.ID, provider)
 	if errors.Is(err, store.ErrNotFound) {
-		err = errNotFound(fmt.Sprintf("tenant %s has no hosted profile for %q", t.Name, provider))
+		err = service.NotFound(fmt.Sprintf("tenant %s has no hosted profile for %q", t.Name, provider))
 	}
 	if err != nil {
 		s.writeProblem(w, r, err)
@@ -570,8 +565,8 @@ func (s *Server) putHostedProfile(w http.ResponseWriter, r *http.Request) {
 		fields = append(fields, FieldError{Field: "managementCluster", Message: fmt.Sprintf("no management cluster %q is configured on this service", in.ManagementCluster)})
 	}
 	if len(fields) > 0 {
-		sortFields(fields)
-		s.writeProblem(w, r, errInvalid(fields...))
+		service.SortFields(fields)
+		s.writeProblem(w, r, service.Invalid(fields...))
 		return
 	}
 	raw, err := json.Marshal(in)

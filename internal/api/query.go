@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/go-chi/chi/v5"
+	"lok8s.dev/provisioner/internal/service"
 )
 
 // queryParams lists, by method and route pattern (without a trailing
@@ -51,9 +52,9 @@ func (s *Server) refuseUnknownQuery(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		sortFields(fields)
-		e := errBadRequest("unknown query parameter(s); see errors")
-		e.fields = fields
+		service.SortFields(fields)
+		e := service.BadRequest("unknown query parameter(s); see errors")
+		e.Fields = fields
 		s.writeProblem(w, r, e)
 	})
 }

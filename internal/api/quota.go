@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"lok8s.dev/provisioner/internal/access"
+	"lok8s.dev/provisioner/internal/service"
 
-	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
 )
 
@@ -37,18 +37,6 @@ type QuotaView struct {
 // maxKubeconfigTTLPolicy is the longest kubeconfig TTL an admin may allow
 // a tenant, in seconds (30 days).
 const maxKubeconfigTTLPolicy = 30 * 24 * 3600
-
-// machines counts what a valid spec asks for (0 without CountMachines).
-func (s *Server) machines(c *spec.Capi) (int64, error) {
-	if s.CountMachines == nil {
-		return 0, nil
-	}
-	n, err := s.CountMachines(c)
-	if err != nil {
-		return 0, fmt.Errorf("count machines: %w", err)
-	}
-	return n, nil
-}
 
 func (s *Server) writeQuota(w http.ResponseWriter, r *http.Request, t store.Tenant) {
 	q, u, err := s.store.Quota(r.Context(), t.ID)
@@ -106,8 +94,8 @@ func (s *Server) putTenantQuota(w http.ResponseWriter, r *http.Request) {
 			Message: fmt.Sprintf("must be from %d (10 minutes, the least a token may last) to %d (30 days)", int32(access.MinTTL/time.Second), maxKubeconfigTTLPolicy)})
 	}
 	if len(fields) > 0 {
-		sortFields(fields)
-		s.writeProblem(w, r, errInvalid(fields...))
+		service.SortFields(fields)
+		s.writeProblem(w, r, service.Invalid(fields...))
 		return
 	}
 	if err := s.store.SetQuota(r.Context(), s.actor(r), t.ID, store.Quota{

@@ -22,56 +22,18 @@ import (
 
 	"lok8s.dev/provisioner/internal/access"
 	"lok8s.dev/provisioner/internal/kubeconfigs"
-	"lok8s.dev/provisioner/internal/readmodel"
-	"lok8s.dev/provisioner/internal/seal"
-	"lok8s.dev/provisioner/internal/spec"
+	"lok8s.dev/provisioner/internal/service"
 	"lok8s.dev/provisioner/internal/store"
 )
 
 // DefaultMaxBodyBytes caps request bodies unless Config says otherwise.
 const DefaultMaxBodyBytes = 1 << 20
 
-// Config is what the API needs.
+// Config is what the API needs: what its service needs (service.Config,
+// whose fields it also reads: the store, the keyring, the pipeline's
+// steps), and what only HTTP needs.
 type Config struct {
-	Store   *store.Store
-	Keyring *seal.Keyring
-	Logger  *slog.Logger
-	// Enqueue and CancelJob join the queue to the store's transactions.
-	Enqueue   store.EnqueueFunc
-	CancelJob store.CancelJobFunc
-	// StepNames lists an operation kind's pipeline steps.
-	StepNames func(store.OperationKind) []string
-	// ManagementClusterKnown reports whether a named management cluster
-	// (spec.managementCluster.domain) is configured.
-	ManagementClusterKnown func(domain string) bool
-	// SpecOptions validate submitted specs: known addons, and the provider
-	// sections the catalog installs (zero: the spec package's defaults).
-	SpecOptions spec.ValidateOptions
-	// Providers are the installed infrastructure providers, listed by
-	// GET /v1/catalog.
-	Providers []ProviderView
-	// CredentialProviders lists the providers credentials can be stored for,
-	// and CredentialFields the fields each takes (from the provider catalog).
-	CredentialProviders []string
-	CredentialFields    func(provider string) ([]CredentialField, bool)
-	// DetectProvider names the provider a valid spec selects, or says why none.
-	DetectProvider func(*spec.Capi) (string, error)
-	// CheckRequirements checks a valid spec against its provider's
-	// requirements (Kubernetes versions, the CNI and CCM it needs); nil:
-	// none.
-	CheckRequirements func(*spec.Capi) spec.FieldErrors
-	// CountMachines counts the machines a valid spec asks for (control
-	// plane and pools), held against the tenant's quota; nil: 0.
-	CountMachines func(*spec.Capi) (int64, error)
-	// ProviderMissing, for a named management cluster, says why it cannot
-	// take the spec's provider ("" when it can, or when it could not be
-	// asked: the pipeline's preflight step then decides); nil: not checked.
-	ProviderMissing func(ctx context.Context, domain string, c *spec.Capi) string
-	// AddonRoles maps addons to their roles (cni, ccm), for GET /v1/catalog.
-	AddonRoles map[string]string
-	// ManagementClusters reports, for GET /v1/catalog, which providers
-	// each configured management cluster really has; nil: none listed.
-	ManagementClusters func(ctx context.Context) []ManagementClusterView
+	service.Config
 	// Kubeconfigs gives the service's own (CAPI's) workload kubeconfigs:
 	// the stored one, or a rotating one read from the management cluster
 	// each time. They never leave the service: downloads are issued.
@@ -79,9 +41,6 @@ type Config struct {
 	// IssueKubeconfig issues a principal's kubeconfig on the workload
 	// cluster that admin (CAPI's kubeconfig) reaches; nil: access.Issue.
 	IssueKubeconfig func(ctx context.Context, admin []byte, cluster string, p access.Principal, ttl time.Duration) (access.Issued, error)
-	// Reads keeps cluster statuses and API tokens in memory, kept current
-	// by Postgres's announcements (nil: every read goes to Postgres).
-	Reads *readmodel.Model
 	// Events wakes the event streams (nil: streams answer 503).
 	Events EventsHub
 	// Heartbeat is how often an idle stream sends a comment (default 15s).
@@ -103,22 +62,7 @@ type Config struct {
 const DefaultMaxInFlight = 256
 
 func (c Config) validate() error {
-	switch {
-	case c.Store == nil:
-		return errors.New("api: Config.Store is required")
-	case c.Keyring == nil:
-		return errors.New("api: Config.Keyring is required")
-	case c.Enqueue == nil || c.CancelJob == nil:
-		return errors.New("api: Config.Enqueue and Config.CancelJob are required")
-	case c.StepNames == nil:
-		return errors.New("api: Config.StepNames is required")
-	case c.ManagementClusterKnown == nil:
-		return errors.New("api: Config.ManagementClusterKnown is required")
-	case c.DetectProvider == nil:
-		return errors.New("api: Config.DetectProvider is required")
-	case c.CredentialFields == nil:
-		return errors.New("api: Config.CredentialFields is required")
-	case c.Kubeconfigs == nil:
+	if c.Kubeconfigs == nil {
 		return errors.New("api: Config.Kubeconfigs is required")
 	}
 	return nil
@@ -137,7 +81,13 @@ type Server struct {
 	endOnce sync.Once
 	// inFlight holds a token per request being worked (nil: no bound).
 	inFlight chan struct{}
+	// svc runs the use cases the handlers decode requests for.
+	svc *service.Service
 }
+
+// Service is the service the API is a front end of: the dashboard calls
+// it directly.
+func (s *Server) Service() *service.Service { return s.svc }
 
 // EndStreams ends every open event stream at once (clients resume by
 // Last-Event-ID elsewhere): graceful shutdown registers it with
@@ -147,6 +97,10 @@ func (s *Server) EndStreams() { s.endOnce.Do(func() { close(s.endStreams) }) }
 // New builds the API handler.
 func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	svc, err := service.New(cfg.Config)
+	if err != nil {
 		return nil, err
 	}
 	if cfg.Logger == nil {
@@ -161,7 +115,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxInFlight == 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
 	}
-	s := &Server{Config: cfg, store: cfg.Store, logger: cfg.Logger, endStreams: make(chan struct{})}
+	s := &Server{Config: cfg, store: cfg.Store, logger: cfg.Logger, endStreams: make(chan struct{}), svc: svc}
 	s.xmin = &xminWatch{store: cfg.Store}
 	if cfg.MaxInFlight > 0 {
 		s.inFlight = make(chan struct{}, cfg.MaxInFlight)
@@ -177,11 +131,11 @@ func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
 	r.Use(s.withRequestID, s.logRequests, s.shed, s.recoverPanics, s.limitBody, s.refuseBadText)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		s.writeProblem(w, r, errNotFound("no such endpoint: "+r.URL.Path))
+		s.writeProblem(w, r, service.NotFound("no such endpoint: "+r.URL.Path))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		s.writeProblem(w, r, &apiError{status: http.StatusMethodNotAllowed, slug: "method-not-allowed",
-			title: "Method not allowed", detail: r.Method + " is not allowed on " + r.URL.Path})
+		s.writeProblem(w, r, &service.Error{Status: http.StatusMethodNotAllowed, Slug: "method-not-allowed",
+			Title: "Method not allowed", Detail: r.Method + " is not allowed on " + r.URL.Path})
 	})
 
 	// Unknown query parameters are refused (refuseUnknownQuery): here at
@@ -262,19 +216,14 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
 		s.logger.WarnContext(ctx, "not ready: database unreachable", "error", err)
-		s.writeProblem(w, r, &apiError{status: http.StatusServiceUnavailable, slug: "not-ready", title: "Not ready",
-			detail: "the database is unreachable"})
+		s.writeProblem(w, r, &service.Error{Status: http.StatusServiceUnavailable, Slug: "not-ready", Title: "Not ready",
+			Detail: "the database is unreachable"})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-type requestIDKey struct{}
-
-func requestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
-}
+func requestID(ctx context.Context) string { return service.RequestID(ctx) }
 
 // validRequestID bounds what a client may pass as X-Request-Id, since it
 // ends up in logs.
@@ -287,7 +236,7 @@ func (s *Server) withRequestID(next http.Handler) http.Handler {
 			id = uuid.NewString()
 		}
 		w.Header().Set("X-Request-Id", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+		next.ServeHTTP(w, r.WithContext(service.WithRequestID(r.Context(), id)))
 	})
 }
 
@@ -379,9 +328,9 @@ func (s *Server) refuseBadText(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case bad(r.URL.Path):
-			s.writeProblem(w, r, errNotFound("no such resource: the request path is not valid UTF-8 text"))
+			s.writeProblem(w, r, service.NotFound("no such resource: the request path is not valid UTF-8 text"))
 		case bad(r.Header.Get("Idempotency-Key")):
-			s.writeProblem(w, r, errBadRequest("the Idempotency-Key header must be valid UTF-8 text without NUL bytes"))
+			s.writeProblem(w, r, service.BadRequest("the Idempotency-Key header must be valid UTF-8 text without NUL bytes"))
 		default:
 			next.ServeHTTP(w, r)
 		}

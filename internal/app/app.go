@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +34,7 @@ import (
 	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/readmodel"
 	"lok8s.dev/provisioner/internal/seal"
+	"lok8s.dev/provisioner/internal/service"
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
 	"lok8s.dev/provisioner/internal/tracing"
@@ -40,16 +42,21 @@ import (
 	"lok8s.dev/provisioner/internal/web"
 )
 
-// Config is the service's configuration.
+// Config is the service's configuration. Zero fields take the default of
+// the package that owns them (WithDefaults); cmd/server fills it from the
+// environment.
 type Config struct {
+	// Addr is where the API listens (default DefaultAddr), DatabaseURL the
+	// Postgres database (default DefaultDatabaseURL).
 	Addr          string
 	DatabaseURL   string
 	AdminToken    string
 	EncryptionKey []byte
 	OldKeys       [][]byte
 	// MgmtKubeconfig is the SaaS management cluster's kubeconfig; "" uses
-	// in-cluster config when running in a pod.
+	// in-cluster config when MgmtInCluster (the service runs in a pod).
 	MgmtKubeconfig string
+	MgmtInCluster  bool
 	// MgmtQPS and MgmtBurst bound the requests per second to each
 	// management cluster (mgmt.Registry; zero: mgmt.DefaultQPS and
 	// mgmt.DefaultBurst).
@@ -83,7 +90,8 @@ type Config struct {
 	ProvisionTimeout     time.Duration
 	// EventRetention is how long events are kept (0: for ever).
 	EventRetention time.Duration
-	// JobMaxAttempts, JobTimeout and JobRescueAfter tune River (0: defaults).
+	// JobMaxAttempts, JobTimeout and JobRescueAfter tune River: jobs.Config's
+	// MaxAttempts, StepTimeout and RescueAfter.
 	JobMaxAttempts int
 	JobTimeout     time.Duration
 	JobRescueAfter time.Duration
@@ -121,19 +129,13 @@ const AdminTenant = "admin"
 
 // Migrate connects to the database and applies all migrations.
 func Migrate(ctx context.Context, cfg Config) error {
+	cfg = cfg.WithDefaults()
 	pool, err := store.Connect(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	return store.Migrate(ctx, pool, logger(cfg))
-}
-
-func logger(cfg Config) *slog.Logger {
-	if cfg.Logger == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return cfg.Logger
+	return store.Migrate(ctx, pool, cfg.Logger)
 }
 
 // LoadCatalog loads the provider templates: TemplatesDir when set, else the
@@ -196,20 +198,20 @@ func WithCatalog(cfg api.Config, catalog *capi.Catalog, addonCatalog *addons.Cat
 	cfg.CredentialProviders, cfg.Providers = nil, nil
 	for _, p := range catalog.Providers() {
 		cfg.CredentialProviders = append(cfg.CredentialProviders, p.Name)
-		view := api.ProviderView{Name: p.Name, Sections: p.Sections(), Flavors: p.Flavors()}
+		view := service.ProviderView{Name: p.Name, Sections: p.Sections(), Flavors: p.Flavors()}
 		if req := p.Manifest.Requirements; req != nil {
-			view.Kubernetes = api.VersionRangeView{Min: req.Kubernetes.Min, Max: req.Kubernetes.Max}
+			view.Kubernetes = service.VersionRangeView{Min: req.Kubernetes.Min, Max: req.Kubernetes.Max}
 			view.RequiredAddons = req.Addons
 		}
 		cfg.Providers = append(cfg.Providers, view)
 	}
 	// Git credentials, for private GitOps repositories (spec.gitops.secretName).
 	cfg.CredentialProviders = append(cfg.CredentialProviders, GitCredentialProvider)
-	cfg.CredentialFields = func(provider string) ([]api.CredentialField, bool) {
+	cfg.CredentialFields = func(provider string) ([]service.CredentialField, bool) {
 		if provider == GitCredentialProvider {
-			fields := make([]api.CredentialField, 0, len(gitops.CredentialFields))
+			fields := make([]service.CredentialField, 0, len(gitops.CredentialFields))
 			for _, f := range gitops.CredentialFields {
-				fields = append(fields, api.CredentialField{Name: f})
+				fields = append(fields, service.CredentialField{Name: f})
 			}
 			return fields, true
 		}
@@ -217,9 +219,9 @@ func WithCatalog(cfg api.Config, catalog *capi.Catalog, addonCatalog *addons.Cat
 		if p == nil {
 			return nil, false
 		}
-		var fields []api.CredentialField
+		var fields []service.CredentialField
 		for _, k := range p.CredentialKeys() {
-			fields = append(fields, api.CredentialField{Name: k.Field, Required: k.Required})
+			fields = append(fields, service.CredentialField{Name: k.Field, Required: k.Required})
 		}
 		return fields, true
 	}
@@ -228,6 +230,8 @@ func WithCatalog(cfg api.Config, catalog *capi.Catalog, addonCatalog *addons.Cat
 
 // Defaults of the Config fields of the same names.
 const (
+	DefaultAddr        = ":8080"
+	DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/lok8s?sslmode=disable"
 	// DefaultShutdownTimeout bounds each part of a graceful stop.
 	DefaultShutdownTimeout = 30 * time.Second
 	// DefaultReadTimeout bounds reading a request, headers and body.
@@ -250,13 +254,81 @@ const (
 	MaxHeaderBytes = 32 << 10
 )
 
-// positiveOr is v when it is positive, else def (zero or a negative
-// value means the default).
-func positiveOr[T int | time.Duration](v, def T) T {
-	if v > 0 {
-		return v
+// WithDefaults returns c with each zero field set to its default, taken
+// from the package that owns the setting (jobs, addons, api, mgmt, watch)
+// or, for the service's own, the Default values above.
+func (c Config) WithDefaults() Config {
+	c.Addr = cmp.Or(c.Addr, DefaultAddr)
+	c.DatabaseURL = cmp.Or(c.DatabaseURL, DefaultDatabaseURL)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return def
+	q := c.queueConfig().WithDefaults()
+	c.JobMaxAttempts, c.JobTimeout, c.JobRescueAfter = q.MaxAttempts, q.StepTimeout, q.RescueAfter
+	c.OrphanCheckInterval, c.OrphanGrace = q.OrphanCheckInterval, q.OrphanGrace
+	c.CheckInterval = cmp.Or(c.CheckInterval, jobs.DefaultCheckInterval)
+	c.WatchedCheckInterval = cmp.Or(c.WatchedCheckInterval, jobs.DefaultWatchedCheckInterval)
+	c.ProvisionTimeout = cmp.Or(c.ProvisionTimeout, jobs.DefaultWaitTimeout)
+	c.AddonTimeout = addons.Config{Timeout: c.AddonTimeout}.WithDefaults().Timeout
+	c.MaxInFlight = cmp.Or(c.MaxInFlight, api.DefaultMaxInFlight)
+	c.StreamHeartbeat = cmp.Or(c.StreamHeartbeat, api.DefaultHeartbeat)
+	c.MgmtQPS = cmp.Or(c.MgmtQPS, mgmt.DefaultQPS)
+	c.MgmtBurst = cmp.Or(c.MgmtBurst, mgmt.DefaultBurst)
+	c.Election = c.Election.WithDefaults()
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
+	c.ReadTimeout = cmp.Or(c.ReadTimeout, DefaultReadTimeout)
+	c.IdleTimeout = cmp.Or(c.IdleTimeout, DefaultIdleTimeout)
+	c.MaxConns = cmp.Or(c.MaxConns, DefaultMaxConns)
+	c.MaxUnauthenticatedConns = cmp.Or(c.MaxUnauthenticatedConns, DefaultMaxUnauthenticatedConns)
+	return c
+}
+
+// queueConfig is the part of jobs.Config that c sets.
+func (c Config) queueConfig() jobs.Config {
+	return jobs.Config{Workers: c.Workers, MaxAttempts: c.JobMaxAttempts, StepTimeout: c.JobTimeout, RescueAfter: c.JobRescueAfter,
+		EventRetention: c.EventRetention, OrphanCheckInterval: c.OrphanCheckInterval, OrphanGrace: c.OrphanGrace}
+}
+
+// queueFields names, in c's terms, the jobs.Config fields queueConfig sets.
+var queueFields = strings.NewReplacer("Config.Workers", "Workers", "Config.MaxAttempts", "JobMaxAttempts",
+	"Config.StepTimeout", "JobTimeout", "Config.RescueAfter", "JobRescueAfter", "Config.EventRetention", "EventRetention",
+	"Config.OrphanCheckInterval", "OrphanCheckInterval", "Config.OrphanGrace", "OrphanGrace")
+
+// Validate reports every field of c (after WithDefaults) out of range,
+// each error naming the fields (as Config's field names, Election's as
+// Election.LeaseDuration) it is about; the packages' own rules (jobs.Config,
+// watch.Election) are checked by those packages.
+func (c Config) Validate() error {
+	var errs []error
+	if err := c.queueConfig().Validate(); err != nil {
+		errs = append(errs, errors.New(queueFields.Replace(err.Error())))
+	}
+	election := c.Election
+	if election.Identity == "" {
+		election.Identity = "validate" // Serve makes one
+	}
+	if err := election.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{
+		{"CheckInterval", c.CheckInterval}, {"WatchedCheckInterval", c.WatchedCheckInterval}, {"ProvisionTimeout", c.ProvisionTimeout},
+		{"AddonTimeout", c.AddonTimeout}, {"StreamHeartbeat", c.StreamHeartbeat}, {"ShutdownTimeout", c.ShutdownTimeout},
+		{"ReadTimeout", c.ReadTimeout}, {"IdleTimeout", c.IdleTimeout},
+	} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("app: %s must be positive, got %v", d.field, d.v))
+		}
+	}
+	if c.MgmtQPS <= 0 || c.MgmtBurst < 1 {
+		errs = append(errs, fmt.Errorf("app: MgmtQPS (%v) and MgmtBurst (%d) must be positive", c.MgmtQPS, c.MgmtBurst))
+	}
+	if c.MaxConns < 1 || c.MaxUnauthenticatedConns < 1 {
+		errs = append(errs, fmt.Errorf("app: MaxConns (%d) and MaxUnauthenticatedConns (%d) must be positive", c.MaxConns, c.MaxUnauthenticatedConns))
+	}
+	return errors.Join(errs...)
 }
 
 // GitCredentialProvider is the provider of git credentials.
@@ -266,7 +338,11 @@ const GitCredentialProvider = "git"
 // ends, and then stops gracefully. ready, when not nil, receives the address
 // it listens on.
 func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
-	log := logger(cfg)
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log := cfg.Logger
 	traces, err := tracing.Setup(ctx, cfg.Tracing)
 	if err != nil {
 		return err
@@ -319,8 +395,8 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	if cfg.MetricsAddr != "" {
 		observe = newMetrics(st, log)
 	}
-	registry := &mgmt.Registry{DefaultKubeconfig: cfg.MgmtKubeconfig, KubeconfigDir: cfg.KubeconfigDir, WrapTransport: cfg.WrapManagementTransport,
-		QPS: cfg.MgmtQPS, Burst: cfg.MgmtBurst, TenantRole: cfg.MgmtTenantRole}
+	registry := &mgmt.Registry{DefaultKubeconfig: cfg.MgmtKubeconfig, InCluster: cfg.MgmtInCluster, KubeconfigDir: cfg.KubeconfigDir,
+		WrapTransport: cfg.WrapManagementTransport, QPS: cfg.MgmtQPS, Burst: cfg.MgmtBurst, TenantRole: cfg.MgmtTenantRole}
 	kubeconfigSource := &kubeconfigs.Source{Store: st, Keyring: keyring, Clusters: registry, Catalog: catalog}
 	pipeline := jobs.NewPipeline(jobs.Deps{
 		Store: st, Keyring: keyring, Catalog: catalog, Clusters: registry, Kubeconfigs: kubeconfigSource,
@@ -350,10 +426,13 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	reads := readmodel.New(pool, log)
 	avail := &availability{catalog: catalog, registry: registry}
 	handler, err := api.New(WithCatalog(api.Config{
-		Store: st, Keyring: keyring, Logger: log, Events: hub, Reads: reads, Heartbeat: cfg.StreamHeartbeat, Streams: streams,
-		Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
-		ManagementClusterKnown: registry.Known, OpenAPI: provisioner.OpenAPI,
-		ProviderMissing: avail.providerMissing, ManagementClusters: avail.managementClusters,
+		Config: service.Config{
+			Store: st, Keyring: keyring, Logger: log, Reads: reads,
+			Enqueue: queue.Enqueue, CancelJob: queue.CancelJob, StepNames: pipeline.StepNames,
+			ManagementClusterKnown: registry.Known,
+			ProviderMissing:        avail.providerMissing, ManagementClusters: avail.managementClusters,
+		},
+		Events: hub, Heartbeat: cfg.StreamHeartbeat, Streams: streams, OpenAPI: provisioner.OpenAPI,
 		Kubeconfigs: kubeconfigSource, MaxInFlight: cfg.MaxInFlight,
 	}, catalog, addonCatalog))
 	if err != nil {
@@ -371,7 +450,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	if err := riverUI.Start(ctx); err != nil {
 		return fmt.Errorf("river UI: %w", err)
 	}
-	root, err := web.New(web.Config{Store: st, API: handler, Logger: log, RiverUI: riverUI, Keyring: keyring})
+	root, err := web.New(web.Config{Store: st, API: handler, Service: handler.Service(), Logger: log, RiverUI: riverUI, Keyring: keyring})
 	if err != nil {
 		return err
 	}
@@ -389,13 +468,13 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	// closed, and at most MaxUnauthenticatedConns connections wait for a
 	// first authenticated request. No write timeout: event streams set a
 	// deadline per write.
-	limiter := connguard.NewLimiter(positiveOr(cfg.MaxConns, DefaultMaxConns))
+	limiter := connguard.NewLimiter(cfg.MaxConns)
 	overloaded, retryAfter := api.Overloaded()
 	limiter.Refusal = connguard.Refusal(retryAfter, "application/problem+json", overloaded)
 	ln = limiter.Listener(ln)
-	guard := connguard.New(positiveOr(cfg.MaxUnauthenticatedConns, DefaultMaxUnauthenticatedConns))
+	guard := connguard.New(cfg.MaxUnauthenticatedConns)
 	srv := &http.Server{Handler: observe.Middleware(traces.Middleware(root)), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: MaxHeaderBytes,
-		ReadTimeout: positiveOr(cfg.ReadTimeout, DefaultReadTimeout), IdleTimeout: positiveOr(cfg.IdleTimeout, DefaultIdleTimeout),
+		ReadTimeout: cfg.ReadTimeout, IdleTimeout: cfg.IdleTimeout,
 		ConnState: func(c net.Conn, state http.ConnState) {
 			limiter.ConnState(c, state)
 			guard.ConnState(c, state)
@@ -409,7 +488,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	var group sync.WaitGroup
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
-	election := cfg.Election.WithDefaults()
+	election := cfg.Election
 	if election.Identity == "" {
 		election.Identity = watch.NewIdentity()
 	}
@@ -454,7 +533,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: finishing in-flight requests and jobs")
-	timeout := cmp.Or(cfg.ShutdownTimeout, DefaultShutdownTimeout)
+	timeout := cfg.ShutdownTimeout
 	// HTTP and the queue stop side by side, each within its own budget.
 	var httpErr, queueErr error
 	var stopping sync.WaitGroup

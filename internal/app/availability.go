@@ -9,9 +9,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"lok8s.dev/provisioner/internal/api"
 	"lok8s.dev/provisioner/internal/capi"
 	"lok8s.dev/provisioner/internal/mgmt"
+	"lok8s.dev/provisioner/internal/service"
 	"lok8s.dev/provisioner/internal/spec"
 )
 
@@ -35,7 +35,7 @@ type availability struct {
 }
 
 type cachedView struct {
-	view api.ManagementClusterView
+	view service.ManagementClusterView
 	at   time.Time
 }
 
@@ -60,7 +60,7 @@ func providerKinds(p *capi.Provider) []schema.GroupVersionKind {
 
 // view asks management cluster domain ("" the SaaS default) which of the
 // catalog's providers it serves, reusing a recent answer.
-func (a *availability) view(ctx context.Context, domain string) api.ManagementClusterView {
+func (a *availability) view(ctx context.Context, domain string) service.ManagementClusterView {
 	a.mu.Lock()
 	if c, ok := a.cache[domain]; ok && time.Since(c.at) < availabilityTTL {
 		a.mu.Unlock()
@@ -81,8 +81,8 @@ func (a *availability) view(ctx context.Context, domain string) api.ManagementCl
 }
 
 // ask asks management cluster domain which providers it serves.
-func (a *availability) ask(ctx context.Context, domain string) api.ManagementClusterView {
-	v := api.ManagementClusterView{Domain: domain, Providers: []api.ProviderAvailability{}, Installed: []api.InstalledProviderView{}}
+func (a *availability) ask(ctx context.Context, domain string) service.ManagementClusterView {
+	v := service.ManagementClusterView{Domain: domain, Providers: []service.ProviderAvailability{}, Installed: []service.InstalledProviderView{}}
 	mc, err := a.registry.Cluster(domain)
 	if err != nil {
 		v.Error = err.Error()
@@ -97,7 +97,7 @@ func (a *availability) ask(ctx context.Context, domain string) api.ManagementClu
 	}
 	v.Reachable = true
 	for _, p := range inv.Providers {
-		v.Installed = append(v.Installed, api.InstalledProviderView{Name: p.Name, Type: p.Type, Version: p.Version})
+		v.Installed = append(v.Installed, service.InstalledProviderView{Name: p.Name, Type: p.Type, Version: p.Version})
 	}
 	for _, p := range a.catalog.Providers() {
 		missing, err := mc.MissingKinds(providerKinds(p))
@@ -105,7 +105,7 @@ func (a *availability) ask(ctx context.Context, domain string) api.ManagementClu
 			v.Reachable, v.Error = false, err.Error()
 			return v
 		}
-		pa := api.ProviderAvailability{Name: p.Name, Installed: len(missing) == 0}
+		pa := service.ProviderAvailability{Name: p.Name, Installed: len(missing) == 0}
 		for _, gvk := range missing {
 			pa.Missing = append(pa.Missing, gvk.Kind+" ("+gvk.GroupVersion().String()+")")
 		}
@@ -120,12 +120,12 @@ func (a *availability) ask(ctx context.Context, domain string) api.ManagementClu
 }
 
 // managementClusters lists every configured management cluster's view.
-func (a *availability) managementClusters(ctx context.Context) []api.ManagementClusterView {
+func (a *availability) managementClusters(ctx context.Context) []service.ManagementClusterView {
 	domains, _ := a.registry.Domains()
 	if a.registry.DefaultConfigured() {
 		domains = append([]string{""}, domains...)
 	}
-	out := make([]api.ManagementClusterView, 0, len(domains))
+	out := make([]service.ManagementClusterView, 0, len(domains))
 	for _, d := range domains {
 		out = append(out, a.view(ctx, d))
 	}

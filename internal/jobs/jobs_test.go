@@ -310,6 +310,7 @@ func TestConfigValidation(t *testing.T) {
 		{Config{Store: &store.Store{}, Workers: 1}, "Config.Pipeline"},
 		{Config{Store: &store.Store{}, Workers: -1}, "Config.Workers"},
 		{Config{Store: &store.Store{}, StepTimeout: time.Hour, RescueAfter: time.Minute}, "Config.RescueAfter"},
+		{Config{Store: &store.Store{}, MaxAttempts: -1}, "Config.MaxAttempts"},
 	} {
 		if _, err := NewQueue(nil, tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("NewQueue(%+v) = %v, want an error naming %s", tc.cfg, err, tc.want)

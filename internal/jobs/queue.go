@@ -98,19 +98,27 @@ type Observer interface {
 	Job(kind, result string, queueWait, run time.Duration)
 }
 
+// Defaults of the Config fields of the same names; RescueAfter defaults to
+// StepTimeout + DefaultRescueMargin.
+const (
+	DefaultMaxAttempts  = 12
+	DefaultStepTimeout  = 15 * time.Minute
+	DefaultRescueMargin = 5 * time.Minute
+)
+
 // WithDefaults returns c with unset fields defaulted.
 func (c Config) WithDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.MaxAttempts == 0 {
-		c.MaxAttempts = 12
+		c.MaxAttempts = DefaultMaxAttempts
 	}
 	if c.StepTimeout == 0 {
-		c.StepTimeout = 15 * time.Minute
+		c.StepTimeout = DefaultStepTimeout
 	}
 	if c.RescueAfter == 0 {
-		c.RescueAfter = c.StepTimeout + 5*time.Minute
+		c.RescueAfter = c.StepTimeout + DefaultRescueMargin
 	}
 	if c.OrphanCheckInterval == 0 {
 		c.OrphanCheckInterval = DefaultOrphanCheckInterval
@@ -124,22 +132,43 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// Validate reports every tunable of c (after WithDefaults) out of range,
+// naming its field; NewQueue also requires Store, and Pipeline with workers.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Workers < 0 {
+		errs = append(errs, errors.New("jobs: Config.Workers must not be negative"))
+	}
+	if c.MaxAttempts < 1 {
+		errs = append(errs, errors.New("jobs: Config.MaxAttempts must be at least 1"))
+	}
+	if c.StepTimeout <= 0 {
+		errs = append(errs, errors.New("jobs: Config.StepTimeout must be positive"))
+	}
+	if c.RescueAfter <= c.StepTimeout {
+		errs = append(errs, fmt.Errorf("jobs: Config.RescueAfter (%v) must be longer than Config.StepTimeout (%v): a job still running would be handed to another worker", c.RescueAfter, c.StepTimeout))
+	}
+	if c.EventRetention < 0 {
+		errs = append(errs, errors.New("jobs: Config.EventRetention must not be negative"))
+	}
+	if c.OrphanCheckInterval < time.Second {
+		errs = append(errs, errors.New("jobs: Config.OrphanCheckInterval must be at least a second (River's periodic jobs)"))
+	}
+	if c.OrphanGrace <= 0 {
+		errs = append(errs, errors.New("jobs: Config.OrphanGrace must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// validate is Validate and the dependencies NewQueue needs.
 func (c Config) validate() error {
 	switch {
 	case c.Store == nil:
 		return errors.New("jobs: Config.Store is required")
 	case c.Workers > 0 && c.Pipeline == nil:
 		return errors.New("jobs: Config.Pipeline is required when Workers > 0")
-	case c.Workers < 0:
-		return errors.New("jobs: Config.Workers must not be negative")
-	case c.EventRetention < 0:
-		return errors.New("jobs: Config.EventRetention must not be negative")
-	case c.RescueAfter <= c.StepTimeout:
-		return errors.New("jobs: Config.RescueAfter must be longer than Config.StepTimeout")
-	case c.OrphanCheckInterval < time.Second:
-		return errors.New("jobs: Config.OrphanCheckInterval must be at least a second (River's periodic jobs)")
 	}
-	return nil
+	return c.Validate()
 }
 
 // Queue enqueues operations' jobs and, with workers, runs them.
@@ -337,7 +366,7 @@ func (q *Queue) Stop(ctx context.Context) error {
 }
 
 // Enqueue inserts the job for op inside tx; it is a store.EnqueueFunc.
-func (q *Queue) Enqueue(ctx context.Context, tx pgx.Tx, op store.Operation) (int64, error) {
+func (q *Queue) Enqueue(ctx context.Context, tx store.Tx, op store.Operation) (int64, error) {
 	var args river.JobArgs
 	switch op.Kind {
 	case store.OpProvision:
@@ -353,7 +382,7 @@ func (q *Queue) Enqueue(ctx context.Context, tx pgx.Tx, op store.Operation) (int
 	if err != nil {
 		return 0, err
 	}
-	res, err := q.client.InsertTx(ctx, tx, args, opts)
+	res, err := q.client.InsertTx(ctx, tx.Driver(), args, opts)
 	if err != nil {
 		return 0, fmt.Errorf("jobs: insert %s job: %w", args.Kind(), err)
 	}
@@ -396,8 +425,8 @@ const tracerName = "lok8s.dev/provisioner/internal/jobs"
 
 // CancelJob cancels job jobID inside tx; it is a store.CancelJobFunc. A
 // running job's context is cancelled and its worker stops at the next step.
-func (q *Queue) CancelJob(ctx context.Context, tx pgx.Tx, jobID int64) error {
-	if _, err := q.client.JobCancelTx(ctx, tx, jobID); err != nil && !errors.Is(err, river.ErrNotFound) {
+func (q *Queue) CancelJob(ctx context.Context, tx store.Tx, jobID int64) error {
+	if _, err := q.client.JobCancelTx(ctx, tx.Driver(), jobID); err != nil && !errors.Is(err, river.ErrNotFound) {
 		return fmt.Errorf("jobs: cancel job %d: %w", jobID, err)
 	}
 	return nil

@@ -99,17 +99,21 @@ type Deps struct {
 	WaitTimeout time.Duration
 }
 
-// DefaultWatchedCheckInterval is Deps.WatchedCheckInterval's default.
-const DefaultWatchedCheckInterval = 2 * time.Minute
+// Defaults of the Deps fields of the same names.
+const (
+	DefaultCheckInterval        = 15 * time.Second
+	DefaultWatchedCheckInterval = 2 * time.Minute
+	DefaultWaitTimeout          = 45 * time.Minute
+)
 
 // WithDefaults returns d with unset durations defaulted, and a kubeconfig
 // Source over d's store, keys, management clusters and catalog if none is set.
 func (d Deps) WithDefaults() Deps {
 	if d.CheckInterval == 0 {
-		d.CheckInterval = 15 * time.Second
+		d.CheckInterval = DefaultCheckInterval
 	}
 	if d.WaitTimeout == 0 {
-		d.WaitTimeout = 45 * time.Minute
+		d.WaitTimeout = DefaultWaitTimeout
 	}
 	if d.WatchedCheckInterval == 0 {
 		d.WatchedCheckInterval = DefaultWatchedCheckInterval

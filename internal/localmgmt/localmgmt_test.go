@@ -182,7 +182,7 @@ func startLocal(ctx context.Context, t *testing.T, workDir string) (*localmgmt.C
 	if err != nil {
 		t.Fatal(err)
 	}
-	bins, err := localmgmt.ControllersDir(ctx, root, os.Stderr)
+	bins, err := localmgmt.ControllersDir(ctx, root, os.Getenv(localmgmt.ControllersEnv), os.Stderr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,18 +74,19 @@ func (p Provider) WebhookManifest(moduleDir string) string {
 	return filepath.Join(moduleDir, filepath.FromSlash(p.Dir), "config", "webhook", "manifests.yaml")
 }
 
-// ControllersEnv names a directory holding the built managers; when unset,
-// ControllersDir runs hack/capi-controllers.sh.
+// ControllersEnv names a directory holding the built managers, which
+// callers read and pass to ControllersDir (when unset, it runs
+// hack/capi-controllers.sh).
 const ControllersEnv = "LOK8S_CAPI_CONTROLLERS"
 
 const controllersHint = "build them with `hack/capi-controllers.sh` (prints the directory; the first build takes about 4 minutes)"
 
-// ControllersDir returns the directory holding the managers' binaries:
-// $LOK8S_CAPI_CONTROLLERS when set, otherwise the last line printed by
-// hack/capi-controllers.sh under the repository root, which builds them on a
-// cache miss (progress goes to progress, which may be nil).
-func ControllersDir(ctx context.Context, root string, progress io.Writer) (string, error) {
-	if dir := os.Getenv(ControllersEnv); dir != "" {
+// ControllersDir returns the directory holding the managers' binaries: dir
+// (the caller's $LOK8S_CAPI_CONTROLLERS) when set, otherwise the last line
+// printed by hack/capi-controllers.sh under the repository root, which
+// builds them on a cache miss (progress goes to progress, which may be nil).
+func ControllersDir(ctx context.Context, root, dir string, progress io.Writer) (string, error) {
+	if dir != "" {
 		if err := checkControllers(dir); err != nil {
 			return "", fmt.Errorf("localmgmt: %s=%s: %w; unset it to use hack/capi-controllers.sh, or %s", ControllersEnv, dir, err, controllersHint)
 		}
@@ -105,7 +106,7 @@ func ControllersDir(ctx context.Context, root string, progress io.Writer) (strin
 			script, err, tail(stderr.String(), 4000), ControllersEnv, controllersHint)
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	dir := strings.TrimSpace(lines[len(lines)-1])
+	dir = strings.TrimSpace(lines[len(lines)-1])
 	if err := checkControllers(dir); err != nil {
 		return "", fmt.Errorf("localmgmt: %s printed %q: %w; %s", script, dir, err, controllersHint)
 	}

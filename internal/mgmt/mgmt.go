@@ -51,6 +51,10 @@ type Registry struct {
 	// each tenant namespace it makes on the SaaS default management cluster
 	// (LOK8S_MGMT_TENANT_ROLE; the Helm chart's least-privilege RBAC).
 	TenantRole string
+	// InCluster says the service runs in a pod (cmd/server: KUBERNETES_SERVICE_HOST
+	// is set), so that in-cluster config reaches the SaaS default
+	// management cluster when DefaultKubeconfig is unset.
+	InCluster bool
 
 	mu       sync.Mutex
 	clusters map[string]*Cluster
@@ -72,9 +76,9 @@ func (r *Registry) Known(domain string) bool {
 
 // DefaultConfigured reports whether the SaaS default management cluster is
 // configured: a kubeconfig is set, or the service runs in a pod
-// (in-cluster config).
+// (InCluster).
 func (r *Registry) DefaultConfigured() bool {
-	return r.DefaultKubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != ""
+	return r.DefaultKubeconfig != "" || r.InCluster
 }
 
 // Domains lists the named management clusters configured in KubeconfigDir.

@@ -15,10 +15,19 @@ import (
 
 // EnqueueFunc inserts the job that will run op, inside tx, and returns the
 // job's id. It is how the queue joins the store's transactions.
-type EnqueueFunc func(ctx context.Context, tx pgx.Tx, op Operation) (jobID int64, err error)
+type EnqueueFunc func(ctx context.Context, tx Tx, op Operation) (jobID int64, err error)
 
 // CancelJobFunc cancels the queue job jobID inside tx.
-type CancelJobFunc func(ctx context.Context, tx pgx.Tx, jobID int64) error
+type CancelJobFunc func(ctx context.Context, tx Tx, jobID int64) error
+
+// Tx is the transaction a store write runs in, handed to an EnqueueFunc or
+// a CancelJobFunc so that the job it inserts or cancels commits or rolls
+// back with the write. Only the store makes one.
+type Tx struct{ tx pgx.Tx }
+
+// Driver is the driver's transaction, for the job queue's client (River's
+// InsertTx and JobCancelTx take a pgx.Tx): package jobs is the one caller.
+func (t Tx) Driver() pgx.Tx { return t.tx }
 
 // Actor is who asks for a change, for operations and the audit log.
 type Actor struct {
@@ -251,7 +260,7 @@ func insertOperationAnd(ctx context.Context, tx pgx.Tx, id uuid.UUID, actor Acto
 	}
 	// The job first, so the operation is written with its id; then the
 	// operation and its steps in one statement (one round trip).
-	jobID, err := enqueue(ctx, tx, op)
+	jobID, err := enqueue(ctx, Tx{tx}, op)
 	if err != nil {
 		return Operation{}, fmt.Errorf("enqueue %s job: %w", kind, err)
 	}

@@ -136,7 +136,7 @@ func cancelActive(ctx context.Context, tx pgx.Tx, op Operation, message string, 
 		return fmt.Errorf("cancel running step of %s: %w", op.ID, err)
 	}
 	if op.RiverJobID != nil {
-		if err := cancelJob(ctx, tx, *op.RiverJobID); err != nil {
+		if err := cancelJob(ctx, Tx{tx}, *op.RiverJobID); err != nil {
 			return fmt.Errorf("cancel job of operation %s: %w", op.ID, err)
 		}
 	}

@@ -50,8 +50,8 @@ func setup(t *testing.T) bundle {
 		t.Fatal(err)
 	}
 	b := bundle{pool: pool, store: st, river: rc, actor: store.Actor{TenantID: admin.TenantID, TokenID: admin.TokenID, RequestID: "req-1"}}
-	b.enqueue = func(ctx context.Context, tx pgx.Tx, op store.Operation) (int64, error) {
-		res, err := rc.InsertTx(ctx, tx, testArgs{OperationID: op.ID}, nil)
+	b.enqueue = func(ctx context.Context, tx store.Tx, op store.Operation) (int64, error) {
+		res, err := rc.InsertTx(ctx, tx.Driver(), testArgs{OperationID: op.ID}, nil)
 		if err != nil {
 			return 0, err
 		}
@@ -104,7 +104,7 @@ func TestCreateClusterEnqueuesInOneTransaction(t *testing.T) {
 
 	// A failing enqueue rolls back the cluster and operation rows too.
 	boom := errors.New("queue down")
-	_, _, _, err = b.store.CreateCluster(ctx, b.actor, newCluster("staging"), func(ctx context.Context, tx pgx.Tx, op store.Operation) (int64, error) {
+	_, _, _, err = b.store.CreateCluster(ctx, b.actor, newCluster("staging"), func(ctx context.Context, tx store.Tx, op store.Operation) (int64, error) {
 		if _, err := b.enqueue(ctx, tx, op); err != nil {
 			return 0, err
 		}
@@ -284,7 +284,7 @@ func TestDeprovisionCancelsActiveOperation(t *testing.T) {
 		t.Fatal(err)
 	}
 	var cancelled []int64
-	cancel := func(_ context.Context, _ pgx.Tx, id int64) error { cancelled = append(cancelled, id); return nil }
+	cancel := func(_ context.Context, _ store.Tx, id int64) error { cancelled = append(cancelled, id); return nil }
 	c, del, err := b.store.StartDeprovision(ctx, b.actor, "prod", []string{"delete"}, b.enqueue, cancel)
 	if err != nil {
 		t.Fatal(err)
@@ -410,7 +410,7 @@ func TestLatestOperations(t *testing.T) {
 		t.Fatal(err)
 	}
 	// a's newest operation is its deprovision, not the provision it cancelled.
-	cancel := func(context.Context, pgx.Tx, int64) error { return nil }
+	cancel := func(context.Context, store.Tx, int64) error { return nil }
 	_, aDel, err := b.store.StartDeprovision(ctx, b.actor, "a", []string{"delete"}, b.enqueue, cancel)
 	if err != nil {
 		t.Fatal(err)

@@ -93,11 +93,11 @@ func (e Election) Validate() error {
 	case e.Identity == "":
 		return errors.New("watch: Election.Identity is empty")
 	case e.RetryPeriod <= 0 || e.RenewDeadline <= 0 || e.LeaseDuration <= 0:
-		return errors.New("watch: Election durations must be positive")
+		return errors.New("watch: Election.LeaseDuration, Election.RenewDeadline and Election.RetryPeriod must be positive")
 	case e.LeaseDuration <= e.RenewDeadline:
-		return errors.New("watch: Election.LeaseDuration must be longer than RenewDeadline")
+		return fmt.Errorf("watch: Election.LeaseDuration (%v) must be longer than Election.RenewDeadline (%v)", e.LeaseDuration, e.RenewDeadline)
 	case e.RenewDeadline <= time.Duration(leaderelection.JitterFactor*float64(e.RetryPeriod)):
-		return fmt.Errorf("watch: Election.RenewDeadline must be longer than %.1f × RetryPeriod", leaderelection.JitterFactor)
+		return fmt.Errorf("watch: Election.RenewDeadline (%v) must be longer than %.1f × Election.RetryPeriod (%v)", e.RenewDeadline, leaderelection.JitterFactor, e.RetryPeriod)
 	}
 	return nil
 }

@@ -5,8 +5,7 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
-
-	"lok8s.dev/provisioner/internal/api"
+	"lok8s.dev/provisioner/internal/service"
 )
 
 // specLine is a line of a submitted spec, with the errors about the field
@@ -14,21 +13,21 @@ import (
 type specLine struct {
 	Number int
 	Text   string
-	Errors []api.FieldError
+	Errors []service.FieldError
 }
 
 // annotateSpec puts each field error beside the line of the field it names
 // (spec.hcloud.workers.gpu.replicas is on the line of that replicas key; a
 // missing field's error goes on the line of its nearest parent present).
 // A syntax error goes on its line. Errors it cannot place are returned.
-func annotateSpec(doc string, p *api.Problem) ([]specLine, []api.FieldError) {
+func annotateSpec(doc string, p *service.Problem) ([]specLine, []service.FieldError) {
 	text := strings.Split(strings.TrimRight(doc, "\n"), "\n")
 	lines := make([]specLine, len(text))
 	for i, t := range text {
 		lines[i] = specLine{Number: i + 1, Text: t}
 	}
-	var rest []api.FieldError
-	place := func(line int, e api.FieldError) {
+	var rest []service.FieldError
+	place := func(line int, e service.FieldError) {
 		if line < 1 || line > len(lines) {
 			rest = append(rest, e)
 			return
@@ -36,7 +35,7 @@ func annotateSpec(doc string, p *api.Problem) ([]specLine, []api.FieldError) {
 		lines[line-1].Errors = append(lines[line-1].Errors, e)
 	}
 	if p.Line > 0 && len(p.Errors) == 0 {
-		place(p.Line, api.FieldError{Field: "line " + strconv.Itoa(p.Line), Message: p.Detail})
+		place(p.Line, service.FieldError{Field: "line " + strconv.Itoa(p.Line), Message: p.Detail})
 		return lines, rest
 	}
 	var root yaml.Node

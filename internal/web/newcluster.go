@@ -9,7 +9,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"lok8s.dev/provisioner/internal/api"
+	"lok8s.dev/provisioner/internal/service"
 	"lok8s.dev/provisioner/internal/spec"
 )
 
@@ -50,14 +50,14 @@ func clusterFormOf(r *http.Request) clusterForm {
 // defaultClusterForm is what the form starts with: the provider and
 // credential of the tenant's most recently saved infrastructure credential
 // (or the first provider when there is none).
-func defaultClusterForm(cat api.CatalogView, creds []api.CredentialView) clusterForm {
+func defaultClusterForm(cat service.CatalogView, creds []service.CredentialView) clusterForm {
 	f := clusterForm{Version: "v1.34.2", CPReplicas: "3", PoolName: "workers", PoolReplicas: "3"}
 	if len(cat.Providers) > 0 {
 		f.Provider = cat.Providers[0].Name
 	}
-	var latest *api.CredentialView
+	var latest *service.CredentialView
 	for i, c := range creds {
-		infra := slices.ContainsFunc(cat.Providers, func(p api.ProviderView) bool { return p.Name == c.Provider })
+		infra := slices.ContainsFunc(cat.Providers, func(p service.ProviderView) bool { return p.Name == c.Provider })
 		if infra && (latest == nil || c.UpdatedAt.After(latest.UpdatedAt)) {
 			latest = &creds[i]
 		}
@@ -81,7 +81,7 @@ func defaultClusterForm(cat api.CatalogView, creds []api.CredentialView) cluster
 
 // section is the provider's main spec section (hcloud for hetzner), which
 // spec.ProviderName turns into the spec.provider.name the form writes.
-func (f clusterForm) section(cat api.CatalogView) string {
+func (f clusterForm) section(cat service.CatalogView) string {
 	for _, p := range cat.Providers {
 		if p.Name == f.Provider && len(p.Sections) > 0 {
 			return p.Sections[0]
@@ -205,9 +205,9 @@ func (f clusterForm) formFields() map[string]string {
 // placeErrors sorts field errors by the input they belong to (the one of
 // the longest path prefix in inputs, not counting the roots spec and
 // metadata); the rest belong to no input.
-func placeErrors(errs []api.FieldError, inputs map[string]string) (map[string][]string, []api.FieldError) {
+func placeErrors(errs []service.FieldError, inputs map[string]string) (map[string][]string, []service.FieldError) {
 	placed := map[string][]string{}
-	var rest []api.FieldError
+	var rest []service.FieldError
 	for _, e := range errs {
 		id := ""
 		for p := e.Field; p != ""; p = parentPath(p) {

@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"lok8s.dev/provisioner/internal/api"
 	"lok8s.dev/provisioner/internal/seal"
+	"lok8s.dev/provisioner/internal/service"
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
 )
 
-var testCatalog = api.CatalogView{Providers: []api.ProviderView{
+var testCatalog = service.CatalogView{Providers: []service.ProviderView{
 	{Name: "aws", Sections: []string{"aws"}}, {Name: "hetzner", Sections: []string{"hcloud", "hrobot"}},
 }}
 
@@ -123,7 +123,7 @@ func seedShapeSpec(t *testing.T, f clusterForm, section string) []byte {
 // an input.
 func TestClusterFormSpecSameClusterAsTheSeedShape(t *testing.T) {
 	t.Parallel()
-	catalog := api.CatalogView{Providers: append(slices.Clone(testCatalog.Providers), api.ProviderView{Name: "inmemory", Sections: []string{"inmemory"}})}
+	catalog := service.CatalogView{Providers: append(slices.Clone(testCatalog.Providers), service.ProviderView{Name: "inmemory", Sections: []string{"inmemory"}})}
 	opts := spec.ValidateOptions{ProviderSections: []string{"aws", "hcloud", "hrobot", "inmemory"}}
 	full := func(provider, region, cpType, poolType string) clusterForm {
 		return clusterForm{Name: "prod", Provider: provider, Version: "v1.34.2", Domain: "prod.example.com", Credential: "prod-creds",
@@ -207,10 +207,10 @@ func TestClusterFormSpecSameClusterAsTheSeedShape(t *testing.T) {
 	}
 }
 
-func apiFieldErrors(fe spec.FieldErrors) []api.FieldError {
-	out := make([]api.FieldError, len(fe))
+func apiFieldErrors(fe spec.FieldErrors) []service.FieldError {
+	out := make([]service.FieldError, len(fe))
 	for i, e := range fe {
-		out[i] = api.FieldError{Field: e.Field, Message: e.Message}
+		out[i] = service.FieldError{Field: e.Field, Message: e.Message}
 	}
 	return out
 }
@@ -278,7 +278,7 @@ func newTestHandler(t *testing.T) *Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := New(Config{Store: &store.Store{}, API: http.NotFoundHandler(), Keyring: keyring})
+	h, err := New(Config{Store: &store.Store{}, API: http.NotFoundHandler(), Service: &service.Service{}, Keyring: keyring})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +338,7 @@ func TestPlaceErrors(t *testing.T) {
 	t.Parallel()
 	f := clusterForm{Provider: "hetzner", PoolName: "general"}
 	inputs := f.formFields()
-	errs := []api.FieldError{
+	errs := []service.FieldError{
 		{Field: "metadata.name", Message: "is required"},
 		{Field: "spec.controlPlane.replicas", Message: "must be odd"},
 		{Field: "spec.workers.general.replicas", Message: "must be at least 0"},
@@ -391,7 +391,7 @@ spec:
     - cilium
     - nope
 `
-	lines, rest := annotateSpec(doc, &api.Problem{Errors: []api.FieldError{
+	lines, rest := annotateSpec(doc, &service.Problem{Errors: []service.FieldError{
 		{Field: "spec.hcloud.controlPlane.replicas", Message: "must be odd"},
 		{Field: "spec.hcloud.workers.gpu.replicas", Message: "must be at least 0"},
 		{Field: "spec.hcloud.region", Message: "is required"},
@@ -421,7 +421,7 @@ spec:
 	}
 
 	// A syntax error goes on its line.
-	lines, rest = annotateSpec("a: 1\nb: [\n", &api.Problem{Detail: "did not find expected node content", Line: 2})
+	lines, rest = annotateSpec("a: 1\nb: [\n", &service.Problem{Detail: "did not find expected node content", Line: 2})
 	if len(rest) != 0 || len(lines[1].Errors) != 1 || !strings.Contains(lines[1].Errors[0].Message, "expected node") {
 		t.Errorf("syntax error: %+v %v", lines, rest)
 	}
@@ -433,19 +433,19 @@ func TestPlaceProblem(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		mode      string
-		problem   api.Problem
+		problem   service.Problem
 		wantLines bool
 		wantRest  int
 		detail    string
 	}{
-		{"yaml, field errors", modeYAML, api.Problem{Detail: "2 field(s) are invalid", Errors: []api.FieldError{
+		{"yaml, field errors", modeYAML, service.Problem{Detail: "2 field(s) are invalid", Errors: []service.FieldError{
 			{Field: "spec.hcloud.region", Message: "is required"}, {Field: "status", Message: "unknown field"}}},
 			true, 1, "1 error is marked beside the spec's lines; these are not:"},
-		{"yaml, syntax error", modeYAML, api.Problem{Detail: "mapping values are not allowed here", Line: 2},
+		{"yaml, syntax error", modeYAML, service.Problem{Detail: "mapping values are not allowed here", Line: 2},
 			true, 0, "mapping values are not allowed here"},
-		{"yaml, no field named", modeYAML, api.Problem{Detail: `a cluster named "prod" exists`},
+		{"yaml, no field named", modeYAML, service.Problem{Detail: `a cluster named "prod" exists`},
 			false, 0, `a cluster named "prod" exists`},
-		{"form", modeForm, api.Problem{Detail: "1 field(s) are invalid", Errors: []api.FieldError{{Field: "metadata.name", Message: "is required"}}},
+		{"form", modeForm, service.Problem{Detail: "1 field(s) are invalid", Errors: []service.FieldError{{Field: "metadata.name", Message: "is required"}}},
 			false, 0, "Fix what is marked beside the fields (1 error), then check again."},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -469,11 +469,11 @@ func TestDefaultClusterForm(t *testing.T) {
 	now := time.Now()
 	for _, tc := range []struct {
 		name                 string
-		creds                []api.CredentialView
+		creds                []service.CredentialView
 		provider, credential string
 	}{
 		{"no credentials: the first provider", nil, "aws", ""},
-		{"the newest infrastructure credential", []api.CredentialView{
+		{"the newest infrastructure credential", []service.CredentialView{
 			{Name: "old", Provider: "aws", UpdatedAt: now.Add(-time.Hour)},
 			{Name: "hz", Provider: "hetzner", UpdatedAt: now.Add(-time.Minute)},
 			{Name: "repo", Provider: "git", UpdatedAt: now}, // not an infrastructure provider
@@ -493,8 +493,8 @@ func TestDefaultClusterForm(t *testing.T) {
 // does not lead to a spec the API refuses for want of a CNI or CCM.
 func TestDefaultClusterFormChecksRequiredAddons(t *testing.T) {
 	t.Parallel()
-	cat := api.CatalogView{
-		Providers: []api.ProviderView{
+	cat := service.CatalogView{
+		Providers: []service.ProviderView{
 			{Name: "hetzner", Sections: []string{"hcloud"}, RequiredAddons: []string{"cni", "ccm"}},
 			{Name: "inmemory", Sections: []string{"inmemory"}},
 		},
@@ -508,7 +508,7 @@ func TestDefaultClusterFormChecksRequiredAddons(t *testing.T) {
 		{"hetzner", []string{"cilium", "ccm"}},
 		{"inmemory", nil},
 	} {
-		f := defaultClusterForm(cat, []api.CredentialView{{Name: "c", Provider: tc.provider}})
+		f := defaultClusterForm(cat, []service.CredentialView{{Name: "c", Provider: tc.provider}})
 		if !reflect.DeepEqual(f.Addons, tc.want) {
 			t.Errorf("%s: addons %v, want %v", tc.provider, f.Addons, tc.want)
 		}

@@ -1,11 +1,11 @@
 package web
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"html/template"
 	"net/http"
-	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -16,6 +16,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"lok8s.dev/provisioner/internal/api"
+	"lok8s.dev/provisioner/internal/service"
+	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
 )
 
@@ -59,11 +61,11 @@ func stepDuration(start, end *time.Time) string {
 
 // clusterRow is a line of the clusters list.
 type clusterRow struct {
-	api.ClusterView
+	service.ClusterView
 	Version, Region string
 }
 
-func rowOf(c api.ClusterView) clusterRow {
+func rowOf(c service.ClusterView) clusterRow {
 	row := clusterRow{ClusterView: c}
 	var s struct {
 		Spec map[string]json.RawMessage `json:"spec"`
@@ -107,14 +109,10 @@ type clustersData struct {
 
 func (h *Handler) clustersPage(w http.ResponseWriter, r *http.Request) {
 	d := clustersData{Phases: store.Phases, Phase: r.URL.Query().Get("phase"), Query: strings.TrimSpace(r.URL.Query().Get("q"))}
-	q := url.Values{"limit": {"200"}}
-	if d.Phase != "" {
-		q.Set("phase", d.Phase)
-	}
-	var list api.ClusterList
 	page := pageData{Title: "Clusters", Nav: "clusters", Notice: notice(r), Warnings: h.carriedWarnings(r), Stream: "/v1/events", Data: &d}
-	if p := h.get(r, "/v1/clusters?"+q.Encode(), &list); p != nil {
-		page.Problem = p
+	list, err := h.cfg.Service.ListClusters(r.Context(), principal(r), service.ClusterQuery{Limit: service.MaxPageSize, Phase: store.Phase(d.Phase)})
+	if err != nil {
+		page.Problem = h.problem(r, err)
 		h.render(w, r, http.StatusOK, "clusters", page)
 		return
 	}
@@ -129,8 +127,8 @@ func (h *Handler) clustersPage(w http.ResponseWriter, r *http.Request) {
 
 type clusterData struct {
 	Cluster    clusterRow
-	Status     api.StatusView
-	Operations []api.OperationView
+	Status     service.StatusView
+	Operations []service.OperationView
 	Pools      []poolRow
 	// SpecPools are the worker pools the spec declares, for the scale form.
 	SpecPools []specPool
@@ -183,7 +181,7 @@ func specPools(spec []byte) []specPool {
 
 type poolRow struct {
 	Name string
-	api.ReplicasView
+	service.ReplicasView
 }
 
 // maxShownOperations bounds the timelines on a cluster's page.
@@ -195,21 +193,20 @@ func (h *Handler) clusterPage(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) renderCluster(w http.ResponseWriter, r *http.Request, status int, page pageData, deleteErr string) {
 	name := chi.URLParam(r, "name")
-	base := "/v1/clusters/" + pathEscape(name)
-	var c api.ClusterView
-	if p := h.get(r, base, &c); p != nil {
-		h.render(w, r, p.Status, "error", pageData{Title: "Cluster " + name, Nav: "clusters", Problem: p})
+	svc, p := h.cfg.Service, principal(r)
+	c, err := svc.Cluster(r.Context(), p, name)
+	if err != nil {
+		prob := h.problem(r, err)
+		h.render(w, r, prob.Status, "error", pageData{Title: "Cluster " + name, Nav: "clusters", Problem: prob})
 		return
 	}
 	d := clusterData{Cluster: rowOf(c), DeleteErr: deleteErr}
-	if p := h.get(r, base+"/status", &d.Status); p != nil {
-		page.Problem = p
+	if d.Status, err = svc.Status(r.Context(), p, name); err != nil {
+		page.Problem = h.problem(r, err)
 	}
-	var ops api.OperationList
-	if p := h.get(r, base+"/operations", &ops); p != nil {
-		page.Problem = p
+	if d.Operations, err = svc.Operations(r.Context(), p, name); err != nil {
+		page.Problem = h.problem(r, err)
 	}
-	d.Operations = ops.Items
 	if len(d.Operations) > maxShownOperations {
 		d.Operations = d.Operations[:maxShownOperations]
 	}
@@ -222,29 +219,35 @@ func (h *Handler) renderCluster(w http.ResponseWriter, r *http.Request, status i
 	}
 	d.SpecPools = specPools(c.Spec)
 	page.Title, page.Nav, page.Data = "Cluster "+c.Name, "clusters", &d
-	page.Stream, page.Cluster = base+"/events", c.Name
+	page.Stream, page.Cluster = "/v1/clusters/"+pathEscape(name)+"/events", c.Name
 	h.render(w, r, status, "cluster", page)
 }
 
 func (h *Handler) retryCluster(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "name")
-	res := h.call(r, http.MethodPost, "/v1/clusters/"+pathEscape(name)+"/retry", "", nil)
-	if res.Problem != nil {
-		h.renderCluster(w, r, res.Status, pageData{Problem: res.Problem}, "")
+	if _, err := h.cfg.Service.Retry(r.Context(), principal(r), name); err != nil {
+		h.renderClusterProblem(w, r, err)
 		return
 	}
 	http.Redirect(w, r, "/clusters/"+pathEscape(name)+"?done=retried", http.StatusSeeOther)
 }
 
-// scalePool sets one pool's replicas: a JSON merge patch of the spec
-// through the API, which validates it and starts the update.
+// renderClusterProblem shows the cluster's page with the problem a form's
+// action met.
+func (h *Handler) renderClusterProblem(w http.ResponseWriter, r *http.Request, err error) {
+	p := h.problem(r, err)
+	h.renderCluster(w, r, p.Status, pageData{Problem: p}, "")
+}
+
+// scalePool sets one pool's replicas: a JSON merge patch of the spec,
+// which the service validates before it starts the update.
 func (h *Handler) scalePool(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "name")
 	// <section>/<pool>, or /<pool> for spec.workers (the CLI's current shape)
 	section, pool, found := strings.Cut(r.PostFormValue("pool"), "/")
 	replicas, err := strconv.ParseInt(r.PostFormValue("replicas"), 10, 32)
 	if err != nil || !found || pool == "" {
-		h.renderCluster(w, r, http.StatusUnprocessableEntity, pageData{Problem: &api.Problem{Title: "Invalid request",
+		h.renderCluster(w, r, http.StatusUnprocessableEntity, pageData{Problem: &service.Problem{Title: "Invalid request",
 			Detail: "choose a pool and a whole number of replicas"}}, "")
 		return
 	}
@@ -254,9 +257,8 @@ func (h *Handler) scalePool(w http.ResponseWriter, r *http.Request) {
 		specPatch = workers
 	}
 	patch, _ := json.Marshal(map[string]any{"spec": specPatch})
-	res := h.call(r, http.MethodPatch, "/v1/clusters/"+pathEscape(name), "application/merge-patch+json", patch)
-	if res.Problem != nil {
-		h.renderCluster(w, r, res.Status, pageData{Problem: res.Problem}, "")
+	if _, err := h.cfg.Service.Patch(r.Context(), principal(r), name, patch, ""); err != nil {
+		h.renderClusterProblem(w, r, err)
 		return
 	}
 	http.Redirect(w, r, "/clusters/"+pathEscape(name)+"?done=scaling", http.StatusSeeOther)
@@ -268,9 +270,8 @@ func (h *Handler) deleteCluster(w http.ResponseWriter, r *http.Request) {
 		h.renderCluster(w, r, http.StatusUnprocessableEntity, pageData{}, fmt.Sprintf("Type %q exactly to delete it.", name))
 		return
 	}
-	res := h.call(r, http.MethodDelete, "/v1/clusters/"+pathEscape(name), "", nil)
-	if res.Problem != nil {
-		h.renderCluster(w, r, res.Status, pageData{Problem: res.Problem}, "")
+	if _, err := h.cfg.Service.Delete(r.Context(), principal(r), name); err != nil {
+		h.renderClusterProblem(w, r, err)
 		return
 	}
 	http.Redirect(w, r, "/?done=deleting", http.StatusSeeOther)
@@ -282,8 +283,8 @@ type newClusterData struct {
 	Spec string
 	Form clusterForm
 	// Catalog offers the providers and addons; Credentials the tenant's.
-	Catalog     api.CatalogView
-	Credentials []api.CredentialView
+	Catalog     service.CatalogView
+	Credentials []service.CredentialView
 	// FieldErrors are the API's errors by form input id; Lines the YAML
 	// editor's text with its errors beside their lines.
 	FieldErrors map[string][]string
@@ -307,13 +308,11 @@ func (h *Handler) newClusterPage(w http.ResponseWriter, r *http.Request) {
 
 // loadChoices fills in what the form offers: providers, addons and the
 // tenant's credentials.
-func (h *Handler) loadChoices(r *http.Request, d *newClusterData) *api.Problem {
-	if p := h.get(r, "/v1/catalog", &d.Catalog); p != nil {
-		return p
-	}
-	var creds api.CredentialList
-	if p := h.get(r, "/v1/credentials", &creds); p != nil {
-		return p
+func (h *Handler) loadChoices(r *http.Request, d *newClusterData) *service.Problem {
+	d.Catalog = h.cfg.Service.Catalog(r.Context())
+	creds, err := h.cfg.Service.Credentials(r.Context(), principal(r))
+	if err != nil {
+		return h.problem(r, err)
 	}
 	d.Credentials = creds.Items
 	return nil
@@ -338,7 +337,7 @@ func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
 		inputs = d.Form.formFields()
 		doc, err := d.Form.spec(d.Form.section(d.Catalog))
 		if err != nil {
-			page.Problem = &api.Problem{Title: "The form could not be written as a spec", Detail: err.Error()}
+			page.Problem = &service.Problem{Title: "The form could not be written as a spec", Detail: err.Error()}
 			h.render(w, r, http.StatusUnprocessableEntity, "new", page)
 			return
 		}
@@ -349,33 +348,50 @@ func (h *Handler) createCluster(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	contentType := "application/yaml"
-	if strings.HasPrefix(strings.TrimSpace(d.Spec), "{") {
-		contentType = "application/json"
-	}
-	res := h.call(r, http.MethodPost, "/v1/clusters?dryRun=true", contentType, []byte(d.Spec))
-	if res.Problem == nil && action == "create" {
-		res = h.call(r, http.MethodPost, "/v1/clusters", contentType, []byte(d.Spec))
-		if res.Problem == nil {
-			http.Redirect(w, r, h.carryWarnings(r, "/?done=created", res.Warnings), http.StatusSeeOther)
+	checked, err := h.checkSpec(r, []byte(d.Spec))
+	if err == nil && action == "create" {
+		var created service.ClusterView
+		if created, err = h.cfg.Service.Create(r.Context(), principal(r), []byte(d.Spec), ""); err == nil {
+			http.Redirect(w, r, h.carryWarnings(r, "/?done=created", created.Warnings), http.StatusSeeOther)
 			return
 		}
 	}
-	if res.Problem != nil {
-		page.Problem = placeProblem(d, res.Problem, inputs)
-		h.render(w, r, res.Status, "new", page)
+	if err != nil {
+		p := h.problem(r, err)
+		page.Problem = placeProblem(d, p, inputs)
+		h.render(w, r, p.Status, "new", page)
 		return
 	}
 	d.Valid = true
 	page.Notice = "The spec is valid. Create it when ready."
-	page.Warnings = res.Warnings
+	page.Warnings = checked.Warnings
 	h.render(w, r, http.StatusOK, "new", page)
+}
+
+// maxSpecBytes bounds a spec the form submits, as the API bounds request
+// bodies (api.DefaultMaxBodyBytes).
+const maxSpecBytes = api.DefaultMaxBodyBytes
+
+// checkSpec is the service's dry run of a spec typed or made by the form:
+// one that looks like JSON (it starts with "{") must be JSON, not merely
+// YAML, as the API holds a body sent as application/json to.
+func (h *Handler) checkSpec(r *http.Request, doc []byte) (service.DryRunView, error) {
+	if len(doc) > maxSpecBytes {
+		return service.DryRunView{}, &service.Error{Status: http.StatusRequestEntityTooLarge, Slug: "body-too-large", Title: "Request body too large",
+			Detail: fmt.Sprintf("the spec must be at most %d bytes", maxSpecBytes)}
+	}
+	if bytes.HasPrefix(bytes.TrimSpace(doc), []byte("{")) {
+		if err := spec.CheckJSON(doc); err != nil {
+			return service.DryRunView{}, err
+		}
+	}
+	return h.cfg.Service.Check(r.Context(), principal(r), doc)
 }
 
 // placeProblem puts the API's field errors beside the form's inputs or the
 // YAML editor's lines, and returns the problem with only those it could
 // not place, to be shown above the form.
-func placeProblem(d *newClusterData, p *api.Problem, inputs map[string]string) *api.Problem {
+func placeProblem(d *newClusterData, p *service.Problem, inputs map[string]string) *service.Problem {
 	shown := *p
 	if d.Mode == modeForm {
 		d.FieldErrors, shown.Errors = placeErrors(p.Errors, inputs)
@@ -410,9 +426,9 @@ func plural(n int, one, many string) string {
 }
 
 type credentialsData struct {
-	Items []api.CredentialView
+	Items []service.CredentialView
 	// Providers are the credential providers and the fields each takes.
-	Providers []api.CredentialProviderView
+	Providers []service.CredentialProviderView
 	// Name and Provider refill the form after an error (secrets never do).
 	Name, Provider string
 }
@@ -422,18 +438,12 @@ func (h *Handler) credentialsPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) renderCredentials(w http.ResponseWriter, r *http.Request, status int, page pageData, d *credentialsData) {
-	var list struct {
-		Items []api.CredentialView `json:"items"`
-	}
-	if p := h.get(r, "/v1/credentials", &list); p != nil && page.Problem == nil {
-		page.Problem = p
+	list, err := h.cfg.Service.Credentials(r.Context(), principal(r))
+	if err != nil && page.Problem == nil {
+		page.Problem = h.problem(r, err)
 	}
 	d.Items = list.Items
-	var cat api.CatalogView
-	if p := h.get(r, "/v1/catalog", &cat); p != nil && page.Problem == nil {
-		page.Problem = p
-	}
-	d.Providers = cat.Credentials
+	d.Providers = h.cfg.Service.Catalog(r.Context()).Credentials
 	page.Title, page.Nav, page.Data = "Credentials", "credentials", d
 	h.render(w, r, status, "credentials", page)
 }
@@ -443,7 +453,7 @@ func (h *Handler) renderCredentials(w http.ResponseWriter, r *http.Request, stat
 func (h *Handler) putCredential(w http.ResponseWriter, r *http.Request) {
 	d := &credentialsData{Name: strings.TrimSpace(r.PostFormValue("name")), Provider: strings.TrimSpace(r.PostFormValue("provider"))}
 	body := map[string]string{"provider": d.Provider}
-	var bad []api.FieldError
+	var bad []service.FieldError
 	for i, line := range strings.Split(r.PostFormValue("fields"), "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" {
@@ -451,33 +461,32 @@ func (h *Handler) putCredential(w http.ResponseWriter, r *http.Request) {
 		}
 		k, v, ok := strings.Cut(line, "=")
 		if !ok || strings.TrimSpace(k) == "" {
-			bad = append(bad, api.FieldError{Field: fmt.Sprintf("fields line %d", i+1), Message: "write KEY=VALUE"})
+			bad = append(bad, service.FieldError{Field: fmt.Sprintf("fields line %d", i+1), Message: "write KEY=VALUE"})
 			continue
 		}
 		body[strings.TrimSpace(k)] = strings.TrimSpace(v)
 	}
 	if len(bad) > 0 {
-		h.renderCredentials(w, r, http.StatusUnprocessableEntity, pageData{Problem: &api.Problem{Title: "Invalid request", Errors: bad}}, d)
+		h.renderCredentials(w, r, http.StatusUnprocessableEntity, pageData{Problem: &service.Problem{Title: "Invalid request", Errors: bad}}, d)
 		return
 	}
 	if d.Name == "" {
-		h.renderCredentials(w, r, http.StatusUnprocessableEntity, pageData{Problem: &api.Problem{Title: "Invalid request",
-			Errors: []api.FieldError{{Field: "name", Message: "is required"}}}}, d)
+		h.renderCredentials(w, r, http.StatusUnprocessableEntity, pageData{Problem: &service.Problem{Title: "Invalid request",
+			Errors: []service.FieldError{{Field: "name", Message: "is required"}}}}, d)
 		return
 	}
-	raw, _ := json.Marshal(body)
-	res := h.call(r, http.MethodPut, "/v1/credentials/"+pathEscape(d.Name), "application/json", raw)
-	if res.Problem != nil {
-		h.renderCredentials(w, r, res.Status, pageData{Problem: res.Problem}, d)
+	if _, _, err := h.cfg.Service.PutCredential(r.Context(), principal(r), d.Name, body); err != nil {
+		p := h.problem(r, err)
+		h.renderCredentials(w, r, p.Status, pageData{Problem: p}, d)
 		return
 	}
 	http.Redirect(w, r, "/credentials?done=cred-saved", http.StatusSeeOther)
 }
 
 func (h *Handler) deleteCredential(w http.ResponseWriter, r *http.Request) {
-	res := h.call(r, http.MethodDelete, "/v1/credentials/"+pathEscape(chi.URLParam(r, "name")), "", nil)
-	if res.Problem != nil {
-		h.renderCredentials(w, r, res.Status, pageData{Problem: res.Problem}, &credentialsData{})
+	if err := h.cfg.Service.DeleteCredential(r.Context(), principal(r), chi.URLParam(r, "name")); err != nil {
+		p := h.problem(r, err)
+		h.renderCredentials(w, r, p.Status, pageData{Problem: p}, &credentialsData{})
 		return
 	}
 	http.Redirect(w, r, "/credentials?done=cred-delete", http.StatusSeeOther)

@@ -4,7 +4,7 @@ import (
 	"reflect"
 	"testing"
 
-	"lok8s.dev/provisioner/internal/api"
+	"lok8s.dev/provisioner/internal/service"
 )
 
 // The scale form lists the pools of both spec shapes: spec.<section>.workers
@@ -30,7 +30,7 @@ func TestRowOfBothShapes(t *testing.T) {
 		{"seed shape", `{"spec":{"kubernetes":{"version":"v1.34.2"},"hcloud":{"region":"fsn1"},"hrobot":{"hosts":[]}}}`},
 		{"current shape", `{"spec":{"kubernetes":{"version":"v1.34.2"},"provider":{"name":"hetzner","config":{"region":"fsn1"}},"controlPlane":{"replicas":1}}}`},
 	} {
-		row := rowOf(api.ClusterView{Spec: []byte(tc.spec)})
+		row := rowOf(service.ClusterView{Spec: []byte(tc.spec)})
 		if row.Region != "fsn1" || row.Version != "v1.34.2" {
 			t.Errorf("%s: region %q, version %q", tc.name, row.Region, row.Version)
 		}

@@ -6,35 +6,11 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 
 	"lok8s.dev/provisioner/internal/store"
 )
-
-// The API's Warning headers (299 - "<text>", quoted as the API quotes
-// them) come back as their texts; a header of another form is skipped.
-func TestWarningTexts(t *testing.T) {
-	t.Parallel()
-	texts := []string{
-		"spec.managementCluster.local: ignored: the CLI creates a local kind management cluster",
-		`metadata.labels: ignored: only "metadata.name" is used — ü`,
-	}
-	h := http.Header{}
-	for _, s := range texts {
-		h.Add("Warning", "299 - "+strconv.QuoteToASCII(s))
-	}
-	h.Add("Warning", `299 lok8s "with a date" "Thu, 03 Dec 2026 13:00:00 GMT"`)
-	h.Add("Warning", "299 - unquoted")
-	h.Add("Warning", "nonsense")
-	if got, want := warningTexts(h), append(texts, "with a date"); !reflect.DeepEqual(got, want) {
-		t.Fatalf("warnings %q, want %q", got, want)
-	}
-	if got := warningTexts(http.Header{}); got != nil {
-		t.Fatalf("no headers: %q", got)
-	}
-}
 
 // A redirect carries the warnings to the page it leads to, signed for
 // the session: the page shows them; changed, or followed in another

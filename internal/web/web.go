@@ -1,8 +1,9 @@
 // Package web is the dashboard: server-rendered pages at / with a little
 // JavaScript (embedded, nothing from a CDN). A person signs in with an API
 // token and gets a server-side session (cookie lok8s_session); every page
-// and form then works through the API in-process, as that token's
-// principal, so the dashboard repeats none of the API's validation.
+// and form then calls the service (internal/service) as that token's
+// principal, as the API's handlers do, so the dashboard repeats none of
+// the API's validation or tenant checks.
 package web
 
 import (
@@ -20,15 +21,17 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
 
 	"lok8s.dev/provisioner/internal/api"
 	"lok8s.dev/provisioner/internal/connguard"
 	"lok8s.dev/provisioner/internal/seal"
+	"lok8s.dev/provisioner/internal/service"
 	"lok8s.dev/provisioner/internal/store"
 )
 
@@ -54,10 +57,13 @@ const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 
 // Config is what the dashboard needs.
 type Config struct {
 	Store *store.Store
-	// API is the API handler (api.Server); the dashboard forwards to it,
-	// and serves /v1, /api, /healthz, /readyz and /openapi.yaml with it.
-	API    http.Handler
-	Logger *slog.Logger
+	// API is the API handler (api.Server): the dashboard serves /v1,
+	// /api, /healthz, /readyz and /openapi.yaml with it.
+	API http.Handler
+	// Service runs what the pages show and the forms do (the API's
+	// Server.Service).
+	Service *service.Service
+	Logger  *slog.Logger
 	// RiverUI, when set, is River's own UI, served under RiverUIPath to
 	// sessions of admin tokens only.
 	RiverUI http.Handler
@@ -80,8 +86,8 @@ type Handler struct {
 // New builds the handler of the whole service: the API's paths go to
 // cfg.API, everything else to the dashboard.
 func New(cfg Config) (*Handler, error) {
-	if cfg.Store == nil || cfg.API == nil || cfg.Keyring == nil {
-		return nil, errors.New("web: Config.Store, Config.API and Config.Keyring are required")
+	if cfg.Store == nil || cfg.API == nil || cfg.Service == nil || cfg.Keyring == nil {
+		return nil, errors.New("web: Config.Store, Config.API, Config.Service and Config.Keyring are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -122,7 +128,7 @@ func (h *Handler) routes() chi.Router {
 	r := chi.NewRouter()
 	static, _ := fs.Sub(assets, "static")
 	r.Group(func(r chi.Router) {
-		r.Use(securityHeaders)
+		r.Use(securityHeaders, h.refuseBadPath)
 		r.Handle("/static/*", http.StripPrefix("/static/", http.FileServerFS(static)))
 		r.Get("/signin", h.signinPage)
 		r.Post("/signin", h.signin)
@@ -171,6 +177,19 @@ func securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
+// refuseBadPath answers a path that holds a NUL byte or invalid UTF-8
+// with 404, as the API does: no cluster, credential or token can have
+// such a name, and Postgres cannot compare such text.
+func (h *Handler) refuseBadPath(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; strings.ContainsRune(p, 0) || !utf8.ValidString(p) {
+			h.render(w, r, http.StatusNotFound, "error", pageData{Title: "Not found", Error: "There is no such page: its address is not valid UTF-8 text."})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // secure reports whether the request came over TLS (directly or through a
 // proxy that says so), so cookies get the Secure attribute.
 func secure(r *http.Request) bool {
@@ -194,22 +213,33 @@ func session(ctx context.Context) store.Session {
 	return s
 }
 
+// loadSession resolves the session cookie; without a session (none, or
+// one that ended) it sends the request to the sign-in page, and when the
+// session cannot be read it says so, and reports false.
+func (h *Handler) loadSession(w http.ResponseWriter, r *http.Request) (store.Session, bool) {
+	var id string
+	if c, err := r.Cookie(api.SessionCookie); err == nil {
+		id = c.Value
+	}
+	ses, err := h.cfg.Service.Session(r.Context(), id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		http.Redirect(w, r, "/signin", http.StatusSeeOther)
+		return store.Session{}, false
+	case err != nil:
+		h.cfg.Logger.ErrorContext(r.Context(), "dashboard: load session", "error", err)
+		h.render(w, r, http.StatusInternalServerError, "error", pageData{Title: "Error", Error: "The server could not load your session; try again."})
+		return store.Session{}, false
+	}
+	return ses, true
+}
+
 // requireSession resolves the session cookie, sending those without one to
 // the sign-in page, and checks the CSRF token of every POST.
 func (h *Handler) requireSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var ses store.Session
-		c, err := r.Cookie(api.SessionCookie)
-		if err == nil {
-			ses, err = h.cfg.Store.SessionByHash(r.Context(), api.HashToken(c.Value))
-		}
-		if err != nil {
-			if c != nil && !errors.Is(err, store.ErrNotFound) {
-				h.cfg.Logger.ErrorContext(r.Context(), "dashboard: load session", "error", err)
-				h.render(w, r, http.StatusInternalServerError, "error", pageData{Title: "Error", Error: "The server could not load your session; try again."})
-				return
-			}
-			http.Redirect(w, r, "/signin", http.StatusSeeOther)
+		ses, ok := h.loadSession(w, r)
+		if !ok {
 			return
 		}
 		if r.Method == http.MethodPost && !sameToken(r.PostFormValue(csrfField), ses.CSRFToken) {
@@ -218,7 +248,10 @@ func (h *Handler) requireSession(next http.Handler) http.Handler {
 			return
 		}
 		connguard.Authenticated(r.Context())
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, ses)))
+		// What the service does for this request (audit rows, log
+		// lines) names one request id, as an API request's does.
+		ctx := service.WithRequestID(context.WithValue(r.Context(), sessionKey{}, ses), uuid.NewString())
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
@@ -248,18 +281,9 @@ func sameOrigin(next http.Handler) http.Handler {
 // requireAdminSession lets through sessions of admin tokens only.
 func (h *Handler) requireAdminSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := r.Cookie(api.SessionCookie)
-		if err != nil {
-			http.Redirect(w, r, "/signin", http.StatusSeeOther)
-			return
-		}
-		ses, err := h.cfg.Store.SessionByHash(r.Context(), api.HashToken(c.Value))
+		ses, ok := h.loadSession(w, r)
 		switch {
-		case errors.Is(err, store.ErrNotFound):
-			http.Redirect(w, r, "/signin", http.StatusSeeOther)
-		case err != nil:
-			h.cfg.Logger.ErrorContext(r.Context(), "dashboard: load session", "error", err)
-			h.render(w, r, http.StatusInternalServerError, "error", pageData{Title: "Error", Error: "The server could not load your session; try again."})
+		case !ok:
 		case !ses.Principal.Admin:
 			h.render(w, r, http.StatusForbidden, "error", pageData{Title: "Forbidden", Error: "The job queue is for operators: sign in with an admin token."})
 		default:
@@ -320,67 +344,18 @@ func (h *Handler) signout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/signin", http.StatusSeeOther)
 }
 
-// apiResult is the API's answer to a forwarded request.
-type apiResult struct {
-	Status int
-	Body   []byte
-	// Problem is set when the API answered with an error.
-	Problem *api.Problem
-	// Warnings are the texts of the answer's Warning headers: the fields
-	// of a submitted spec the API accepted and ignored.
-	Warnings []string
-}
+// principal is the session's principal: who the service acts for.
+func principal(r *http.Request) store.Principal { return session(r.Context()).Principal }
 
-// call forwards a request to the API in-process, as the session's principal.
-func (h *Handler) call(r *http.Request, method, path, contentType string, body []byte) apiResult {
-	// The API's router starts afresh (not as a sub-router of the dashboard's).
-	ctx := context.WithValue(r.Context(), chi.RouteCtxKey, nil)
-	ctx = api.WithPrincipal(ctx, session(r.Context()).Principal)
-	req, err := http.NewRequestWithContext(ctx, method, path, bytes.NewReader(body))
-	if err != nil {
-		return apiResult{Status: http.StatusInternalServerError, Problem: &api.Problem{Title: "Bad request", Detail: err.Error()}}
+// problem is what the page shows of err: the service's problem, or, for
+// an error not meant for people (logged here), a generic one.
+func (h *Handler) problem(r *http.Request, err error) *service.Problem {
+	p, known := service.ProblemOf(err)
+	p.RequestID = service.RequestID(r.Context())
+	if !known && r.Context().Err() == nil { // else the person went away: not the service's error
+		h.cfg.Logger.ErrorContext(r.Context(), "dashboard: request failed", "error", err, "request_id", p.RequestID)
 	}
-	req.RemoteAddr = r.RemoteAddr
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	rec := &recorder{header: http.Header{}}
-	h.cfg.API.ServeHTTP(rec, req)
-	res := apiResult{Status: rec.status, Body: rec.body.Bytes(), Warnings: warningTexts(rec.header)}
-	if res.Status == 0 {
-		res.Status = http.StatusOK
-	}
-	if res.Status >= 400 {
-		p := &api.Problem{}
-		if err := json.Unmarshal(res.Body, p); err != nil || p.Title == "" {
-			p = &api.Problem{Title: http.StatusText(res.Status), Status: res.Status}
-		}
-		res.Problem = p
-	}
-	return res
-}
-
-// warningTexts returns the warn-text of each Warning header (RFC 9111
-// 5.5: warn-code SP warn-agent SP quoted warn-text, as the API writes
-// them and the Kubernetes API server does); a header not of that form is
-// skipped.
-func warningTexts(h http.Header) []string {
-	var out []string
-	for _, v := range h.Values("Warning") {
-		_, rest, _ := strings.Cut(v, " ")
-		_, rest, ok := strings.Cut(rest, " ")
-		if !ok {
-			continue
-		}
-		quoted, err := strconv.QuotedPrefix(rest)
-		if err != nil {
-			continue
-		}
-		if text, err := strconv.Unquote(quoted); err == nil {
-			out = append(out, text)
-		}
-	}
-	return out
+	return &p
 }
 
 // warningsPurpose signs the warnings a redirect carries (carryWarnings).
@@ -425,38 +400,6 @@ func (h *Handler) signWarnings(r *http.Request, data []byte) string {
 	return h.cfg.Keyring.Sign(warningsPurpose, append([]byte(session(r.Context()).CSRFToken+"\x00"), data...))
 }
 
-// get forwards a GET and decodes its JSON answer into v.
-func (h *Handler) get(r *http.Request, path string, v any) *api.Problem {
-	res := h.call(r, http.MethodGet, path, "", nil)
-	if res.Problem != nil {
-		return res.Problem
-	}
-	if err := json.Unmarshal(res.Body, v); err != nil {
-		return &api.Problem{Title: "Unreadable answer", Detail: err.Error()}
-	}
-	return nil
-}
-
-// recorder collects a forwarded request's response.
-type recorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (r *recorder) Header() http.Header { return r.header }
-func (r *recorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return r.body.Write(b)
-}
-func (r *recorder) WriteHeader(status int) {
-	if r.status == 0 {
-		r.status = status
-	}
-}
-
 // pageData is what every page template gets.
 type pageData struct {
 	Title  string
@@ -468,7 +411,7 @@ type pageData struct {
 	// submitted (shown with the notice).
 	Warnings []string
 	Error    string
-	Problem  *api.Problem
+	Problem  *service.Problem
 	// Stream is the event stream the page's script listens to, and Cluster
 	// the cluster the page shows.
 	Stream, Cluster string

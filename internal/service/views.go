@@ -1,4 +1,4 @@
-package api
+package service
 
 import (
 	"encoding/json"
@@ -176,9 +176,9 @@ type NodesView struct {
 // as `Get "https://10.0.3.7:6443/api": dial tcp 10.0.3.7:6443: …`.
 var internalAddress = regexp.MustCompile(`[a-z][a-z0-9+.-]*://[^\s"']+|\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b|\[[0-9a-fA-F:]+\](?::\d+)?`)
 
-// forAudience returns text as it may be shown: as is to admins (and in the
+// ForAudience returns text as it may be shown: as is to admins (and in the
 // logs), with internal addresses replaced for tenants.
-func forAudience(text string, raw bool) string {
+func ForAudience(text string, raw bool) string {
 	if raw || text == "" {
 		return text
 	}
@@ -188,7 +188,7 @@ func forAudience(text string, raw bool) string {
 func clusterView(c store.Cluster, op *store.Operation, raw bool) ClusterView {
 	v := ClusterView{
 		Name: c.Name, Provider: c.Provider, ManagementCluster: c.ManagementDomain, Phase: c.Phase,
-		Message: forAudience(c.Message, raw), Generation: c.Generation, Spec: specInShape(c),
+		Message: ForAudience(c.Message, raw), Generation: c.Generation, Spec: specInShape(c),
 		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, DeletedAt: c.DeletedAt,
 	}
 	if op != nil {
@@ -227,18 +227,18 @@ func specInShape(c store.Cluster) json.RawMessage {
 
 func operationView(op store.Operation, raw bool) OperationView {
 	v := OperationView{
-		ID: op.ID.String(), Kind: op.Kind, State: op.State, Step: op.Step, Error: forAudience(op.Error, raw),
+		ID: op.ID.String(), Kind: op.Kind, State: op.State, Step: op.Step, Error: ForAudience(op.Error, raw),
 		RequestedBy: op.RequestedByName, Generation: op.Generation,
 		Steps: make([]StepView, 0, len(op.Steps)), CreatedAt: op.CreatedAt, StartedAt: op.StartedAt, FinishedAt: op.FinishedAt,
 	}
 	for _, s := range op.Steps {
 		sv := StepView{
-			Name: s.Name, State: s.State, Attempts: s.Attempts, Error: forAudience(s.Error, raw), Message: forAudience(s.Message, raw),
+			Name: s.Name, State: s.State, Attempts: s.Attempts, Error: ForAudience(s.Error, raw), Message: ForAudience(s.Message, raw),
 			StartedAt: s.StartedAt, FinishedAt: s.FinishedAt,
 		}
 		if s.State == store.StepFailed && s.Failure.Code != "" {
 			sv.Failure = &FailureView{Step: s.Name, Code: s.Failure.Code, Retryable: s.Failure.Retryable,
-				Remediation: s.Failure.Remediation, Reason: forAudience(s.Failure.Reason, raw), Message: sv.Error, TraceID: s.Failure.TraceID}
+				Remediation: s.Failure.Remediation, Reason: ForAudience(s.Failure.Reason, raw), Message: sv.Error, TraceID: s.Failure.TraceID}
 		}
 		v.Steps = append(v.Steps, sv)
 	}
@@ -246,10 +246,10 @@ func operationView(op store.Operation, raw bool) OperationView {
 }
 
 func statusView(c store.Cluster, op *store.Operation, addons []store.Addon, raw bool) StatusView {
-	v := StatusView{Name: c.Name, Phase: c.Phase, Message: forAudience(c.Message, raw), UpdatedAt: c.UpdatedAt, Conditions: []ConditionView{},
+	v := StatusView{Name: c.Name, Phase: c.Phase, Message: ForAudience(c.Message, raw), UpdatedAt: c.UpdatedAt, Conditions: []ConditionView{},
 		Addons: make([]AddonView, 0, len(addons))}
 	for _, a := range addons {
-		v.Addons = append(v.Addons, AddonView{Name: a.Name, State: a.State, Chart: a.Chart, Version: a.Version, Message: forAudience(a.Message, raw), UpdatedAt: a.UpdatedAt})
+		v.Addons = append(v.Addons, AddonView{Name: a.Name, State: a.State, Chart: a.Chart, Version: a.Version, Message: ForAudience(a.Message, raw), UpdatedAt: a.UpdatedAt})
 	}
 	var obs observedStatus
 	if err := json.Unmarshal(c.Observed, &obs); err == nil {
