@@ -43,6 +43,17 @@ func TestShedBeyondMaxInFlight(t *testing.T) {
 	if rec.Code != http.StatusServiceUnavailable || p.Type != problemBase+"overloaded" || rec.Header().Get("Retry-After") != "1" {
 		t.Fatalf("the third request: %d %s, Retry-After %q", rec.Code, rec.Body, rec.Header().Get("Retry-After"))
 	}
+	// Overloaded, the answer at the connection cap, is the same problem
+	// and Retry-After, without what only a request has.
+	body, retryAfter := Overloaded()
+	var atCap Problem
+	if err := json.Unmarshal(body, &atCap); err != nil {
+		t.Fatalf("Overloaded's body %s: %v", body, err)
+	}
+	p.Instance, p.RequestID = "", ""
+	if fmt.Sprint(atCap) != fmt.Sprint(p) || fmt.Sprint(retryAfter) != rec.Header().Get("Retry-After") {
+		t.Fatalf("Overloaded() is %s, Retry-After %d; the shed request got %+v, Retry-After %q", body, retryAfter, p, rec.Header().Get("Retry-After"))
+	}
 	for _, path := range []string{"/v1/events", "/v1/clusters/prod/events", "/healthz", "/readyz"} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))

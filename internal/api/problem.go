@@ -22,6 +22,26 @@ type (
 	FieldError = service.FieldError
 )
 
+// errOverloaded is the 503 of a replica past its capacity: as many
+// requests in flight as it takes (Server.shed), or as many connections
+// open (connguard.Limiter, through Overloaded).
+func errOverloaded() *service.Error {
+	return &service.Error{Status: http.StatusServiceUnavailable, Slug: "overloaded", Title: "Overloaded",
+		Detail: "this replica is working as much as it takes; retry after the time in Retry-After"}
+}
+
+// retryAfterOverloaded is the Retry-After of 503 overloaded, in seconds.
+const retryAfterOverloaded = 1
+
+// Overloaded is the problem+json body and the Retry-After (in seconds) of
+// 503 overloaded, for an answer given before any request is read, outside
+// the handler: a connection past connguard.Limiter's cap.
+func Overloaded() (body []byte, retryAfter int) {
+	p, _ := problemFor(errOverloaded())
+	body, _ = json.Marshal(p) // strings and an int: it cannot fail
+	return body, retryAfterOverloaded
+}
+
 // statusClientClosedRequest is the status logged for a request whose
 // client went away before the answer.
 const statusClientClosedRequest = 499

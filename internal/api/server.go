@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -298,9 +299,8 @@ func (s *Server) shed(next http.Handler) http.Handler {
 			defer func() { <-s.inFlight }()
 			next.ServeHTTP(w, r)
 		default:
-			w.Header().Set("Retry-After", "1")
-			s.writeProblem(w, r, &service.Error{Status: http.StatusServiceUnavailable, Slug: "overloaded", Title: "Overloaded",
-				Detail: "this replica is working as many requests as it takes; retry after the time in Retry-After"})
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfterOverloaded))
+			s.writeProblem(w, r, errOverloaded())
 		}
 	})
 }

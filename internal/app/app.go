@@ -106,8 +106,8 @@ type Config struct {
 	OrphanCheckInterval, OrphanGrace time.Duration
 	// ReadTimeout bounds reading a request (headers and body), IdleTimeout
 	// how long a keep-alive connection may idle, MaxConns how many
-	// connections the API listener holds open at once (beyond it they wait
-	// in the kernel's accept queue), MaxUnauthenticatedConns how many of
+	// connections the API listener holds open at once (beyond it they are
+	// answered 503 overloaded and closed), MaxUnauthenticatedConns how many of
 	// them may wait for a first authenticated request (zero: the Default*
 	// values).
 	ReadTimeout, IdleTimeout          time.Duration
@@ -241,9 +241,12 @@ const (
 	DefaultIdleTimeout = 2 * time.Minute
 	// DefaultMaxConns bounds the connections open at once: requests being
 	// worked (api.DefaultMaxInFlight), event streams and idle keep-alive
-	// connections together. Each costs a goroutine and its buffers, tens
-	// of kilobytes.
-	DefaultMaxConns = 1024
+	// connections together. Each costs a goroutine, whose stack grows to
+	// about 16 KB serving requests, and 8 KB of buffers, and adds as much
+	// again to the heap the garbage collector lets grow before it runs:
+	// 30 to 50 KB, up to 25 MB at 512 (docs/performance.md, Overload). Twice
+	// api.DefaultMaxInFlight: past it a connection is refused at once.
+	DefaultMaxConns = 512
 	// DefaultMaxUnauthenticatedConns bounds the connections that have not
 	// yet carried an authenticated request.
 	DefaultMaxUnauthenticatedConns = 512
@@ -466,14 +469,17 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	// Memory per connection is bounded: at most MaxConns are open (beyond
-	// them connections wait in the kernel's accept queue; the idlest
-	// keep-alive one, once idle a second, makes room for a waiting one) and headers are at most
-	// MaxHeaderBytes. Slow clients: a request's headers and body must
+	// them a new connection is answered at once with 503 overloaded and
+	// Retry-After, the API's own, and closed, unless the idlest keep-alive
+	// one has idled a second: it is closed to make room) and headers are
+	// at most MaxHeaderBytes. Slow clients: a request's headers and body must
 	// arrive within the read timeouts, an idle keep-alive connection is
 	// closed, and at most MaxUnauthenticatedConns connections wait for a
 	// first authenticated request. No write timeout: event streams set a
 	// deadline per write.
 	limiter := connguard.NewLimiter(cfg.MaxConns)
+	overloaded, retryAfter := api.Overloaded()
+	limiter.Refusal = connguard.Refusal(retryAfter, "application/problem+json", overloaded)
 	ln = limiter.Listener(ln)
 	guard := connguard.New(cfg.MaxUnauthenticatedConns)
 	srv := &http.Server{Handler: observe.Middleware(traces.Middleware(root)), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: MaxHeaderBytes,

@@ -1,6 +1,6 @@
 // Package connguard bounds the connections an HTTP server holds: all of
-// them (Limiter: beyond a cap, new connections wait in the kernel's accept
-// queue, not in the process), and those that have not yet carried an
+// them (Limiter: beyond a cap, a new connection is answered 503 and
+// closed, costing the process no server goroutine), and those that have not yet carried an
 // authenticated request (Guard: anonymous clients cannot pin more than
 // that many connections, and goroutines, however slowly they send; a
 // connection leaves that count when a request on it authenticates, see

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -57,8 +56,10 @@ func BenchmarkStatusReads(b *testing.B) {
 	// The service: an API-only replica on a fresh database.
 	dbURL := dbtest.New(b)
 	adminToken := newAdminToken()
+	metricsAddr := freeAddr(b)
 	proc := benchReadsServer(b, "DATABASE_URL="+dbURL, "LOK8S_ADMIN_TOKEN="+adminToken,
-		"LOK8S_ENCRYPTION_KEY="+seal.NewKey(), "LOK8S_MGMT_KUBECONFIG="+kubeconfigFile(b, env), "LOK8S_WORKERS=0")
+		"LOK8S_ENCRYPTION_KEY="+seal.NewKey(), "LOK8S_MGMT_KUBECONFIG="+kubeconfigFile(b, env), "LOK8S_WORKERS=0",
+		"LOK8S_METRICS_ADDR="+metricsAddr)
 	token := benchReadsTenant(b, proc.url, adminToken)
 	start := time.Now()
 	benchReadsSeedDB(b, dbURL, n)
@@ -88,7 +89,7 @@ func BenchmarkStatusReads(b *testing.B) {
 		}
 	}
 
-	rss := &rssSampler{pid: proc.Process.Pid}
+	rss := &rssSampler{pid: proc.Process.Pid, metricsURL: "http://" + metricsAddr + "/metrics"}
 	type row struct {
 		phase string
 		m     [2]*vegeta.Metrics
@@ -112,9 +113,10 @@ func BenchmarkStatusReads(b *testing.B) {
 
 	// Overload: twice the most the service served, as an open-loop rate.
 	over := int(2 * most[0].Throughput)
+	warmMem := rss.memory()
 	stop := rss.sample(50 * time.Millisecond)
 	overload := service.attack(n, over, dur, 4096, false)
-	rssPeak := stop()
+	rssPeak, peakMem := stop()
 	settle := min(3*time.Second, 3*dur)
 	time.Sleep(settle)
 	rssAfter := rss.read()
@@ -137,6 +139,7 @@ func BenchmarkStatusReads(b *testing.B) {
 		over, maxConns, overload.Throughput, msOf(overload.Latencies.P50), msOf(overload.Latencies.P99), msOf(overload.Latencies.Max), codes(overload))
 	fmt.Fprintf(w, "server RSS: at start %d MB, after the cold pass %d MB, peak at 2× %d MB, %v after %d MB\n",
 		rssBefore>>20, rssWarm>>20, rssPeak>>20, settle, rssAfter>>20)
+	fmt.Fprintf(w, "server memory (Go runtime, MB), before the overload / at the sample nearest its RSS peak: %s\n", warmMem.against(peakMem))
 	at1k, at2k := rows[1].m[0], rows[2].m[0]
 	goal := func(ok bool) string {
 		if ok {
@@ -399,8 +402,62 @@ func benchAPIServerTransport(b *testing.B, cfg *rest.Config) (http.RoundTripper,
 	return &http.Transport{TLSClientConfig: tlsConfig, MaxIdleConnsPerHost: 1024, ForceAttemptHTTP2: false}, h
 }
 
-// rssSampler reads a process's resident set size from /proc.
-type rssSampler struct{ pid int }
+// rssSampler reads a process's resident set size from /proc, and what
+// its Go runtime holds from its /metrics.
+type rssSampler struct {
+	pid        int
+	metricsURL string
+}
+
+// goMemory is what the server's Go runtime reports (Prometheus's Go
+// collector): the process's RSS at that moment, and the parts that make
+// up most of it.
+type goMemory struct {
+	rss                                               int64
+	heapInuse, heapIdle, heapReleased, stack, nextGC  float64
+	goroutines, openConns, goSys, heapAlloc, otherSys float64
+}
+
+// goMemoryMetrics are the series goMemory reads, by name.
+var goMemoryMetrics = map[string]func(*goMemory) *float64{
+	"go_memstats_heap_inuse_bytes":    func(m *goMemory) *float64 { return &m.heapInuse },
+	"go_memstats_heap_idle_bytes":     func(m *goMemory) *float64 { return &m.heapIdle },
+	"go_memstats_heap_released_bytes": func(m *goMemory) *float64 { return &m.heapReleased },
+	"go_memstats_heap_alloc_bytes":    func(m *goMemory) *float64 { return &m.heapAlloc },
+	"go_memstats_stack_inuse_bytes":   func(m *goMemory) *float64 { return &m.stack },
+	"go_memstats_next_gc_bytes":       func(m *goMemory) *float64 { return &m.nextGC },
+	"go_memstats_sys_bytes":           func(m *goMemory) *float64 { return &m.goSys },
+	"go_memstats_other_sys_bytes":     func(m *goMemory) *float64 { return &m.otherSys },
+	"go_goroutines":                   func(m *goMemory) *float64 { return &m.goroutines },
+}
+
+// memory scrapes the server's /metrics (zero values when it cannot).
+func (r *rssSampler) memory() goMemory {
+	m := goMemory{rss: r.read()}
+	resp, err := http.Get(r.metricsURL)
+	if err != nil {
+		return m
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(data), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if field, known := goMemoryMetrics[name]; ok && known {
+			*field(&m), _ = strconv.ParseFloat(value, 64)
+		}
+	}
+	return m
+}
+
+// against prints m and peak side by side.
+func (m goMemory) against(peak goMemory) string {
+	mb := func(v float64) string { return strconv.FormatFloat(v/(1<<20), 'f', 1, 64) }
+	return fmt.Sprintf("RSS %d / %d, heap in use %s / %s (allocated %s / %s), heap idle not released %s / %s, next GC at %s / %s, stacks %s / %s, runtime's own %s / %s, Go total %s / %s; goroutines %.0f / %.0f",
+		m.rss>>20, peak.rss>>20, mb(m.heapInuse), mb(peak.heapInuse), mb(m.heapAlloc), mb(peak.heapAlloc),
+		mb(m.heapIdle-m.heapReleased), mb(peak.heapIdle-peak.heapReleased), mb(m.nextGC), mb(peak.nextGC),
+		mb(m.stack), mb(peak.stack), mb(m.otherSys), mb(peak.otherSys), mb(m.goSys-m.heapReleased), mb(peak.goSys-peak.heapReleased),
+		m.goroutines, peak.goroutines)
+}
 
 // read returns the RSS in bytes, or -1 when it cannot be read.
 func (r *rssSampler) read() int64 {
@@ -420,19 +477,27 @@ func (r *rssSampler) read() int64 {
 	return -1
 }
 
-// sample reads the RSS every interval until the returned function is
-// called, which returns the largest seen.
-func (r *rssSampler) sample(every time.Duration) func() int64 {
-	var peak atomic.Int64
+// sample reads the RSS every interval, and the Go runtime's figures every
+// 5 intervals (a scrape costs the server a little), until the returned
+// function is called, which returns the largest RSS seen and the scrape
+// whose RSS was largest.
+func (r *rssSampler) sample(every time.Duration) func() (int64, goMemory) {
+	var peak int64
+	var peakMem goMemory
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
 		t := time.NewTicker(every)
 		defer t.Stop()
-		for {
-			if v := r.read(); v > peak.Load() {
-				peak.Store(v)
+		for i := 0; ; i++ {
+			if v := r.read(); v > peak {
+				peak = v
+			}
+			if i%5 == 0 {
+				if m := r.memory(); m.rss > peakMem.rss {
+					peakMem = m
+				}
 			}
 			select {
 			case <-done:
@@ -441,19 +506,14 @@ func (r *rssSampler) sample(every time.Duration) func() int64 {
 			}
 		}
 	}()
-	return func() int64 { close(done); <-stopped; return peak.Load() }
+	return func() (int64, goMemory) { close(done); <-stopped; return peak, peakMem }
 }
 
 // benchReadsServer starts the server binary with env, its log (one JSON
 // line a request) going to a file rather than through the benchmark, and
 // returns its process once it answers /healthz; proc.url is its base URL.
 func benchReadsServer(b *testing.B, env ...string) *benchProcess {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(b)
 	logFile, err := os.Create(filepath.Join(b.TempDir(), "server.log"))
 	if err != nil {
 		b.Fatal(err)
