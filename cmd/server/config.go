@@ -181,7 +181,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	// The packages' own rules, once the unset fields have their defaults:
 	// their errors name app.Config's fields, named here by their variables
 	// (a variable already refused is not named again).
-	c.Config = c.Config.WithDefaults()
+	c.Config = c.WithDefaults()
 	// Each request being worked holds a connection: a cap at or below the
 	// requests' would leave the in-flight bound unreachable.
 	if c.MaxConns <= c.MaxInFlight {

@@ -66,11 +66,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.writeProblem(w, r, err)
 			return
 		}
-		if rec, ok := w.(*statusRecorder); ok {
-			rec.tenant = p.TenantName
-		}
-		connguard.Authenticated(r.Context())
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+		s.serveAs(w, r, next, p)
 	})
 }
 
@@ -85,11 +81,17 @@ func (s *Server) authenticateSession(w http.ResponseWriter, r *http.Request, nex
 		s.writeProblem(w, r, err)
 		return
 	}
+	s.serveAs(w, r, next, ses.Principal)
+}
+
+// serveAs serves r as p: the access log names p's tenant, and the
+// connection counts as authenticated (connguard).
+func (s *Server) serveAs(w http.ResponseWriter, r *http.Request, next http.Handler, p store.Principal) {
 	if rec, ok := w.(*statusRecorder); ok {
-		rec.tenant = ses.Principal.TenantName
+		rec.tenant = p.TenantName
 	}
 	connguard.Authenticated(r.Context())
-	next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, ses.Principal)))
+	next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 }
 
 // requireAdmin lets only admin tokens through.

@@ -159,6 +159,20 @@ func LoadCatalog(templatesDir string) (*capi.Catalog, error) {
 	return cat, nil
 }
 
+// LoadCatalogs loads the provider templates (LoadCatalog) and the addon
+// catalogue (LoadAddons): "" for either loads the embedded one.
+func LoadCatalogs(templatesDir, addonsDir string) (*capi.Catalog, *addons.Catalog, error) {
+	catalog, err := LoadCatalog(templatesDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	addonCatalog, err := LoadAddons(addonsDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return catalog, addonCatalog, nil
+}
+
 // LoadAddons loads the addon catalogue: dir when set, else the embedded one.
 func LoadAddons(dir string) (*addons.Catalog, error) {
 	var fsys fs.FS
@@ -374,11 +388,7 @@ func Serve(ctx context.Context, cfg Config, ready chan<- string) error {
 	if _, err := st.EnsureAdminToken(ctx, AdminTenant, api.HashToken(cfg.AdminToken)); err != nil {
 		return err
 	}
-	catalog, err := LoadCatalog(cfg.TemplatesDir)
-	if err != nil {
-		return err
-	}
-	addonCatalog, err := LoadAddons(cfg.AddonsDir)
+	catalog, addonCatalog, err := LoadCatalogs(cfg.TemplatesDir, cfg.AddonsDir)
 	if err != nil {
 		return err
 	}

@@ -216,21 +216,29 @@ type renderPlan struct {
 	units, patches []unit
 }
 
+// prepare is where Render and VariablesOf both begin: in's provider, its
+// spec as a document, what the provider's manifest resolves for it, and
+// the cluster's variables. op names the caller in errors.
+func (c *Catalog) prepare(in RenderInput, op string) (p *Provider, doc map[string]any, r resolved, vars map[string]string, err error) {
+	if in.Spec == nil {
+		return nil, nil, r, nil, fmt.Errorf("capi: %s: no spec", op)
+	}
+	if p, err = c.providerOf(in); err != nil {
+		return nil, nil, r, nil, err
+	}
+	if doc, err = specDocument(in.Spec); err != nil {
+		return nil, nil, r, nil, err
+	}
+	r = p.Manifest.resolve(doc)
+	if vars, err = p.clusterVariables(in, doc, r); err != nil {
+		return nil, nil, r, nil, err
+	}
+	return p, doc, r, vars, nil
+}
+
 // plan lists the units Render renders for in.
 func (c *Catalog) plan(in RenderInput) (*renderPlan, error) {
-	if in.Spec == nil {
-		return nil, errors.New("capi: render: no spec")
-	}
-	p, err := c.providerOf(in)
-	if err != nil {
-		return nil, err
-	}
-	doc, err := specDocument(in.Spec)
-	if err != nil {
-		return nil, err
-	}
-	r := p.Manifest.resolve(doc)
-	vars, err := p.clusterVariables(in, doc, r)
+	p, doc, r, vars, err := c.prepare(in, "render")
 	if err != nil {
 		return nil, err
 	}
@@ -348,19 +356,7 @@ func (c *Catalog) Variables(s *spec.Capi, namespace string) (map[string]string, 
 // VariablesOf is Variables for in's spec, namespace and provider (nil:
 // detected), as Render would compute them.
 func (c *Catalog) VariablesOf(in RenderInput) (map[string]string, error) {
-	if in.Spec == nil {
-		return nil, errors.New("capi: variables: no spec")
-	}
-	p, err := c.providerOf(in)
-	if err != nil {
-		return nil, err
-	}
-	doc, err := specDocument(in.Spec)
-	if err != nil {
-		return nil, err
-	}
-	r := p.Manifest.resolve(doc)
-	vars, err := p.clusterVariables(RenderInput{Spec: in.Spec, Namespace: in.Namespace}, doc, r)
+	_, doc, r, vars, err := c.prepare(RenderInput{Spec: in.Spec, Namespace: in.Namespace, Provider: in.Provider}, "variables")
 	if err != nil {
 		return nil, err
 	}

@@ -413,9 +413,9 @@ type rssSampler struct {
 // collector): the process's RSS at that moment, and the parts that make
 // up most of it.
 type goMemory struct {
-	rss                                               int64
-	heapInuse, heapIdle, heapReleased, stack, nextGC  float64
-	goroutines, openConns, goSys, heapAlloc, otherSys float64
+	rss                                              int64
+	heapInuse, heapIdle, heapReleased, stack, nextGC float64
+	goroutines, goSys, heapAlloc, otherSys           float64
 }
 
 // goMemoryMetrics are the series goMemory reads, by name.

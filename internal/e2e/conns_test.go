@@ -24,14 +24,19 @@ func TestConnectionsBeyondTheCapAreRefused(t *testing.T) {
 	const maxConns = 3
 	s := startService(t, options{maxConns: maxConns, maxUnauthenticatedConns: 100})
 	addr := strings.TrimPrefix(s.url, "http://")
-	healthz := func(c *http.Client) (*http.Response, []byte, error) {
+	// reply is what healthz got: the status, headers and body.
+	type reply struct {
+		StatusCode int
+		Header     http.Header
+	}
+	healthz := func(c *http.Client) (reply, []byte, error) {
 		resp, err := c.Get(s.url + "/healthz")
 		if err != nil {
-			return nil, nil, err
+			return reply{}, nil, err
 		}
 		defer resp.Body.Close()
 		body, err := io.ReadAll(resp.Body)
-		return resp, body, err
+		return reply{resp.StatusCode, resp.Header}, body, err
 	}
 	oneShot := func() *http.Client {
 		return &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 20 * time.Second}

@@ -45,11 +45,7 @@ func setup(t *testing.T) *bundle {
 	st := store.New(pool, logger)
 	key, _ := seal.ParseKey(seal.NewKey())
 	keyring, _ := seal.NewKeyring(key)
-	catalog, err := app.LoadCatalog("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addonCatalog, err := app.LoadAddons("")
+	catalog, addonCatalog, err := app.LoadCatalogs("", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -139,7 +139,7 @@ func observedHandlers(src string) []string {
 	for i := strings.Index(src, marker); i >= 0; {
 		start := i + strings.Index(src[i:], "{")
 		depth, end := 0, start
-		for end = start; end < len(src); end++ {
+		for ; end < len(src); end++ {
 			if src[end] == '{' {
 				depth++
 			} else if src[end] == '}' {
