@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,6 +55,10 @@ func valueMatrix() map[string]map[string]any {
 			"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true},
 				"grafanaDashboard": map[string]any{"enabled": true, "annotations": map[string]any{"grafana_folder": "lok8s"}}},
 		}),
+		"settings": base(map[string]any{
+			"config": map[string]any{"workers": 0, "checkInterval": "30s", "mgmtQPS": 200,
+				"lease": map[string]any{"duration": "30s", "renewDeadline": "20s"}},
+		}),
 		"no rbac, own service account": base(map[string]any{
 			"rbac":           map[string]any{"create": false},
 			"serviceAccount": map[string]any{"create": false, "name": "platform-lok8s"},
@@ -98,6 +103,57 @@ func TestChartRefusesMissingValues(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestChartLeavesDefaultsToTheService: the chart passes a setting to the
+// service only when its value is set, so each default is the service's
+// own (README: Configuration), stated once; a set one, 0 included, is
+// passed as it is.
+func TestChartLeavesDefaultsToTheService(t *testing.T) {
+	tunables := []string{"LOK8S_WORKERS", "LOK8S_LOG_LEVEL", "LOK8S_LOG_FORMAT", "LOK8S_CHECK_INTERVAL", "LOK8S_PROVISION_TIMEOUT",
+		"LOK8S_MAX_IN_FLIGHT", "LOK8S_MAX_CONNS", "LOK8S_MGMT_QPS", "LOK8S_MGMT_BURST",
+		"LOK8S_LEASE_DURATION", "LOK8S_LEASE_RENEW_DEADLINE", "LOK8S_LEASE_RETRY_PERIOD"}
+	for name, want := range map[string]map[string]string{
+		"defaults": {},
+		"settings": {"LOK8S_WORKERS": "0", "LOK8S_CHECK_INTERVAL": "30s", "LOK8S_MGMT_QPS": "200",
+			"LOK8S_LEASE_DURATION": "30s", "LOK8S_LEASE_RENEW_DEADLINE": "20s"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			env := deploymentEnv(t, valueMatrix()[name])
+			for _, v := range tunables {
+				got, set := env[v]
+				if w, ok := want[v]; ok != set || got != w {
+					t.Errorf("%s: passed %t (%q), want passed %t (%q)", v, set, got, ok, w)
+				}
+			}
+		})
+	}
+}
+
+// deploymentEnv is the service container's environment as the chart
+// renders it with values.
+func deploymentEnv(t *testing.T, values map[string]any) map[string]string {
+	t.Helper()
+	objs, err := chart.Render(chartDir(t), "lok8s", "lok8s-system", values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if o.GetKind() != "Deployment" {
+			continue
+		}
+		var d appsv1.Deployment
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &d); err != nil {
+			t.Fatal(err)
+		}
+		env := map[string]string{}
+		for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+			env[e.Name] = e.Value
+		}
+		return env
+	}
+	t.Fatal("the chart renders no Deployment")
+	return nil
 }
 
 // prometheus-operator's module carries its CRDs as data; the chart's
