@@ -257,6 +257,7 @@ func benchScenario(b *testing.B, p benchParams) []benchMetric {
 		}()
 	}
 	loadStart := benchLoadAvg()
+	cpuStart := s.readCPU(ctx)
 	b.StartTimer()
 	t0 := time.Now()
 	close(gate)
@@ -281,6 +282,7 @@ func benchScenario(b *testing.B, p benchParams) []benchMetric {
 		fail("read apply times: %v", err)
 	}
 	allApplied := applyFinished.Sub(t0)
+	cpuApplied := s.readCPU(ctx).sub(cpuStart)
 	heapApplied := benchHeap()
 	goroutines := runtime.NumGoroutine()
 	b.StartTimer()
@@ -376,6 +378,14 @@ func benchScenario(b *testing.B, p benchParams) []benchMetric {
 	if err != nil {
 		fail("read provision times: %v", err)
 	}
+	floor, err := s.applyFloor(ctx, false)
+	if err != nil {
+		fail("the reference (the same objects applied by a bare client): %v", err)
+	}
+	floorCreate, err := s.applyFloor(ctx, true)
+	if err != nil {
+		fail("the reference (the same objects created by a bare client): %v", err)
+	}
 
 	// Report.
 	n := float64(p.clusters)
@@ -395,6 +405,9 @@ func benchScenario(b *testing.B, p benchParams) []benchMetric {
 		p.clusters, benchConns, postsDone.Round(time.Millisecond), benchPct(latencies, 0.50), benchPct(latencies, 0.99), latencies[len(latencies)-1].Round(time.Millisecond), overloaded.Load())
 	fmt.Fprintf(&r, "  all-applied: %s after the first POST; per cluster (created → apply succeeded) p50 %s  p99 %s\n",
 		allApplied.Round(time.Millisecond), benchPct(applyLatencies, 0.50), benchPct(applyLatencies, 0.99))
+	fmt.Fprintf(&r, "  CPU per cluster, first POST → all applied (bench_cpu_test.go): %s\n", cpuApplied.perCluster(p.clusters))
+	fmt.Fprintf(&r, "  reference, same run (bench_floor_test.go): %s\n", floor)
+	fmt.Fprintf(&r, "  reference, same run (bench_floor_test.go): %s\n", floorCreate)
 	fmt.Fprintf(&r, "  worker slots (%d), sampled every 100 ms: river_job rows 'running' | jobs in Work (goroutines), of them in client-go's rate limiter | due jobs waiting for a slot | service DB:\n", p.workers)
 	for _, x := range []struct {
 		name string
@@ -420,6 +433,8 @@ func benchScenario(b *testing.B, p benchParams) []benchMetric {
 
 	return []benchMetric{
 		{allApplied.Seconds(), "s-all-applied"},
+		{floor.took.Seconds(), "s-floor-applied"},
+		{floorCreate.took.Seconds(), "s-floor-created"},
 		{ms(benchPct(latencies, 0.50)), "ms-post-p50"},
 		{ms(benchPct(latencies, 0.99)), "ms-post-p99"},
 		{float64(waitSt.runningMax), "wait-slots-max"},
