@@ -23,6 +23,7 @@ import (
 // alone, never cached; the session's tenant's cluster only (another
 // tenant's cluster of the same name is not what it shows, one of a name
 // only another tenant has is not found), and nothing without a session.
+// The cluster's page shows the same region and version.
 func TestClusterRowFragment(t *testing.T) {
 	t.Parallel()
 	rs := newRowSetup(t)
@@ -56,6 +57,11 @@ func TestClusterRowFragment(t *testing.T) {
 		if inList := rowIn(list, tc.name); withoutAge(inList) != withoutAge(strings.TrimSpace(row)) {
 			t.Errorf("%s: the row differs from the list's\nrow:  %s\nlist: %s", tc.who, row, inList)
 		}
+	}
+
+	// The cluster's page shows the same region and version.
+	if page := rs.get(t, acme.session, "/clusters/prod"); page.Code != http.StatusOK || !strings.Contains(page.Body.String(), `<p class="meta">hetzner · fsn1 · Kubernetes v1.34.2`) {
+		t.Errorf("the cluster's page: %d\n%s", page.Code, page.Body)
 	}
 
 	// acme's other cluster, asked for by rival: not found, nothing shown.
