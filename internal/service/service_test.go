@@ -283,6 +283,62 @@ func TestClusterUseCases(t *testing.T) {
 	}
 }
 
+// A cluster's summary (what the dashboard's list shows of its spec) is
+// read from the spec as stored, whatever shape it was submitted in, and
+// the same from every use case that answers with the cluster.
+func TestClusterSummaryOfBothShapes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := b.principal(t, "shop", false)
+	seed := b.seed(t, p, "")
+	// The README's cluster elsewhere, written in the current shape.
+	doc, err := os.ReadFile("../../examples/prod.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := spec.Parse(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Metadata.Name, c.Spec.HCloud.Region, c.Spec.Kubernetes.Version = "shaped", "nbg1", "v1.33.4"
+	current, err := spec.Render(c, spec.ShapeProvider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shaped, err := b.svc.Create(b.ctx, p, current, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(shaped.Spec), `"provider":{`) {
+		t.Fatalf("the cluster is not shown in the current shape: %s", shaped.Spec)
+	}
+	want := map[string]service.SpecSummary{
+		"prod":   {Region: "fsn1", KubernetesVersion: "v1.34.2"},
+		"shaped": {Region: "nbg1", KubernetesVersion: "v1.33.4"},
+	}
+	for _, c := range []service.ClusterView{seed, shaped} {
+		if got := c.Summary(); got != want[c.Name] {
+			t.Errorf("created %s: summary %+v, want %+v", c.Name, got, want[c.Name])
+		}
+		got, err := b.svc.Cluster(b.ctx, p, c.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Summary() != want[c.Name] {
+			t.Errorf("read %s: summary %+v, want %+v", c.Name, got.Summary(), want[c.Name])
+		}
+	}
+	list, err := b.svc.ListClusters(b.ctx, p, service.ClusterQuery{Limit: service.MaxPageSize})
+	if err != nil || len(list.Items) != 2 {
+		t.Fatalf("list %+v, %v", list, err)
+	}
+	for _, c := range list.Items {
+		if c.Summary() != want[c.Name] {
+			t.Errorf("listed %s: summary %+v, want %+v", c.Name, c.Summary(), want[c.Name])
+		}
+	}
+}
+
 // A credential's secrets are checked for its provider and never come
 // back; the name must be a DNS subdomain.
 func TestPutCredential(t *testing.T) {

@@ -30,6 +30,29 @@ type ClusterView struct {
 	// Warnings are the submitted document's fields the service accepted
 	// and ignored (also sent as Warning headers); on writes only.
 	Warnings []string `json:"warnings,omitempty"`
+	// stored is the spec as stored (normalised, whatever shape it was
+	// submitted in), which Summary reads.
+	stored json.RawMessage
+}
+
+// SpecSummary is what a list of clusters shows of a cluster's spec.
+type SpecSummary struct {
+	// Region is the provider section's region ("" when it names none).
+	Region string
+	// KubernetesVersion is spec.kubernetes.version.
+	KubernetesVersion string
+}
+
+// Summary reads the region and Kubernetes version of the cluster's spec,
+// of either shape (zero when the stored spec cannot be read). It decodes
+// the spec on each call: the API's answers, which do not show it, never
+// pay for it.
+func (v ClusterView) Summary() SpecSummary {
+	var c spec.Capi
+	if json.Unmarshal(v.stored, &c) != nil {
+		return SpecSummary{}
+	}
+	return SpecSummary{Region: c.Spec.Region(), KubernetesVersion: c.Spec.Kubernetes.Version}
 }
 
 // OperationView is an operation as the API shows it.
@@ -168,7 +191,7 @@ func clusterView(c store.Cluster, op *store.Operation, raw bool) ClusterView {
 	v := ClusterView{
 		Name: c.Name, Provider: c.Provider, ManagementCluster: c.ManagementDomain, Phase: c.Phase,
 		Message: ForAudience(c.Message, raw), Generation: c.Generation, Spec: specInShape(c),
-		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, DeletedAt: c.DeletedAt,
+		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, DeletedAt: c.DeletedAt, stored: c.Spec,
 	}
 	if op != nil {
 		ov := operationView(*op, raw)

@@ -409,6 +409,24 @@ func (s ClusterSpec) ProviderSections() []string {
 	return fields
 }
 
+// Region is the region the provider section names: spec.hcloud.region,
+// spec.aws.region, else the first "region" of a section of Extra (by
+// name) that is a string; "" when none names one.
+func (s ClusterSpec) Region() string {
+	switch {
+	case s.HCloud != nil && s.HCloud.Region != "":
+		return s.HCloud.Region
+	case s.AWS != nil && s.AWS.Region != "":
+		return s.AWS.Region
+	}
+	for _, name := range sortedKeys(s.Extra) {
+		if r, ok := s.Extra[name]["region"].(string); ok && r != "" {
+			return r
+		}
+	}
+	return ""
+}
+
 // clusterSpecFields is ClusterSpec without its JSON methods.
 type clusterSpecFields ClusterSpec
 

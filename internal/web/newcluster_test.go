@@ -270,6 +270,16 @@ func TestClusterFormHCloudFields(t *testing.T) {
 // rendering pages.
 func newTestHandler(t *testing.T) *Handler {
 	t.Helper()
+	h, err := New(Config{Store: &store.Store{}, API: http.NotFoundHandler(), Service: &service.Service{}, Keyring: newTestKeyring(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// newTestKeyring is a keyring of a new key.
+func newTestKeyring(t *testing.T) *seal.Keyring {
+	t.Helper()
 	key, err := seal.ParseKey(seal.NewKey())
 	if err != nil {
 		t.Fatal(err)
@@ -278,11 +288,7 @@ func newTestHandler(t *testing.T) *Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := New(Config{Store: &store.Store{}, API: http.NotFoundHandler(), Service: &service.Service{}, Keyring: keyring})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
+	return keyring
 }
 
 // The page offers the Hetzner Cloud fields with the form's values chosen.

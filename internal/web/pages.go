@@ -59,49 +59,9 @@ func stepDuration(start, end *time.Time) string {
 	return e.Sub(*start).Round(100 * time.Millisecond).String()
 }
 
-// clusterRow is a line of the clusters list.
-type clusterRow struct {
-	service.ClusterView
-	Version, Region string
-}
-
-func rowOf(c service.ClusterView) clusterRow {
-	row := clusterRow{ClusterView: c}
-	var s struct {
-		Spec map[string]json.RawMessage `json:"spec"`
-	}
-	if json.Unmarshal(c.Spec, &s) == nil {
-		var k struct {
-			Version string `json:"version"`
-		}
-		_ = json.Unmarshal(s.Spec["kubernetes"], &k)
-		// The provider's section (named after the provider or an alias of
-		// it, e.g. hcloud for hetzner) is the one with a region; in the
-		// CLI's current shape, spec.provider.config has it.
-		for name, raw := range s.Spec {
-			var p struct {
-				Region string `json:"region"`
-				Config struct {
-					Region string `json:"region"`
-				} `json:"config"`
-			}
-			if json.Unmarshal(raw, &p) != nil {
-				continue
-			}
-			if name == "provider" {
-				p.Region = p.Config.Region
-			}
-			if p.Region != "" {
-				row.Region = p.Region
-			}
-		}
-		row.Version = k.Version
-	}
-	return row
-}
-
 type clustersData struct {
-	Rows   []clusterRow
+	// Rows are the clusters shown, each rendered by the part cluster_row.
+	Rows   []service.ClusterView
 	Phases []store.Phase
 	Phase  string
 	Query  string
@@ -120,13 +80,33 @@ func (h *Handler) clustersPage(w http.ResponseWriter, r *http.Request) {
 		if d.Query != "" && !strings.Contains(c.Name, d.Query) {
 			continue
 		}
-		d.Rows = append(d.Rows, rowOf(c))
+		d.Rows = append(d.Rows, c)
 	}
 	h.render(w, r, http.StatusOK, "clusters", page)
 }
 
+// clusterRow is the clusters list's line of one cluster alone (the part
+// cluster_row), for the list's script to insert when the cluster appears
+// on the event stream; another tenant's cluster is not found.
+func (h *Handler) clusterRow(w http.ResponseWriter, r *http.Request) {
+	name := chi.URLParam(r, "name")
+	c, err := h.cfg.Service.Cluster(r.Context(), principal(r), name)
+	if err != nil {
+		h.renderClusterError(w, r, name, err)
+		return
+	}
+	h.renderPart(w, r, "cluster_row", c)
+}
+
+// renderClusterError is the page of a cluster that could not be read: not
+// found (another tenant's too), or the service's error.
+func (h *Handler) renderClusterError(w http.ResponseWriter, r *http.Request, name string, err error) {
+	prob := h.problem(r, err)
+	h.render(w, r, prob.Status, "error", pageData{Title: "Cluster " + name, Nav: "clusters", Problem: prob})
+}
+
 type clusterData struct {
-	Cluster    clusterRow
+	Cluster    service.ClusterView
 	Status     service.StatusView
 	Operations []service.OperationView
 	Pools      []poolRow
@@ -196,11 +176,10 @@ func (h *Handler) renderCluster(w http.ResponseWriter, r *http.Request, status i
 	svc, p := h.cfg.Service, principal(r)
 	c, err := svc.Cluster(r.Context(), p, name)
 	if err != nil {
-		prob := h.problem(r, err)
-		h.render(w, r, prob.Status, "error", pageData{Title: "Cluster " + name, Nav: "clusters", Problem: prob})
+		h.renderClusterError(w, r, name, err)
 		return
 	}
-	d := clusterData{Cluster: rowOf(c), DeleteErr: deleteErr}
+	d := clusterData{Cluster: c, DeleteErr: deleteErr}
 	if d.Status, err = svc.Status(r.Context(), p, name); err != nil {
 		page.Problem = h.problem(r, err)
 	}

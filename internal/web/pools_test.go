@@ -3,8 +3,6 @@ package web
 import (
 	"reflect"
 	"testing"
-
-	"lok8s.dev/provisioner/internal/service"
 )
 
 // The scale form lists the pools of both spec shapes: spec.<section>.workers
@@ -18,21 +16,5 @@ func TestSpecPoolsOfBothShapes(t *testing.T) {
 	}
 	if want := []specPool{{Section: "", Name: "web", Replicas: 2}, {Section: "hrobot", Name: "metal", Replicas: 2}}; !reflect.DeepEqual(current, want) {
 		t.Errorf("current shape: %+v", current)
-	}
-}
-
-// The clusters list and the cluster's page show the region of both spec
-// shapes: spec.<section>.region and the CLI's current
-// spec.provider.config.region (what the guided form writes).
-func TestRowOfBothShapes(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct{ name, spec string }{
-		{"seed shape", `{"spec":{"kubernetes":{"version":"v1.34.2"},"hcloud":{"region":"fsn1"},"hrobot":{"hosts":[]}}}`},
-		{"current shape", `{"spec":{"kubernetes":{"version":"v1.34.2"},"provider":{"name":"hetzner","config":{"region":"fsn1"}},"controlPlane":{"replicas":1}}}`},
-	} {
-		row := rowOf(service.ClusterView{Spec: []byte(tc.spec)})
-		if row.Region != "fsn1" || row.Version != "v1.34.2" {
-			t.Errorf("%s: region %q, version %q", tc.name, row.Region, row.Version)
-		}
 	}
 }

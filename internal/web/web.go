@@ -78,8 +78,10 @@ const RiverUIPath = "/admin/river"
 
 // Handler serves the dashboard and, beside it, the API.
 type Handler struct {
-	cfg    Config
-	pages  map[string]*template.Template
+	cfg   Config
+	pages map[string]*template.Template
+	// parts holds the templates of templates/part_*.html (renderPart).
+	parts  *template.Template
 	router chi.Router
 }
 
@@ -93,8 +95,13 @@ func New(cfg Config) (*Handler, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{cfg: cfg, pages: map[string]*template.Template{}}
-	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html")
+	// The layout and the parts (templates/part_*.html) every page may use,
+	// which fragments are also rendered with alone.
+	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/part_*.html")
 	if err != nil {
+		return nil, err
+	}
+	if h.parts, err = layout.Clone(); err != nil {
 		return nil, err
 	}
 	pages, err := fs.Glob(assets, "templates/page_*.html")
@@ -152,6 +159,7 @@ func (h *Handler) routes() chi.Router {
 			r.Get("/clusters/new", h.newClusterPage)
 			r.Post("/clusters/new", h.createCluster)
 			r.Get("/clusters/{name}", h.clusterPage)
+			r.Get("/clusters/{name}/row", h.clusterRow)
 			r.Post("/clusters/{name}/retry", h.retryCluster)
 			r.Post("/clusters/{name}/delete", h.deleteCluster)
 			r.Post("/clusters/{name}/scale", h.scalePool)
@@ -422,8 +430,21 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, pag
 	if ses := session(r.Context()); ses.CSRFToken != "" {
 		d.CSRF, d.Tenant = ses.CSRFToken, ses.Principal.TenantName
 	}
+	h.write(w, r, status, page, h.pages[page], "layout.html", d)
+}
+
+// renderPart writes one of the parts alone, an HTML fragment (no layout)
+// for a page's script to insert.
+func (h *Handler) renderPart(w http.ResponseWriter, r *http.Request, part string, data any) {
+	h.write(w, r, http.StatusOK, part, h.parts, part, data)
+}
+
+// write executes the template name of t with data and sends it with
+// status, never to be cached: what it shows is the session's. page names
+// what is rendered in the log.
+func (h *Handler) write(w http.ResponseWriter, r *http.Request, status int, page string, t *template.Template, name string, data any) {
 	var buf bytes.Buffer
-	if err := h.pages[page].ExecuteTemplate(&buf, "layout.html", d); err != nil {
+	if err := t.ExecuteTemplate(&buf, name, data); err != nil {
 		h.cfg.Logger.ErrorContext(r.Context(), "dashboard: render", "page", page, "error", err)
 		http.Error(w, "the page could not be rendered", http.StatusInternalServerError)
 		return

@@ -14,48 +14,30 @@
     el.className = el.className.replace(/\bphase-\S+/g, '') .trim() + ' phase-' + phase;
   }
 
-  // Clusters list: update a row's phase and operation, add rows for new clusters.
+  // Rows being read for clusters that appeared on the stream, by name: the
+  // events that came meanwhile, applied once the row is in.
+  var pendingRows = {};
+
+  function findRow(table, name) {
+    var rows = table.querySelectorAll('tr[data-cluster]');
+    for (var i = 0; i < rows.length; i++) {
+      if (rows[i].getAttribute('data-cluster') === name) { return rows[i]; }
+    }
+    return null;
+  }
+
+  // Clusters list: update a row's phase, operation and nodes; add rows for new clusters.
   function onListEvent(type, ev) {
     var table = document.getElementById('clusters');
     if (!table || !ev.cluster) { return; }
-    var row = null;
-    var rows = table.querySelectorAll('tr[data-cluster]');
-    for (var i = 0; i < rows.length; i++) {
-      if (rows[i].getAttribute('data-cluster') === ev.cluster) { row = rows[i]; }
-    }
+    if (pendingRows[ev.cluster]) { pendingRows[ev.cluster].push([type, ev]); return; }
+    var row = findRow(table, ev.cluster);
     if (!row) {
       if (type !== 'cluster.phase') { return; }
       var q = table.getAttribute('data-query');
       if (q && ev.cluster.indexOf(q) < 0) { return; }
-      row = document.createElement('tr');
-      row.setAttribute('data-cluster', ev.cluster);
-      var cells = ['name', 'provider', 'region', 'version', 'phase', 'nodes', 'operation', 'age'];
-      cells.forEach(function (c) {
-        var td = document.createElement('td');
-        if (c === 'name') {
-          var a = document.createElement('a');
-          a.href = '/clusters/' + encodeURIComponent(ev.cluster);
-          a.textContent = ev.cluster;
-          td.appendChild(a);
-        } else if (c === 'phase') {
-          var span = document.createElement('span');
-          span.className = 'phase';
-          span.setAttribute('data-field', 'phase');
-          td.appendChild(span);
-        } else if (c !== 'age') {
-          td.setAttribute('data-field', c);
-        } else if (c === 'age') {
-          var t = document.createElement('time');
-          t.textContent = 'just now';
-          t.title = ev.at || '';
-          td.appendChild(t);
-        }
-        row.appendChild(td);
-      });
-      table.querySelector('tbody').insertBefore(row, table.querySelector('tbody').firstChild);
-      var empty = document.getElementById('empty');
-      if (empty) { empty.hidden = true; }
-      fillRow(row, ev.cluster);
+      addRow(table, ev.cluster, [[type, ev]]);
+      return;
     }
     if (type === 'cluster.phase') {
       setPhase(row.querySelector('[data-field=phase]'), ev.phase);
@@ -76,26 +58,28 @@
     }
   }
 
-  // fillRow reads a cluster that appeared on the stream once, for what its
-  // events do not carry: provider, region and Kubernetes version.
-  function fillRow(row, name) {
-    fetch('/v1/clusters/' + encodeURIComponent(name), {credentials: 'same-origin'})
-      .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (c) {
-        if (!c) { return; }
-        var spec = (c.spec && c.spec.spec) || {}, region = '';
-        // The provider's section has the region; in the CLI's current
-        // shape, spec.provider.config has it.
-        Object.keys(spec).forEach(function (k) {
-          var s = k === 'provider' ? spec[k] && spec[k].config : spec[k];
-          if (s && typeof s.region === 'string') { region = s.region; }
-        });
-        text(row.querySelector('[data-field=provider]'), c.provider);
-        text(row.querySelector('[data-field=region]'), region);
-        text(row.querySelector('[data-field=version]'), (spec.kubernetes && spec.kubernetes.version) || '');
-        var t = row.querySelector('time');
-        if (t) { t.title = c.createdAt; t.setAttribute('datetime', c.createdAt); }
-      }).catch(function () {});
+  // addRow reads the row of a cluster that appeared on the stream as the
+  // server renders the list's rows (GET /clusters/{name}/row), puts it
+  // first, hides the empty-list message and applies the events that came
+  // in the meantime, in order: the newest of them has the last word.
+  function addRow(table, name, events) {
+    pendingRows[name] = events;
+    fetch('/clusters/' + encodeURIComponent(name) + '/row', {credentials: 'same-origin', redirect: 'error'})
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        var queued = pendingRows[name];
+        delete pendingRows[name];
+        if (html === null) { return; }
+        var parsed = document.createElement('template');
+        parsed.innerHTML = html;
+        var row = parsed.content.querySelector('tr[data-cluster]');
+        if (!row || row.getAttribute('data-cluster') !== name) { return; }
+        var tbody = table.querySelector('tbody');
+        tbody.insertBefore(row, tbody.firstChild);
+        var empty = document.getElementById('empty');
+        if (empty) { empty.hidden = true; }
+        queued.forEach(function (e) { onListEvent(e[0], e[1]); });
+      }).catch(function () { delete pendingRows[name]; });
   }
 
   // The failure record of each operation's last failed step, from the
