@@ -68,12 +68,22 @@ spec:
 	return s
 }
 
+// readSpec is s as the catalog reads it (capi.NewSpec).
+func readSpec(t *testing.T, s *spec.Capi) *capi.Spec {
+	t.Helper()
+	read, err := capi.NewSpec(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return read
+}
+
 // clusterVariables are what the bootstrap step substitutes into addon
 // values: the workload's (CLUSTER_NAME, API_SERVER_HOST, API_SERVER_PORT,
 // HCLOUD_NETWORK) and the cluster's (capi.Catalog.Variables).
 func clusterVariables(t *testing.T, s *spec.Capi) map[string]string {
 	t.Helper()
-	vars, err := templateCatalog(t).Variables(s, "default")
+	vars, err := templateCatalog(t).Variables(readSpec(t, s), "default")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +137,7 @@ func TestHetznerAddonValuesFollowTheNetwork(t *testing.T) {
 			}
 			return strings.Replace(doc, "    region: fsn1\n", "    region: fsn1\n    network: {enabled: false}\n", 1)
 		})
-		r, err := cat.Render(capi.RenderInput{Spec: s})
+		r, err := cat.Render(capi.RenderInput{Spec: readSpec(t, s)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -343,16 +343,16 @@ func (s *Server) hostedCreate(w http.ResponseWriter, r *http.Request) {
 		s.existingHosted(w, r, existing[0], want, warnings)
 		return
 	}
-	doc, detected, err := s.svc.LoadSpec(r.Context(), principal(r.Context()), body)
+	loaded, err := s.svc.LoadSpec(r.Context(), principal(r.Context()), body)
 	if err != nil {
 		s.writeProblem(w, r, hostedProblem(err, provider))
 		return
 	}
-	ignored := service.Ignored(doc)
+	ignored := service.Ignored(loaded.Doc)
 	warn(w, ignored)
 	warnings = append(warnings, ignored...)
 	hash := sha256.Sum256(body)
-	c, _, err := s.svc.Provision(r.Context(), principal(r.Context()), doc, detected, "", hash[:])
+	c, _, err := s.svc.Provision(r.Context(), principal(r.Context()), loaded, "", hash[:])
 	if isConflict(err) {
 		// A concurrent create for the domain won the name.
 		if existing, lerr := s.store.ClustersByDomain(r.Context(), tenant, in.Domain); lerr == nil && len(existing) > 0 {

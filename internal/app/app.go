@@ -36,7 +36,6 @@ import (
 	"lok8s.dev/provisioner/internal/readmodel"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/service"
-	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
 	"lok8s.dev/provisioner/internal/tracing"
 	"lok8s.dev/provisioner/internal/watch"
@@ -193,23 +192,15 @@ func LoadAddons(dir string) (*addons.Catalog, error) {
 }
 
 // WithCatalog sets what the API asks of providers and addons from the
-// catalogs: the installed providers, the spec sections that select each,
-// detection, each provider's credential fields, and the addon names
-// spec.bootstrap may use.
+// catalogs: the provider catalog that submitted specs are read against,
+// the installed providers, the spec sections that select each, each
+// provider's credential fields, and the addon names spec.bootstrap may use
+// and their roles.
 func WithCatalog(cfg api.Config, catalog *capi.Catalog, addonCatalog *addons.Catalog) api.Config {
 	cfg.SpecOptions = catalog.ValidateOptions(cfg.SpecOptions)
 	cfg.SpecOptions.KnownAddons = addonCatalog.Names()
-	cfg.DetectProvider = func(c *spec.Capi) (string, error) {
-		p, err := catalog.Detect(c)
-		if err != nil {
-			return "", err
-		}
-		return p.Name, nil
-	}
-	roles := addonCatalog.Roles()
-	cfg.AddonRoles = roles
-	cfg.CheckRequirements = func(c *spec.Capi) spec.FieldErrors { return catalog.CheckRequirements(c, roles) }
-	cfg.CountMachines = catalog.Machines
+	cfg.Catalog = catalog
+	cfg.AddonRoles = addonCatalog.Roles()
 	cfg.CredentialProviders, cfg.Providers = nil, nil
 	for _, p := range catalog.Providers() {
 		cfg.CredentialProviders = append(cfg.CredentialProviders, p.Name)

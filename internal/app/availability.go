@@ -12,7 +12,6 @@ import (
 	"lok8s.dev/provisioner/internal/capi"
 	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/service"
-	"lok8s.dev/provisioner/internal/spec"
 )
 
 // availabilityTTL is how long what a management cluster said of its
@@ -132,21 +131,17 @@ func (a *availability) managementClusters(ctx context.Context) []service.Managem
 	return out
 }
 
-// providerMissing says why the named management cluster cannot take c's
+// providerMissing says why the named management cluster cannot take
 // provider, or "" when it can or did not answer (preflight decides then).
-func (a *availability) providerMissing(ctx context.Context, domain string, c *spec.Capi) string {
-	p, err := a.catalog.Detect(c)
-	if err != nil {
-		return ""
-	}
+func (a *availability) providerMissing(ctx context.Context, domain, provider string) string {
 	v := a.view(ctx, domain)
 	if !v.Reachable {
 		return ""
 	}
 	for _, pa := range v.Providers {
-		if pa.Name == p.Name && !pa.Installed {
+		if pa.Name == provider && !pa.Installed {
 			return fmt.Sprintf("management cluster %q does not have provider %s installed (it does not serve %s): install it there (clusterctl init) or choose another management cluster",
-				domain, p.Name, strings.Join(pa.Missing, ", "))
+				domain, provider, strings.Join(pa.Missing, ", "))
 		}
 	}
 	return ""

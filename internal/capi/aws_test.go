@@ -50,7 +50,7 @@ func readSpecFile(name string) ([]byte, error) {
 
 func render(t *testing.T, c *capi.Catalog, s *spec.Capi) *capi.Rendered {
 	t.Helper()
-	r, err := c.Render(capi.RenderInput{Spec: s})
+	r, err := c.Render(capi.RenderInput{Spec: readSpec(t, s)})
 	if err != nil {
 		t.Fatalf("Render: %v", err)
 	}
@@ -302,9 +302,9 @@ func TestAWSCCMImageFollowsTheMinor(t *testing.T) {
 	t.Parallel()
 	c := loadCatalog(t, embedded(t))
 	base := specOf(t, c, "aws-ec2")
-	req, flavor, err := c.Provider("aws").RequirementsFor(base)
-	if err != nil || flavor != "" {
-		t.Fatalf("RequirementsFor: %v, flavor %q", err, flavor)
+	req, flavor := c.Provider("aws").RequirementsFor(readSpec(t, base))
+	if flavor != "" {
+		t.Fatalf("RequirementsFor: flavor %q", flavor)
 	}
 	lo, hi := req.Kubernetes.Min, req.Kubernetes.Max
 	if lo == "" || hi == "" {
@@ -322,12 +322,12 @@ func TestAWSCCMImageFollowsTheMinor(t *testing.T) {
 			continue
 		}
 		s := editedSpec(t, c, "aws-ec2", [2]string{`version: "v1.34.1"`, `version: "` + version + `"`})
-		vars, err := c.Variables(s, "")
+		vars, err := c.Variables(readSpec(t, s), "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		tag, inRange := vars["AWS_CCM_IMAGE_TAG"], m >= minLow && m <= maxHigh
-		accepted := len(c.CheckRequirements(s, roles)) == 0
+		accepted := len(c.Provider("aws").CheckRequirements(readSpec(t, s), roles)) == 0
 		switch {
 		case accepted != inRange:
 			t.Errorf("%s: accepted %v, in %s %v", version, accepted, req.Kubernetes, inRange)
@@ -343,7 +343,7 @@ func TestAWSCCMImageFollowsTheMinor(t *testing.T) {
 func TestAWSCCMImageOfAPatchRelease(t *testing.T) {
 	t.Parallel()
 	c := loadCatalog(t, embedded(t))
-	vars, err := c.Variables(specOf(t, c, "aws-ec2"), "")
+	vars, err := c.Variables(readSpec(t, specOf(t, c, "aws-ec2")), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +377,7 @@ func TestApplyAWSVariants(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			ns := env.Namespace(t)
-			r, err := c.Render(capi.RenderInput{Spec: s, Namespace: ns, Labels: map[string]string{mgmt.LabelTenant: "acme"}})
+			r, err := c.Render(capi.RenderInput{Spec: readSpec(t, s), Namespace: ns, Labels: map[string]string{mgmt.LabelTenant: "acme"}})
 			if err != nil {
 				t.Fatal(err)
 			}

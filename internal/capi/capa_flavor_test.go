@@ -298,7 +298,7 @@ func awsAddonValues(t *testing.T, c *capi.Catalog, s *spec.Capi) (ccm, ebs map[s
 	if err != nil {
 		t.Fatal(err)
 	}
-	vars, err := c.Variables(s, "")
+	vars, err := c.Variables(readSpec(t, s), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,6 +57,26 @@ func loadSpec(t testing.TB, c *capi.Catalog, data []byte) *spec.Capi {
 	return s
 }
 
+// readSpec is s as the catalog reads it (capi.NewSpec).
+func readSpec(t testing.TB, s *spec.Capi) *capi.Spec {
+	t.Helper()
+	read, err := capi.NewSpec(s)
+	if err != nil {
+		t.Fatalf("NewSpec: %v", err)
+	}
+	return read
+}
+
+// detected is the provider s selects, with s as the catalog reads it.
+func detected(t testing.TB, c *capi.Catalog, s *spec.Capi) (*capi.Provider, *capi.Spec) {
+	t.Helper()
+	p, err := c.Detect(s)
+	if err != nil {
+		t.Fatalf("Detect: %v", err)
+	}
+	return p, readSpec(t, s)
+}
+
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	t.Cleanup(cancel)
@@ -121,7 +141,7 @@ func renderFlavor(t *testing.T, c *capi.Catalog, name, namespace string) *capi.R
 	}
 	s := loadSpec(t, c, data)
 	r, err := c.Render(capi.RenderInput{
-		Spec:      s,
+		Spec:      readSpec(t, s),
 		Namespace: namespace,
 		Labels:    map[string]string{mgmt.LabelTenant: "acme", mgmt.LabelCluster: s.Metadata.Name},
 	})
@@ -367,7 +387,7 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.Render(capi.RenderInput{Spec: loadSpec(t, c, data)})
+	_, err = c.Render(capi.RenderInput{Spec: readSpec(t, loadSpec(t, c, data))})
 	var mv *capi.MissingVariablesError
 	if !errors.As(err, &mv) {
 		t.Fatalf("err = %v, want *MissingVariablesError", err)
@@ -472,7 +492,7 @@ spec:
 		t.Fatalf("Detect = %v, %v", prov, err)
 	}
 	ns := env.Namespace(t)
-	r, err := c.Render(capi.RenderInput{Spec: s, Namespace: ns, Labels: map[string]string{mgmt.LabelTenant: "acme"}})
+	r, err := c.Render(capi.RenderInput{Spec: readSpec(t, s), Namespace: ns, Labels: map[string]string{mgmt.LabelTenant: "acme"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -594,7 +614,7 @@ func TestRenderEscapesValues(t *testing.T) {
 	s := loadSpec(t, c, data)
 	evil := "cax21\"\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: x}\n#"
 	s.Spec.HCloud.Workers["general"] = spec.Pool{Replicas: s.Spec.HCloud.Workers["general"].Replicas, Type: evil}
-	r, err := c.Render(capi.RenderInput{Spec: s})
+	r, err := c.Render(capi.RenderInput{Spec: readSpec(t, s)})
 	if err != nil {
 		t.Fatal(err)
 	}

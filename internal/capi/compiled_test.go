@@ -44,7 +44,7 @@ func textCatalog(c *Catalog) *Catalog {
 	return &tc
 }
 
-func goldenSpec(t testing.TB, c *Catalog, name string) *spec.Capi {
+func goldenSpec(t testing.TB, c *Catalog, name string) *Spec {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("testdata", "specs", name+".yaml"))
 	if err != nil {
@@ -54,7 +54,11 @@ func goldenSpec(t testing.TB, c *Catalog, name string) *spec.Capi {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	read, err := NewSpec(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return read
 }
 
 // Every template of the embedded catalog compiles, and for every golden

@@ -91,7 +91,7 @@ func TestRenderConditionContainsAndVariableFrom(t *testing.T) {
 		{"v1.33.1", "wanted", false, "none"},
 		{"v1.33.1", "[]", false, "none"},
 	} {
-		r, err := c.Render(capi.RenderInput{Spec: loadSpec(t, c, listySpec(tc.version, tc.things))})
+		r, err := c.Render(capi.RenderInput{Spec: readSpec(t, loadSpec(t, c, listySpec(tc.version, tc.things)))})
 		if err != nil {
 			t.Fatalf("%s: %v", tc.things, err)
 		}
@@ -102,7 +102,7 @@ func TestRenderConditionContainsAndVariableFrom(t *testing.T) {
 		if labels["tag"] != tc.tag {
 			t.Errorf("%s: TAG %q, want %q", tc.version, labels["tag"], tc.tag)
 		}
-		vars, err := c.Variables(loadSpec(t, c, listySpec(tc.version, tc.things)), "")
+		vars, err := c.Variables(readSpec(t, loadSpec(t, c, listySpec(tc.version, tc.things))), "")
 		if err != nil {
 			t.Fatal(err)
 		}

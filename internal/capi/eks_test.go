@@ -30,7 +30,7 @@ func ciliumValues(t *testing.T, c *capi.Catalog, s *spec.Capi, provider string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	vars, err := c.Variables(s, "")
+	vars, err := c.Variables(readSpec(t, s), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -294,7 +294,7 @@ func TestHetznerPlacementGroups(t *testing.T) {
 	}
 	s := specOf(t, c, "hcloud-hrobot")
 	s.Spec.HCloud.PlacementGroups = ptr(true)
-	r, err := c.Render(capi.RenderInput{Spec: s})
+	r, err := c.Render(capi.RenderInput{Spec: readSpec(t, s)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +309,7 @@ func TestHetznerPlacementGroups(t *testing.T) {
 
 	s = specOf(t, c, "hcloud")
 	s.Spec.HCloud.PlacementGroups = ptr(false)
-	if r, err = c.Render(capi.RenderInput{Spec: s}); err != nil {
+	if r, err = c.Render(capi.RenderInput{Spec: readSpec(t, s)}); err != nil {
 		t.Fatal(err)
 	}
 	if got := groupsOf(r); got != nil {
@@ -351,7 +351,7 @@ func TestHetznerNetwork(t *testing.T) {
 		r := renderFlavor(t, c, tc.flavor, "")
 		hc := objectsOf(r, "HetznerCluster")[0]
 		pods := field(objectsOf(r, "Cluster")[0], "spec", "clusterNetwork", "pods", "cidrBlocks").([]any)
-		vars, err := c.Variables(specOf(t, c, tc.flavor), "")
+		vars, err := c.Variables(readSpec(t, specOf(t, c, tc.flavor)), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -393,7 +393,7 @@ func TestHetznerNetwork(t *testing.T) {
 func TestVariables(t *testing.T) {
 	t.Parallel()
 	c := loadCatalog(t, embedded(t))
-	vars, err := c.Variables(specOf(t, c, "hcloud"), "tenant-x")
+	vars, err := c.Variables(readSpec(t, specOf(t, c, "hcloud")), "tenant-x")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,14 +414,14 @@ func TestVariables(t *testing.T) {
 		t.Error("a pool variable at cluster level")
 	}
 	// AWS keeps its pod CIDR, a template default.
-	aws, err := c.Variables(specOf(t, c, "aws-ec2"), "")
+	aws, err := c.Variables(readSpec(t, specOf(t, c, "aws-ec2")), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if aws["POD_CIDR"] != "192.168.0.0/16" || aws["CLUSTER_NAMESPACE"] != "tenant-b" {
 		t.Errorf("aws: POD_CIDR %q, namespace %q", aws["POD_CIDR"], aws["CLUSTER_NAMESPACE"])
 	}
-	if _, err := c.Variables(&spec.Capi{}, ""); err == nil {
+	if _, err := c.Variables(readSpec(t, &spec.Capi{}), ""); err == nil {
 		t.Error("no provider: no error")
 	}
 }

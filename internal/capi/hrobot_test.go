@@ -76,7 +76,7 @@ func TestHetznerProviderIDs(t *testing.T) {
 		if got := hc.GetAnnotations()["capi.syself.com/use-hrobot-provider-id-for-baremetal"]; got != "true" {
 			t.Errorf("%s: use-hrobot-provider-id-for-baremetal %q, want \"true\"", flavor, got)
 		}
-		vars, err := c.Variables(specOf(t, c, flavor), "")
+		vars, err := c.Variables(readSpec(t, specOf(t, c, flavor)), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -171,7 +171,7 @@ data: {size: "${THING_SIZE:=none}"}
 		{"{a: 1}", nil, "spec.listy.things: must be a list"},
 		{"[a]", nil, "spec.listy.things[0]: must be an object"},
 	} {
-		r, err := c.Render(capi.RenderInput{Spec: loadSpec(t, c, listySpec("v1.35.1", tc.things))})
+		r, err := c.Render(capi.RenderInput{Spec: readSpec(t, loadSpec(t, c, listySpec("v1.35.1", tc.things)))})
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("%s: err %v, want %q", tc.things, err, tc.err)
@@ -202,10 +202,7 @@ data: {size: "${THING_SIZE:=none}"}
 func TestHetznerBareMetalWaits(t *testing.T) {
 	t.Parallel()
 	c := loadCatalog(t, embedded(t))
-	w, err := c.Waits(specOf(t, c, "hcloud-hrobot"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := c.Provider("hetzner").Waits(readSpec(t, specOf(t, c, "hcloud-hrobot")))
 	r := renderFlavor(t, c, "hcloud-hrobot", "")
 	startup := field(objectOf(t, r, "MachineHealthCheck", "metal-bm-general"), "spec", "checks", "nodeStartupTimeoutSeconds").(int64)
 	if w.Timeout <= time.Duration(startup)*time.Second {
@@ -225,10 +222,7 @@ func TestHetznerBareMetalWaits(t *testing.T) {
 	if d := mf.Duration(); d < 7*time.Minute {
 		t.Errorf("for %s: shorter than CAPH's requeue", d)
 	}
-	w, err = c.Waits(specOf(t, c, "hcloud"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w = c.Provider("hetzner").Waits(readSpec(t, specOf(t, c, "hcloud")))
 	if w.Timeout != 0 || len(w.MachineFailures) != 0 {
 		t.Errorf("hcloud: %+v", w)
 	}

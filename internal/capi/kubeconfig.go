@@ -26,18 +26,18 @@ func (c *Catalog) kubeconfigPolicy(s *spec.Capi) (KubeconfigPolicy, error) {
 	if err != nil {
 		return KubeconfigPolicy{}, err
 	}
-	return p.KubeconfigPolicy(s)
+	read, err := NewSpec(s)
+	if err != nil {
+		return KubeconfigPolicy{}, err
+	}
+	return p.KubeconfigPolicy(read), nil
 }
 
 // KubeconfigPolicy is the kubeconfig policy of spec s's flavor of p, else
 // p's own (the zero policy when neither states one).
-func (p *Provider) KubeconfigPolicy(s *spec.Capi) (KubeconfigPolicy, error) {
-	doc, err := specDocument(s)
-	if err != nil {
-		return KubeconfigPolicy{}, err
+func (p *Provider) KubeconfigPolicy(s *Spec) KubeconfigPolicy {
+	if r := p.resolve(s); r.Kubeconfig != nil {
+		return *r.Kubeconfig
 	}
-	if r := p.Manifest.resolve(doc); r.Kubeconfig != nil {
-		return *r.Kubeconfig, nil
-	}
-	return KubeconfigPolicy{}, nil
+	return KubeconfigPolicy{}
 }

@@ -4,24 +4,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-
-	"lok8s.dev/provisioner/internal/spec"
 )
 
-// Machines counts the machines a valid spec asks its provider for, as Render
-// would create them: the replicas of the object at the flavor's
+// Machines counts the machines a valid spec asks its provider p for, as
+// Render would create them: the replicas of the object at the flavor's
 // controlPlane path (none where the provider runs the control plane, as
 // EKS does) plus every pool's replicas. Tenant quotas are held against it.
-func (c *Catalog) Machines(s *spec.Capi) (int64, error) {
-	p, err := c.Detect(s)
-	if err != nil {
-		return 0, err
-	}
-	doc, err := specDocument(s)
-	if err != nil {
-		return 0, err
-	}
-	r := p.Manifest.resolve(doc)
+func (p *Provider) Machines(s *Spec) (int64, error) {
+	doc := s.doc
+	r := p.resolve(s)
 	var total int64
 	if r.ControlPlane != nil && *r.ControlPlane != "" {
 		if cp, ok := lookupPath(doc, *r.ControlPlane); ok {

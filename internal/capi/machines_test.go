@@ -25,7 +25,8 @@ func TestMachines(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := c.Machines(loadSpec(t, c, data))
+			p, s := detected(t, c, loadSpec(t, c, data))
+			got, err := p.Machines(s)
 			if err != nil {
 				t.Fatal(err)
 			}

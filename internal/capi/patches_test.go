@@ -140,7 +140,7 @@ func TestRenderPatches(t *testing.T) {
 	t.Parallel()
 	c := loadCatalog(t, os.DirFS(patchProvider(t)))
 	for _, spread := range []bool{true, false} {
-		r, err := c.Render(capi.RenderInput{Spec: loadSpec(t, c, []byte(patchySpec(spread)))})
+		r, err := c.Render(capi.RenderInput{Spec: readSpec(t, loadSpec(t, c, []byte(patchySpec(spread))))})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -194,7 +194,7 @@ metadata: {name: "${CLUSTER_NAME}-nope"}
 spec: {}
 `)
 	c := loadCatalog(t, os.DirFS(dir))
-	_, err := c.Render(capi.RenderInput{Spec: loadSpec(t, c, []byte(patchySpec(true)))})
+	_, err := c.Render(capi.RenderInput{Spec: readSpec(t, loadSpec(t, c, []byte(patchySpec(true))))})
 	if err == nil || !strings.Contains(err.Error(), "providers/patchy/spread.yaml") || !strings.Contains(err.Error(), `HCloudMachineTemplate.infrastructure.cluster.x-k8s.io "pt-nope" is not rendered`) {
 		t.Fatalf("err = %v, want the patch file and its missing target", err)
 	}

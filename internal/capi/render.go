@@ -62,8 +62,9 @@ var clusterBuiltins = []string{
 // RenderInput is what Render renders.
 type RenderInput struct {
 	// Spec is the cluster spec, loaded (spec.Load) with the catalog's
-	// sections. Render does not change it.
-	Spec *spec.Capi
+	// sections, as the catalog reads it (NewSpec). Render does not change
+	// it.
+	Spec *Spec
 	// Namespace is the namespace of the cluster's objects; empty:
 	// spec.cluster.namespace.
 	Namespace string
@@ -84,7 +85,7 @@ func (c *Catalog) providerOf(in RenderInput) (*Provider, error) {
 	if in.Provider != nil {
 		return in.Provider, nil
 	}
-	return c.Detect(in.Spec)
+	return c.Detect(in.Spec.Capi)
 }
 
 // Rendered is the result of Render.
@@ -217,8 +218,8 @@ type renderPlan struct {
 }
 
 // prepare is where Render and VariablesOf both begin: in's provider, its
-// spec as a document, what the provider's manifest resolves for it, and
-// the cluster's variables. op names the caller in errors.
+// spec's document, what the provider's manifest resolves for it, and the
+// cluster's variables. op names the caller in errors.
 func (c *Catalog) prepare(in RenderInput, op string) (p *Provider, doc map[string]any, r resolved, vars map[string]string, err error) {
 	if in.Spec == nil {
 		return nil, nil, r, nil, fmt.Errorf("capi: %s: no spec", op)
@@ -226,10 +227,8 @@ func (c *Catalog) prepare(in RenderInput, op string) (p *Provider, doc map[strin
 	if p, err = c.providerOf(in); err != nil {
 		return nil, nil, r, nil, err
 	}
-	if doc, err = specDocument(in.Spec); err != nil {
-		return nil, nil, r, nil, err
-	}
-	r = p.Manifest.resolve(doc)
+	doc = in.Spec.doc
+	r = p.resolve(in.Spec)
 	if vars, err = p.clusterVariables(in, doc, r); err != nil {
 		return nil, nil, r, nil, err
 	}
@@ -349,7 +348,7 @@ func (c *Catalog) renderText(u unit) ([]*unstructured.Unstructured, error) {
 // the defaults (${VAR:=default}) of the cluster templates' variables that
 // are not otherwise set. Value files are left out. namespace is as
 // RenderInput.Namespace. The add-on values use these (addons.Values).
-func (c *Catalog) Variables(s *spec.Capi, namespace string) (map[string]string, error) {
+func (c *Catalog) Variables(s *Spec, namespace string) (map[string]string, error) {
 	return c.VariablesOf(RenderInput{Spec: s, Namespace: namespace})
 }
 
@@ -457,48 +456,6 @@ func (p *Provider) clusterVariables(in RenderInput, doc map[string]any, r resolv
 	}
 	maps.Copy(vars, r.Values)
 	return vars, nil
-}
-
-// specDocument is the spec, defaulted, as a generic JSON document (numbers
-// as json.Number) that variable paths point into. It is a function of the
-// spec's JSON encoding alone, so the documents of recent encodings are
-// kept (specDocs): a request asks for the same spec's document several
-// times (detection, requirements, the machine count), and only the first
-// decodes it. Each caller gets a copy of its own.
-func specDocument(s *spec.Capi) (map[string]any, error) {
-	data, err := json.Marshal(s)
-	if err != nil {
-		return nil, fmt.Errorf("capi: encoding spec: %w", err)
-	}
-	if doc, ok := specDocs.get(data); ok {
-		return doc, nil
-	}
-	doc, err := decodeSpecDocument(data)
-	if err != nil {
-		return nil, err
-	}
-	specDocs.put(data, doc)
-	return copyValue(doc).(map[string]any), nil
-}
-
-// decodeSpecDocument is specDocument of a spec's JSON encoding.
-func decodeSpecDocument(data []byte) (map[string]any, error) {
-	var c spec.Capi
-	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, fmt.Errorf("capi: decoding spec: %w", err)
-	}
-	c.Default()
-	data, err := json.Marshal(&c)
-	if err != nil {
-		return nil, fmt.Errorf("capi: encoding spec: %w", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var doc map[string]any
-	if err := dec.Decode(&doc); err != nil {
-		return nil, fmt.Errorf("capi: decoding spec: %w", err)
-	}
-	return doc, nil
 }
 
 // lookupPath follows a dotted path of object keys.

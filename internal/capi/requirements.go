@@ -139,34 +139,24 @@ func compareMinor(a, b string) int {
 	return 0
 }
 
-// RequirementsFor returns the requirements that apply to s: the flavor's,
-// where the flavor s selects states its own, else the provider's.
-func (p *Provider) RequirementsFor(s *spec.Capi) (Requirements, string, error) {
-	doc, err := specDocument(s)
-	if err != nil {
-		return Requirements{}, "", err
-	}
-	r := p.Manifest.resolve(doc)
+// RequirementsFor returns the requirements that apply to s and the flavor
+// s selects: the flavor's requirements, where it states its own, else the
+// provider's.
+func (p *Provider) RequirementsFor(s *Spec) (Requirements, string) {
+	r := p.resolve(s)
 	if r.Requirements == nil {
-		return Requirements{}, r.flavor, nil
+		return Requirements{}, r.flavor
 	}
-	return *r.Requirements, r.flavor, nil
+	return *r.Requirements, r.flavor
 }
 
-// CheckRequirements checks a valid spec against its provider's
-// requirements: a Kubernetes version the provider release supports and,
-// in spec.bootstrap, an addon of every role the provider needs and none of
-// a role it refuses (roles maps addon names to their catalogue role).
-// Errors name the spec field.
-func (c *Catalog) CheckRequirements(s *spec.Capi, roles map[string]string) spec.FieldErrors {
-	p, err := c.Detect(s)
-	if err != nil {
-		return spec.FieldErrors{{Field: "spec", Message: err.Error()}}
-	}
-	req, flavor, err := p.RequirementsFor(s)
-	if err != nil {
-		return spec.FieldErrors{{Field: "spec", Message: err.Error()}}
-	}
+// CheckRequirements checks a valid spec against the requirements of p, the
+// provider it selects: a Kubernetes version the provider release supports
+// and, in spec.bootstrap, an addon of every role the provider needs and
+// none of a role it refuses (roles maps addon names to their catalogue
+// role). Errors name the spec field.
+func (p *Provider) CheckRequirements(s *Spec, roles map[string]string) spec.FieldErrors {
+	req, flavor := p.RequirementsFor(s)
 	what := "provider " + p.Name
 	if flavor != "" {
 		what += " (flavor " + flavor + ")"

@@ -61,7 +61,8 @@ func TestCheckRequirements(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			errs := c.CheckRequirements(loadSpec(t, c, []byte(tc.spec)), roles)
+			p, s := detected(t, c, loadSpec(t, c, []byte(tc.spec)))
+			errs := p.CheckRequirements(s, roles)
 			if len(errs) != len(tc.want) {
 				t.Fatalf("errors %v, want %v", errs, tc.want)
 			}

@@ -1,10 +1,6 @@
 package capi
 
-import (
-	"time"
-
-	"lok8s.dev/provisioner/internal/spec"
-)
+import "time"
 
 // Waits is what the provider (flavor) says of waiting for its machines.
 type Waits struct {
@@ -14,29 +10,15 @@ type Waits struct {
 	MachineFailures []MachineFailure
 }
 
-// Waits returns the waitTimeout and machineFailures of the spec's
-// provider, its flavor applied.
-func (c *Catalog) Waits(s *spec.Capi) (Waits, error) {
-	p, err := c.Detect(s)
-	if err != nil {
-		return Waits{}, err
-	}
-	return p.Waits(s)
-}
-
 // Waits returns the waitTimeout and machineFailures of p for spec s, the
 // spec's flavor applied.
-func (p *Provider) Waits(s *spec.Capi) (Waits, error) {
-	doc, err := specDocument(s)
-	if err != nil {
-		return Waits{}, err
-	}
-	r := p.Manifest.resolve(doc)
+func (p *Provider) Waits(s *Spec) Waits {
+	r := p.resolve(s)
 	w := Waits{MachineFailures: r.MachineFailures}
 	if r.WaitTimeout != "" {
 		w.Timeout, _ = time.ParseDuration(r.WaitTimeout) // checked at load
 	}
-	return w, nil
+	return w
 }
 
 // Duration is For as a duration (checked at load); 0 when empty.

@@ -253,9 +253,5 @@ func rotates(r *Run) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	policy, err := p.KubeconfigPolicy(r.Spec)
-	if err != nil {
-		return false, Permanent(err)
-	}
-	return policy.Rotates, nil
+	return p.KubeconfigPolicy(r.Spec).Rotates, nil
 }

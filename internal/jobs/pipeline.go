@@ -41,7 +41,8 @@ type Outcome struct {
 type Run struct {
 	Operation store.Operation
 	Cluster   store.Cluster
-	Spec      *spec.Capi
+	// Spec is the cluster's stored spec, read once per job run (capi.NewSpec).
+	Spec *capi.Spec
 	// Provider is the provider chosen when the cluster was submitted
 	// (clusters.provider), as the catalog has it; nil when the catalog
 	// has none of that name. Steps use it rather than detecting again.
@@ -113,7 +114,7 @@ func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID 
 		return err
 	}
 	logger = logger.With("cluster", cluster.Name, "tenant", cluster.TenantID.String(), "kind", string(op.Kind))
-	parsed, err := spec.ParseSections(cluster.Spec, r.pipeline.sections)
+	stored, err := readStoredSpec(cluster.Spec, r.pipeline.sections)
 	if err != nil {
 		err = fmt.Errorf("stored spec does not parse: %w", err)
 		logger.ErrorContext(ctx, "operation failed", "error", err)
@@ -122,7 +123,7 @@ func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID 
 		}
 		return river.JobCancel(err)
 	}
-	run := &Run{Operation: op, Cluster: cluster, Spec: parsed, Logger: logger}
+	run := &Run{Operation: op, Cluster: cluster, Spec: stored, Logger: logger}
 	if r.pipeline.catalog != nil {
 		run.Provider = r.pipeline.catalog.Provider(cluster.Provider)
 	}
@@ -176,6 +177,16 @@ func (r *operationRunner) work(ctx context.Context, job *rivertype.JobRow, opID 
 	r.observeOperation(op, "succeeded")
 	logger.InfoContext(ctx, "operation succeeded")
 	return nil
+}
+
+// readStoredSpec parses a stored spec with the installed providers'
+// sections and reads it for the catalog.
+func readStoredSpec(data []byte, sections []string) (*capi.Spec, error) {
+	parsed, err := spec.ParseSections(data, sections)
+	if err != nil {
+		return nil, err
+	}
+	return capi.NewSpec(parsed)
 }
 
 // endSpan ends a job's or step's span with its outcome, and err as the

@@ -68,10 +68,7 @@ func (s *steps) preflight(ctx context.Context, r *Run) (Outcome, error) {
 			fmt.Sprintf("install Cluster API and provider %s on the %s management cluster (clusterctl init), then retry", p.Name, where),
 			"missing kinds: "+strings.Join(names, ", ")))
 	}
-	req, _, err := p.RequirementsFor(r.Spec)
-	if err != nil {
-		return Outcome{}, Permanent(err)
-	}
+	req, _ := p.RequirementsFor(r.Spec)
 	inv, err := mc.RecentInventory(ctx, inventoryMaxAge)
 	if err != nil {
 		return Outcome{}, err

@@ -181,7 +181,7 @@ func (s *steps) managementCluster(r *Run) (*mgmt.Cluster, error) {
 // the provider chosen when the cluster was submitted (clusters.provider),
 // which every step then uses.
 func (s *steps) detect(_ context.Context, r *Run) (Outcome, error) {
-	p, err := s.Catalog.Detect(r.Spec)
+	p, err := s.Catalog.Detect(r.Spec.Capi)
 	if err != nil {
 		return Outcome{}, Permanent(err)
 	}
@@ -391,10 +391,7 @@ func (s *steps) machinesWait(ctx context.Context, r *Run) (timeout time.Duration
 	if err != nil {
 		return 0, false, err
 	}
-	w, err := p.Waits(r.Spec)
-	if err != nil {
-		return 0, false, err
-	}
+	w := p.Waits(r.Spec)
 	mc, err := s.managementCluster(r)
 	if err != nil {
 		return 0, false, err

@@ -15,23 +15,46 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/google/uuid"
 
+	"lok8s.dev/provisioner/internal/capi"
 	"lok8s.dev/provisioner/internal/readmodel"
 	"lok8s.dev/provisioner/internal/spec"
 	"lok8s.dev/provisioner/internal/store"
 )
 
+// LoadedSpec is a spec document LoadSpec accepted, read against the
+// provider catalog once for the request: what Create, Check, an update
+// and the hosted create go on with.
+type LoadedSpec struct {
+	Doc *spec.Document
+	// Provider is the provider the spec selects.
+	Provider *capi.Provider
+	// Spec is Doc's spec as the catalog reads it (its document decoded once).
+	Spec *capi.Spec
+}
+
+// machines counts what the spec asks its provider for, held against the
+// tenant's quota.
+func (l *LoadedSpec) machines() (int64, error) {
+	n, err := l.Provider.Machines(l.Spec)
+	if err != nil {
+		return 0, fmt.Errorf("count machines: %w", err)
+	}
+	return n, nil
+}
+
 // LoadSpec parses, defaults and validates a spec document of either shape
-// (spec.Shape), then checks what only the service knows: the provider, the
-// named management cluster and p's credentials. Every problem found is
-// returned in one validation error, each naming its field as the document
-// wrote it. It returns the document and the provider it selects.
-func (s *Service) LoadSpec(ctx context.Context, p store.Principal, body []byte) (*spec.Document, string, error) {
+// (spec.Shape), then checks what only the service knows: the provider (and
+// its requirements), the named management cluster and p's credentials.
+// Every problem found is returned in one validation error, each naming its
+// field as the document wrote it. It detects the provider and reads the
+// spec for the catalog once, and returns them with the document.
+func (s *Service) LoadSpec(ctx context.Context, p store.Principal, body []byte) (*LoadedSpec, error) {
 	doc, err := spec.LoadDocument(body, s.cfg.SpecOptions)
 	var specErrs spec.FieldErrors
 	if err != nil && !errors.As(err, &specErrs) {
-		return nil, "", err
+		return nil, err
 	}
-	capi := doc.Capi
+	sp := doc.Capi
 	fields := fieldErrors(specErrs)
 	reported := func(prefix string) bool {
 		if prefix != "spec" {
@@ -46,54 +69,59 @@ func (s *Service) LoadSpec(ctx context.Context, p store.Principal, body []byte) 
 	}
 	// add reports a problem the service finds, on the document's field.
 	add := func(field, msg string) { fields = append(fields, FieldError{Field: doc.Field(field), Message: msg}) }
-	provider := ""
+	var provider *capi.Provider
+	var read *capi.Spec
 	if !reported("spec") {
-		if provider, err = s.cfg.DetectProvider(capi); err != nil {
+		if provider, err = s.cfg.Catalog.Detect(sp); err != nil {
 			add("spec", err.Error())
 		}
 	}
-	if provider != "" && s.cfg.CheckRequirements != nil {
-		for _, fe := range s.cfg.CheckRequirements(capi) {
-			add(fe.Field, fe.Message)
+	if provider != nil {
+		if read, err = capi.NewSpec(sp); err != nil {
+			add("spec", err.Error())
+		} else {
+			for _, fe := range provider.CheckRequirements(read, s.cfg.AddonRoles) {
+				add(fe.Field, fe.Message)
+			}
 		}
 	}
-	if mc := capi.Spec.ManagementCluster; mc != nil && !reported("spec.managementCluster.domain") {
+	if mc := sp.Spec.ManagementCluster; mc != nil && !reported("spec.managementCluster.domain") {
 		switch {
 		case !s.cfg.ManagementClusterKnown(mc.Domain):
 			add("spec.managementCluster.domain", fmt.Sprintf("no management cluster %q is configured on this service", mc.Domain))
-		case provider != "" && s.cfg.ProviderMissing != nil:
-			if why := s.cfg.ProviderMissing(ctx, mc.Domain, capi); why != "" {
+		case provider != nil && s.cfg.ProviderMissing != nil:
+			if why := s.cfg.ProviderMissing(ctx, mc.Domain, provider.Name); why != "" {
 				add("spec.managementCluster.domain", why)
 			}
 		}
 	}
-	if secretName := capi.Spec.Credentials.SecretName; secretName != "" && !reported("spec.credentials.secretName") {
+	if secretName := sp.Spec.Credentials.SecretName; secretName != "" && !reported("spec.credentials.secretName") {
 		cred, err := s.store.Credential(ctx, p.TenantID, secretName)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			add("spec.credentials.secretName", fmt.Sprintf("no credential %q: create it first with PUT /v1/credentials/%s", secretName, secretName))
 		case err != nil:
-			return nil, "", err
-		case provider != "" && cred.Provider != provider:
-			add("spec.credentials.secretName", fmt.Sprintf("credential %q is for provider %s, the spec uses %s", secretName, cred.Provider, provider))
+			return nil, err
+		case provider != nil && cred.Provider != provider.Name:
+			add("spec.credentials.secretName", fmt.Sprintf("credential %q is for provider %s, the spec uses %s", secretName, cred.Provider, provider.Name))
 		}
 	}
-	if g := capi.Spec.GitOps; g != nil && g.SecretName != "" && !reported("spec.gitops.secretName") {
+	if g := sp.Spec.GitOps; g != nil && g.SecretName != "" && !reported("spec.gitops.secretName") {
 		cred, err := s.store.Credential(ctx, p.TenantID, g.SecretName)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			add("spec.gitops.secretName", fmt.Sprintf("no credential %q: create it first with PUT /v1/credentials/%s (provider git)", g.SecretName, g.SecretName))
 		case err != nil:
-			return nil, "", err
+			return nil, err
 		case cred.Provider != "git":
 			add("spec.gitops.secretName", fmt.Sprintf("credential %q is for provider %s: a repository needs a git credential", g.SecretName, cred.Provider))
 		}
 	}
 	if len(fields) > 0 {
 		SortFields(fields)
-		return nil, "", Invalid(fields...)
+		return nil, Invalid(fields...)
 	}
-	return doc, provider, nil
+	return &LoadedSpec{Doc: doc, Provider: provider, Spec: read}, nil
 }
 
 // Ignored lists the fields a document had that the service accepts and
@@ -135,17 +163,18 @@ type DryRunView struct {
 // would, and p's quota, and returns the spec as it would be stored, in
 // its document's shape. It stores nothing.
 func (s *Service) Check(ctx context.Context, p store.Principal, body []byte) (DryRunView, error) {
-	doc, _, err := s.LoadSpec(ctx, p, body)
+	loaded, err := s.LoadSpec(ctx, p, body)
 	if err != nil {
 		return DryRunView{}, err
 	}
-	machines, err := s.machines(doc.Capi)
+	machines, err := loaded.machines()
 	if err != nil {
 		return DryRunView{}, err
 	}
 	if err := s.store.CheckQuota(ctx, p.TenantID, machines); err != nil {
 		return DryRunView{}, err
 	}
+	doc := loaded.Doc
 	rendered, err := spec.Render(doc.Capi, doc.Shape)
 	if err != nil {
 		return DryRunView{}, fmt.Errorf("render spec: %w", err)
@@ -158,17 +187,17 @@ func (s *Service) Check(ctx context.Context, p store.Principal, body []byte) (Dr
 // for none) replays the first request; with another body it is refused.
 // The view's Warnings are the document's ignored fields.
 func (s *Service) Create(ctx context.Context, p store.Principal, body []byte, idempotencyKey string) (ClusterView, error) {
-	doc, provider, err := s.LoadSpec(ctx, p, body)
+	loaded, err := s.LoadSpec(ctx, p, body)
 	if err != nil {
 		return ClusterView{}, err
 	}
 	hash := sha256.Sum256(body)
-	c, op, err := s.Provision(ctx, p, doc, provider, idempotencyKey, hash[:])
+	c, op, err := s.Provision(ctx, p, loaded, idempotencyKey, hash[:])
 	if err != nil {
 		return ClusterView{}, err
 	}
 	view := clusterView(c, &op, seesInternals(p))
-	view.Warnings = Ignored(doc)
+	view.Warnings = Ignored(loaded.Doc)
 	return view, nil
 }
 
@@ -176,25 +205,25 @@ func (s *Service) Create(ctx context.Context, p store.Principal, body []byte, id
 // and enqueues its provisioning: what Create and the hosted-mode create
 // both do. key and hash make a retry with the same idempotency key replay
 // the first request.
-func (s *Service) Provision(ctx context.Context, p store.Principal, doc *spec.Document, provider, key string, hash []byte) (store.Cluster, store.Operation, error) {
-	capi := doc.Capi
-	machines, err := s.machines(capi)
+func (s *Service) Provision(ctx context.Context, p store.Principal, loaded *LoadedSpec, key string, hash []byte) (store.Cluster, store.Operation, error) {
+	sp := loaded.Doc.Capi
+	machines, err := loaded.machines()
 	if err != nil {
 		return store.Cluster{}, store.Operation{}, err
 	}
-	specJSON, err := json.Marshal(capi)
+	specJSON, err := json.Marshal(sp)
 	if err != nil {
 		return store.Cluster{}, store.Operation{}, fmt.Errorf("marshal spec: %w", err)
 	}
-	mgmtDomain, namespace := placement(p, capi)
+	mgmtDomain, namespace := placement(p, sp)
 	c, op, _, err := s.store.CreateCluster(ctx, Actor(ctx, p), store.NewCluster{
-		Name: capi.Metadata.Name, Provider: provider, ManagementDomain: mgmtDomain, Namespace: namespace, Spec: specJSON,
-		SpecShape: string(doc.Shape), Machines: machines, Steps: s.cfg.StepNames(store.OpProvision), IdempotencyKey: key, RequestHash: hash,
+		Name: sp.Metadata.Name, Provider: loaded.Provider.Name, ManagementDomain: mgmtDomain, Namespace: namespace, Spec: specJSON,
+		SpecShape: string(loaded.Doc.Shape), Machines: machines, Steps: s.cfg.StepNames(store.OpProvision), IdempotencyKey: key, RequestHash: hash,
 	}, s.cfg.Enqueue)
-	s.clusterChanged(p, capi.Metadata.Name)
+	s.clusterChanged(p, sp.Metadata.Name)
 	switch {
 	case errors.Is(err, store.ErrConflict):
-		return c, op, Conflict(fmt.Sprintf("a cluster named %q already exists; choose another name or delete it first", capi.Metadata.Name))
+		return c, op, Conflict(fmt.Sprintf("a cluster named %q already exists; choose another name or delete it first", sp.Metadata.Name))
 	case errors.Is(err, store.ErrPlacementTaken):
 		// Only on a named management cluster: SaaS namespaces are the tenant's own.
 		return c, op, Invalid(FieldError{Field: "spec.cluster.namespace",
@@ -458,17 +487,18 @@ func (s *Service) update(ctx context.Context, p store.Principal, name string, bo
 	if ifGen > 0 && ifGen != c.Generation {
 		return Updated{}, PreconditionFailed(fmt.Sprintf("the cluster is at generation %d, not %d: GET it again and reapply your change", c.Generation, ifGen))
 	}
-	doc, provider, err := s.LoadSpec(ctx, p, body)
+	loaded, err := s.LoadSpec(ctx, p, body)
 	if err != nil {
 		return Updated{}, err
 	}
+	doc := loaded.Doc
 	old, err := spec.ParseSections(c.Spec, s.cfg.SpecOptions.ProviderSections)
 	if err != nil {
 		return Updated{}, fmt.Errorf("stored spec of %s: %w", name, err)
 	}
 	old.Default()
 	updated := doc.Capi
-	if errs := spec.ValidateUpdate(old, updated, c.Provider, provider); len(errs) > 0 {
+	if errs := spec.ValidateUpdate(old, updated, c.Provider, loaded.Provider.Name); len(errs) > 0 {
 		for i := range errs {
 			errs[i].Field = doc.Field(errs[i].Field) // as the document wrote it
 		}
@@ -483,7 +513,7 @@ func (s *Service) update(ctx context.Context, p store.Principal, name string, bo
 	if err != nil {
 		return Updated{}, err
 	}
-	machines, err := s.machines(updated)
+	machines, err := loaded.machines()
 	if err != nil {
 		return Updated{}, err
 	}

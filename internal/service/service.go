@@ -10,9 +10,9 @@ package service
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 
+	"lok8s.dev/provisioner/internal/capi"
 	"lok8s.dev/provisioner/internal/readmodel"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/spec"
@@ -41,19 +41,16 @@ type Config struct {
 	// and CredentialFields the fields each takes (from the provider catalog).
 	CredentialProviders []string
 	CredentialFields    func(provider string) ([]CredentialField, bool)
-	// DetectProvider names the provider a valid spec selects, or says why none.
-	DetectProvider func(*spec.Capi) (string, error)
-	// CheckRequirements checks a valid spec against its provider's
-	// requirements; nil: none.
-	CheckRequirements func(*spec.Capi) spec.FieldErrors
-	// CountMachines counts the machines a valid spec asks for, held
-	// against the tenant's quota; nil: 0.
-	CountMachines func(*spec.Capi) (int64, error)
+	// Catalog is the provider catalog a submitted spec is read against
+	// (LoadSpec): the provider it selects, that provider's requirements,
+	// and the machines it asks for, held against the tenant's quota.
+	Catalog *capi.Catalog
 	// ProviderMissing, for a named management cluster, says why it cannot
-	// take the spec's provider ("" when it can, or when it could not be
+	// take the named provider ("" when it can, or when it could not be
 	// asked); nil: not checked.
-	ProviderMissing func(ctx context.Context, domain string, c *spec.Capi) string
-	// AddonRoles maps addons to their roles (cni, ccm), for the catalog.
+	ProviderMissing func(ctx context.Context, domain, provider string) string
+	// AddonRoles maps addons to their roles (cni, ccm): what the
+	// providers' requirements name, and the catalog lists.
 	AddonRoles map[string]string
 	// ManagementClusters reports, for the catalog, which providers each
 	// configured management cluster really has; nil: none listed.
@@ -75,8 +72,8 @@ func (c Config) validate() error {
 		return errors.New("service: Config.StepNames is required")
 	case c.ManagementClusterKnown == nil:
 		return errors.New("service: Config.ManagementClusterKnown is required")
-	case c.DetectProvider == nil:
-		return errors.New("service: Config.DetectProvider is required")
+	case c.Catalog == nil:
+		return errors.New("service: Config.Catalog is required")
 	case c.CredentialFields == nil:
 		return errors.New("service: Config.CredentialFields is required")
 	}
@@ -123,18 +120,6 @@ func Actor(ctx context.Context, p store.Principal) store.Actor {
 // seesInternals reports whether p may see error texts as they are
 // (admins); tenants see them without internal addresses.
 func seesInternals(p store.Principal) bool { return p.Admin }
-
-// machines counts what a valid spec asks for (0 without CountMachines).
-func (s *Service) machines(c *spec.Capi) (int64, error) {
-	if s.cfg.CountMachines == nil {
-		return 0, nil
-	}
-	n, err := s.cfg.CountMachines(c)
-	if err != nil {
-		return 0, fmt.Errorf("count machines: %w", err)
-	}
-	return n, nil
-}
 
 // clusterChanged drops what the read model holds of p's cluster name:
 // called right after a write, before answering, so this replica's next

@@ -14,6 +14,7 @@ import (
 
 	"lok8s.dev/provisioner/internal/api"
 	"lok8s.dev/provisioner/internal/app"
+	"lok8s.dev/provisioner/internal/capi"
 	"lok8s.dev/provisioner/internal/dbtest"
 	"lok8s.dev/provisioner/internal/jobs"
 	"lok8s.dev/provisioner/internal/mgmt"
@@ -401,6 +402,48 @@ func TestProblemOf(t *testing.T) {
 		}
 		if strings.Contains(p.Detail, "10.0.0.1") {
 			t.Errorf("%v: detail leaks %q", tc.err, p.Detail)
+		}
+	}
+}
+
+// A create, its dry run and an update each read the spec for the catalog
+// once (capi.NewSpec): detection, the provider's requirements and the
+// machine count share that one document instead of each decoding the spec.
+func TestSpecReadOncePerRequest(t *testing.T) {
+	// Not parallel: capi.SpecsDecoded counts for the whole process, and no
+	// parallel test of the package runs while this one does. setup
+	// enqueues jobs without working them.
+	b := setup(t)
+	c := b.seed(t, b.acme, "")
+	if _, err := b.svc.CancelOperation(b.ctx, b.acme, c.Name, c.Operation.ID); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../../examples/prod.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := []byte(strings.Replace(string(doc), "name: prod", "name: other", 1))
+	bigger := []byte(strings.Replace(string(doc), "replicas: 1", "replicas: 2", 1))
+	for _, tc := range []struct {
+		name string
+		call func() error
+	}{
+		{"create", func() error { _, err := b.svc.Create(b.ctx, b.acme, other, ""); return err }},
+		{"dry run", func() error { _, err := b.svc.Check(b.ctx, b.acme, other); return err }},
+		{"update", func() error {
+			up, err := b.svc.Replace(b.ctx, b.acme, c.Name, bigger, "")
+			if err == nil && !up.Started {
+				err = errors.New("the update started nothing")
+			}
+			return err
+		}},
+	} {
+		before := capi.SpecsDecoded()
+		if err := tc.call(); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if n := capi.SpecsDecoded() - before; n != 1 {
+			t.Errorf("%s: the spec's document was decoded %d times, want once", tc.name, n)
 		}
 	}
 }
