@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -11,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	provisioner "lok8s.dev/provisioner"
 	"lok8s.dev/provisioner/internal/api"
+	"lok8s.dev/provisioner/internal/capi"
 	"lok8s.dev/provisioner/internal/dbtest"
 	"lok8s.dev/provisioner/internal/service"
 	"lok8s.dev/provisioner/internal/spec"
@@ -90,6 +93,20 @@ type rowTenant struct {
 	session string
 }
 
+// testCatalogOf is the repository's provider catalog.
+func testCatalogOf(t *testing.T) *capi.Catalog {
+	t.Helper()
+	templates, err := fs.Sub(provisioner.Templates, "templates")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := capi.LoadCatalog(templates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat
+}
+
 func newRowSetup(t *testing.T) *rowSetup {
 	t.Helper()
 	st := store.New(dbtest.NewPool(t), slog.New(slog.DiscardHandler))
@@ -100,7 +117,7 @@ func newRowSetup(t *testing.T) *rowSetup {
 		CancelJob:              func(context.Context, store.Tx, int64) error { return nil },
 		StepNames:              func(store.OperationKind) []string { return []string{"detect"} },
 		ManagementClusterKnown: func(string) bool { return false },
-		DetectProvider:         func(*spec.Capi) (string, error) { return spec.ProviderHetzner, nil },
+		Catalog:                testCatalogOf(t),
 		CredentialFields:       func(string) ([]service.CredentialField, bool) { return nil, false },
 	})
 	if err != nil {
