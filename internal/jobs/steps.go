@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -102,15 +103,9 @@ const (
 // WithDefaults returns d with unset durations defaulted, and a kubeconfig
 // Source over d's store, keys, management clusters and catalog if none is set.
 func (d Deps) WithDefaults() Deps {
-	if d.CheckInterval == 0 {
-		d.CheckInterval = DefaultCheckInterval
-	}
-	if d.WaitTimeout == 0 {
-		d.WaitTimeout = DefaultWaitTimeout
-	}
-	if d.WatchedCheckInterval == 0 {
-		d.WatchedCheckInterval = DefaultWatchedCheckInterval
-	}
+	d.CheckInterval = cmp.Or(d.CheckInterval, DefaultCheckInterval)
+	d.WaitTimeout = cmp.Or(d.WaitTimeout, DefaultWaitTimeout)
+	d.WatchedCheckInterval = cmp.Or(d.WatchedCheckInterval, DefaultWatchedCheckInterval)
 	if d.Kubeconfigs == nil {
 		d.Kubeconfigs = &kubeconfigs.Source{Store: d.Store, Keyring: d.Keyring, Clusters: d.Clusters, Catalog: d.Catalog}
 	}
