@@ -13,10 +13,10 @@ import (
 	"lok8s.dev/provisioner/internal/spec"
 )
 
-// ciliumValues are the values the cilium add-on installs with on s's
-// cluster: the catalogue's layers with the variables the bootstrap step
-// supplies (the workload's and Catalog.Variables).
-func ciliumValues(t *testing.T, c *capi.Catalog, s *spec.Capi, provider string) map[string]any {
+// addonPlan plans the embedded catalogue's add-ons names for provider at
+// s's Kubernetes version, and returns the plan with the variables the
+// bootstrap step supplies for s (Catalog.Variables).
+func addonPlan(t *testing.T, c *capi.Catalog, s *spec.Capi, provider string, names ...string) ([]addons.Resolved, map[string]string) {
 	t.Helper()
 	fsys, err := fs.Sub(provisioner.Addons, "addons")
 	if err != nil {
@@ -26,7 +26,7 @@ func ciliumValues(t *testing.T, c *capi.Catalog, s *spec.Capi, provider string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, err := cat.PlanFor([]string{"cilium"}, addons.Target{Provider: provider, KubernetesVersion: s.Spec.Kubernetes.Version})
+	plan, err := cat.PlanFor(names, addons.Target{Provider: provider, KubernetesVersion: s.Spec.Kubernetes.Version})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,6 +34,15 @@ func ciliumValues(t *testing.T, c *capi.Catalog, s *spec.Capi, provider string) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return plan, vars
+}
+
+// ciliumValues are the values the cilium add-on installs with on s's
+// cluster: the catalogue's layers with the variables the bootstrap step
+// supplies (the workload's and Catalog.Variables).
+func ciliumValues(t *testing.T, c *capi.Catalog, s *spec.Capi, provider string) map[string]any {
+	t.Helper()
+	plan, vars := addonPlan(t, c, s, provider, "cilium")
 	vars["API_SERVER_HOST"], vars["API_SERVER_PORT"], vars["HCLOUD_NETWORK"] = "203.0.113.10", "443", s.Metadata.Name
 	vals, err := addons.Values(plan[0].Layers(nil, nil), vars)
 	if err != nil {
