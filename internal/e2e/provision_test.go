@@ -271,9 +271,7 @@ func (s *service) waitProvisioned(name string) map[string]any {
 
 func TestProvisionHetznerSeedSpec(t *testing.T) {
 	t.Parallel()
-	w := newAddonWorld(t)
-	s := startService(t, w.options())
-	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	_, s := startAddonWorld(t)
 	objs := provisionAndFinish(t, s, "prod", seedSpec(t))
 
 	cluster := s.get(mgmt.ClusterGVK, s.namespace(), "prod")
