@@ -1,6 +1,8 @@
 package capi_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"reflect"
@@ -111,34 +113,24 @@ func TestEKSCilium(t *testing.T) {
 		"tunnelProtocol":       "vxlan",
 		"cluster":              map[string]any{"name": "ec2"},
 	}
-	if !reflect.DeepEqual(normalize(ec2), normalize(wantEC2)) {
+	if !sameJSON(t, ec2, wantEC2) {
 		t.Errorf("EC2 cilium values changed:\n got %v\nwant %v", ec2, wantEC2)
 	}
 }
 
-// normalize makes numbers comparable whatever their Go type.
-func normalize(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		out := map[string]any{}
-		for k, e := range x {
-			out[k] = normalize(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = normalize(e)
-		}
-		return out
-	case int:
-		return float64(x)
-	case int64:
-		return float64(x)
-	case uint64:
-		return float64(x)
+// sameJSON reports whether a and b encode to the same JSON: numbers compare
+// equal whatever their Go type.
+func sameJSON(t *testing.T, a, b any) bool {
+	t.Helper()
+	ja, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return v
+	jb, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Equal(ja, jb)
 }
 
 // 3. Each managed node group's size range: scaling.minSize and maxSize
