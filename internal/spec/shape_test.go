@@ -30,10 +30,7 @@ func TestLoadProviderShape(t *testing.T) {
 		}
 		t.Run(file, func(t *testing.T) {
 			t.Parallel()
-			data, err := readFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
+			data := readTestdata(t, file)
 			doc, err := LoadDocument(data, ValidateOptions{})
 			if err != nil {
 				t.Fatalf("LoadDocument: %v", err)
@@ -60,11 +57,7 @@ func TestLoadProviderShape(t *testing.T) {
 func ignoredFields(t *testing.T) map[string][]string {
 	t.Helper()
 	var ignored map[string][]string
-	data, err := readFile("ignored-fields.yaml")
-	if err == nil {
-		err = yaml.Unmarshal(data, &ignored)
-	}
-	if err != nil {
+	if err := yaml.Unmarshal(readTestdata(t, "ignored-fields.yaml"), &ignored); err != nil {
 		t.Fatal(err)
 	}
 	return ignored
@@ -76,10 +69,7 @@ func ignoredFields(t *testing.T) map[string][]string {
 // seed form's 3.
 func TestProviderShapeNormalises(t *testing.T) {
 	t.Parallel()
-	data, err := readFile("upstream-hetzner.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readTestdata(t, "upstream-hetzner.yaml")
 	current, err := Load(data, ValidateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -123,10 +113,7 @@ spec:
 
 func TestAddonMapForm(t *testing.T) {
 	t.Parallel()
-	data, err := readFile("upstream-hetzner-ha.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readTestdata(t, "upstream-hetzner-ha.yaml")
 	c, err := Load(data, ValidateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -148,10 +135,7 @@ func TestRenderRoundTrip(t *testing.T) {
 	for _, file := range []string{"prod.yaml", "upstream-hetzner.yaml", "upstream-hetzner-ha.yaml", "upstream-aws.yaml", "upstream-hetzner-gitops.yaml"} {
 		t.Run(file, func(t *testing.T) {
 			t.Parallel()
-			data, err := readFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
+			data := readTestdata(t, file)
 			doc, err := LoadDocument(data, ValidateOptions{})
 			if err != nil {
 				t.Fatal(err)
@@ -174,7 +158,7 @@ func TestRenderRoundTrip(t *testing.T) {
 			}
 		})
 	}
-	data, _ := readFile("upstream-hetzner-gitops.yaml")
+	data := readTestdata(t, "upstream-hetzner-gitops.yaml")
 	c, err := Load(data, ValidateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -206,10 +190,7 @@ func mustRender(t *testing.T, c *Capi, shape Shape) []byte {
 // with its path as the document wrote it.
 func TestProviderShapeErrors(t *testing.T) {
 	t.Parallel()
-	base, err := readFile("upstream-hetzner.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	base := readTestdata(t, "upstream-hetzner.yaml")
 	edit := func(old, new string) string {
 		if !strings.Contains(string(base), old) {
 			t.Fatalf("%q not in the base document", old)
