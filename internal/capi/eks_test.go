@@ -3,6 +3,7 @@ package capi_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"reflect"
@@ -122,12 +123,9 @@ func TestEKSCilium(t *testing.T) {
 // equal whatever their Go type.
 func sameJSON(t *testing.T, a, b any) bool {
 	t.Helper()
-	ja, err := json.Marshal(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jb, err := json.Marshal(b)
-	if err != nil {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	if err := errors.Join(errA, errB); err != nil {
 		t.Fatal(err)
 	}
 	return bytes.Equal(ja, jb)
