@@ -17,15 +17,7 @@ import (
 func awsValues(t *testing.T, version, addon string) (addons.Resolved, map[string]any) {
 	t.Helper()
 	s := seedSpec(t, "aws", func(doc string) string { return strings.Replace(doc, "version: v1.34.1", "version: "+version, 1) })
-	plan, err := productionCatalog(t).PlanFor([]string{addon}, addons.Target{Provider: "aws", KubernetesVersion: s.Spec.Kubernetes.Version})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vals, err := addons.Values(plan[0].Layers(nil, nil), clusterVariables(t, s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return plan[0], vals
+	return planValues(t, s, "aws", addon)
 }
 
 func tolerates(tolerations any, key string) bool {

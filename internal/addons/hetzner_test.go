@@ -93,10 +93,12 @@ func clusterVariables(t *testing.T, s *spec.Capi) map[string]string {
 	return vars
 }
 
-func planValues(t *testing.T, s *spec.Capi, addon string) (addons.Resolved, map[string]any) {
+// planValues are addon's plan on s's cluster of provider and the values it
+// installs with: the catalogue's layers with the variables the bootstrap
+// step supplies (clusterVariables).
+func planValues(t *testing.T, s *spec.Capi, provider, addon string) (addons.Resolved, map[string]any) {
 	t.Helper()
-	c := productionCatalog(t)
-	plan, err := c.PlanFor([]string{addon}, addons.Target{Provider: "hetzner", KubernetesVersion: s.Spec.Kubernetes.Version})
+	plan, err := productionCatalog(t).PlanFor([]string{addon}, addons.Target{Provider: provider, KubernetesVersion: s.Spec.Kubernetes.Version})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,11 +156,11 @@ func TestHetznerAddonValuesFollowTheNetwork(t *testing.T) {
 			}
 		}
 
-		_, ccm := planValues(t, s, "ccm")
+		_, ccm := planValues(t, s, "hetzner", "ccm")
 		if got := at(ccm, "networking", "enabled"); got != enabled {
 			t.Errorf("network %v: ccm networking.enabled %v", enabled, got)
 		}
-		_, cilium := planValues(t, s, "cilium")
+		_, cilium := planValues(t, s, "hetzner", "cilium")
 		if !enabled {
 			if got := at(cilium, "routingMode"); got != "tunnel" || at(cilium, "tunnelProtocol") != "vxlan" {
 				t.Errorf("no network: cilium routing %v, want tunnel (vxlan)", got)
@@ -206,7 +208,7 @@ func TestHetznerAddonValuesFollowTheNetwork(t *testing.T) {
 func TestHetznerAddonTolerations(t *testing.T) {
 	t.Parallel()
 	s := seedSpec(t, "hetzner")
-	_, cilium := planValues(t, s, "cilium")
+	_, cilium := planValues(t, s, "hetzner", "cilium")
 	tolerated := map[string]bool{}
 	for _, tol := range at(cilium, "operator", "tolerations").([]any) {
 		m := tol.(map[string]any)
@@ -227,7 +229,7 @@ func TestHetznerAddonTolerations(t *testing.T) {
 	if at(cilium, "operator", "rollOutPods") != true || at(cilium, "rollOutCiliumPods") != true {
 		t.Errorf("cilium pods do not roll out on configuration changes")
 	}
-	_, ccm := planValues(t, s, "ccm")
+	_, ccm := planValues(t, s, "hetzner", "ccm")
 	tols, _ := at(ccm, "additionalTolerations").([]any)
 	if len(tols) != 1 || tols[0].(map[string]any)["key"] != "node.cluster.x-k8s.io/uninitialized" {
 		t.Errorf("ccm additionalTolerations %v", tols)
@@ -317,7 +319,7 @@ func TestHetznerCCMRobotMode(t *testing.T) {
 		{"hrobot", []func(string) string{withRobot}, true, false},
 	} {
 		s := seedSpec(t, "hetzner", tc.edit...)
-		plan, ccm := planValues(t, s, "ccm")
+		plan, ccm := planValues(t, s, "hetzner", "ccm")
 		if got := at(ccm, "robot", "enabled"); got != tc.robot {
 			t.Errorf("%s: robot.enabled %v, want %v", tc.name, got, tc.robot)
 		}

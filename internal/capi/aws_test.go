@@ -194,16 +194,7 @@ func TestAWSHealthChecks(t *testing.T) {
 			want[md.GetName()] = 600
 			checkPoolHealthCheckSelects(t, name, r, md)
 		}
-		mhcs := objectsOf(r, "MachineHealthCheck")
-		if len(mhcs) != len(want) {
-			t.Errorf("%s: %d MachineHealthChecks, want %d (the control plane's and one per pool)", name, len(mhcs), len(want))
-		}
-		for _, mhc := range mhcs {
-			startup, ok := want[mhc.GetName()]
-			if !ok {
-				t.Errorf("%s: unexpected MachineHealthCheck %s", name, mhc.GetName())
-				continue
-			}
+		for mhc, startup := range machineHealthChecks(t, name, r, want) {
 			if mhc.GetAPIVersion() != "cluster.x-k8s.io/v1beta2" || field(mhc, "spec", "clusterName") != cluster {
 				t.Errorf("%s: %s is %s for cluster %v", name, mhc.GetName(), mhc.GetAPIVersion(), field(mhc, "spec", "clusterName"))
 			}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -21,7 +20,6 @@ import (
 	"sigs.k8s.io/cluster-api/cmd/clusterctl/client/yamlprocessor"
 	"sigs.k8s.io/yaml"
 
-	provisioner "lok8s.dev/provisioner"
 	"lok8s.dev/provisioner/internal/addons"
 	"lok8s.dev/provisioner/internal/capi"
 	"lok8s.dev/provisioner/internal/gomod"
@@ -286,24 +284,10 @@ func pinnedToControlPlane(podSpec map[string]any) (pinned, tolerates bool) {
 // bootstrap step supplies), and the ebs chart's version.
 func awsAddonValues(t *testing.T, c *capi.Catalog, s *spec.Capi) (ccm, ebs map[string]any, ebsChart string) {
 	t.Helper()
-	fsys, err := fs.Sub(provisioner.Addons, "addons")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := addons.LoadCatalog(fsys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := cat.PlanFor([]string{"ccm", "aws-ebs-csi-driver"}, addons.Target{Provider: "aws", KubernetesVersion: s.Spec.Kubernetes.Version})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vars, err := c.Variables(readSpec(t, s), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan, vars := addonPlan(t, c, s, "aws", "ccm", "aws-ebs-csi-driver")
 	vars["API_SERVER_HOST"], vars["API_SERVER_PORT"] = "203.0.113.10", "6443"
 	out := map[string]map[string]any{}
+	var err error
 	for _, r := range plan {
 		if out[r.Name], err = addons.Values(r.Layers(nil, nil), vars); err != nil {
 			t.Fatal(err)

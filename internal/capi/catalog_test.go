@@ -93,6 +93,21 @@ func copyTemplates(t *testing.T) string {
 	return dir
 }
 
+// replaceInFile replaces the first old in the file at path with new; a
+// file without old fails the test (the template it edits has changed).
+func replaceInFile(t *testing.T, path, old, new string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(data), old, new, 1)
+	if edited == string(data) {
+		t.Fatalf("%s: %q not found", path, old)
+	}
+	writeFile(t, path, edited)
+}
+
 func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -271,16 +286,7 @@ func TestApplyFlavors(t *testing.T) {
 func TestApplyRejectsBrokenTemplate(t *testing.T) {
 	env := testenv.Shared(t)
 	dir := copyTemplates(t)
-	kcp := filepath.Join(dir, "core", "kubeadm-control-plane.yaml")
-	data, err := os.ReadFile(kcp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	broken := strings.Replace(string(data), "replicas: ${CP_REPLICAS}", `replicas: "${CP_REPLICAS}"`, 1)
-	if broken == string(data) {
-		t.Fatal("template changed: replicas line not found")
-	}
-	writeFile(t, kcp, broken)
+	replaceInFile(t, filepath.Join(dir, "core", "kubeadm-control-plane.yaml"), "replicas: ${CP_REPLICAS}", `replicas: "${CP_REPLICAS}"`)
 	c := loadCatalog(t, os.DirFS(dir))
 	ns := env.Namespace(t)
 	r := renderFlavor(t, c, "hcloud", ns)
@@ -364,13 +370,8 @@ func TestLoadCatalogErrorsNameTheFile(t *testing.T) {
 func TestRenderReportsAllMissingVariables(t *testing.T) {
 	t.Parallel()
 	dir := copyTemplates(t)
-	manifest := filepath.Join(dir, "providers", "hetzner", "provider.yaml")
-	data, err := os.ReadFile(manifest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, manifest, strings.Replace(string(data), "variables:\n",
-		"variables:\n  EXTRA_ONE: spec.hcloud.notThere\n  EXTRA_TWO: spec.hcloud.alsoNotThere\n", 1))
+	replaceInFile(t, filepath.Join(dir, "providers", "hetzner", "provider.yaml"), "variables:\n",
+		"variables:\n  EXTRA_ONE: spec.hcloud.notThere\n  EXTRA_TWO: spec.hcloud.alsoNotThere\n")
 	writeFile(t, filepath.Join(dir, "providers", "hetzner", "hcloud-control-plane.yaml"), `
 apiVersion: "${INFRA_API_VERSION}"
 kind: HCloudMachineTemplate
@@ -383,7 +384,7 @@ spec:
       imageName: "${EXTRA_TWO}"
 `)
 	c := loadCatalog(t, os.DirFS(dir))
-	data, err = os.ReadFile("testdata/specs/hcloud.yaml")
+	data, err := os.ReadFile("testdata/specs/hcloud.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

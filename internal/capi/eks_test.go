@@ -1,6 +1,9 @@
 package capi_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"reflect"
@@ -13,10 +16,10 @@ import (
 	"lok8s.dev/provisioner/internal/spec"
 )
 
-// ciliumValues are the values the cilium add-on installs with on s's
-// cluster: the catalogue's layers with the variables the bootstrap step
-// supplies (the workload's and Catalog.Variables).
-func ciliumValues(t *testing.T, c *capi.Catalog, s *spec.Capi, provider string) map[string]any {
+// addonPlan plans the embedded catalogue's add-ons names for provider at
+// s's Kubernetes version, and returns the plan with the variables the
+// bootstrap step supplies for s (Catalog.Variables).
+func addonPlan(t *testing.T, c *capi.Catalog, s *spec.Capi, provider string, names ...string) ([]addons.Resolved, map[string]string) {
 	t.Helper()
 	fsys, err := fs.Sub(provisioner.Addons, "addons")
 	if err != nil {
@@ -26,7 +29,7 @@ func ciliumValues(t *testing.T, c *capi.Catalog, s *spec.Capi, provider string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, err := cat.PlanFor([]string{"cilium"}, addons.Target{Provider: provider, KubernetesVersion: s.Spec.Kubernetes.Version})
+	plan, err := cat.PlanFor(names, addons.Target{Provider: provider, KubernetesVersion: s.Spec.Kubernetes.Version})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,6 +37,15 @@ func ciliumValues(t *testing.T, c *capi.Catalog, s *spec.Capi, provider string) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return plan, vars
+}
+
+// ciliumValues are the values the cilium add-on installs with on s's
+// cluster: the catalogue's layers with the variables the bootstrap step
+// supplies (the workload's and Catalog.Variables).
+func ciliumValues(t *testing.T, c *capi.Catalog, s *spec.Capi, provider string) map[string]any {
+	t.Helper()
+	plan, vars := addonPlan(t, c, s, provider, "cilium")
 	vars["API_SERVER_HOST"], vars["API_SERVER_PORT"], vars["HCLOUD_NETWORK"] = "203.0.113.10", "443", s.Metadata.Name
 	vals, err := addons.Values(plan[0].Layers(nil, nil), vars)
 	if err != nil {
@@ -102,34 +114,21 @@ func TestEKSCilium(t *testing.T) {
 		"tunnelProtocol":       "vxlan",
 		"cluster":              map[string]any{"name": "ec2"},
 	}
-	if !reflect.DeepEqual(normalize(ec2), normalize(wantEC2)) {
+	if !sameJSON(t, ec2, wantEC2) {
 		t.Errorf("EC2 cilium values changed:\n got %v\nwant %v", ec2, wantEC2)
 	}
 }
 
-// normalize makes numbers comparable whatever their Go type.
-func normalize(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		out := map[string]any{}
-		for k, e := range x {
-			out[k] = normalize(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = normalize(e)
-		}
-		return out
-	case int:
-		return float64(x)
-	case int64:
-		return float64(x)
-	case uint64:
-		return float64(x)
+// sameJSON reports whether a and b encode to the same JSON: numbers compare
+// equal whatever their Go type.
+func sameJSON(t *testing.T, a, b any) bool {
+	t.Helper()
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	if err := errors.Join(errA, errB); err != nil {
+		t.Fatal(err)
 	}
-	return v
+	return bytes.Equal(ja, jb)
 }
 
 // 3. Each managed node group's size range: scaling.minSize and maxSize

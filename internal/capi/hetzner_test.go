@@ -2,6 +2,7 @@ package capi_test
 
 import (
 	"io/fs"
+	"iter"
 	"net/netip"
 	"os"
 	"reflect"
@@ -43,6 +44,29 @@ func objectOf(t *testing.T, r *capi.Rendered, kind, name string) *unstructured.U
 	}
 	t.Fatalf("no %s %s rendered", kind, name)
 	return nil
+}
+
+// machineHealthChecks yields flavor's MachineHealthChecks, each with what
+// want (by name) expects of it; a count other than want's (the control
+// plane's and one per pool) and a check want does not name are errors.
+func machineHealthChecks[W any](t *testing.T, flavor string, r *capi.Rendered, want map[string]W) iter.Seq2[*unstructured.Unstructured, W] {
+	t.Helper()
+	mhcs := objectsOf(r, "MachineHealthCheck")
+	if len(mhcs) != len(want) {
+		t.Errorf("%s: %d MachineHealthChecks, want %d (the control plane's and one per pool)", flavor, len(mhcs), len(want))
+	}
+	return func(yield func(*unstructured.Unstructured, W) bool) {
+		for _, mhc := range mhcs {
+			w, ok := want[mhc.GetName()]
+			if !ok {
+				t.Errorf("%s: unexpected MachineHealthCheck %s", flavor, mhc.GetName())
+				continue
+			}
+			if !yield(mhc, w) {
+				return
+			}
+		}
+	}
 }
 
 // checkPoolHealthCheckSelects checks that a pool's MachineHealthCheck (named
@@ -454,16 +478,7 @@ func TestHetznerHealthChecksAndServingCertificates(t *testing.T) {
 			want[md.GetName()] = map[any]check{"HCloudMachineTemplate": hcloudPool, "HetznerBareMetalMachineTemplate": bareMetal}[kind]
 			checkPoolHealthCheckSelects(t, name, r, md)
 		}
-		mhcs := objectsOf(r, "MachineHealthCheck")
-		if len(mhcs) != len(want) {
-			t.Errorf("%s: %d MachineHealthChecks, want %d", name, len(mhcs), len(want))
-		}
-		for _, mhc := range mhcs {
-			w, ok := want[mhc.GetName()]
-			if !ok {
-				t.Errorf("%s: unexpected MachineHealthCheck %s", name, mhc.GetName())
-				continue
-			}
+		for mhc, w := range machineHealthChecks(t, name, r, want) {
 			if field(mhc, "spec", "clusterName") != r.Objects[0].GetName() {
 				t.Errorf("%s: %s checks cluster %v", name, mhc.GetName(), field(mhc, "spec", "clusterName"))
 			}

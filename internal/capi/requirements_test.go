@@ -89,13 +89,8 @@ func TestVersionRange(t *testing.T) {
 func TestLoadCatalogChecksRequirements(t *testing.T) {
 	t.Parallel()
 	dir := copyTemplates(t)
-	manifest := filepath.Join(dir, "providers", "hetzner", "provider.yaml")
-	data, err := os.ReadFile(manifest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, manifest, strings.Replace(string(data), "kubernetes: {min: v1.32, max: v1.36}", "kubernetes: {min: v1.36, max: \"1.32\"}", 1))
-	_, err = capi.LoadCatalog(os.DirFS(dir))
+	replaceInFile(t, filepath.Join(dir, "providers", "hetzner", "provider.yaml"), "kubernetes: {min: v1.32, max: v1.36}", "kubernetes: {min: v1.36, max: \"1.32\"}")
+	_, err := capi.LoadCatalog(os.DirFS(dir))
 	if err == nil || !strings.Contains(err.Error(), "providers/hetzner/provider.yaml") || !strings.Contains(err.Error(), `requirements.kubernetes.max: "1.32"`) {
 		t.Fatalf("error %v", err)
 	}
@@ -105,13 +100,8 @@ func TestLoadCatalogChecksRequirements(t *testing.T) {
 func TestLoadCatalogChecksRefusedAddons(t *testing.T) {
 	t.Parallel()
 	dir := copyTemplates(t)
-	manifest := filepath.Join(dir, "providers", "aws", "provider.yaml")
-	data, err := os.ReadFile(manifest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, manifest, strings.Replace(string(data), "refusedAddons: [ccm]", "addons: [ccm]\n      refusedAddons: [ccm, CNI]", 1))
-	_, err = capi.LoadCatalog(os.DirFS(dir))
+	replaceInFile(t, filepath.Join(dir, "providers", "aws", "provider.yaml"), "refusedAddons: [ccm]", "addons: [ccm]\n      refusedAddons: [ccm, CNI]")
+	_, err := capi.LoadCatalog(os.DirFS(dir))
 	if err == nil || !strings.Contains(err.Error(), "providers/aws/provider.yaml") ||
 		!strings.Contains(err.Error(), `requirements.refusedAddons[0]: "ccm" is also required`) ||
 		!strings.Contains(err.Error(), `requirements.refusedAddons[1]: "CNI" is not an addon role`) {

@@ -155,6 +155,16 @@ func releaseValues(t *testing.T, kubeconfig []byte, namespace, release string) m
 	return v
 }
 
+// startAddonWorld starts the service on a new addonWorld, with the seed
+// spec's hcloud credential put.
+func startAddonWorld(t *testing.T) (addonWorld, *service) {
+	t.Helper()
+	w := newAddonWorld(t)
+	s := startService(t, w.options())
+	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	return w, s
+}
+
 // TestAddonsInstalledWithValuesChain provisions with
 // bootstrap: [cilium, ccm, cert-manager]: the releases exist on the
 // workload cluster in order, Helm's stored values follow the chain (addon <
@@ -162,9 +172,7 @@ func releaseValues(t *testing.T, kubeconfig []byte, namespace, release string) m
 // and the status shows each addon installed with its chart version.
 func TestAddonsInstalledWithValuesChain(t *testing.T) {
 	t.Parallel()
-	w := newAddonWorld(t)
-	s := startService(t, w.options())
-	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	w, s := startAddonWorld(t)
 	provisionAndFinish(t, s, "prod", addonSpec(t, "cert-manager"))
 
 	st := s.mustDo(http.MethodGet, "/v1/clusters/prod/status", "", "", nil, http.StatusOK)
@@ -215,9 +223,7 @@ func TestAddonsInstalledWithValuesChain(t *testing.T) {
 // a PATCH runs an update whose bootstrap installs it.
 func TestFailingAddonThenFixed(t *testing.T) {
 	t.Parallel()
-	w := newAddonWorld(t)
-	s := startService(t, w.options())
-	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	_, s := startAddonWorld(t)
 	s.submit(addonSpec(t, "{name: cert-manager, values: {fail: true}}"))
 	s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool { return stepState(st, "control-plane-initialized") == "running" })
 	s.playCloud("prod")
@@ -283,9 +289,7 @@ func (s *service) playFlux() bool {
 // Kustomization; once Flux reports the source ready, the status says so.
 func TestGitOpsFluxPrivateRepository(t *testing.T) {
 	t.Parallel()
-	w := newAddonWorld(t)
-	s := startService(t, w.options())
-	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	w, s := startAddonWorld(t)
 	s.putCredential("infra-git", `{"provider":"git","token":"git-e2e-token-9d2f"}`)
 	spec := strings.Replace(seedSpecWithout(t, seedBootstrap)+seedCNIAndCCM, "    path: clusters/prod.example.com\n", "    path: clusters/prod.example.com\n    secretName: infra-git\n", 1)
 	s.submit(spec)

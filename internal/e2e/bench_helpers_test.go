@@ -3,14 +3,14 @@ package e2e
 // Helpers of BenchmarkProvisionMany (bench_test.go). They copy the little of
 // harness_test.go a benchmark needs, for testing.TB and with the service's
 // lifetime in the caller's hands; every name starts with "bench" so the two
-// files can change independently.
+// files can change independently. Both send requests with harness_test.go's
+// request and decodeObject.
 
 import (
 	"bytes"
+	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -122,31 +122,16 @@ func (s *benchService) namespace() string { return "lok8s-" + s.tenant }
 // do sends a request (token "" is the tenant's) and returns the decoded
 // JSON object; it never calls Fatal, so goroutines may use it.
 func (s *benchService) do(method, path, token, contentType string, body []byte, want int) (map[string]any, error) {
-	req, err := http.NewRequest(method, s.url+path, bytes.NewReader(body))
+	status, data, err := request(s.client, s.url, cmp.Or(token, s.token), method, path, contentType, body)
 	if err != nil {
 		return nil, err
 	}
-	if token == "" {
-		token = s.token
+	if status != want {
+		return nil, fmt.Errorf("%s %s: %d, want %d: %s", method, path, status, want, data)
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := s.client.Do(req)
+	out, err := decodeObject(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != want {
-		return nil, fmt.Errorf("%s %s: %d, want %d: %s", method, path, resp.StatusCode, want, data)
-	}
-	out := map[string]any{}
-	if len(bytes.TrimSpace(data)) > 0 && bytes.TrimSpace(data)[0] == '{' {
-		if err := json.Unmarshal(data, &out); err != nil {
-			return nil, fmt.Errorf("%s %s: %w", method, path, err)
-		}
 	}
 	return out, nil
 }

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"reflect"
@@ -338,38 +340,16 @@ func (c *cloud) setStatus(ctx context.Context, obj *unstructured.Unstructured, s
 	for k, v := range status {
 		merged[k] = v
 	}
-	if reflect.DeepEqual(normalize(current), normalize(merged)) {
-		return nil
+	// The same JSON is the same status, whatever the numbers' Go types.
+	if was, err := json.Marshal(current); err == nil {
+		if now, err := json.Marshal(merged); err == nil && bytes.Equal(was, now) {
+			return nil
+		}
 	}
 	if err := unstructured.SetNestedMap(obj.Object, merged, "status"); err != nil {
 		return err
 	}
 	return c.mgmt.Client.Status().Update(ctx, obj)
-}
-
-// normalize makes int and int64 compare equal.
-func normalize(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		out := map[string]any{}
-		for k, e := range x {
-			out[k] = normalize(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = normalize(e)
-		}
-		return out
-	case int:
-		return int64(x)
-	case int32:
-		return int64(x)
-	case float64:
-		return int64(x)
-	}
-	return v
 }
 
 func poolOf(md *unstructured.Unstructured) string {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -313,26 +314,46 @@ func (l testLog) Write(p []byte) (int, error) {
 // namespace is where the tenant's clusters live on the management cluster.
 func (s *service) namespace() string { return "lok8s-" + s.tenant }
 
-func (s *service) do(method, path, token, contentType string, body []byte) (int, []byte) {
-	s.t.Helper()
-	req, err := http.NewRequest(method, s.url+path, bytes.NewReader(body))
+// request sends method path to the service at base with the bearer token
+// (and contentType, unless "") and returns the answer's status and body.
+func request(client *http.Client, base, token, method, path, contentType string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequest(method, base+path, bytes.NewReader(body))
 	if err != nil {
-		s.t.Fatal(err)
-	}
-	if token == "" {
-		token = s.token
+		return 0, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := s.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		s.t.Fatal(err)
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, data
+	return resp.StatusCode, data, nil
+}
+
+// decodeObject decodes an answer's body that is a JSON object; any other
+// body (empty, text) is an empty map.
+func decodeObject(data []byte) (map[string]any, error) {
+	out := map[string]any{}
+	if len(data) > 0 && strings.HasPrefix(strings.TrimSpace(string(data)), "{") {
+		if err := json.Unmarshal(data, &out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// do sends a request (token "" is the tenant's).
+func (s *service) do(method, path, token, contentType string, body []byte) (int, []byte) {
+	s.t.Helper()
+	status, data, err := request(s.client, s.url, cmp.Or(token, s.token), method, path, contentType, body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return status, data
 }
 
 func (s *service) mustDo(method, path, token, contentType string, body []byte, want int) map[string]any {
@@ -341,11 +362,9 @@ func (s *service) mustDo(method, path, token, contentType string, body []byte, w
 	if status != want {
 		s.t.Fatalf("%s %s: %d, want %d: %s", method, path, status, want, data)
 	}
-	out := map[string]any{}
-	if len(data) > 0 && strings.HasPrefix(strings.TrimSpace(string(data)), "{") {
-		if err := json.Unmarshal(data, &out); err != nil {
-			s.t.Fatalf("%s %s: %v", method, path, err)
-		}
+	out, err := decodeObject(data)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
 	}
 	return out
 }

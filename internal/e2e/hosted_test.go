@@ -123,20 +123,29 @@ func setUpHosted(s *service) hostedClient {
 	return hostedClient{s: s, token: s.token}
 }
 
+// startHostedCluster starts the service in hosted mode (setUpHosted),
+// creates the cluster of domain (named name) through the hosted API and
+// waits until CAPI has its objects: its control-plane-initialized step
+// runs, or it failed. It returns the service, the client and the id.
+func startHostedCluster(t *testing.T, domain, name string) (*service, hostedClient, string) {
+	t.Helper()
+	s := startService(t, options{})
+	c := setUpHosted(s)
+	id := c.create(hostedPayload(domain))
+	s.waitStatus(name, 60*time.Second, func(st map[string]any) bool {
+		return stepState(st, "control-plane-initialized") == "running" || st["phase"] == "Failed"
+	})
+	return s, c, id
+}
+
 // TestHostedModeClient plays `lo provision` and `lo destroy` in hosted
 // mode against the real server: create → poll until Running (the cloud
 // stand-in provisions it) → kubeconfig → a repeated create (the same id)
 // → lookup by domain → delete by domain → gone.
 func TestHostedModeClient(t *testing.T) {
 	t.Parallel()
-	s := startService(t, options{})
-	c := setUpHosted(s)
 	const domain, name = "hosted.example.com", "hosted-example-com"
-
-	id := c.create(hostedPayload(domain))
-	s.waitStatus(name, 60*time.Second, func(st map[string]any) bool {
-		return stepState(st, "control-plane-initialized") == "running" || st["phase"] == "Failed"
-	})
+	s, c, id := startHostedCluster(t, domain, name)
 	s.playCloud(name)
 	if err := c.wait(id, 90*time.Second); err != nil {
 		t.Fatal(err)
@@ -191,14 +200,8 @@ func TestHostedModeClient(t *testing.T) {
 // poll sees Failed and gives up.
 func TestHostedModeClientFailure(t *testing.T) {
 	t.Parallel()
-	s := startService(t, options{})
-	c := setUpHosted(s)
 	const domain, name = "broken.example.com", "broken-example-com"
-
-	id := c.create(hostedPayload(domain))
-	s.waitStatus(name, 60*time.Second, func(st map[string]any) bool {
-		return stepState(st, "control-plane-initialized") == "running" || st["phase"] == "Failed"
-	})
+	s, c, id := startHostedCluster(t, domain, name)
 	s.failCAPICluster(name, "InvalidConfiguration", "hcloud: server type cax21 is not available in fsn1")
 	err := c.wait(id, 60*time.Second)
 	if err == nil || err.Error() != "hosted cluster "+id+" failed: status=Failed" {

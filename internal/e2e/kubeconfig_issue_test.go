@@ -26,9 +26,7 @@ import (
 // with its identity and expiry.
 func TestIssuedKubeconfig(t *testing.T) {
 	t.Parallel()
-	s := startService(t, options{})
-	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
-	provisionAndFinish(t, s, "prod", seedSpecWithoutAddons(t))
+	s, _ := startProvisioned(t)
 
 	before := time.Now()
 	req, _ := http.NewRequest(http.MethodGet, s.url+"/v1/clusters/prod/kubeconfig?ttl=15m", nil)

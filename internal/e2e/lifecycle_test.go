@@ -107,9 +107,7 @@ func (s *service) finishUpdate(name string) map[string]any {
 
 func TestScalePoolChangesOnlyItsReplicas(t *testing.T) {
 	t.Parallel()
-	s := startService(t, options{})
-	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
-	provisionAndFinish(t, s, "prod", seedSpecWithoutAddons(t))
+	s, _ := startProvisioned(t)
 	before := resourceVersions(t, s, "prod")
 
 	// An immutable field is refused, naming it, and changes nothing.
@@ -158,9 +156,7 @@ func TestScalePoolChangesOnlyItsReplicas(t *testing.T) {
 
 func TestUpgradeOneMinorAtATime(t *testing.T) {
 	t.Parallel()
-	s := startService(t, options{})
-	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
-	provisionAndFinish(t, s, "prod", seedSpecWithoutAddons(t))
+	s, _ := startProvisioned(t)
 
 	status, body := s.patch("prod", `{"spec":{"kubernetes":{"version":"v1.36.1"}}}`)
 	if status != http.StatusUnprocessableEntity || !strings.Contains(string(body), "one minor version at a time") {
@@ -188,9 +184,7 @@ func TestUpgradeOneMinorAtATime(t *testing.T) {
 
 func TestRemovedPoolIsPruned(t *testing.T) {
 	t.Parallel()
-	s := startService(t, options{})
-	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
-	provisionAndFinish(t, s, "prod", seedSpecWithoutAddons(t))
+	s, _ := startProvisioned(t)
 	if status, body := s.patch("prod", `{"spec":{"hcloud":{"workers":{"gpu":null}}}}`); status != http.StatusAccepted {
 		t.Fatalf("remove pool: %d %s", status, body)
 	}

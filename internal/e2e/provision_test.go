@@ -162,6 +162,17 @@ func nested(t *testing.T, obj *unstructured.Unstructured, path ...string) any {
 	return v
 }
 
+// startProvisioned starts the service and provisions the seed cluster
+// without addons (seedSpecWithoutAddons, as "prod", with its hcloud
+// credential) to Provisioned; it returns the service and the cluster's
+// objects on the management cluster.
+func startProvisioned(t *testing.T) (*service, []*unstructured.Unstructured) {
+	t.Helper()
+	s := startService(t, options{})
+	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	return s, provisionAndFinish(t, s, "prod", seedSpecWithoutAddons(t))
+}
+
 // provisionAndFinish runs a spec from POST to Provisioned: the objects
 // appear on the management cluster, the wait step waits for CAPI, the test
 // plays the infrastructure provider, and the kubeconfig then works.
@@ -260,9 +271,7 @@ func (s *service) waitProvisioned(name string) map[string]any {
 
 func TestProvisionHetznerSeedSpec(t *testing.T) {
 	t.Parallel()
-	w := newAddonWorld(t)
-	s := startService(t, w.options())
-	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
+	_, s := startAddonWorld(t)
 	objs := provisionAndFinish(t, s, "prod", seedSpec(t))
 
 	cluster := s.get(mgmt.ClusterGVK, s.namespace(), "prod")
@@ -446,9 +455,7 @@ func TestWatcherWakesTheWaitStep(t *testing.T) {
 // pipeline has finished: only the watcher can carry that into the status.
 func TestWatcherKeepsStatusCurrent(t *testing.T) {
 	t.Parallel()
-	s := startService(t, options{})
-	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
-	provisionAndFinish(t, s, "prod", seedSpecWithoutAddons(t))
+	s, _ := startProvisioned(t)
 	ctx := context.Background()
 	s.pauseCloud("prod") // from here on the test plays CAPI
 
@@ -662,9 +669,7 @@ func TestManagementUnreachableDuringApply(t *testing.T) {
 // cluster ends Deleted and its name is free.
 func TestDeleteRemovesEverything(t *testing.T) {
 	t.Parallel()
-	s := startService(t, options{})
-	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
-	objs := provisionAndFinish(t, s, "prod", seedSpecWithoutAddons(t))
+	s, objs := startProvisioned(t)
 
 	s.mustDo(http.MethodDelete, "/v1/clusters/prod", "", "", nil, http.StatusAccepted)
 	deleted := s.waitStatus("prod", 60*time.Second, func(st map[string]any) bool {

@@ -71,9 +71,7 @@ func TestRiverUIForAdminsOnly(t *testing.T) {
 // MachineDeployment gets the new replicas.
 func TestDashboardScalesAPool(t *testing.T) {
 	t.Parallel()
-	s := startService(t, options{})
-	s.putCredential("prod-credentials", `{"provider":"hetzner","hcloudToken":"`+hcloudToken+`"}`)
-	provisionAndFinish(t, s, "prod", seedSpecWithoutAddons(t))
+	s, _ := startProvisioned(t)
 
 	id, csrf := s.sessionFor(s.token)
 	post := func(form string) (int, string) {

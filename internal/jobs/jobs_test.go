@@ -99,6 +99,16 @@ type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
 
+// provisionSeed runs the real pipeline (no management cluster configured)
+// on the seed cluster "prod" until its provisioning ends; it returns the
+// pipeline and queue, for further operations, and the ended operation.
+func (b bundle) provisionSeed(t *testing.T) (*Pipeline, *Queue, store.Operation) {
+	t.Helper()
+	p := b.pipeline()
+	q := b.startQueue(t, p)
+	return p, q, b.waitFor(t, b.submit(t, q, p, "prod", seedJSON).ID)
+}
+
 func (b bundle) submit(t *testing.T, q *Queue, p *Pipeline, name, specJSON string) store.Operation {
 	t.Helper()
 	return b.submitAs(t, q, p, "hetzner", name, specJSON)
@@ -146,9 +156,7 @@ func TestProvisionFailsClearlyWithoutManagementCluster(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	p := b.pipeline()
-	q := b.startQueue(t, p)
-	op := b.waitFor(t, b.submit(t, q, p, "prod", seedJSON).ID)
+	_, _, op := b.provisionSeed(t)
 
 	if op.State != store.OpFailed {
 		t.Fatalf("state %s, want failed", op.State)
@@ -182,9 +190,7 @@ func TestProvisionFailsClearlyWithoutManagementCluster(t *testing.T) {
 func TestCredentialsStepNeedsTheCredential(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	p := b.pipeline()
-	q := b.startQueue(t, p)
-	op := b.waitFor(t, b.submit(t, q, p, "prod", seedJSON).ID)
+	_, _, op := b.provisionSeed(t)
 	// preflight checks the credential before anything is applied.
 	if pf := op.Steps[2]; op.State != store.OpFailed || pf.Name != StepPreflight || !strings.Contains(pf.Error, `credential "prod-credentials" no longer exists`) ||
 		pf.Failure.Code != CodeCredentialMissing || !strings.Contains(pf.Failure.Remediation, "PUT /v1/credentials/prod-credentials") {
@@ -376,9 +382,7 @@ func TestSeedSpecParses(t *testing.T) {
 func TestDeleteWithoutManagementCluster(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	p := b.pipeline()
-	q := b.startQueue(t, p)
-	prov := b.waitFor(t, b.submit(t, q, p, "prod", seedJSON).ID)
+	p, q, prov := b.provisionSeed(t)
 	if prov.State != store.OpFailed {
 		t.Fatalf("provisioning: %s", prov.State)
 	}

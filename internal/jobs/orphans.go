@@ -52,17 +52,8 @@ func (w *failOrphansWorker) Work(ctx context.Context, _ *river.Job[FailOrphansAr
 	return nil
 }
 
-// addOrphanCheck registers the worker and its periodic job (River runs it
-// on the elected leader only).
+// addOrphanCheck registers the worker and its periodic job.
 func addOrphanCheck(rc *river.Config, workers *river.Workers, cfg Config) error {
 	w := &failOrphansWorker{store: cfg.Store, grace: cfg.OrphanGrace, logger: cfg.Logger}
-	if err := river.AddWorkerSafely(workers, w); err != nil {
-		return fmt.Errorf("jobs: add fail_orphaned_operations worker: %w", err)
-	}
-	every := cfg.OrphanCheckInterval
-	rc.PeriodicJobs = append(rc.PeriodicJobs, river.NewPeriodicJob(river.PeriodicInterval(every),
-		func() (river.JobArgs, *river.InsertOpts) {
-			return FailOrphansArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: every}}
-		}, &river.PeriodicJobOpts{RunOnStart: true}))
-	return nil
+	return addPeriodic(rc, workers, w, FailOrphansArgs{}, cfg.OrphanCheckInterval)
 }

@@ -36,11 +36,7 @@ func (s *steps) preflight(ctx context.Context, r *Run) (Outcome, error) {
 	if _, _, err := s.openCredential(ctx, r, r.Spec.Spec.Credentials.SecretName); err != nil {
 		return Outcome{}, err
 	}
-	objs, err := s.savedObjects(ctx, r)
-	if err != nil {
-		return Outcome{}, err
-	}
-	mc, err := s.managementCluster(r)
+	objs, mc, err := s.savedObjectsAndCluster(ctx, r)
 	if err != nil {
 		return Outcome{}, err
 	}

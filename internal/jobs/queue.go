@@ -5,6 +5,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -111,21 +112,11 @@ func (c Config) WithDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = DefaultMaxAttempts
-	}
-	if c.StepTimeout == 0 {
-		c.StepTimeout = DefaultStepTimeout
-	}
-	if c.RescueAfter == 0 {
-		c.RescueAfter = c.StepTimeout + DefaultRescueMargin
-	}
-	if c.OrphanCheckInterval == 0 {
-		c.OrphanCheckInterval = DefaultOrphanCheckInterval
-	}
-	if c.OrphanGrace == 0 {
-		c.OrphanGrace = DefaultOrphanGrace
-	}
+	c.MaxAttempts = cmp.Or(c.MaxAttempts, DefaultMaxAttempts)
+	c.StepTimeout = cmp.Or(c.StepTimeout, DefaultStepTimeout)
+	c.RescueAfter = cmp.Or(c.RescueAfter, c.StepTimeout+DefaultRescueMargin)
+	c.OrphanCheckInterval = cmp.Or(c.OrphanCheckInterval, DefaultOrphanCheckInterval)
+	c.OrphanGrace = cmp.Or(c.OrphanGrace, DefaultOrphanGrace)
 	if c.Tracer == nil {
 		c.Tracer = noop.NewTracerProvider()
 	}

@@ -48,12 +48,19 @@ func (w *pruneEventsWorker) Work(ctx context.Context, _ *river.Job[PruneEventsAr
 // addEventPruning registers the prune worker and its periodic job.
 func addEventPruning(rc *river.Config, workers *river.Workers, cfg Config) error {
 	w := &pruneEventsWorker{store: cfg.Store, retention: cfg.EventRetention, logger: cfg.Logger}
+	return addPeriodic(rc, workers, w, PruneEventsArgs{}, pruneEventsEvery)
+}
+
+// addPeriodic registers w and a periodic job of args every interval, at
+// most one per interval and one at start. River runs periodic jobs on the
+// elected leader only, so once per interval in all.
+func addPeriodic[T river.JobArgs](rc *river.Config, workers *river.Workers, w river.Worker[T], args T, every time.Duration) error {
 	if err := river.AddWorkerSafely(workers, w); err != nil {
-		return fmt.Errorf("jobs: add prune_events worker: %w", err)
+		return fmt.Errorf("jobs: add %s worker: %w", args.Kind(), err)
 	}
-	rc.PeriodicJobs = append(rc.PeriodicJobs, river.NewPeriodicJob(river.PeriodicInterval(pruneEventsEvery),
+	rc.PeriodicJobs = append(rc.PeriodicJobs, river.NewPeriodicJob(river.PeriodicInterval(every),
 		func() (river.JobArgs, *river.InsertOpts) {
-			return PruneEventsArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: pruneEventsEvery}}
+			return args, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: every}}
 		}, &river.PeriodicJobOpts{RunOnStart: true}))
 	return nil
 }

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -102,15 +103,9 @@ const (
 // WithDefaults returns d with unset durations defaulted, and a kubeconfig
 // Source over d's store, keys, management clusters and catalog if none is set.
 func (d Deps) WithDefaults() Deps {
-	if d.CheckInterval == 0 {
-		d.CheckInterval = DefaultCheckInterval
-	}
-	if d.WaitTimeout == 0 {
-		d.WaitTimeout = DefaultWaitTimeout
-	}
-	if d.WatchedCheckInterval == 0 {
-		d.WatchedCheckInterval = DefaultWatchedCheckInterval
-	}
+	d.CheckInterval = cmp.Or(d.CheckInterval, DefaultCheckInterval)
+	d.WaitTimeout = cmp.Or(d.WaitTimeout, DefaultWaitTimeout)
+	d.WatchedCheckInterval = cmp.Or(d.WatchedCheckInterval, DefaultWatchedCheckInterval)
 	if d.Kubeconfigs == nil {
 		d.Kubeconfigs = &kubeconfigs.Source{Store: d.Store, Keyring: d.Keyring, Clusters: d.Clusters, Catalog: d.Catalog}
 	}
@@ -295,11 +290,7 @@ func (s *steps) render(ctx context.Context, r *Run) (Outcome, error) {
 
 // apply server-side applies the saved manifests; applying again changes nothing.
 func (s *steps) apply(ctx context.Context, r *Run) (Outcome, error) {
-	objs, err := s.savedObjects(ctx, r)
-	if err != nil {
-		return Outcome{}, err
-	}
-	mc, err := s.managementCluster(r)
+	objs, mc, err := s.savedObjectsAndCluster(ctx, r)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -313,6 +304,20 @@ func (s *steps) apply(ctx context.Context, r *Run) (Outcome, error) {
 		}
 	}
 	return Outcome{Message: fmt.Sprintf("%d objects applied", len(objs))}, nil
+}
+
+// savedObjectsAndCluster returns the rendered objects saved by the render
+// step and the management cluster they go to.
+func (s *steps) savedObjectsAndCluster(ctx context.Context, r *Run) ([]*unstructured.Unstructured, *mgmt.Cluster, error) {
+	objs, err := s.savedObjects(ctx, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	mc, err := s.managementCluster(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	return objs, mc, nil
 }
 
 func (s *steps) savedObjects(ctx context.Context, r *Run) ([]*unstructured.Unstructured, error) {
@@ -370,14 +375,23 @@ func (s *steps) nodesReady(ctx context.Context, r *Run) (Outcome, error) {
 	if rd.Ready {
 		return Outcome{Message: "ready: " + rd.Progress}, nil
 	}
+	return s.waitForMachines(ctx, r, StepNodesReady, rd.Progress, rd.Progress, st.watched)
+}
+
+// waitForMachines rechecks a step that waits on CAPI's machines: it fails
+// the step at once if a machine failure has held too long (machinesWait),
+// shows progress on the step, and snoozes it until the provider's machine
+// timeout; watched says the answer came from the watcher's cache, so the
+// next look may wait longer unless machinesWait had to poll.
+func (s *steps) waitForMachines(ctx context.Context, r *Run, step, progress, state string, watched bool) (Outcome, error) {
 	timeout, polled, err := s.machinesWait(ctx, r)
 	if err != nil {
 		return Outcome{}, err
 	}
-	if err := s.Store.SetStepMessage(ctx, r.Operation.ID, StepNodesReady, rd.Progress); err != nil {
+	if err := s.Store.SetStepMessage(ctx, r.Operation.ID, step, progress); err != nil {
 		return Outcome{}, err
 	}
-	return s.recheckWithin(r, rd.Progress, timeout, s.every(st.watched && !polled))
+	return s.recheckWithin(r, state, timeout, s.every(watched && !polled))
 }
 
 // machinesWait reads the provider's machine failures (capi.Waits) and
@@ -578,17 +592,13 @@ func (s *steps) prune(ctx context.Context, r *Run) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, Permanent(err)
 	}
-	current, err := s.savedObjects(ctx, r)
+	current, mc, err := s.savedObjectsAndCluster(ctx, r)
 	if err != nil {
 		return Outcome{}, err
 	}
 	keep := map[string]bool{}
 	for _, o := range current {
 		keep[objectID(o)] = true
-	}
-	mc, err := s.managementCluster(r)
-	if err != nil {
-		return Outcome{}, err
 	}
 	var removed []string
 	for _, o := range old {
@@ -617,11 +627,7 @@ func objectID(o *unstructured.Unstructured) string {
 // and MachineDeployment seen at its new generation, all replicas up to
 // date and available. Progress shows on the step while it waits.
 func (s *steps) rollout(ctx context.Context, r *Run) (Outcome, error) {
-	objs, err := s.savedObjects(ctx, r)
-	if err != nil {
-		return Outcome{}, err
-	}
-	mc, err := s.managementCluster(r)
+	objs, mc, err := s.savedObjectsAndCluster(ctx, r)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -632,14 +638,7 @@ func (s *steps) rollout(ctx context.Context, r *Run) (Outcome, error) {
 	if ro.Done {
 		return Outcome{Message: "rolled out: " + ro.Progress}, nil
 	}
-	timeout, polled, err := s.machinesWait(ctx, r)
-	if err != nil {
-		return Outcome{}, err
-	}
-	if err := s.Store.SetStepMessage(ctx, r.Operation.ID, StepRollout, ro.Progress); err != nil {
-		return Outcome{}, err
-	}
-	return s.recheckWithin(r, "rolling out: "+ro.Progress, timeout, s.every(ro.Cached && !polled))
+	return s.waitForMachines(ctx, r, StepRollout, ro.Progress, "rolling out: "+ro.Progress, ro.Cached)
 }
 
 // deprovisionTarget is the management cluster to delete from, or none

@@ -3,7 +3,6 @@ package kubeconfigs_test
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,8 +14,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/yaml"
 
-	provisioner "lok8s.dev/provisioner"
-	"lok8s.dev/provisioner/internal/capi"
+	"lok8s.dev/provisioner/internal/app"
 	"lok8s.dev/provisioner/internal/kubeconfigs"
 	"lok8s.dev/provisioner/internal/mgmt"
 	"lok8s.dev/provisioner/internal/store"
@@ -24,22 +22,6 @@ import (
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
-
-const eksSpec = `apiVersion: cluster.lok8s.dev/v1beta1
-kind: Capi
-metadata:
-  name: eks
-spec:
-  kubernetes:
-    version: v1.33.2
-  cluster:
-    domain: eks.example.com
-  aws:
-    region: eu-central-1
-    flavor: eks
-    workers:
-      general: {replicas: 2, type: m6i.large}
-`
 
 func tokenKubeconfig(t *testing.T, token string) []byte {
 	t.Helper()
@@ -68,15 +50,15 @@ func TestRotatingKubeconfigIsReadEveryTime(t *testing.T) {
 	if err := os.WriteFile(path, env.Kubeconfig(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	templates, err := fs.Sub(provisioner.Templates, "templates")
+	catalog, err := app.LoadCatalog("") // the embedded templates
 	if err != nil {
 		t.Fatal(err)
 	}
-	catalog, err := capi.LoadCatalog(templates)
+	eksSpec, err := os.ReadFile("../capi/testdata/specs/aws-eks.yaml") // an EKS cluster named eks
 	if err != nil {
 		t.Fatal(err)
 	}
-	specJSON, err := yaml.YAMLToJSON([]byte(eksSpec))
+	specJSON, err := yaml.YAMLToJSON(eksSpec)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,15 +1,10 @@
 package localmgmt
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 
 	"lok8s.dev/provisioner/internal/gomod"
 	"lok8s.dev/provisioner/internal/testenv"
@@ -90,20 +85,10 @@ func ControllersDir(ctx context.Context, root, dir string, progress io.Writer) (
 		return dir, nil
 	}
 	script := filepath.Join(root, "hack", "capi-controllers.sh")
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "bash", script)
-	cmd.Dir = root
-	cmd.Stdout = &stdout
-	cmd.Stderr = &stderr
-	if progress != nil {
-		cmd.Stderr = io.MultiWriter(progress, &stderr)
+	dir, err := testenv.RunCacheScript(ctx, root, script, progress)
+	if err != nil {
+		return "", fmt.Errorf("localmgmt: %w\nset %s to a directory with the managers, or %s", err, ControllersEnv, controllersHint)
 	}
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("localmgmt: %s failed (%w):\n%s\nset %s to a directory with the managers, or %s",
-			script, err, tail(stderr.String(), 4000), ControllersEnv, controllersHint)
-	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	dir = strings.TrimSpace(lines[len(lines)-1])
 	if err := checkControllers(dir); err != nil {
 		return "", fmt.Errorf("localmgmt: %s printed %q: %w; %s", script, dir, err, controllersHint)
 	}
@@ -111,17 +96,11 @@ func ControllersDir(ctx context.Context, root, dir string, progress io.Writer) (
 }
 
 func checkControllers(dir string) error {
-	var errs []error
-	for _, p := range Providers {
-		fi, err := os.Stat(filepath.Join(dir, p.Binary))
-		switch {
-		case err != nil:
-			errs = append(errs, err)
-		case fi.IsDir() || fi.Mode().Perm()&0o111 == 0:
-			errs = append(errs, fmt.Errorf("%s is not an executable file", filepath.Join(dir, p.Binary)))
-		}
+	binaries := make([]string, len(Providers))
+	for i, p := range Providers {
+		binaries[i] = p.Binary
 	}
-	return errors.Join(errs...)
+	return testenv.CheckExecutables(dir, binaries...)
 }
 
 // ModuleDirs returns the module-cache directory of each module Providers

@@ -2,9 +2,12 @@ package spec
 
 import (
 	"errors"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 // The lok8s CLI's current shape: each testdata/upstream-*.yaml (written
@@ -13,22 +16,21 @@ import (
 // ShapeProvider, reporting the fields it ignores.
 func TestLoadProviderShape(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		file    string
-		ignored []string
-	}{
-		{"upstream-hetzner.yaml", []string{"spec.managementCluster.local", "spec.provider.credentials.envVars"}},
-		{"upstream-hetzner-ha.yaml", []string{"spec.managementCluster.local"}},
-		{"upstream-aws.yaml", []string{"spec.provider.credentials.envVars"}},
-		{"upstream-hetzner-gitops.yaml", []string{"metadata.creationTimestamp", "metadata.labels", "metadata.namespace",
-			"spec.etcd", "spec.kubehz", "spec.oidc", "spec.runner", "status"}},
-	} {
-		t.Run(tc.file, func(t *testing.T) {
+	files, err := filepath.Glob("testdata/upstream-*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no upstream documents: %v", err)
+	}
+	ignored := ignoredFields(t)
+	for _, file := range files {
+		file = filepath.Base(file)
+		want, ok := ignored[file]
+		if !ok {
+			t.Errorf("testdata/ignored-fields.yaml does not list %s", file)
+			continue
+		}
+		t.Run(file, func(t *testing.T) {
 			t.Parallel()
-			data, err := readFile(tc.file)
-			if err != nil {
-				t.Fatal(err)
-			}
+			data := readTestdata(t, file)
 			doc, err := LoadDocument(data, ValidateOptions{})
 			if err != nil {
 				t.Fatalf("LoadDocument: %v", err)
@@ -43,11 +45,22 @@ func TestLoadProviderShape(t *testing.T) {
 					t.Errorf("%s ignored without a reason", i.Field)
 				}
 			}
-			if !reflect.DeepEqual(got, tc.ignored) {
-				t.Errorf("ignored %v, want %v", got, tc.ignored)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("ignored %v, want %v", got, want)
 			}
 		})
 	}
+}
+
+// ignoredFields is testdata/ignored-fields.yaml: the fields ignored in each
+// upstream document, by file name.
+func ignoredFields(t *testing.T) map[string][]string {
+	t.Helper()
+	var ignored map[string][]string
+	if err := yaml.Unmarshal(readTestdata(t, "ignored-fields.yaml"), &ignored); err != nil {
+		t.Fatal(err)
+	}
+	return ignored
 }
 
 // A document of the current shape normalises to the same spec as the
@@ -56,10 +69,7 @@ func TestLoadProviderShape(t *testing.T) {
 // seed form's 3.
 func TestProviderShapeNormalises(t *testing.T) {
 	t.Parallel()
-	data, err := readFile("upstream-hetzner.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readTestdata(t, "upstream-hetzner.yaml")
 	current, err := Load(data, ValidateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -103,10 +113,7 @@ spec:
 
 func TestAddonMapForm(t *testing.T) {
 	t.Parallel()
-	data, err := readFile("upstream-hetzner-ha.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readTestdata(t, "upstream-hetzner-ha.yaml")
 	c, err := Load(data, ValidateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -128,10 +135,7 @@ func TestRenderRoundTrip(t *testing.T) {
 	for _, file := range []string{"prod.yaml", "upstream-hetzner.yaml", "upstream-hetzner-ha.yaml", "upstream-aws.yaml", "upstream-hetzner-gitops.yaml"} {
 		t.Run(file, func(t *testing.T) {
 			t.Parallel()
-			data, err := readFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
+			data := readTestdata(t, file)
 			doc, err := LoadDocument(data, ValidateOptions{})
 			if err != nil {
 				t.Fatal(err)
@@ -154,7 +158,7 @@ func TestRenderRoundTrip(t *testing.T) {
 			}
 		})
 	}
-	data, _ := readFile("upstream-hetzner-gitops.yaml")
+	data := readTestdata(t, "upstream-hetzner-gitops.yaml")
 	c, err := Load(data, ValidateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -186,10 +190,7 @@ func mustRender(t *testing.T, c *Capi, shape Shape) []byte {
 // with its path as the document wrote it.
 func TestProviderShapeErrors(t *testing.T) {
 	t.Parallel()
-	base, err := readFile("upstream-hetzner.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	base := readTestdata(t, "upstream-hetzner.yaml")
 	edit := func(old, new string) string {
 		if !strings.Contains(string(base), old) {
 			t.Fatalf("%q not in the base document", old)

@@ -41,16 +41,7 @@ func TestValidateUpdate(t *testing.T) {
 			t.Parallel()
 			old, updated := base(t), base(t)
 			tc.change(updated)
-			errs := ValidateUpdate(old, updated, "hetzner", "hetzner")
-			if tc.field == "" {
-				if len(errs) != 0 {
-					t.Fatalf("refused: %v", errs)
-				}
-				return
-			}
-			if len(errs) != 1 || errs[0].Field != tc.field || !strings.Contains(errs[0].Message, tc.msg) {
-				t.Fatalf("got %v, want %s: ...%s...", errs, tc.field, tc.msg)
-			}
+			checkUpdate(t, ValidateUpdate(old, updated, "hetzner", "hetzner"), tc.field, tc.msg)
 		})
 	}
 	t.Run("provider", func(t *testing.T) {
@@ -60,6 +51,21 @@ func TestValidateUpdate(t *testing.T) {
 			t.Fatalf("%v", errs)
 		}
 	})
+}
+
+// checkUpdate checks ValidateUpdate's errs: none when field is "" (the
+// update is allowed), else one error for field whose message contains msg.
+func checkUpdate(t *testing.T, errs FieldErrors, field, msg string) {
+	t.Helper()
+	if field == "" {
+		if len(errs) != 0 {
+			t.Fatalf("refused: %v", errs)
+		}
+		return
+	}
+	if len(errs) != 1 || errs[0].Field != field || !strings.Contains(errs[0].Message, msg) {
+		t.Fatalf("got %v, want %s: ...%s...", errs, field, msg)
+	}
 }
 
 // spec.aws.ami is immutable: CAPA v2.13.0 refuses any change to an
@@ -94,16 +100,7 @@ func TestValidateUpdateAWSAMI(t *testing.T) {
 			tc.old(old)
 			tc.old(updated)
 			tc.change(updated)
-			errs := ValidateUpdate(old, updated, "aws", "aws")
-			if tc.field == "" {
-				if len(errs) != 0 {
-					t.Fatalf("refused: %v", errs)
-				}
-				return
-			}
-			if len(errs) != 1 || errs[0].Field != tc.field || !strings.Contains(errs[0].Message, tc.msg) {
-				t.Fatalf("got %v, want %s: ...%s...", errs, tc.field, tc.msg)
-			}
+			checkUpdate(t, ValidateUpdate(old, updated, "aws", "aws"), tc.field, tc.msg)
 		})
 	}
 }

@@ -439,37 +439,30 @@ func decodeCursor(cursor string) (time.Time, uuid.UUID, error) {
 // cancelled first (its job through cancelJob); an active deprovision is
 // returned as is, so DELETE is idempotent.
 func (s *Store) StartDeprovision(ctx context.Context, actor Actor, name string, steps []string, enqueue EnqueueFunc, cancelJob CancelJobFunc) (Cluster, Operation, error) {
-	var c Cluster
-	var op Operation
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var err error
-		if c, err = lockLiveCluster(ctx, tx, actor.TenantID, name); err != nil {
-			return err
-		}
+	return s.onLiveCluster(ctx, actor, name, func(tx pgx.Tx, c *Cluster, op *Operation) error {
 		active, err := activeOperation(ctx, tx, c.ID)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
 		if err == nil {
 			if active.Kind == OpDeprovision {
-				op = active
+				*op = active
 				return nil
 			}
 			if err := cancelActive(ctx, tx, active, "cancelled: the cluster is being deleted", cancelJob); err != nil {
 				return err
 			}
 		}
-		c, err = scanCluster(tx.QueryRow(ctx, `
+		*c, err = scanCluster(tx.QueryRow(ctx, `
 			UPDATE clusters SET phase = $2, message = '', updated_at = now() WHERE id = $1 RETURNING `+clusterColumns,
 			c.ID, PhaseDeleting))
 		if err != nil {
 			return fmt.Errorf("mark cluster deleting: %w", err)
 		}
-		op, err = insertOperation(ctx, tx, actor, c, OpDeprovision, steps, enqueue)
+		*op, err = insertOperation(ctx, tx, actor, *c, OpDeprovision, steps, enqueue)
 		if err != nil {
 			return err
 		}
 		return audit(ctx, tx, actor, "cluster.delete", "clusters/"+c.Name, map[string]any{"operation": op.ID})
 	})
-	return c, op, err
 }

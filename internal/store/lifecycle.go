@@ -49,6 +49,22 @@ func notBusy(ctx context.Context, tx pgx.Tx, c Cluster) error {
 	return &BusyError{Cluster: c.Name, Operation: active}
 }
 
+// onLiveCluster runs change in one transaction on the tenant's live
+// cluster name, locked (lockLiveCluster); change may replace the cluster
+// and sets the operation, which are returned once the transaction commits.
+func (s *Store) onLiveCluster(ctx context.Context, actor Actor, name string, change func(tx pgx.Tx, c *Cluster, op *Operation) error) (Cluster, Operation, error) {
+	var c Cluster
+	var op Operation
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		if c, err = lockLiveCluster(ctx, tx, actor.TenantID, name); err != nil {
+			return err
+		}
+		return change(tx, &c, &op)
+	})
+	return c, op, err
+}
+
 // UpdateSpec replaces the tenant's live cluster's spec, bumps its
 // generation and enqueues an update operation, in one transaction.
 // ifGeneration > 0 must equal the current generation (else
@@ -56,34 +72,28 @@ func notBusy(ctx context.Context, tx pgx.Tx, c Cluster) error {
 // *BusyError. A spec asking for more machines is held against the
 // tenant's quota (a *QuotaExceededError).
 func (s *Store) UpdateSpec(ctx context.Context, actor Actor, name string, ifGeneration int64, spec json.RawMessage, shape string, machines int64, steps []string, enqueue EnqueueFunc) (Cluster, Operation, error) {
-	var c Cluster
-	var op Operation
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	return s.onLiveCluster(ctx, actor, name, func(tx pgx.Tx, c *Cluster, op *Operation) error {
 		var err error
-		if c, err = lockLiveCluster(ctx, tx, actor.TenantID, name); err != nil {
-			return err
-		}
 		if ifGeneration > 0 && ifGeneration != c.Generation {
 			return fmt.Errorf("cluster %q is at generation %d, not %d: %w", name, c.Generation, ifGeneration, ErrPreconditionFailed)
 		}
-		if err := notBusy(ctx, tx, c); err != nil {
+		if err := notBusy(ctx, tx, *c); err != nil {
 			return err
 		}
-		if err := checkQuota(ctx, tx, actor.TenantID, &c, machines); err != nil {
+		if err := checkQuota(ctx, tx, actor.TenantID, c, machines); err != nil {
 			return err
 		}
-		c, err = scanCluster(tx.QueryRow(ctx, `
+		*c, err = scanCluster(tx.QueryRow(ctx, `
 			UPDATE clusters SET spec = $2, spec_shape = $5, machines = $4, generation = generation + 1, phase = $3, message = '', updated_at = now()
 			WHERE id = $1 RETURNING `+clusterColumns, c.ID, spec, PhaseUpdating, machines, specShape(shape)))
 		if err != nil {
 			return fmt.Errorf("update spec of %q: %w", name, err)
 		}
-		if op, err = insertOperation(ctx, tx, actor, c, OpUpdate, steps, enqueue); err != nil {
+		if *op, err = insertOperation(ctx, tx, actor, *c, OpUpdate, steps, enqueue); err != nil {
 			return err
 		}
 		return audit(ctx, tx, actor, "cluster.update", "clusters/"+name, map[string]any{"operation": op.ID, "generation": c.Generation})
 	})
-	return c, op, err
 }
 
 // CancelOperation cancels the tenant's active operation id of cluster name
@@ -91,14 +101,9 @@ func (s *Store) UpdateSpec(ctx context.Context, actor Actor, name string, ifGene
 // saying who cancelled and how to retry; ErrConflict if the operation has
 // already ended.
 func (s *Store) CancelOperation(ctx context.Context, actor Actor, name string, id uuid.UUID, cancelJob CancelJobFunc) (Cluster, Operation, error) {
-	var c Cluster
-	var op Operation
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	return s.onLiveCluster(ctx, actor, name, func(tx pgx.Tx, c *Cluster, op *Operation) error {
 		var err error
-		if c, err = lockLiveCluster(ctx, tx, actor.TenantID, name); err != nil {
-			return err
-		}
-		op, err = loadOperation(ctx, tx, `tenant_id = $1 AND cluster_id = $2 AND id = $3`, actor.TenantID, c.ID, id)
+		*op, err = loadOperation(ctx, tx, `tenant_id = $1 AND cluster_id = $2 AND id = $3`, actor.TenantID, c.ID, id)
 		if err != nil {
 			return err
 		}
@@ -106,20 +111,19 @@ func (s *Store) CancelOperation(ctx context.Context, actor Actor, name string, i
 			return fmt.Errorf("operation %s already ended (%s): %w", id, op.State, ErrConflict)
 		}
 		message := fmt.Sprintf("%s cancelled; retry with POST /v1/clusters/%s/retry", op.Kind, name)
-		if err := cancelActive(ctx, tx, op, message, cancelJob); err != nil {
+		if err := cancelActive(ctx, tx, *op, message, cancelJob); err != nil {
 			return err
 		}
-		c, err = scanCluster(tx.QueryRow(ctx, `
+		*c, err = scanCluster(tx.QueryRow(ctx, `
 			UPDATE clusters SET phase = 'Failed', message = $2, updated_at = now() WHERE id = $1 RETURNING `+clusterColumns, c.ID, message))
 		if err != nil {
 			return fmt.Errorf("mark cluster: %w", err)
 		}
-		if op, err = loadOperation(ctx, tx, `id = $1`, op.ID); err != nil {
+		if *op, err = loadOperation(ctx, tx, `id = $1`, op.ID); err != nil {
 			return err
 		}
 		return audit(ctx, tx, actor, "operation.cancel", "clusters/"+name, map[string]any{"operation": op.ID})
 	})
-	return c, op, err
 }
 
 // cancelActive ends an active operation as cancelled with message: its
@@ -147,14 +151,8 @@ func cancelActive(ctx context.Context, tx pgx.Tx, op Operation, message string, 
 // latest one, which must have failed or been cancelled. Steps are
 // idempotent, so the new operation runs them all again and each converges.
 func (s *Store) RetryOperation(ctx context.Context, actor Actor, name string, stepsFor func(OperationKind) []string, enqueue EnqueueFunc) (Cluster, Operation, error) {
-	var c Cluster
-	var op Operation
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var err error
-		if c, err = lockLiveCluster(ctx, tx, actor.TenantID, name); err != nil {
-			return err
-		}
-		if err := notBusy(ctx, tx, c); err != nil {
+	return s.onLiveCluster(ctx, actor, name, func(tx pgx.Tx, c *Cluster, op *Operation) error {
+		if err := notBusy(ctx, tx, *c); err != nil {
 			return err
 		}
 		last, err := loadOperation(ctx, tx, `cluster_id = $1 ORDER BY created_at DESC LIMIT 1`, c.ID)
@@ -164,18 +162,17 @@ func (s *Store) RetryOperation(ctx context.Context, actor Actor, name string, st
 		if last.State != OpFailed && last.State != OpCancelled {
 			return fmt.Errorf("the last operation of %q %s: nothing to retry: %w", name, last.State, ErrConflict)
 		}
-		c, err = scanCluster(tx.QueryRow(ctx, `
+		*c, err = scanCluster(tx.QueryRow(ctx, `
 			UPDATE clusters SET phase = $2, message = '', updated_at = now() WHERE id = $1 RETURNING `+clusterColumns,
 			c.ID, phaseWhileQueued(last.Kind)))
 		if err != nil {
 			return fmt.Errorf("mark cluster: %w", err)
 		}
-		if op, err = insertOperation(ctx, tx, actor, c, last.Kind, stepsFor(last.Kind), enqueue); err != nil {
+		if *op, err = insertOperation(ctx, tx, actor, *c, last.Kind, stepsFor(last.Kind), enqueue); err != nil {
 			return err
 		}
 		return audit(ctx, tx, actor, "operation.retry", "clusters/"+name, map[string]any{"operation": op.ID, "retries": last.ID})
 	})
-	return c, op, err
 }
 
 // SavePreviousManifests keeps, once per operation, the manifests an update

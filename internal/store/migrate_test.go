@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"io/fs"
 	"slices"
 	"strings"
 	"testing"
@@ -12,8 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
-	provisioner "lok8s.dev/provisioner"
-	"lok8s.dev/provisioner/internal/capi"
+	"lok8s.dev/provisioner/internal/app"
 	"lok8s.dev/provisioner/internal/dbtest"
 	"lok8s.dev/provisioner/internal/jobs"
 	"lok8s.dev/provisioner/internal/store"
@@ -81,11 +79,7 @@ func TestMigrationGivesRunningOperationsTheNewSteps(t *testing.T) {
 	if _, err := provider.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
-	templates, err := fs.Sub(provisioner.Templates, "templates")
-	if err != nil {
-		t.Fatal(err)
-	}
-	catalog, err := capi.LoadCatalog(templates)
+	catalog, err := app.LoadCatalog("") // the embedded templates
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,15 +19,10 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"lok8s.dev/provisioner/internal/dbtest"
+	"lok8s.dev/provisioner/internal/jobs"
 	"lok8s.dev/provisioner/internal/seal"
 	"lok8s.dev/provisioner/internal/store"
 )
-
-type testArgs struct {
-	OperationID uuid.UUID `json:"operationId"`
-}
-
-func (testArgs) Kind() string { return "provision" }
 
 type bundle struct {
 	pool    *pgxpool.Pool
@@ -51,7 +46,7 @@ func setup(t *testing.T) bundle {
 	}
 	b := bundle{pool: pool, store: st, river: rc, actor: store.Actor{TenantID: admin.TenantID, TokenID: admin.TokenID, RequestID: "req-1"}}
 	b.enqueue = func(ctx context.Context, tx store.Tx, op store.Operation) (int64, error) {
-		res, err := rc.InsertTx(ctx, tx.Driver(), testArgs{OperationID: op.ID}, nil)
+		res, err := rc.InsertTx(ctx, tx.Driver(), jobs.ProvisionArgs{OperationID: op.ID}, nil)
 		if err != nil {
 			return 0, err
 		}

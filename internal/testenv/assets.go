@@ -51,23 +51,52 @@ func AssetsDir(ctx context.Context, root string) (string, error) {
 	if _, err := os.Stat(script); err != nil {
 		return "", fmt.Errorf("testenv: KUBEBUILDER_ASSETS is not set and %w", err)
 	}
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "bash", script)
-	cmd.Dir = root
-	cmd.Stdout = &stdout
 	// The script reports its progress (a build takes minutes) on stderr; show
 	// it as it comes and keep it for the error message.
-	cmd.Stderr = io.MultiWriter(os.Stderr, &stderr)
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("testenv: %s failed (%w):\n%s\nset KUBEBUILDER_ASSETS to a directory with kube-apiserver and etcd, or %s",
-			script, err, tail(stderr.String(), 4000), assetsHint)
+	dir, err := RunCacheScript(ctx, root, script, os.Stderr)
+	if err != nil {
+		return "", fmt.Errorf("testenv: %w\nset KUBEBUILDER_ASSETS to a directory with kube-apiserver and etcd, or %s", err, assetsHint)
 	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	dir := strings.TrimSpace(lines[len(lines)-1])
 	if err := checkAssets(dir); err != nil {
 		return "", fmt.Errorf("testenv: %s printed %q: %w; %s", script, dir, err, assetsHint)
 	}
 	return dir, nil
+}
+
+// RunCacheScript runs a script of the repository's hack/ (bash, in root)
+// that builds something on a cache miss and prints its directory last; it
+// returns that directory. The script's stderr goes to progress (when not
+// nil) and, its end, into the error when the script fails.
+func RunCacheScript(ctx context.Context, root, script string, progress io.Writer) (string, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "bash", script)
+	cmd.Dir = root
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if progress != nil {
+		cmd.Stderr = io.MultiWriter(progress, &stderr)
+	}
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("%s failed (%w):\n%s", script, err, tail(stderr.String(), 4000))
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	return strings.TrimSpace(lines[len(lines)-1]), nil
+}
+
+// CheckExecutables reports each of names that is not an executable file in
+// dir.
+func CheckExecutables(dir string, names ...string) error {
+	var errs []error
+	for _, name := range names {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case fi.IsDir() || fi.Mode().Perm()&0o111 == 0:
+			errs = append(errs, fmt.Errorf("%s is not an executable file", filepath.Join(dir, name)))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // modulePath returns the module path declared by go.mod contents.
@@ -81,19 +110,7 @@ func modulePath(gomod []byte) string {
 	return ""
 }
 
-func checkAssets(dir string) error {
-	var errs []error
-	for _, name := range []string{"kube-apiserver", "etcd"} {
-		fi, err := os.Stat(filepath.Join(dir, name))
-		switch {
-		case err != nil:
-			errs = append(errs, err)
-		case fi.IsDir() || fi.Mode().Perm()&0o111 == 0:
-			errs = append(errs, fmt.Errorf("%s is not an executable file", filepath.Join(dir, name)))
-		}
-	}
-	return errors.Join(errs...)
-}
+func checkAssets(dir string) error { return CheckExecutables(dir, "kube-apiserver", "etcd") }
 
 func tail(s string, n int) string {
 	if len(s) <= n {

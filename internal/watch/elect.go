@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -69,21 +70,11 @@ type Election struct {
 
 // WithDefaults fills the zero fields with the Default values.
 func (e Election) WithDefaults() Election {
-	if e.Namespace == "" {
-		e.Namespace = DefaultLeaseNamespace
-	}
-	if e.Name == "" {
-		e.Name = DefaultLeaseName
-	}
-	if e.LeaseDuration == 0 {
-		e.LeaseDuration = DefaultLeaseDuration
-	}
-	if e.RenewDeadline == 0 {
-		e.RenewDeadline = DefaultRenewDeadline
-	}
-	if e.RetryPeriod == 0 {
-		e.RetryPeriod = DefaultRetryPeriod
-	}
+	e.Namespace = cmp.Or(e.Namespace, DefaultLeaseNamespace)
+	e.Name = cmp.Or(e.Name, DefaultLeaseName)
+	e.LeaseDuration = cmp.Or(e.LeaseDuration, DefaultLeaseDuration)
+	e.RenewDeadline = cmp.Or(e.RenewDeadline, DefaultRenewDeadline)
+	e.RetryPeriod = cmp.Or(e.RetryPeriod, DefaultRetryPeriod)
 	return e
 }
 
