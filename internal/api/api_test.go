@@ -177,6 +177,7 @@ func setupWith(t testing.TB, opts setupOptions) *bundle {
 			t.Fatal(err)
 		}
 		cfg.MaxConns = 1
+		cfg.ConnConfig.RuntimeParams["application_name"] = feedApplication
 		feedPool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
