@@ -131,14 +131,12 @@ func setupWith(t testing.TB, opts setupOptions) *bundle {
 	if dbURL == "" {
 		dbURL = dbtest.New(t)
 	}
-	pool, err := pgxpool.New(context.Background(), dbURL)
+	cfg := dbtest.PoolConfig(t, dbURL)
 	queries := &queryCounter{}
-	if opts.bench {
-		pool.Close()
-		cfg, _ := pgxpool.ParseConfig(dbURL)
+	if opts.bench { // production's pool
 		cfg.MaxConns, cfg.ConnConfig.Tracer = store.DefaultMaxConns, queries
-		pool, err = pgxpool.NewWithConfig(context.Background(), cfg)
 	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
