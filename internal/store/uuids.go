@@ -18,13 +18,17 @@ func registerUUIDs(_ context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
-// uuidCodec is pgx's uuid codec, plus uuid.UUID in the binary format.
-// Pointers, arrays and NULLs reach it through pgx's own wrappers.
+// uuidCodec is pgx's uuid codec, plus uuid.UUID and *uuid.UUID in the
+// binary format (pgx would not dereference the pointer: it is a
+// driver.Valuer too). Arrays and NULLs reach it through pgx's wrappers.
 type uuidCodec struct{ pgtype.UUIDCodec }
 
 func (c uuidCodec) PlanEncode(m *pgtype.Map, oid uint32, format int16, value any) pgtype.EncodePlan {
-	if _, ok := value.(uuid.UUID); ok && format == pgtype.BinaryFormatCode {
-		return encodeUUID{}
+	if format == pgtype.BinaryFormatCode {
+		switch value.(type) {
+		case uuid.UUID, *uuid.UUID:
+			return encodeUUID{}
+		}
 	}
 	return c.UUIDCodec.PlanEncode(m, oid, format, value)
 }
@@ -39,7 +43,14 @@ func (c uuidCodec) PlanScan(m *pgtype.Map, oid uint32, format int16, target any)
 type encodeUUID struct{}
 
 func (encodeUUID) Encode(value any, buf []byte) ([]byte, error) {
-	id := value.(uuid.UUID)
+	id, ok := value.(uuid.UUID)
+	if !ok {
+		p := value.(*uuid.UUID)
+		if p == nil {
+			return nil, nil // NULL
+		}
+		id = *p
+	}
 	return append(buf, id[:]...), nil
 }
 

@@ -66,6 +66,11 @@ func TestUUIDsAsTheirBytes(t *testing.T) {
 		t.Errorf("encoding a uuid.UUID: %v allocations (%v), want at most 1", allocs, err)
 	}
 	if allocs := testing.AllocsPerRun(100, func() {
+		_, err = m.Encode(pgtype.UUIDOID, pgtype.BinaryFormatCode, &id, buf[:0])
+	}); err != nil || allocs > 0 {
+		t.Errorf("encoding a *uuid.UUID: %v allocations (%v), want none", allocs, err)
+	}
+	if allocs := testing.AllocsPerRun(100, func() {
 		err = m.Scan(pgtype.UUIDOID, pgtype.BinaryFormatCode, src, &got)
 	}); err != nil || allocs > 0 || got != id {
 		t.Errorf("scanning a uuid.UUID: %v allocations, %s (%v), want none, %s", allocs, got, err, id)
