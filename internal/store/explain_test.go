@@ -43,6 +43,23 @@ func (r *recorder) take() []recorded {
 	return out
 }
 
+// recordingPool opens a pool on a fresh database, whose queries rec keeps.
+func recordingPool(t *testing.T) (*pgxpool.Pool, *recorder) {
+	t.Helper()
+	rec := &recorder{}
+	cfg, err := pgxpool.ParseConfig(dbtest.New(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.Tracer = rec
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool, rec
+}
+
 // TestHotQueriesUseIndexes: with thousands of rows (10,000 clusters of one
 // tenant, deleted ones among them, their operations, steps and events,
 // 2,000 credentials and tokens), every query of the API's hot reads —
@@ -52,17 +69,7 @@ func (r *recorder) take() []recorded {
 func TestHotQueriesUseIndexes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	rec := &recorder{}
-	cfg, err := pgxpool.ParseConfig(dbtest.New(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.Tracer = rec
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool, rec := recordingPool(t)
 	exec := func(sql string, args ...any) {
 		t.Helper()
 		if _, err := pool.Exec(ctx, sql, args...); err != nil {
@@ -198,17 +205,7 @@ func seqScans(node map[string]any) []string {
 func TestChangesReadByIndexWithoutStatistics(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	rec := &recorder{}
-	cfg, err := pgxpool.ParseConfig(dbtest.New(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.Tracer = rec
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool, rec := recordingPool(t)
 	for _, sql := range []string{
 		`ALTER TABLE changes SET (autovacuum_enabled = false)`, // no ANALYZE behind the test's back
 		// 20,000 keys, two per transaction, of transactions already ended.
