@@ -131,14 +131,12 @@ func setupWith(t testing.TB, opts setupOptions) *bundle {
 	if dbURL == "" {
 		dbURL = dbtest.New(t)
 	}
-	pool, err := pgxpool.New(context.Background(), dbURL)
+	cfg := dbtest.PoolConfig(t, dbURL)
 	queries := &queryCounter{}
-	if opts.bench {
-		pool.Close()
-		cfg, _ := pgxpool.ParseConfig(dbURL)
+	if opts.bench { // production's pool
 		cfg.MaxConns, cfg.ConnConfig.Tracer = store.DefaultMaxConns, queries
-		pool, err = pgxpool.NewWithConfig(context.Background(), cfg)
 	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,6 +175,7 @@ func setupWith(t testing.TB, opts setupOptions) *bundle {
 			t.Fatal(err)
 		}
 		cfg.MaxConns = 1
+		cfg.ConnConfig.RuntimeParams["application_name"] = feedApplication
 		feedPool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)

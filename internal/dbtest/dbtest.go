@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -79,12 +80,25 @@ func New(t testing.TB) string {
 // when t ends.
 func NewPool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	pool, err := pgxpool.New(context.Background(), New(t))
+	pool, err := pgxpool.NewWithConfig(context.Background(), PoolConfig(t, New(t)))
 	if err != nil {
 		t.Fatalf("dbtest: open pool: %v", err)
 	}
 	t.Cleanup(pool.Close)
 	return pool
+}
+
+// PoolConfig is the service's pool configuration for url (store.PoolConfig:
+// the same types sent and read as in production), with pgxpool's default
+// size rather than the service's, since many tests run at once.
+func PoolConfig(t testing.TB, url string) *pgxpool.Config {
+	t.Helper()
+	cfg, err := store.PoolConfig(url)
+	if err != nil {
+		t.Fatalf("dbtest: %v", err)
+	}
+	cfg.MaxConns = max(4, int32(runtime.NumCPU()))
+	return cfg
 }
 
 func createFromTemplate(ctx context.Context, admin *pgx.Conn, name, tmpl string) error {

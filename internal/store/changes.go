@@ -22,6 +22,12 @@ type ChangeCursor struct {
 // lost is true, with no keys, when changes may have been missed: after is
 // the zero cursor, or rows it had not seen were pruned (see PruneChanges).
 // The caller then drops whatever it derived from earlier changes.
+//
+// The rows since the previous look are read as a range bounded on both
+// sides, up to this look's xmax (rows of later transactions are not
+// visible to it anyway): open-ended, the planner guesses a third of the
+// table for it until the table has statistics, and read all of it, every
+// look, as it grew (TestChangesReadByIndexWithoutStatistics).
 func (s *Store) Changes(ctx context.Context, after ChangeCursor) (keys []string, next ChangeCursor, lost bool, err error) {
 	if after.snapshot == "" {
 		if err := s.pool.QueryRow(ctx, `SELECT pg_current_snapshot()::text`).Scan(&next.snapshot); err != nil {
@@ -32,7 +38,8 @@ func (s *Store) Changes(ctx context.Context, after ChangeCursor) (keys []string,
 	if err := s.pool.QueryRow(ctx, `
 		SELECT pg_current_snapshot()::text,
 			pg_snapshot_xmin($1::pg_snapshot) < (SELECT pruned_below FROM change_retention),
-			array(SELECT key FROM changes WHERE tx >= pg_snapshot_xmax($1::pg_snapshot)
+			array(SELECT key FROM changes
+				WHERE tx >= pg_snapshot_xmax($1::pg_snapshot) AND tx < pg_snapshot_xmax(pg_current_snapshot())
 				UNION SELECT key FROM changes WHERE tx = ANY(array(SELECT pg_snapshot_xip($1::pg_snapshot))))`,
 		after.snapshot).Scan(&next.snapshot, &lost, &keys); err != nil {
 		return nil, after, false, fmt.Errorf("read changes: %w", err)

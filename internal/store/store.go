@@ -68,8 +68,8 @@ func OneConnection(ctx context.Context, pool *pgxpool.Pool) (*pgxpool.Pool, erro
 	return one, nil
 }
 
-// Connect opens a pool to url and checks that the database answers.
-func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
+// PoolConfig is the configuration Connect opens a pool to url with.
+func PoolConfig(url string) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
@@ -78,6 +78,16 @@ func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	// of submissions; pool_max_conns in the URL still wins.
 	if !strings.Contains(url, "pool_max_conns") {
 		cfg.MaxConns = DefaultMaxConns
+	}
+	cfg.AfterConnect = registerUUIDs
+	return cfg, nil
+}
+
+// Connect opens a pool to url and checks that the database answers.
+func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := PoolConfig(url)
+	if err != nil {
+		return nil, err
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
