@@ -74,9 +74,15 @@ func startBenchService(tb testing.TB, c benchConfig) (s *benchService, stop func
 	}
 	admin := newAdminToken()
 	key, _ := seal.ParseKey(seal.NewKey())
+	// The service's own lease timing (watch.DefaultLeaseDuration, …), not
+	// the tests' 4 s one: under the load of thousands of clusters the
+	// apiserver can take seconds to answer a renewal, and each lease lost
+	// restarts the watcher, which lists every object again.
+	election := testElection(dbURL)
+	election.LeaseDuration, election.RenewDeadline, election.RetryPeriod = 0, 0, 0
 	cfg := app.Config{
 		Addr: "127.0.0.1:0", DatabaseURL: serviceURL, AdminToken: admin,
-		EncryptionKey: key, MgmtKubeconfig: kubeconfig, Election: testElection(dbURL),
+		EncryptionKey: key, MgmtKubeconfig: kubeconfig, Election: election,
 		TemplatesDir: benchTemplates(tb), MgmtQPS: float32(c.mgmtQPS), MgmtBurst: 2 * c.mgmtQPS,
 		Workers: c.workers, CheckInterval: c.checkInterval, WatchedCheckInterval: c.watched, ProvisionTimeout: time.Hour,
 		JobMaxAttempts: 6, ShutdownTimeout: 30 * time.Second,
