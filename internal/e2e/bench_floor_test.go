@@ -26,12 +26,12 @@ const benchFloorClusters = 200
 
 // benchFloor is the reference BenchmarkProvisionMany measures beside the
 // service: the objects the service applied for its clusters, created again
-// in a namespace of their own by a bare client, the way the apply step
-// creates them (create-only server-side apply, mgmt.Cluster.ApplyNew), many
-// at once and without client-go's rate limit. It is the most the management
-// apiserver (and its etcd) does on this machine for the same work, with no
-// service, Postgres or worker pipeline in the way: what "all applied" could
-// be at best.
+// in a namespace of their own by a bare client, many at once and without
+// client-go's rate limit, the way the apply step creates them (create-only
+// server-side apply, mgmt.Cluster.ApplyNew) or by a plain create. It is the
+// most the management apiserver (and its etcd) does on this machine for the
+// same work, with no service, Postgres or worker pipeline in the way: what
+// "all applied" could be at best.
 type benchFloor struct {
 	how               string
 	clusters, objects int
@@ -52,9 +52,9 @@ func (f benchFloor) String() string {
 
 // applyFloor creates, in a new namespace, the objects the service rendered
 // for its clusters (clusters.manifests; benchFloorClusters of them at
-// most), and times it: with
-// create-only server-side apply as the service does, or, with plainCreate,
-// with a plain create (POST), which skips apply's field-set merge.
+// most), and times it: with create-only server-side apply as the service
+// does, or, with plainCreate, with a plain create (POST), which skips
+// apply's field-set merge.
 func (s *benchService) applyFloor(ctx context.Context, plainCreate bool) (benchFloor, error) {
 	rows, err := s.db.Query(ctx, `SELECT manifests FROM clusters WHERE manifests IS NOT NULL AND manifests <> '' ORDER BY name LIMIT $1`, benchFloorClusters)
 	if err != nil {
@@ -99,6 +99,12 @@ func (s *benchService) applyFloor(ctx context.Context, plainCreate bool) (benchF
 		return benchFloor{}, fmt.Errorf("create namespace %s: %w", namespace, err)
 	}
 
+	create := mc.ApplyNew
+	if plainCreate {
+		create = func(ctx context.Context, obj *unstructured.Unstructured) error {
+			return mc.Client().Create(ctx, obj.DeepCopy(), client.FieldOwner(mgmt.FieldManager))
+		}
+	}
 	var (
 		next     atomic.Int64
 		wg       sync.WaitGroup
@@ -112,12 +118,6 @@ func (s *benchService) applyFloor(ctx context.Context, plainCreate bool) (benchF
 		go func() {
 			defer wg.Done()
 			for i := next.Add(1) - 1; i < int64(len(objs)); i = next.Add(1) - 1 {
-				create := mc.ApplyNew
-				if plainCreate {
-					create = func(ctx context.Context, obj *unstructured.Unstructured) error {
-						return mc.Client().Create(ctx, obj.DeepCopy(), client.FieldOwner(mgmt.FieldManager))
-					}
-				}
 				if err := create(ctx, objs[i]); err != nil {
 					errOnce.Do(func() { firstErr = err })
 					return
