@@ -21,7 +21,6 @@ package api_test
 //	LOK8S_BENCH_MODES='as is$' go test ./internal/api -run '^$' -bench BenchmarkCreateClusters -benchtime=1x -cpuprofile cpu.out
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -31,7 +30,6 @@ import (
 	"regexp"
 	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +39,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"lok8s.dev/provisioner/internal/procstat"
 	"lok8s.dev/provisioner/internal/store"
 	"lok8s.dev/provisioner/migrations"
 )
@@ -372,19 +371,11 @@ func backendCPU(b *testing.B, conn *pgx.Conn) map[int]backendUse {
 	}
 	for _, be := range backends {
 		pid := be.PID
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
+		st, ok := procstat.Read(int(pid))
+		if !ok {
 			continue
 		}
-		// Fields 14 and 15 (utime, stime, in clock ticks of 10 ms) follow
-		// the command name in parentheses.
-		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		if len(fields) < 13 {
-			continue
-		}
-		utime, _ := strconv.ParseInt(fields[11], 10, 64)
-		stime, _ := strconv.ParseInt(fields[12], 10, 64)
-		out[int(pid)] = backendUse{cpu: time.Duration(utime+stime) * 10 * time.Millisecond, feed: be.Feed}
+		out[int(pid)] = backendUse{cpu: st.CPU, feed: be.Feed}
 	}
 	return out
 }

@@ -6,13 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
-)
 
-// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's CPU times: 100 on
-// every Linux architecture Go runs on.
-const clockTicks = 100
+	"lok8s.dev/provisioner/internal/procstat"
+)
 
 // benchCPU is the CPU time used so far by each part of the scenario: this
 // process (the service and the benchmark's own clients), the envtest
@@ -37,24 +34,26 @@ func (c benchCPU) perCluster(n int) string {
 		each(total), each(c.service), each(c.apiserver), each(c.etcd), each(c.postgres))
 }
 
-// readCPU reads the parts' CPU times from /proc ("" parts it cannot read
-// count zero: the figures are a diagnosis, not a check).
+// readCPU reads the parts' CPU times from /proc (a part it cannot read
+// counts zero: the figures are a diagnosis, not a check).
 func (s *benchService) readCPU(ctx context.Context) benchCPU {
 	var c benchCPU
 	self := os.Getpid()
-	c.service = procCPU(self)
+	if st, ok := procstat.Read(self); ok {
+		c.service = st.CPU
+	}
 	children, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, path := range children {
 		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
-		comm, ppid, cpu, ok := procStat(pid)
-		if !ok || ppid != self {
+		st, ok := procstat.Read(pid)
+		if !ok || st.Parent != self {
 			continue
 		}
-		switch comm {
+		switch st.Command {
 		case "kube-apiserver":
-			c.apiserver += cpu
+			c.apiserver += st.CPU
 		case "etcd":
-			c.etcd += cpu
+			c.etcd += st.CPU
 		}
 	}
 	rows, err := s.db.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'`)
@@ -64,38 +63,12 @@ func (s *benchService) readCPU(ctx context.Context) benchCPU {
 	defer rows.Close()
 	for rows.Next() {
 		var pid int
-		if rows.Scan(&pid) == nil {
-			c.postgres += procCPU(pid)
+		if rows.Scan(&pid) != nil {
+			continue
+		}
+		if st, ok := procstat.Read(pid); ok {
+			c.postgres += st.CPU
 		}
 	}
 	return c
-}
-
-func procCPU(pid int) time.Duration {
-	_, _, cpu, _ := procStat(pid)
-	return cpu
-}
-
-// procStat reads a process's command name, parent and CPU time (user and
-// system) from /proc/<pid>/stat.
-func procStat(pid int) (comm string, ppid int, cpu time.Duration, ok bool) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return "", 0, 0, false
-	}
-	s := string(raw)
-	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if open < 0 || end < open {
-		return "", 0, 0, false
-	}
-	// After "pid (comm) ": state, ppid, …; utime and stime are fields 14
-	// and 15 of the whole line, so 11 and 12 of these.
-	f := strings.Fields(s[end+1:])
-	if len(f) < 13 {
-		return "", 0, 0, false
-	}
-	ppid, _ = strconv.Atoi(f[1])
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return s[open+1 : end], ppid, time.Duration(utime+stime) * time.Second / clockTicks, true
 }
