@@ -44,7 +44,7 @@ bench-events: ## 500 event streams on one server while 100 clusters change state
 	hack/postgres.sh
 	go test ./internal/api -run '^$$' -bench BenchmarkEventStreams -benchtime=1x
 
-bench-writes: ## POST clusters from 32 concurrent clients for 10 s, beside the old global events lock
+bench-writes: ## POST clusters from 32 concurrent clients for 10 s, beside the old global events lock and the store alone
 	hack/postgres.sh
 	go test ./internal/api -run '^$$' -bench BenchmarkCreateClusters -benchtime=1x
 

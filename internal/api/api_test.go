@@ -100,6 +100,11 @@ type bundle struct {
 	reads      *readmodel.Model
 	// handler is the API handler itself (no validator), for benchmarks.
 	handler http.Handler
+	// store, enqueue and steps are what the handler's service writes
+	// with, for the writes benchmark's store-only reference.
+	store   *store.Store
+	enqueue store.EnqueueFunc
+	steps   func(store.OperationKind) []string
 }
 
 func setup(t testing.TB) *bundle {
@@ -228,7 +233,8 @@ func setupWith(t testing.TB, opts setupOptions) *bundle {
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &bundle{t: t, url: srv.URL, dbURL: dbURL, pool: pool, adminToken: adminToken, logs: logs, mgmtDir: mgmtDir, queries: queries, reads: reads, handler: handler}
+	return &bundle{t: t, url: srv.URL, dbURL: dbURL, pool: pool, adminToken: adminToken, logs: logs, mgmtDir: mgmtDir, queries: queries, reads: reads, handler: handler,
+		store: st, enqueue: queue.Enqueue, steps: pipeline.StepNames}
 }
 
 // queryCounter is a pgx tracer counting the round trips to Postgres (a

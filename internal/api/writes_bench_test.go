@@ -9,12 +9,17 @@ package api_test
 // taking the global advisory lock it took before migration 00017 (the
 // reference), with the triggers notifying in the writing transaction as
 // before migration 00080, then without the change log (no streams or read
-// models would wake) and without the event triggers at all (to show what
-// each costs), and prints for each the clusters per second sustained, POST
-// p50/p99, and the database sessions sampled waiting on a lock.
+// models would wake), without the event triggers at all (to show what
+// each costs), and the store alone (the reference: the same transaction
+// without HTTP or the spec's parsing, storeAlone), and prints for each the
+// clusters per second sustained, POST p50/p99, the CPU per POST of this
+// process and of its Postgres backends, and the database sessions sampled
+// waiting on a lock.
 // LOK8S_BENCH_MODES, a regular expression, runs only the modes it matches
-// (e.g. "as is$" to profile the code as it is), and LOK8S_BENCH_SQL=1
-// prints how often each statement was sent per POST. Run:
+// (e.g. "as is$" to profile the code as it is), LOK8S_BENCH_SQL=1
+// prints how often each statement was sent per POST, and
+// LOK8S_BENCH_SQL_BEFORE is SQL run on each mode's database before it
+// starts (to try a schema change: an index dropped, a trigger changed). Run:
 //
 //	make bench-writes
 //	go test ./internal/api -run '^$' -bench BenchmarkCreateClusters -benchtime=1x
@@ -39,6 +44,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"lok8s.dev/provisioner/internal/api"
 	"lok8s.dev/provisioner/internal/procstat"
 	"lok8s.dev/provisioner/internal/store"
 	"lok8s.dev/provisioner/migrations"
@@ -84,7 +90,8 @@ func BenchmarkCreateClusters(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		for _, mode := range []string{"global lock (before 00017, reference)", "NOTIFY in the writing transaction (before 00080)", "as is",
 			"as is without the change log (what announcing costs; streams and read models would not wake)",
-			"as is without the event triggers (what events cost in all; no events)"} {
+			"as is without the event triggers (what events cost in all; no events)",
+			storeAlone} {
 			if !modes.MatchString(mode) {
 				continue
 			}
@@ -128,8 +135,17 @@ func BenchmarkCreateClusters(b *testing.B) {
 				for _, tok := range tokens {
 					s.putHetznerCredential(tok, "prod-credentials")
 				}
+				if extra := os.Getenv("LOK8S_BENCH_SQL_BEFORE"); extra != "" {
+					if _, err := s.pool.Exec(context.Background(), extra); err != nil {
+						b.Fatalf("LOK8S_BENCH_SQL_BEFORE: %v", err)
+					}
+				}
+				create := postCluster(b, s, tokens, writers)
+				if mode == storeAlone {
+					create = storeCluster(b, s, tokens)
+				}
 				b.StartTimer()
-				r := benchWrites(b, s, tokens, writers, time.Duration(seconds)*time.Second)
+				r := benchWrites(b, s, create, writers, time.Duration(seconds)*time.Second)
 				b.StopTimer()
 				fmt.Printf("BenchmarkCreateClusters, %s: %d writers, %d tenant(s), %s\n", mode, writers, tenants, r.duration.Round(time.Millisecond))
 				fmt.Printf("  %d clusters created: %.0f clusters/s; POST p50 %s  p99 %s  max %s; %d errors\n",
@@ -144,6 +160,8 @@ func BenchmarkCreateClusters(b *testing.B) {
 				}
 				fmt.Printf("  CPU per POST: %.2f ms in this process (server and clients), %.2f ms in its Postgres backends (of which the change feed's %.2f ms): at most %.0f POST/s on %d cores\n",
 					perPOST(r.selfCPU), perPOST(r.pgCPU), perPOST(r.feedCPU), float64(runtime.NumCPU())*1000/(perPOST(r.selfCPU)+perPOST(r.pgCPU)), runtime.NumCPU())
+				fmt.Printf("  one Postgres on %d cores of its own, at this CPU per POST, would take at most %.0f POST/s\n",
+					runtime.NumCPU(), float64(runtime.NumCPU())*1000/perPOST(r.pgCPU))
 				fmt.Printf("  DB sessions of this database, sampled every 50 ms: mean %.1f active, %.1f waiting on a lock (%s)\n",
 					r.active, r.waiting, r.waits)
 				if mode == "as is" {
@@ -201,11 +219,78 @@ func (r *writesResult) pct(q float64) time.Duration {
 	return r.latencies[int(q*float64(len(r.latencies)-1))].Round(100 * time.Microsecond)
 }
 
-// benchWrites POSTs clusters from writers goroutines for d and samples
-// pg_stat_activity meanwhile.
-func benchWrites(b *testing.B, s *bundle, tokens []string, writers int, d time.Duration) *writesResult {
+// storeAlone is the reference mode: the same transaction as a POST's,
+// written by calling the store from the benchmark, without HTTP,
+// authentication, the spec's parsing and validation, or the credential's
+// lookup: what the service's own work costs is the difference from "as is".
+const storeAlone = "the store alone (reference: a POST's transaction without HTTP or the spec's parsing)"
+
+// createFunc creates cluster n; it returns "" or what went wrong.
+type createFunc func(ctx context.Context, n int64) string
+
+// postCluster POSTs the README's cluster, named c<n>, with tokens[n%len].
+func postCluster(b *testing.B, s *bundle, tokens []string, writers int) createFunc {
 	spec := string(seedSpec(b))
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: writers}}
+	return func(ctx context.Context, n int64) string {
+		body := strings.Replace(spec, "name: prod", fmt.Sprintf("name: c%d", n), 1)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/v1/clusters", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tokens[int(n)%len(tokens)])
+		req.Header.Set("Content-Type", "application/yaml")
+		resp, err := client.Do(req)
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		answer, _ := io.ReadAll(resp.Body) // to the end, or the client dials a new connection for the next POST
+		if resp.StatusCode != http.StatusAccepted {
+			return fmt.Sprintf("status %d: %.512s", resp.StatusCode, answer)
+		}
+		return ""
+	}
+}
+
+// storeCluster writes cluster c<n> of tokens[n%len]'s tenant through
+// store.CreateCluster, with the row a POST of the README's cluster stores:
+// one cluster per token is POSTed first and its row copied.
+func storeCluster(b *testing.B, s *bundle, tokens []string) createFunc {
+	ctx := context.Background()
+	type template struct {
+		actor store.Actor
+		nc    store.NewCluster
+	}
+	var templates []template
+	for i, tok := range tokens {
+		name := fmt.Sprintf("template-%d", i)
+		body := strings.Replace(string(seedSpec(b)), "name: prod", "name: "+name, 1)
+		if r := s.do(http.MethodPost, "/v1/clusters", tok, "application/yaml", []byte(body)); r.status != http.StatusAccepted {
+			b.Fatalf("POST %s: %d %s", name, r.status, r.body)
+		}
+		t := template{nc: store.NewCluster{Steps: s.steps(store.OpProvision)}}
+		err := s.pool.QueryRow(ctx, `
+			SELECT c.tenant_id, t.id, c.provider, c.management_domain, c.namespace, c.spec, coalesce(c.spec_shape, ''), c.machines
+			FROM clusters c JOIN api_tokens t ON t.tenant_id = c.tenant_id AND t.token_hash = $2
+			WHERE c.name = $1`, name, api.HashToken(tok)).Scan(&t.actor.TenantID, &t.actor.TokenID,
+			&t.nc.Provider, &t.nc.ManagementDomain, &t.nc.Namespace, &t.nc.Spec, &t.nc.SpecShape, &t.nc.Machines)
+		if err != nil {
+			b.Fatalf("read %s's row: %v", name, err)
+		}
+		templates = append(templates, t)
+	}
+	return func(ctx context.Context, n int64) string {
+		t := templates[int(n)%len(templates)]
+		nc := t.nc
+		nc.Name = fmt.Sprintf("c%d", n)
+		if _, _, _, err := s.store.CreateCluster(ctx, t.actor, nc, s.enqueue); err != nil {
+			return err.Error()
+		}
+		return ""
+	}
+}
+
+// benchWrites creates clusters from writers goroutines for d and samples
+// pg_stat_activity meanwhile.
+func benchWrites(b *testing.B, s *bundle, create createFunc, writers int, d time.Duration) *writesResult {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	r := &writesResult{}
@@ -283,34 +368,17 @@ func benchWrites(b *testing.B, s *bundle, tokens []string, writers int, d time.D
 			defer wg.Done()
 			var mine []time.Duration
 			for ctx.Err() == nil {
-				n := seq.Add(1)
-				name := fmt.Sprintf("c%d", n)
-				body := strings.Replace(spec, "name: prod", "name: "+name, 1)
-				req, _ := http.NewRequest(http.MethodPost, s.url+"/v1/clusters", strings.NewReader(body))
-				req.Header.Set("Authorization", "Bearer "+tokens[int(n)%len(tokens)])
-				req.Header.Set("Content-Type", "application/yaml")
 				t0 := time.Now()
-				resp, err := client.Do(req)
+				problem := create(context.WithoutCancel(ctx), seq.Add(1))
 				took := time.Since(t0)
-				status, answer := 0, []byte(nil)
-				if err == nil {
-					status = resp.StatusCode
-					if status != http.StatusAccepted {
-						answer, _ = io.ReadAll(io.LimitReader(resp.Body, 512))
-					}
-					// Read to the end, or the client closes the connection
-					// and dials a new one for the next POST.
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
 				mu.Lock()
-				if status == http.StatusAccepted {
+				if problem == "" {
 					r.created++
 					mine = append(mine, took)
 				} else {
 					r.errors++
 					if r.firstError == "" {
-						r.firstError = fmt.Sprintf("status %d: %v %s", status, err, answer)
+						r.firstError = problem
 					}
 				}
 				mu.Unlock()
