@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river/rivertype"
 
 	provisioner "lok8s.dev/provisioner"
 	"lok8s.dev/provisioner/internal/capi"
@@ -486,5 +487,53 @@ func TestWakeDuringACheckIsNotLost(t *testing.T) {
 	done := b.waitFor(t, op.ID)
 	if done.State != store.OpSucceeded || checks.Load() != 2 {
 		t.Fatalf("state %s after %d checks: the wake during the check was lost", done.State, checks.Load())
+	}
+}
+
+// TestWakeDoesNotUndoACancel: Wake reads a snoozed job's state and then
+// runs it now; should the job be cancelled in between (an operator in
+// River's UI), running it now must not make it available again: the
+// cancel would be undone and the orphan check would never see it. The
+// test cancels the snoozed job and then takes Wake's second half (retry)
+// as the race would.
+func TestWakeDoesNotUndoACancel(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var checks atomic.Int32
+	p := testPipeline(Step{Name: "wait", Run: func(context.Context, *Run) (Outcome, error) {
+		checks.Add(1)
+		return Outcome{RecheckIn: 10 * time.Minute}, nil
+	}})
+	q := b.startQueue(t, p)
+	op := b.submit(t, q, p, "prod", seedJSON)
+	ctx := context.Background()
+	id := *op.RiverJobID
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		job, err := q.client.JobGet(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if job.State == rivertype.JobStateScheduled {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %d is %s, not snoozed, after 30s", id, job.State)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := q.client.JobCancel(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.retry(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // long enough for a revived job to be fetched and run
+	job, err := q.client.JobGet(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.State != rivertype.JobStateCancelled || checks.Load() != 1 {
+		t.Fatalf("after a cancel and a wake: job %s after %d checks; want cancelled after 1", job.State, checks.Load())
 	}
 }

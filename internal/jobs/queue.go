@@ -165,6 +165,7 @@ func (c Config) validate() error {
 // Queue enqueues operations' jobs and, with workers, runs them.
 type Queue struct {
 	client   *river.Client[pgx.Tx]
+	pool     *pgxpool.Pool
 	logger   *slog.Logger
 	observer Observer
 	// insertOnly is set without workers (an API-only replica): River
@@ -222,7 +223,7 @@ func NewQueue(pool *pgxpool.Pool, cfg Config) (*Queue, error) {
 		return nil, fmt.Errorf("jobs: new river client: %w", err)
 	}
 	wakeCtx, stopWake := context.WithCancel(context.Background())
-	return &Queue{client: client, logger: cfg.Logger, insertOnly: cfg.Workers == 0, observer: cfg.Observer,
+	return &Queue{client: client, pool: pool, logger: cfg.Logger, insertOnly: cfg.Workers == 0, observer: cfg.Observer,
 		waking: map[int64]bool{}, wakeCtx: wakeCtx, stopWake: stopWake}, nil
 }
 
@@ -285,11 +286,26 @@ func (q *Queue) wakeAfterCheck(id int64) {
 	}
 }
 
-// retry runs a scheduled job now. Should the job have run and finished
-// since it was read, running it again is harmless: its operation has
-// ended, so the worker returns at once.
+// retry runs job id now if it is still snoozed. River's JobRetry alone
+// would also make available again a job cancelled (River's UI), discarded
+// or completed since Wake read its state, undoing the cancel with the
+// operation left running; so the state is read again under the job row's
+// lock, in the transaction that retries it (a cancel waits for it, or it
+// for the cancel, and then reads the cancelled state).
 func (q *Queue) retry(ctx context.Context, id int64) error {
-	if _, err := q.client.JobRetry(ctx, id); err != nil {
+	err := pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
+		var state rivertype.JobState
+		err := tx.QueryRow(ctx, `SELECT state::text FROM river_job WHERE id = $1 FOR UPDATE`, id).Scan(&state)
+		if errors.Is(err, pgx.ErrNoRows) || (err == nil && state != rivertype.JobStateScheduled) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		_, err = q.client.JobRetryTx(ctx, tx, id)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("wake job %d: %w", id, err)
 	}
 	return nil
