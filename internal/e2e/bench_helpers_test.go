@@ -37,8 +37,12 @@ import (
 	"lok8s.dev/provisioner/internal/testenv"
 )
 
-// benchAppName marks the service's Postgres connections in pg_stat_activity.
-const benchAppName = "lok8s-bench-service"
+// benchAppName marks the service's Postgres connections in pg_stat_activity,
+// benchMeasureName the benchmark's own (its sampler and reports).
+const (
+	benchAppName     = "lok8s-bench-service"
+	benchMeasureName = "lok8s-bench-measure"
+)
 
 type benchConfig struct {
 	workers       int
@@ -90,7 +94,7 @@ func startBenchService(tb testing.TB, c benchConfig) (s *benchService, stop func
 		Logger:                  slog.New(c.logs),
 	}
 	addr, stopService := serve(tb, cfg, 45*time.Second)
-	pool, err := pgxpool.New(context.Background(), dbURL)
+	pool, err := pgxpool.New(context.Background(), dbURL+benchQuerySep(dbURL)+"application_name="+benchMeasureName)
 	if err != nil {
 		stopService()
 		tb.Fatal(err)
